@@ -1,0 +1,345 @@
+//! The presence entry, the patch an upsert carries, and the merge rule.
+//!
+//! Invariants after every [`Entry::merge`]:
+//! - `text` is never empty (it falls back to `Node: HOST · mode MODE`);
+//! - `roles` and `scopes` hold trimmed, non-blank, unique items, old items first;
+//! - `ip` is never a loopback address;
+//! - no string field is blank: a blank value in a patch counts as absent.
+
+use serde::Serialize;
+use std::net::IpAddr;
+
+/// Milliseconds since the Unix epoch, as the wire protocol's `ts`.
+pub type Millis = i64;
+
+/// One row of the presence list. Field order is the wire order of
+/// PROTOCOL.md §5; `ts` is last, which lets a snapshot refresh the self
+/// entry's `ts` by splicing digits instead of re-encoding it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Entry {
+    /// Stable identity of the instance, when it reported one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<String>,
+    /// Host name or display name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Non-loopback IP address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    /// Application version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Operating system and release, e.g. `darwin 24.1.0`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    /// Device family, e.g. `Mac`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_family: Option<String>,
+    /// Hardware model, e.g. `Mac14,3`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_identifier: Option<String>,
+    /// Client mode (`ui`, `webchat`, `node`, `gateway`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// Seconds since the user's last input on that instance.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_input_seconds: Option<u64>,
+    /// Why this entry was last written (`connect`, `periodic`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Device identity hint from the handshake.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
+    /// `client.id` from the handshake.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// Union of every role reported for this key.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
+    /// Union of every scope reported for this key.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+    /// Human-readable summary line; never empty once merged.
+    pub text: String,
+    /// Server time of the last write, ms since the epoch.
+    pub ts: Millis,
+}
+
+/// The fields one upsert carries. `None` means "not carried": the old value
+/// stays. Blank strings are treated as not carried.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Patch {
+    /// See [`Entry::instance_id`].
+    pub instance_id: Option<String>,
+    /// See [`Entry::host`].
+    pub host: Option<String>,
+    /// See [`Entry::ip`]. A loopback address is dropped by the merge.
+    pub ip: Option<String>,
+    /// See [`Entry::version`].
+    pub version: Option<String>,
+    /// See [`Entry::platform`].
+    pub platform: Option<String>,
+    /// See [`Entry::device_family`].
+    pub device_family: Option<String>,
+    /// See [`Entry::model_identifier`].
+    pub model_identifier: Option<String>,
+    /// See [`Entry::mode`].
+    pub mode: Option<String>,
+    /// `None`: keep; `Some(None)`: clear; `Some(Some(n))`: set.
+    pub last_input_seconds: Option<Option<u64>>,
+    /// See [`Entry::reason`].
+    pub reason: Option<String>,
+    /// See [`Entry::device_id`].
+    pub device_id: Option<String>,
+    /// See [`Entry::client_id`].
+    pub client_id: Option<String>,
+    /// Roles to add to the union.
+    pub roles: Vec<String>,
+    /// Scopes to add to the union.
+    pub scopes: Vec<String>,
+    /// See [`Entry::text`].
+    pub text: Option<String>,
+}
+
+impl Patch {
+    /// A patch that only sets `reason`, as a disconnect writes.
+    pub fn reason(reason: &str) -> Patch {
+        Patch {
+            reason: Some(reason.to_owned()),
+            ..Patch::default()
+        }
+    }
+}
+
+impl Entry {
+    /// Overlays `patch` on this entry and stamps it with `ts`.
+    pub fn merge(&mut self, patch: Patch, ts: Millis) {
+        overlay(&mut self.instance_id, patch.instance_id);
+        overlay(&mut self.host, patch.host);
+        overlay(&mut self.ip, patch.ip.filter(|ip| !is_loopback(ip)));
+        overlay(&mut self.version, patch.version);
+        overlay(&mut self.platform, patch.platform);
+        overlay(&mut self.device_family, patch.device_family);
+        overlay(&mut self.model_identifier, patch.model_identifier);
+        overlay(&mut self.mode, patch.mode);
+        if let Some(last_input) = patch.last_input_seconds {
+            self.last_input_seconds = last_input;
+        }
+        overlay(&mut self.reason, patch.reason);
+        overlay(&mut self.device_id, patch.device_id);
+        overlay(&mut self.client_id, patch.client_id);
+        union_into(&mut self.roles, patch.roles);
+        union_into(&mut self.scopes, patch.scopes);
+        if let Some(text) = patch.text.filter(|t| !t.trim().is_empty()) {
+            self.text = text.trim().to_owned();
+        }
+        if self.text.is_empty() {
+            self.text = fallback_text(self.host.as_deref(), self.mode.as_deref());
+        }
+        self.ts = ts;
+    }
+}
+
+/// The text an entry gets when nothing reported one.
+pub fn fallback_text(host: Option<&str>, mode: Option<&str>) -> String {
+    format!(
+        "Node: {} · mode {}",
+        host.unwrap_or("unknown"),
+        mode.unwrap_or("unknown")
+    )
+}
+
+/// True for 127.0.0.0/8, `::1` and IPv4-mapped loopback (`::ffff:127.x.y.z`).
+/// Text that is not an IP address is not loopback.
+pub fn is_loopback(ip: &str) -> bool {
+    match ip.trim().parse::<IpAddr>() {
+        Ok(IpAddr::V4(v4)) => v4.is_loopback(),
+        Ok(IpAddr::V6(v6)) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+        Err(_) => false,
+    }
+}
+
+fn overlay(slot: &mut Option<String>, new: Option<String>) {
+    if let Some(value) = new {
+        let trimmed = value.trim();
+        if !trimmed.is_empty() {
+            *slot = Some(if trimmed.len() == value.len() {
+                value
+            } else {
+                trimmed.to_owned()
+            });
+        }
+    }
+}
+
+/// Appends the trimmed, non-blank items of `new` that `list` lacks, in order.
+fn union_into(list: &mut Vec<String>, new: Vec<String>) {
+    for item in new {
+        let item = item.trim();
+        if !item.is_empty() && !list.iter().any(|have| have == item) {
+            list.push(item.to_owned());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn patch_host(host: &str) -> Patch {
+        Patch {
+            host: Some(host.into()),
+            ..Patch::default()
+        }
+    }
+
+    #[test]
+    fn merge_keeps_fields_the_patch_does_not_carry() {
+        let mut entry = Entry::default();
+        entry.merge(
+            Patch {
+                host: Some("mini".into()),
+                version: Some("1.0".into()),
+                ..Patch::default()
+            },
+            10,
+        );
+        entry.merge(
+            Patch {
+                version: Some("1.1".into()),
+                ..Patch::default()
+            },
+            20,
+        );
+        assert_eq!(entry.host.as_deref(), Some("mini"));
+        assert_eq!(entry.version.as_deref(), Some("1.1"));
+        assert_eq!(entry.ts, 20);
+    }
+
+    #[test]
+    fn blank_patch_strings_count_as_absent() {
+        let mut entry = Entry::default();
+        entry.merge(patch_host("mini"), 1);
+        entry.merge(patch_host("   "), 2);
+        assert_eq!(entry.host.as_deref(), Some("mini"));
+        entry.merge(patch_host("  big "), 3);
+        assert_eq!(entry.host.as_deref(), Some("big"));
+    }
+
+    #[test]
+    fn roles_and_scopes_union_old_items_first() {
+        let mut entry = Entry::default();
+        entry.merge(
+            Patch {
+                roles: vec!["operator".into()],
+                scopes: vec!["operator.read".into(), " ".into()],
+                ..Patch::default()
+            },
+            1,
+        );
+        entry.merge(
+            Patch {
+                roles: vec![" node ".into(), "operator".into()],
+                scopes: vec!["operator.admin".into(), "operator.read".into()],
+                ..Patch::default()
+            },
+            2,
+        );
+        assert_eq!(entry.roles, ["operator", "node"]);
+        assert_eq!(entry.scopes, ["operator.read", "operator.admin"]);
+    }
+
+    #[test]
+    fn empty_text_falls_back_to_host_and_mode() {
+        let mut entry = Entry::default();
+        entry.merge(patch_host("mini"), 1);
+        assert_eq!(entry.text, "Node: mini · mode unknown");
+        let mut bare = Entry::default();
+        bare.merge(Patch::default(), 1);
+        assert_eq!(bare.text, "Node: unknown · mode unknown");
+    }
+
+    #[test]
+    fn reported_text_replaces_old_text() {
+        let mut entry = Entry::default();
+        entry.merge(patch_host("mini"), 1);
+        entry.merge(
+            Patch {
+                text: Some(" hello ".into()),
+                ..Patch::default()
+            },
+            2,
+        );
+        assert_eq!(entry.text, "hello");
+    }
+
+    #[test]
+    fn loopback_ip_is_never_recorded_and_keeps_old_ip() {
+        let mut entry = Entry::default();
+        entry.merge(
+            Patch {
+                ip: Some("10.0.0.7".into()),
+                ..Patch::default()
+            },
+            1,
+        );
+        for loopback in ["127.0.0.1", "127.9.8.7", "::1", "::ffff:127.0.0.1"] {
+            entry.merge(
+                Patch {
+                    ip: Some(loopback.into()),
+                    ..Patch::default()
+                },
+                2,
+            );
+            assert_eq!(entry.ip.as_deref(), Some("10.0.0.7"), "{loopback}");
+        }
+        entry.merge(Patch::default(), 3);
+        assert_eq!(entry.ip.as_deref(), Some("10.0.0.7"));
+    }
+
+    #[test]
+    fn last_input_can_be_set_kept_and_cleared() {
+        let mut entry = Entry::default();
+        entry.merge(
+            Patch {
+                last_input_seconds: Some(Some(5)),
+                ..Patch::default()
+            },
+            1,
+        );
+        entry.merge(Patch::default(), 2);
+        assert_eq!(entry.last_input_seconds, Some(5));
+        entry.merge(
+            Patch {
+                last_input_seconds: Some(None),
+                ..Patch::default()
+            },
+            3,
+        );
+        assert_eq!(entry.last_input_seconds, None);
+    }
+
+    #[test]
+    fn json_omits_unknown_fields_and_keeps_wire_order() {
+        let mut entry = Entry::default();
+        entry.merge(
+            Patch {
+                instance_id: Some("i-1".into()),
+                host: Some("mini".into()),
+                mode: Some("ui".into()),
+                last_input_seconds: Some(Some(3)),
+                roles: vec!["node".into()],
+                ..Patch::default()
+            },
+            42,
+        );
+        let json = serde_json::to_string(&entry).unwrap();
+        assert_eq!(
+            json,
+            r#"{"instanceId":"i-1","host":"mini","mode":"ui","lastInputSeconds":3,"roles":["node"],"text":"Node: mini · mode ui","ts":42}"#
+        );
+    }
+}

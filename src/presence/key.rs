@@ -1,0 +1,76 @@
+//! Presence keys: the normalised name an entry is stored under.
+//!
+//! Invariant: a [`Key`] is never blank, and it is always the trimmed,
+//! lowercased form of its source, so two spellings of one instance
+//! (`Mac-Mini ` and `mac-mini`) always land on the same entry.
+
+use std::fmt;
+use std::sync::Arc;
+
+/// A normalised presence key. Cheap to clone (one reference count).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Key(Arc<str>);
+
+impl Key {
+    /// Normalises `source` (trim, then lowercase). A blank source has no key.
+    pub fn parse(source: &str) -> Option<Key> {
+        let trimmed = source.trim();
+        if trimmed.is_empty() {
+            return None;
+        }
+        // Lowercasing can only grow or keep the text, never make it blank.
+        Some(Key(Arc::from(trimmed.to_lowercase())))
+    }
+
+    /// The first source that is not blank, normalised.
+    pub fn first_of<'a>(sources: impl IntoIterator<Item = Option<&'a str>>) -> Option<Key> {
+        sources.into_iter().flatten().find_map(Key::parse)
+    }
+
+    /// The key as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl serde::Serialize for Key {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_trimmed_and_lowercased() {
+        assert_eq!(Key::parse("  Mac-Mini ").unwrap().as_str(), "mac-mini");
+        assert_eq!(Key::parse("ÄBC").unwrap().as_str(), "äbc");
+    }
+
+    #[test]
+    fn blank_key_counts_as_absent() {
+        assert_eq!(Key::parse(""), None);
+        assert_eq!(Key::parse(" \t\n"), None);
+    }
+
+    #[test]
+    fn first_of_skips_blank_and_missing_sources() {
+        let key = Key::first_of([None, Some("  "), Some("B"), Some("c")]);
+        assert_eq!(key.unwrap().as_str(), "b");
+        assert_eq!(Key::first_of([None, Some("")]), None);
+    }
+}

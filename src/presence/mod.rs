@@ -1,0 +1,20 @@
+//! Presence semantics (PROTOCOL.md §5, §6): pure, deterministic, no I/O.
+
+mod entry;
+mod key;
+mod snapshot;
+mod source;
+mod status;
+mod store;
+pub mod text;
+
+pub use entry::{Entry, Millis, Patch, fallback_text, is_loopback};
+pub use key::Key;
+pub use snapshot::{Snapshot, SnapshotEntry};
+pub use source::{
+    BeaconInput, ConnectInfo, TEXT_KEY_CHARS, beacon, connect, connect_reason, disconnect_reason,
+};
+pub use status::{ACTIVE_MAX_AGE, IDLE_MAX_AGE, Status};
+pub use store::{
+    ConnId, DEFAULT_MAX_ENTRIES, DEFAULT_TTL, Outcome, Store, StoreConfig, StoreStats,
+};

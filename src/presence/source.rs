@@ -1,0 +1,296 @@
+//! Turning what clients say into keyed patches: the connect upsert, the
+//! disconnect mark and the `system-event` beacon (PROTOCOL.md §5.1, §5.2).
+//!
+//! These are pure functions: the connection task calls them before it
+//! queues an event, so the writer thread only merges.
+
+use super::entry::Patch;
+use super::key::Key;
+use super::text;
+
+/// How many characters of a beacon's text may serve as its key.
+pub const TEXT_KEY_CHARS: usize = 64;
+
+/// What a completed handshake tells presence about one connection.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectInfo {
+    /// The server-made connection id: the key of last resort.
+    pub conn_id: String,
+    /// `client.id`.
+    pub client_id: String,
+    /// `client.displayName`.
+    pub display_name: Option<String>,
+    /// `client.version`.
+    pub version: String,
+    /// `client.platform`.
+    pub platform: String,
+    /// `client.mode`, already trimmed and lowercased.
+    pub mode: String,
+    /// `client.deviceFamily`.
+    pub device_family: Option<String>,
+    /// `client.modelIdentifier`.
+    pub model_identifier: Option<String>,
+    /// `client.instanceId`.
+    pub instance_id: Option<String>,
+    /// `device.id`, an identity hint only.
+    pub device_id: Option<String>,
+    /// True for role `node`.
+    pub is_node: bool,
+    /// The role's wire name.
+    pub role: String,
+    /// The scopes the connection was granted.
+    pub scopes: Vec<String>,
+    /// The client IP (§5.3); loopback is dropped by the merge.
+    pub ip: Option<String>,
+}
+
+/// The key and patch a tracked connection upserts after its handshake.
+pub fn connect(info: ConnectInfo) -> (Key, Patch) {
+    let instance_id = [info.device_id.as_deref(), info.instance_id.as_deref()]
+        .into_iter()
+        .flatten()
+        .find(|s| !s.trim().is_empty())
+        .map(str::to_owned);
+    let key = Key::first_of([instance_id.as_deref(), Some(info.conn_id.as_str())])
+        .unwrap_or_else(|| fallback_key(&info.conn_id));
+    let host = match info.display_name {
+        Some(name) if !name.trim().is_empty() => name,
+        _ => info.client_id.clone(),
+    };
+    let patch = Patch {
+        instance_id,
+        host: Some(host),
+        ip: info.ip,
+        version: Some(info.version),
+        platform: Some(info.platform),
+        device_family: info.device_family,
+        model_identifier: info.model_identifier,
+        mode: Some(info.mode),
+        reason: Some(connect_reason(info.is_node).to_owned()),
+        device_id: info.device_id,
+        client_id: Some(info.client_id),
+        roles: vec![info.role],
+        scopes: info.scopes,
+        ..Patch::default()
+    };
+    (key, patch)
+}
+
+/// `reason` written by a connect.
+pub fn connect_reason(is_node: bool) -> &'static str {
+    if is_node { "node-connected" } else { "connect" }
+}
+
+/// `reason` written when a tracked connection closes.
+pub fn disconnect_reason(is_node: bool) -> &'static str {
+    if is_node {
+        "node-disconnected"
+    } else {
+        "disconnect"
+    }
+}
+
+/// The validated params of one `system-event`.
+#[derive(Debug, Clone, Default)]
+pub struct BeaconInput {
+    /// Required, non-empty after trim.
+    pub text: String,
+    /// Explicit `deviceId`.
+    pub device_id: Option<String>,
+    /// Explicit `instanceId`.
+    pub instance_id: Option<String>,
+    /// Explicit `host`.
+    pub host: Option<String>,
+    /// Explicit `ip`.
+    pub ip: Option<String>,
+    /// Explicit `mode`.
+    pub mode: Option<String>,
+    /// Explicit `version`.
+    pub version: Option<String>,
+    /// Explicit `platform`.
+    pub platform: Option<String>,
+    /// Explicit `deviceFamily`.
+    pub device_family: Option<String>,
+    /// Explicit `modelIdentifier`.
+    pub model_identifier: Option<String>,
+    /// Explicit `reason`.
+    pub reason: Option<String>,
+    /// `None`: absent; `Some(None)`: `null`, clear it.
+    pub last_input_seconds: Option<Option<u64>>,
+    /// Roles to add.
+    pub roles: Vec<String>,
+    /// Scopes to add.
+    pub scopes: Vec<String>,
+}
+
+/// The key and patch of a beacon. Explicit params win over values parsed
+/// from the text; both win over what is stored (the merge keeps the rest).
+pub fn beacon(input: BeaconInput, gateway_host: &str) -> (Key, Patch) {
+    let parsed = text::parse(&input.text);
+    let trimmed_text = input.text.trim();
+    let key = Key::first_of([
+        input.device_id.as_deref(),
+        input.instance_id.as_deref(),
+        parsed.as_ref().map(|p| p.host),
+        parsed.as_ref().map(|p| p.ip),
+        Some(text::prefix_chars(trimmed_text, TEXT_KEY_CHARS)),
+        Some(gateway_host),
+    ])
+    .unwrap_or_else(|| fallback_key(gateway_host));
+    let or_parsed = |explicit: Option<String>,
+                     pick: for<'t> fn(&'t text::ParsedText<'t>) -> &'t str| {
+        explicit
+            .filter(|s| !s.trim().is_empty())
+            .or_else(|| parsed.as_ref().map(|p| pick(p).to_owned()))
+    };
+    let patch = Patch {
+        host: or_parsed(input.host, |p| p.host),
+        ip: or_parsed(input.ip, |p| p.ip),
+        version: or_parsed(input.version, |p| p.version),
+        mode: or_parsed(input.mode, |p| p.mode),
+        reason: or_parsed(input.reason, |p| p.reason),
+        last_input_seconds: input
+            .last_input_seconds
+            .or_else(|| parsed.as_ref().map(|p| Some(p.last_input_seconds))),
+        instance_id: input.instance_id,
+        platform: input.platform,
+        device_family: input.device_family,
+        model_identifier: input.model_identifier,
+        device_id: input.device_id,
+        client_id: None,
+        roles: input.roles,
+        scopes: input.scopes,
+        text: Some(trimmed_text.to_owned()),
+    };
+    (key, patch)
+}
+
+/// A key for sources that are blank after trimming; only reachable when the
+/// server itself supplied a blank id or hostname.
+fn fallback_key(source: &str) -> Key {
+    Key::parse(source)
+        .or_else(|| Key::parse("unknown"))
+        .expect("\"unknown\" is not blank")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info() -> ConnectInfo {
+        ConnectInfo {
+            conn_id: "conn-1".into(),
+            client_id: "openclaw-macos".into(),
+            version: "2.0".into(),
+            platform: "darwin 24.1".into(),
+            mode: "ui".into(),
+            role: "operator".into(),
+            scopes: vec!["operator.read".into()],
+            ..ConnectInfo::default()
+        }
+    }
+
+    #[test]
+    fn connect_key_prefers_device_then_instance_then_conn_id() {
+        let mut i = info();
+        assert_eq!(connect(i.clone()).0.as_str(), "conn-1");
+        i.instance_id = Some("Inst-1".into());
+        assert_eq!(connect(i.clone()).0.as_str(), "inst-1");
+        i.device_id = Some(" Dev-1 ".into());
+        let (key, patch) = connect(i);
+        assert_eq!(key.as_str(), "dev-1");
+        assert_eq!(patch.instance_id.as_deref(), Some(" Dev-1 "));
+    }
+
+    #[test]
+    fn connect_host_is_display_name_else_client_id() {
+        let mut i = info();
+        assert_eq!(connect(i.clone()).1.host.as_deref(), Some("openclaw-macos"));
+        i.display_name = Some("Ada's Mac".into());
+        assert_eq!(connect(i).1.host.as_deref(), Some("Ada's Mac"));
+    }
+
+    #[test]
+    fn connect_writes_role_scopes_and_reason() {
+        let mut i = info();
+        let patch = connect(i.clone()).1;
+        assert_eq!(patch.roles, ["operator"]);
+        assert_eq!(patch.scopes, ["operator.read"]);
+        assert_eq!(patch.reason.as_deref(), Some("connect"));
+        assert_eq!(patch.client_id.as_deref(), Some("openclaw-macos"));
+        i.is_node = true;
+        i.role = "node".into();
+        assert_eq!(connect(i).1.reason.as_deref(), Some("node-connected"));
+        assert_eq!(disconnect_reason(true), "node-disconnected");
+        assert_eq!(disconnect_reason(false), "disconnect");
+    }
+
+    const LINE: &str =
+        "Node: Mini (10.0.0.7) · app 2.1.0 · last input 3 s ago · mode ui · reason periodic";
+
+    #[test]
+    fn beacon_key_precedence() {
+        let with = |f: fn(&mut BeaconInput)| {
+            let mut input = BeaconInput {
+                text: LINE.into(),
+                ..BeaconInput::default()
+            };
+            f(&mut input);
+            beacon(input, "GW-Host").0
+        };
+        assert_eq!(with(|_| {}).as_str(), "mini");
+        assert_eq!(with(|i| i.instance_id = Some("I".into())).as_str(), "i");
+        assert_eq!(
+            with(|i| {
+                i.instance_id = Some("I".into());
+                i.device_id = Some("D".into());
+            })
+            .as_str(),
+            "d"
+        );
+        assert_eq!(
+            with(|i| i.instance_id = Some("   ".into())).as_str(),
+            "mini",
+            "blank instanceId is absent"
+        );
+        assert_eq!(
+            with(|i| i.text = "plain words".into()).as_str(),
+            "plain words"
+        );
+        assert_eq!(
+            with(|i| i.text = "Hello ".repeat(20)).as_str(),
+            text::prefix_chars(&"hello ".repeat(20), 64).trim()
+        );
+    }
+
+    #[test]
+    fn beacon_explicit_params_win_over_parsed_text() {
+        let input = BeaconInput {
+            text: LINE.into(),
+            host: Some("explicit".into()),
+            mode: Some("node".into()),
+            last_input_seconds: Some(None),
+            ..BeaconInput::default()
+        };
+        let (_, patch) = beacon(input, "gw");
+        assert_eq!(patch.host.as_deref(), Some("explicit"));
+        assert_eq!(patch.ip.as_deref(), Some("10.0.0.7"));
+        assert_eq!(patch.version.as_deref(), Some("2.1.0"));
+        assert_eq!(patch.mode.as_deref(), Some("node"));
+        assert_eq!(patch.reason.as_deref(), Some("periodic"));
+        assert_eq!(patch.last_input_seconds, Some(None));
+        assert_eq!(patch.text.as_deref(), Some(LINE));
+    }
+
+    #[test]
+    fn beacon_without_form_carries_only_explicit_fields() {
+        let input = BeaconInput {
+            text: "hello".into(),
+            ..BeaconInput::default()
+        };
+        let (key, patch) = beacon(input, "gw");
+        assert_eq!(key.as_str(), "hello");
+        assert_eq!(patch.host, None);
+        assert_eq!(patch.last_input_seconds, None);
+    }
+}

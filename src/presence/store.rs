@@ -1,0 +1,547 @@
+//! The presence store: one map from key to entry, with TTL, a cap and the
+//! reserved self entry (PROTOCOL.md §5). Pure and deterministic: the caller
+//! passes `now`; nothing here reads a clock or does I/O.
+//!
+//! Invariants, true between any two calls:
+//! - `slots` and `by_age` hold the same keys; `by_age` orders them by
+//!   (`ts`, write sequence), so its first item is the next to expire or be
+//!   evicted ("oldest `ts` first, least recently written among equals");
+//! - `slots.len() <= max_entries`; the self entry is not in `slots`;
+//! - a slot's `json` is `None` or the encoding of its current `entry`;
+//! - `owners[k]` lists the live connections that connected under `k`.
+
+use super::entry::{Entry, Millis, Patch};
+use super::key::Key;
+use super::snapshot::{Snapshot, SnapshotEntry};
+use super::source::disconnect_reason;
+use bytes::Bytes;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// OpenClaw's presence TTL; dashboards derive Idle/Stale from it.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(5 * 60);
+/// OpenClaw's presence cap; keeps `system-presence` replies small.
+pub const DEFAULT_MAX_ENTRIES: usize = 200;
+
+/// A connection's identity inside the store, unique per process.
+pub type ConnId = u64;
+
+/// Store limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// Entries whose age exceeds this are removed.
+    pub ttl: Duration,
+    /// At most this many entries besides the self entry.
+    pub max_entries: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            ttl: DEFAULT_TTL,
+            max_entries: DEFAULT_MAX_ENTRIES,
+        }
+    }
+}
+
+/// What a write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The entry was created or merged.
+    Applied,
+    /// The key is the gateway's own: nothing was written.
+    Reserved,
+    /// Another live connection still owns the key: nothing was written.
+    Superseded,
+}
+
+/// Running totals, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Entries removed by the TTL.
+    pub expired: u64,
+    /// Entries removed by the cap.
+    pub evicted: u64,
+}
+
+#[derive(Debug)]
+struct Slot {
+    entry: Arc<Entry>,
+    /// Cached encoding; `None` after a write until the next publish.
+    json: Option<Bytes>,
+    /// This slot's key in `by_age`.
+    age: (Millis, u64),
+}
+
+/// The presence map. Owned by exactly one writer.
+#[derive(Debug)]
+pub struct Store {
+    config: StoreConfig,
+    self_key: Key,
+    self_entry: Entry,
+    slots: HashMap<Key, Slot>,
+    by_age: BTreeMap<(Millis, u64), Key>,
+    owners: HashMap<Key, Vec<ConnId>>,
+    /// Increases on every write; orders equal `ts` by recency.
+    write_seq: u64,
+    /// `stateVersion.presence` of the last publish.
+    version: u64,
+    /// Something changed since the last publish.
+    changed: bool,
+    stats: StoreStats,
+}
+
+impl Store {
+    /// A store holding only the self entry. Its key is the entry's
+    /// `instanceId`, which must not be blank.
+    pub fn new(config: StoreConfig, self_entry: Entry) -> Store {
+        let self_key = self_entry
+            .instance_id
+            .as_deref()
+            .and_then(Key::parse)
+            .expect("the self entry has a non-blank instanceId");
+        Store {
+            config,
+            self_key,
+            self_entry,
+            slots: HashMap::new(),
+            by_age: BTreeMap::new(),
+            owners: HashMap::new(),
+            write_seq: 0,
+            version: 1,
+            changed: false,
+            stats: StoreStats::default(),
+        }
+    }
+
+    /// The reserved key of the gateway's own entry.
+    pub fn self_key(&self) -> &Key {
+        &self.self_key
+    }
+
+    /// The limits this store enforces.
+    pub fn config(&self) -> StoreConfig {
+        self.config
+    }
+
+    /// Entries besides the self entry.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// True when only the self entry is present.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// The entry under `key`, the self entry included.
+    pub fn get(&self, key: &Key) -> Option<&Entry> {
+        if *key == self.self_key {
+            return Some(&self.self_entry);
+        }
+        self.slots.get(key).map(|slot| &*slot.entry)
+    }
+
+    /// The version of the last publish.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// True if a publish would make a new version.
+    pub fn has_changes(&self) -> bool {
+        self.changed
+    }
+
+    /// Running totals of removals.
+    pub fn stats(&self) -> StoreStats {
+        self.stats
+    }
+
+    /// Merges `patch` into the entry under `key`, creating it if needed.
+    pub fn upsert(&mut self, key: Key, patch: Patch, now: Millis) -> Outcome {
+        if key == self.self_key {
+            return Outcome::Reserved;
+        }
+        self.write_seq += 1;
+        let age = (now, self.write_seq);
+        match self.slots.get_mut(&key) {
+            Some(slot) => {
+                Arc::make_mut(&mut slot.entry).merge(patch, now);
+                slot.json = None;
+                let old = std::mem::replace(&mut slot.age, age);
+                self.by_age.remove(&old);
+                self.by_age.insert(age, key);
+            }
+            None => {
+                let mut entry = Entry::default();
+                entry.merge(patch, now);
+                self.by_age.insert(age, key.clone());
+                self.slots.insert(
+                    key,
+                    Slot {
+                        entry: Arc::new(entry),
+                        json: None,
+                        age,
+                    },
+                );
+                self.enforce_cap();
+            }
+        }
+        self.changed = true;
+        Outcome::Applied
+    }
+
+    /// A tracked connection completed its handshake under `key`.
+    pub fn connect(&mut self, conn: ConnId, key: Key, patch: Patch, now: Millis) -> Outcome {
+        if key == self.self_key {
+            return Outcome::Reserved;
+        }
+        let owners = self.owners.entry(key.clone()).or_default();
+        if !owners.contains(&conn) {
+            owners.push(conn);
+        }
+        self.upsert(key, patch, now)
+    }
+
+    /// A tracked connection closed. Marks the entry disconnected unless
+    /// another live connection still owns the key.
+    pub fn disconnect(&mut self, conn: ConnId, key: Key, is_node: bool, now: Millis) -> Outcome {
+        if key == self.self_key {
+            return Outcome::Reserved;
+        }
+        if let Some(owners) = self.owners.get_mut(&key) {
+            owners.retain(|&c| c != conn);
+            if !owners.is_empty() {
+                return Outcome::Superseded;
+            }
+            self.owners.remove(&key);
+        }
+        self.upsert(key, Patch::reason(disconnect_reason(is_node)), now)
+    }
+
+    /// Removes entries older than the TTL; returns how many.
+    pub fn expire(&mut self, now: Millis) -> usize {
+        let ttl = millis(self.config.ttl);
+        let mut removed = 0;
+        while let Some(entry) = self.by_age.first_entry() {
+            if now.saturating_sub(entry.key().0) <= ttl {
+                break;
+            }
+            let key = entry.remove();
+            self.slots.remove(&key);
+            removed += 1;
+        }
+        if removed > 0 {
+            self.stats.expired += removed as u64;
+            self.changed = true;
+        }
+        removed
+    }
+
+    /// When the oldest entry will be past the TTL, if there is one.
+    pub fn next_expiry(&self) -> Option<Millis> {
+        let (&(ts, _), _) = self.by_age.first_key_value()?;
+        Some(ts.saturating_add(millis(self.config.ttl)).saturating_add(1))
+    }
+
+    fn enforce_cap(&mut self) {
+        while self.slots.len() > self.config.max_entries {
+            let Some((_, key)) = self.by_age.pop_first() else {
+                break;
+            };
+            self.slots.remove(&key);
+            self.stats.evicted += 1;
+        }
+    }
+
+    /// Builds the snapshot for the current state. The version rises by one
+    /// if anything changed since the last publish. Only entries written
+    /// since then are encoded again.
+    pub fn publish(&mut self, now: Millis) -> Snapshot {
+        if self.changed {
+            self.version += 1;
+            self.changed = false;
+        }
+        let mut rows = Vec::with_capacity(self.slots.len() + 1);
+        self.self_entry.ts = now;
+        rows.push(SnapshotEntry {
+            key: self.self_key.clone(),
+            entry: Arc::new(self.self_entry.clone()),
+            json: encode(&self.self_entry),
+        });
+        // `by_age` from the back is `ts` descending; within one `ts`, rows
+        // are ordered by key, so each run of equal `ts` is sorted apart.
+        let mut run: Vec<&Key> = Vec::new();
+        let mut run_ts = None;
+        let mut iter = self.by_age.iter().rev().peekable();
+        while let Some((&(ts, _), key)) = iter.next() {
+            run.push(key);
+            run_ts.get_or_insert(ts);
+            let run_ends = iter
+                .peek()
+                .is_none_or(|&(&(next, _), _)| Some(next) != run_ts);
+            if !run_ends {
+                continue;
+            }
+            run.sort_unstable();
+            for key in run.drain(..) {
+                let slot = self
+                    .slots
+                    .get_mut(key)
+                    .expect("by_age and slots hold the same keys");
+                let json = slot.json.get_or_insert_with(|| encode(&slot.entry)).clone();
+                rows.push(SnapshotEntry {
+                    key: key.clone(),
+                    entry: Arc::clone(&slot.entry),
+                    json,
+                });
+            }
+            run_ts = None;
+        }
+        Snapshot::build(self.version, now, rows)
+    }
+}
+
+fn encode(entry: &Entry) -> Bytes {
+    let mut out = Vec::with_capacity(256);
+    serde_json::to_writer(&mut out, entry).expect("an Entry always encodes");
+    Bytes::from(out)
+}
+
+fn millis(duration: Duration) -> Millis {
+    Millis::try_from(duration.as_millis()).unwrap_or(Millis::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: Millis = 60_000;
+
+    fn self_entry() -> Entry {
+        Entry {
+            instance_id: Some("GW-UUID".into()),
+            host: Some("gw".into()),
+            mode: Some("gateway".into()),
+            reason: Some("self".into()),
+            text: "Gateway: gw".into(),
+            ..Entry::default()
+        }
+    }
+
+    fn store(max_entries: usize) -> Store {
+        Store::new(
+            StoreConfig {
+                ttl: Duration::from_secs(300),
+                max_entries,
+            },
+            self_entry(),
+        )
+    }
+
+    fn key(s: &str) -> Key {
+        Key::parse(s).unwrap()
+    }
+
+    fn host(h: &str) -> Patch {
+        Patch {
+            host: Some(h.into()),
+            ..Patch::default()
+        }
+    }
+
+    fn keys(snapshot: &Snapshot) -> Vec<&str> {
+        snapshot.entries().iter().map(|e| e.key.as_str()).collect()
+    }
+
+    #[test]
+    fn fresh_store_lists_only_self_at_version_one() {
+        let mut s = store(10);
+        let snap = s.publish(5);
+        assert_eq!(snap.version(), 1);
+        assert_eq!(keys(&snap), ["gw-uuid"]);
+        assert_eq!(snap.entries()[0].entry.ts, 5);
+    }
+
+    #[test]
+    fn self_key_is_reserved() {
+        let mut s = store(10);
+        assert_eq!(s.upsert(key("gw-uuid"), host("evil"), 1), Outcome::Reserved);
+        assert_eq!(
+            s.connect(1, key("GW-uuid "), host("evil"), 1),
+            Outcome::Reserved
+        );
+        assert!(!s.has_changes());
+        assert_eq!(s.get(&key("gw-uuid")).unwrap().host.as_deref(), Some("gw"));
+    }
+
+    #[test]
+    fn upsert_merges_under_case_insensitive_key() {
+        let mut s = store(10);
+        s.upsert(key("Mini"), host("mini"), 1);
+        s.upsert(
+            key("MINI "),
+            Patch {
+                version: Some("2".into()),
+                ..Patch::default()
+            },
+            2,
+        );
+        assert_eq!(s.len(), 1);
+        let e = s.get(&key("mini")).unwrap();
+        assert_eq!(e.host.as_deref(), Some("mini"));
+        assert_eq!(e.version.as_deref(), Some("2"));
+        assert_eq!(e.ts, 2);
+    }
+
+    #[test]
+    fn ttl_removes_old_entries_and_spares_self() {
+        let mut s = store(10);
+        s.upsert(key("old"), host("old"), 0);
+        s.upsert(key("new"), host("new"), 4 * MIN);
+        assert_eq!(s.next_expiry(), Some(5 * MIN + 1));
+        assert_eq!(s.expire(5 * MIN), 0, "age == ttl is kept");
+        assert_eq!(s.expire(5 * MIN + 1), 1);
+        assert_eq!(s.get(&key("old")), None);
+        assert!(s.get(&key("new")).is_some());
+        assert_eq!(s.expire(100 * MIN), 1);
+        let snap = s.publish(100 * MIN);
+        assert_eq!(keys(&snap), ["gw-uuid"]);
+        assert_eq!(s.stats().expired, 2);
+    }
+
+    #[test]
+    fn cap_evicts_oldest_ts_first() {
+        let mut s = store(2);
+        s.upsert(key("a"), host("a"), 30);
+        s.upsert(key("b"), host("b"), 10);
+        s.upsert(key("c"), host("c"), 20);
+        assert_eq!(s.len(), 2);
+        assert_eq!(s.get(&key("b")), None);
+        assert_eq!(s.stats().evicted, 1);
+    }
+
+    #[test]
+    fn cap_evicts_least_recently_written_among_equal_ts() {
+        let mut s = store(2);
+        s.upsert(key("a"), host("a"), 10);
+        s.upsert(key("b"), host("b"), 10);
+        s.upsert(key("a"), host("a2"), 10);
+        s.upsert(key("c"), host("c"), 10);
+        assert_eq!(s.get(&key("b")), None, "b was written least recently");
+        assert!(s.get(&key("a")).is_some());
+    }
+
+    #[test]
+    fn list_is_ts_descending_with_ties_by_key() {
+        let mut s = store(10);
+        s.upsert(key("b"), host("b"), 10);
+        s.upsert(key("c"), host("c"), 20);
+        s.upsert(key("a"), host("a"), 10);
+        s.upsert(key("d"), host("d"), 5);
+        let snap = s.publish(30);
+        assert_eq!(keys(&snap), ["gw-uuid", "c", "a", "b", "d"]);
+    }
+
+    #[test]
+    fn disconnect_keeps_the_row_with_reason() {
+        let mut s = store(10);
+        s.connect(1, key("dev"), host("mini"), 1);
+        assert_eq!(s.disconnect(1, key("dev"), false, 2), Outcome::Applied);
+        let e = s.get(&key("dev")).unwrap();
+        assert_eq!(e.reason.as_deref(), Some("disconnect"));
+        assert_eq!(e.host.as_deref(), Some("mini"));
+        assert_eq!(e.ts, 2);
+        s.connect(2, key("node"), host("n"), 3);
+        s.disconnect(2, key("node"), true, 4);
+        assert_eq!(
+            s.get(&key("node")).unwrap().reason.as_deref(),
+            Some("node-disconnected")
+        );
+    }
+
+    #[test]
+    fn superseded_close_writes_nothing() {
+        let mut s = store(10);
+        s.connect(1, key("dev"), host("first"), 1);
+        s.connect(2, key("dev"), host("second"), 2);
+        s.publish(2);
+        assert_eq!(s.disconnect(1, key("dev"), false, 3), Outcome::Superseded);
+        assert!(!s.has_changes());
+        assert_eq!(s.get(&key("dev")).unwrap().ts, 2);
+        assert_eq!(s.disconnect(2, key("dev"), false, 4), Outcome::Applied);
+        assert_eq!(
+            s.get(&key("dev")).unwrap().reason.as_deref(),
+            Some("disconnect")
+        );
+    }
+
+    #[test]
+    fn version_rises_once_per_publish_with_changes() {
+        let mut s = store(10);
+        assert_eq!(s.publish(1).version(), 1);
+        s.upsert(key("a"), host("a"), 2);
+        s.upsert(key("b"), host("b"), 2);
+        assert_eq!(s.publish(2).version(), 2);
+        assert_eq!(s.publish(3).version(), 2, "no change, same version");
+        s.expire(10 * MIN);
+        assert_eq!(s.publish(10 * MIN).version(), 3, "expiry is a change");
+    }
+
+    #[test]
+    fn publish_reuses_unchanged_rows() {
+        let mut s = store(10);
+        s.upsert(key("a"), host("a"), 1);
+        s.upsert(key("b"), host("b"), 2);
+        let first = s.publish(2);
+        s.upsert(key("b"), host("b2"), 3);
+        let second = s.publish(3);
+        let row = |snap: &Snapshot, k: &str| {
+            snap.entries()
+                .iter()
+                .find(|e| e.key.as_str() == k)
+                .cloned()
+                .unwrap()
+        };
+        let (a1, a2) = (row(&first, "a"), row(&second, "a"));
+        assert!(Arc::ptr_eq(&a1.entry, &a2.entry));
+        assert_eq!(a1.json.as_ptr(), a2.json.as_ptr(), "a was not re-encoded");
+        assert!(!Arc::ptr_eq(
+            &row(&first, "b").entry,
+            &row(&second, "b").entry
+        ));
+    }
+
+    #[test]
+    fn list_json_matches_entries_and_refreshes_self_ts() {
+        let mut s = store(10);
+        s.upsert(
+            key("a"),
+            Patch {
+                text: Some(r#"tricky "ts":1} text"#.into()),
+                ..Patch::default()
+            },
+            7,
+        );
+        let snap = s.publish(9);
+        let parsed: serde_json::Value = serde_json::from_slice(snap.list_json()).unwrap();
+        let expected: Vec<&Entry> = snap.entries().iter().map(|e| &*e.entry).collect();
+        assert_eq!(parsed, serde_json::to_value(&expected).unwrap());
+
+        let mut fresh = Vec::new();
+        snap.write_list(1234, &mut fresh);
+        let fresh: serde_json::Value = serde_json::from_slice(&fresh).unwrap();
+        assert_eq!(fresh[0]["ts"], 1234);
+        assert_eq!(fresh[0]["instanceId"], "GW-UUID");
+        assert_eq!(fresh[1], parsed[1]);
+    }
+
+    #[test]
+    fn zero_cap_keeps_only_self() {
+        let mut s = store(0);
+        s.upsert(key("a"), host("a"), 1);
+        assert!(s.is_empty());
+        assert_eq!(keys(&s.publish(1)), ["gw-uuid"]);
+    }
+}

@@ -1,0 +1,200 @@
+//! Property test: the store against a plain `HashMap` + sort model, over
+//! random sequences of connect, disconnect, beacon, expiry and publish.
+
+use proptest::prelude::*;
+use rollcall::presence::{Entry, Key, Millis, Patch, Store, StoreConfig};
+use std::collections::HashMap;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Connect {
+        conn: u64,
+        key: u8,
+        upper: bool,
+    },
+    Disconnect {
+        conn: u64,
+    },
+    Beacon {
+        key: u8,
+        host: Option<u8>,
+        ip: Option<u8>,
+        last_input: Option<Option<u8>>,
+    },
+    Advance(Millis),
+    Publish,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (0u64..6, 0u8..8, any::<bool>()).prop_map(|(conn, key, upper)| Op::Connect {
+            conn,
+            key,
+            upper
+        }),
+        (0u64..6).prop_map(|conn| Op::Disconnect { conn }),
+        (
+            0u8..8,
+            proptest::option::of(0u8..4),
+            proptest::option::of(0u8..4),
+            proptest::option::of(proptest::option::of(0u8..50))
+        )
+            .prop_map(|(key, host, ip, last_input)| Op::Beacon {
+                key,
+                host,
+                ip,
+                last_input
+            }),
+        (0i64..200_000).prop_map(Op::Advance),
+        Just(Op::Publish),
+    ]
+}
+
+const TTL_MS: Millis = 300_000;
+
+/// The reference: a map, with TTL and cap applied by sorting.
+#[derive(Default)]
+struct Model {
+    cap: usize,
+    entries: HashMap<String, (Entry, u64)>,
+    owners: HashMap<String, Vec<u64>>,
+    seq: u64,
+    version: u64,
+    changed: bool,
+}
+
+impl Model {
+    fn upsert(&mut self, key: &str, patch: Patch, now: Millis) {
+        if key == "self" {
+            return;
+        }
+        self.seq += 1;
+        let mut entry = self.entries.remove(key).map(|(e, _)| e).unwrap_or_default();
+        entry.merge(patch, now);
+        self.entries.insert(key.to_owned(), (entry, self.seq));
+        while self.entries.len() > self.cap {
+            let oldest = self
+                .entries
+                .iter()
+                .min_by_key(|(_, (e, seq))| (e.ts, *seq))
+                .map(|(k, _)| k.clone())
+                .unwrap();
+            self.entries.remove(&oldest);
+        }
+        self.changed = true;
+    }
+
+    fn expire(&mut self, now: Millis) {
+        let before = self.entries.len();
+        self.entries.retain(|_, (e, _)| now - e.ts <= TTL_MS);
+        self.changed |= self.entries.len() != before;
+    }
+
+    fn list(&self) -> Vec<(String, Entry)> {
+        let mut list: Vec<_> = self
+            .entries
+            .iter()
+            .map(|(k, (e, _))| (k.clone(), e.clone()))
+            .collect();
+        list.sort_by(|a, b| b.1.ts.cmp(&a.1.ts).then_with(|| a.0.cmp(&b.0)));
+        list
+    }
+}
+
+fn key_name(key: u8, upper: bool) -> String {
+    // Key 7 collides with the self entry's reserved key.
+    let name = if key == 7 {
+        "self".to_owned()
+    } else {
+        format!("k{key}")
+    };
+    if upper {
+        format!("  {} ", name.to_uppercase())
+    } else {
+        name
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn store_matches_model(cap in 0usize..6, ops in proptest::collection::vec(op(), 1..80)) {
+        let self_entry = Entry { instance_id: Some("SELF".into()), text: "Gateway".into(), ..Entry::default() };
+        let mut store = Store::new(StoreConfig { ttl: Duration::from_millis(TTL_MS as u64), max_entries: cap }, self_entry);
+        let mut model = Model { cap, version: 1, ..Model::default() };
+        let mut conns: HashMap<u64, String> = HashMap::new();
+        let mut now: Millis = 1_000_000;
+        let mut last_version = store.version();
+
+        for op in ops {
+            match op {
+                Op::Connect { conn, key, upper } => {
+                    if conns.contains_key(&conn) { continue; }
+                    let name = key_name(key, upper);
+                    let norm = Key::parse(&name).unwrap();
+                    let patch = Patch { host: Some(format!("h{conn}")), roles: vec!["operator".into()], ..Patch::default() };
+                    store.connect(conn, norm.clone(), patch.clone(), now);
+                    if norm.as_str() != "self" {
+                        model.owners.entry(norm.as_str().to_owned()).or_default().push(conn);
+                    }
+                    model.upsert(norm.as_str(), patch, now);
+                    conns.insert(conn, norm.as_str().to_owned());
+                }
+                Op::Disconnect { conn } => {
+                    let Some(k) = conns.remove(&conn) else { continue };
+                    store.disconnect(conn, Key::parse(&k).unwrap(), false, now);
+                    if k == "self" { continue; }
+                    let owners = model.owners.get_mut(&k).unwrap();
+                    owners.retain(|&c| c != conn);
+                    if owners.is_empty() {
+                        model.owners.remove(&k);
+                        model.upsert(&k, Patch::reason("disconnect"), now);
+                    }
+                }
+                Op::Beacon { key, host, ip, last_input } => {
+                    let name = key_name(key, false);
+                    let patch = Patch {
+                        host: host.map(|h| format!("host{h}")),
+                        ip: ip.map(|i| if i == 0 { "127.0.0.1".into() } else { format!("10.0.0.{i}") }),
+                        last_input_seconds: last_input.map(|o| o.map(u64::from)),
+                        text: Some(format!("beacon {key}")),
+                        ..Patch::default()
+                    };
+                    store.upsert(Key::parse(&name).unwrap(), patch.clone(), now);
+                    model.upsert(&name, patch, now);
+                }
+                Op::Advance(ms) => {
+                    now += ms;
+                    store.expire(now);
+                    model.expire(now);
+                }
+                Op::Publish => {
+                    store.expire(now);
+                    model.expire(now);
+                    if model.changed { model.version += 1; model.changed = false; }
+                    let snap = store.publish(now);
+                    prop_assert_eq!(snap.version(), model.version);
+                    prop_assert!(snap.version() >= last_version);
+                    last_version = snap.version();
+                    prop_assert!(snap.len() <= cap + 1);
+                    prop_assert_eq!(snap.entries()[0].key.as_str(), "self");
+                    let got: Vec<(String, Entry)> = snap.entries()[1..]
+                        .iter()
+                        .map(|e| (e.key.as_str().to_owned(), (*e.entry).clone()))
+                        .collect();
+                    prop_assert_eq!(&got, &model.list());
+                    let json: serde_json::Value = serde_json::from_slice(snap.list_json()).unwrap();
+                    prop_assert_eq!(json.as_array().unwrap().len(), snap.len());
+                    for (_, e) in &got {
+                        prop_assert!(e.ip.as_deref() != Some("127.0.0.1"));
+                        prop_assert!(!e.text.is_empty());
+                    }
+                }
+            }
+            prop_assert_eq!(store.len(), model.entries.len());
+            prop_assert!(store.len() <= cap);
+        }
+    }
+}
