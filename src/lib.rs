@@ -2,4 +2,5 @@
 #![warn(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+pub mod engine;
 pub mod presence;
