@@ -1,0 +1,294 @@
+//! Server configuration: the `rollcall serve` flags, their `ROLLCALL_*`
+//! environment variables, and the documented defaults.
+
+use crate::engine::{DEFAULT_MAX_BATCH, DEFAULT_QUEUE_CAPACITY};
+use crate::presence::{DEFAULT_MAX_ENTRIES, DEFAULT_TTL};
+use ipnet::IpNet;
+use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
+use std::time::Duration;
+use thiserror::Error;
+
+/// OpenClaw's gateway port.
+pub const DEFAULT_BIND: &str = "127.0.0.1:18789";
+/// OpenClaw closes connections that have not said `connect` by then.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// OpenClaw's `policy.tickIntervalMs`.
+pub const DEFAULT_TICK_INTERVAL: Duration = Duration::from_secs(30);
+/// At most one `presence` event per this interval (PROTOCOL.md §7).
+pub const DEFAULT_COALESCE: Duration = Duration::from_millis(100);
+/// OpenClaw's `policy.maxPayload`: the largest frame after the handshake.
+pub const DEFAULT_MAX_PAYLOAD: usize = 1024 * 1024;
+/// The largest frame before the handshake completes (PROTOCOL.md §3.2).
+pub const PRE_AUTH_MAX_PAYLOAD: usize = 64 * 1024;
+/// OpenClaw's `policy.maxBufferedBytes`: unsent bytes before events drop.
+pub const DEFAULT_MAX_BUFFERED_BYTES: usize = 8 * 1024 * 1024;
+/// Enough for a large fleet on one box; the OS file limit is the real cap.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 200_000;
+/// How long graceful shutdown waits for connections to close.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Scopes a token grants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenGrant {
+    /// The secret.
+    pub token: String,
+    /// Full scope names, e.g. `operator.read`.
+    pub scopes: Vec<String>,
+}
+
+/// Why a `--token` value was refused.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum TokenParseError {
+    /// Nothing before the colon.
+    #[error("token is empty")]
+    Empty,
+    /// A scope after the colon is not read, write or admin.
+    #[error("unknown scope {0:?} in token (use read, write, admin or operator.*)")]
+    UnknownScope(String),
+}
+
+/// Every known scope, granted by a token without a scope list.
+pub const ALL_SCOPES: [&str; 3] = ["operator.read", "operator.write", "operator.admin"];
+
+impl FromStr for TokenGrant {
+    type Err = TokenParseError;
+
+    /// `SECRET` grants every scope; `SECRET:read,write` grants those. Scope
+    /// names may be short (`read`) or full (`operator.read`). A secret that
+    /// itself contains `:` must be given with an explicit scope list.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (token, scopes) = match s.rsplit_once(':') {
+            None => (s, ALL_SCOPES.iter().map(|s| s.to_string()).collect()),
+            Some((token, list)) => {
+                let mut scopes = Vec::new();
+                for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                    let full = match name {
+                        "read" | "operator.read" => "operator.read",
+                        "write" | "operator.write" => "operator.write",
+                        "admin" | "operator.admin" => "operator.admin",
+                        other => return Err(TokenParseError::UnknownScope(other.to_owned())),
+                    };
+                    if !scopes.iter().any(|s| s == full) {
+                        scopes.push(full.to_owned());
+                    }
+                }
+                (token, scopes)
+            }
+        };
+        if token.is_empty() {
+            return Err(TokenParseError::Empty);
+        }
+        Ok(TokenGrant {
+            token: token.to_owned(),
+            scopes,
+        })
+    }
+}
+
+/// `rollcall serve` options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeConfig {
+    /// Address to listen on (HTTP and WebSocket on one port).
+    #[arg(long, env = "ROLLCALL_BIND", default_value = DEFAULT_BIND)]
+    pub bind: SocketAddr,
+
+    /// Accepted token, repeatable. `SECRET` grants all scopes;
+    /// `SECRET:read`, `SECRET:read,write`, `SECRET:admin` grant those.
+    /// In ROLLCALL_TOKEN, separate several tokens with spaces.
+    #[arg(long = "token", env = "ROLLCALL_TOKEN", value_delimiter = ' ')]
+    pub tokens: Vec<TokenGrant>,
+
+    /// Presence entries older than this are removed.
+    #[arg(long, env = "ROLLCALL_PRESENCE_TTL", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub presence_ttl: Duration,
+
+    /// Most presence entries kept besides the gateway's own.
+    #[arg(long, env = "ROLLCALL_MAX_ENTRIES", default_value_t = DEFAULT_MAX_ENTRIES)]
+    pub max_entries: usize,
+
+    /// Client modes that get no presence entry (comma-separated).
+    #[arg(
+        long,
+        env = "ROLLCALL_UNTRACKED_MODES",
+        value_delimiter = ',',
+        default_value = "cli"
+    )]
+    pub untracked_modes: Vec<String>,
+
+    /// Proxy whose X-Forwarded-For is trusted (IP or CIDR), repeatable.
+    #[arg(long = "trusted-proxy", env = "ROLLCALL_TRUSTED_PROXY", value_delimiter = ',', value_parser = parse_net)]
+    pub trusted_proxies: Vec<IpNet>,
+
+    /// Most concurrent connections (HTTP and WebSocket); more wait in the
+    /// kernel's accept backlog.
+    #[arg(long, env = "ROLLCALL_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+
+    /// Close connections that have not completed `connect` by then.
+    #[arg(long, env = "ROLLCALL_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub handshake_timeout: Duration,
+
+    /// Interval of `tick` events.
+    #[arg(long, env = "ROLLCALL_TICK_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub tick_interval: Duration,
+
+    /// At most one `presence` event per this interval.
+    #[arg(long, env = "ROLLCALL_COALESCE", default_value = "100ms", value_parser = humantime::parse_duration)]
+    pub coalesce: Duration,
+
+    /// Largest frame after the handshake, in bytes.
+    #[arg(long, env = "ROLLCALL_MAX_PAYLOAD", default_value_t = DEFAULT_MAX_PAYLOAD)]
+    pub max_payload: usize,
+
+    /// Unsent bytes per connection above which events are dropped for it.
+    #[arg(long, env = "ROLLCALL_MAX_BUFFERED_BYTES", default_value_t = DEFAULT_MAX_BUFFERED_BYTES)]
+    pub max_buffered_bytes: usize,
+
+    /// Bound of the presence event queue.
+    #[arg(long, env = "ROLLCALL_QUEUE_CAPACITY", default_value_t = DEFAULT_QUEUE_CAPACITY)]
+    pub queue_capacity: usize,
+
+    /// Most events the writer applies between two publishes.
+    #[arg(long, env = "ROLLCALL_MAX_BATCH", default_value_t = DEFAULT_MAX_BATCH)]
+    pub max_batch: usize,
+
+    /// How long graceful shutdown waits for connections to close.
+    #[arg(long, env = "ROLLCALL_SHUTDOWN_GRACE", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+}
+
+fn parse_net(s: &str) -> Result<IpNet, String> {
+    if let Ok(net) = s.parse::<IpNet>() {
+        return Ok(net);
+    }
+    s.parse::<IpAddr>()
+        .map(IpNet::from)
+        .map_err(|_| format!("{s:?} is not an IP address or CIDR"))
+}
+
+/// Why the configuration cannot be served.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// Without tokens, anyone who can reach the port could read presence.
+    #[error(
+        "refusing to listen on {0} without a token: anyone who can reach it could read and write presence. Pass --token (or ROLLCALL_TOKEN), or bind to a loopback address"
+    )]
+    OpenNonLoopback(SocketAddr),
+    /// A limit that makes the server useless.
+    #[error("{0} must be greater than zero")]
+    Zero(&'static str),
+}
+
+impl ServeConfig {
+    /// The defaults, as `rollcall serve` with no flags and no env.
+    pub fn defaults() -> ServeConfig {
+        ServeConfig {
+            bind: DEFAULT_BIND.parse().expect("DEFAULT_BIND is an address"),
+            tokens: Vec::new(),
+            presence_ttl: DEFAULT_TTL,
+            max_entries: DEFAULT_MAX_ENTRIES,
+            untracked_modes: vec!["cli".into()],
+            trusted_proxies: Vec::new(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            tick_interval: DEFAULT_TICK_INTERVAL,
+            coalesce: DEFAULT_COALESCE,
+            max_payload: DEFAULT_MAX_PAYLOAD,
+            max_buffered_bytes: DEFAULT_MAX_BUFFERED_BYTES,
+            queue_capacity: DEFAULT_QUEUE_CAPACITY,
+            max_batch: DEFAULT_MAX_BATCH,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+        }
+    }
+
+    /// Checks what clap cannot: the open-port rule and non-zero limits.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.tokens.is_empty() && !self.bind.ip().is_loopback() {
+            return Err(ConfigError::OpenNonLoopback(self.bind));
+        }
+        for (name, value) in [
+            ("--max-connections", self.max_connections),
+            ("--max-payload", self.max_payload),
+            ("--queue-capacity", self.queue_capacity),
+            ("--max-batch", self.max_batch),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Zero(name));
+            }
+        }
+        for (name, value) in [
+            ("--tick-interval", self.tick_interval),
+            ("--handshake-timeout", self.handshake_timeout),
+            ("--presence-ttl", self.presence_ttl),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError::Zero(name));
+            }
+        }
+        Ok(())
+    }
+
+    /// True if connections in `mode` get no presence entry.
+    pub fn is_untracked(&self, mode: &str) -> bool {
+        let mode = mode.trim();
+        self.untracked_modes
+            .iter()
+            .any(|m| m.trim().eq_ignore_ascii_case(mode))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_without_scopes_grants_all() {
+        let grant: TokenGrant = "secret".parse().unwrap();
+        assert_eq!(grant.token, "secret");
+        assert_eq!(grant.scopes, ALL_SCOPES);
+    }
+
+    #[test]
+    fn token_scopes_accept_short_and_full_names() {
+        let grant: TokenGrant = "dash:read, operator.write,read".parse().unwrap();
+        assert_eq!(grant.token, "dash");
+        assert_eq!(grant.scopes, ["operator.read", "operator.write"]);
+    }
+
+    #[test]
+    fn token_with_unknown_scope_is_refused() {
+        assert_eq!(
+            "dash:root".parse::<TokenGrant>(),
+            Err(TokenParseError::UnknownScope("root".into()))
+        );
+        assert_eq!(":read".parse::<TokenGrant>(), Err(TokenParseError::Empty));
+    }
+
+    #[test]
+    fn open_non_loopback_bind_is_refused() {
+        let mut config = ServeConfig::defaults();
+        config.bind = "0.0.0.0:18789".parse().unwrap();
+        assert!(matches!(
+            config.validate(),
+            Err(ConfigError::OpenNonLoopback(_))
+        ));
+        config.tokens.push("t".parse().unwrap());
+        assert!(config.validate().is_ok());
+        assert!(ServeConfig::defaults().validate().is_ok());
+    }
+
+    #[test]
+    fn untracked_modes_compare_trimmed_and_case_insensitively() {
+        let config = ServeConfig::defaults();
+        assert!(config.is_untracked(" CLI "));
+        assert!(!config.is_untracked("ui"));
+    }
+
+    #[test]
+    fn trusted_proxy_accepts_ip_or_cidr() {
+        assert_eq!(parse_net("10.0.0.1").unwrap().to_string(), "10.0.0.1/32");
+        assert_eq!(parse_net("10.0.0.0/8").unwrap().to_string(), "10.0.0.0/8");
+        assert!(parse_net("proxy").is_err());
+    }
+}

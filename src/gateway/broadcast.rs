@@ -1,0 +1,281 @@
+//! Broadcasts: `presence` / `presence.delta` on published changes
+//! (coalesced), `tick` on a timer, and `shutdown` once.
+//!
+//! One task sends every broadcast, so `seq` is assigned and fanned out in
+//! one order: each connection sees strictly increasing `seq`. A frame is
+//! encoded once per broadcast and shared as `Bytes` by every connection.
+
+use super::outbox::Outbox;
+use super::state::State;
+use crate::engine::now_millis;
+use crate::presence::Snapshot;
+use crate::protocol::{StateVersion, write_event};
+use bytes::Bytes;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::time::Instant;
+
+/// The `health` half of `stateVersion`; rollcall publishes no health changes.
+pub const HEALTH_VERSION: u64 = 1;
+
+/// Which presence broadcasts a connection gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PresenceFeed {
+    /// None: role `node`, or no read scope.
+    None,
+    /// The full list on every change.
+    Full,
+    /// `presence.delta` events (the client listed the cap).
+    Delta,
+}
+
+/// One connection that receives broadcasts.
+pub struct Subscriber {
+    /// Its outbound queue.
+    pub outbox: Outbox,
+    /// What presence broadcasts it wants.
+    pub feed: PresenceFeed,
+}
+
+/// Connections that completed the handshake.
+#[derive(Default)]
+pub struct Registry {
+    inner: Mutex<HashMap<u64, Subscriber>>,
+    /// The newest presence version broadcast so far.
+    sent_version: AtomicU64,
+}
+
+impl Registry {
+    /// Adds a connection.
+    pub fn register(&self, id: u64, subscriber: Subscriber) {
+        self.lock().insert(id, subscriber);
+    }
+
+    /// Queues a connection's `hello-ok` and registers it, so that it gets
+    /// every broadcast newer than the hello's snapshot and none before the
+    /// hello. `render` returns (snapshot version, hello frame); it runs
+    /// outside the lock and again if a broadcast of a newer version went
+    /// out meanwhile.
+    pub fn join(&self, id: u64, subscriber: Subscriber, render: impl Fn() -> (u64, Bytes)) {
+        let mut attempts = 0;
+        loop {
+            let (version, hello) = render();
+            let mut map = self.lock();
+            let newer_sent = self.sent_version.load(Ordering::Acquire) > version;
+            if !newer_sent || attempts >= 3 || subscriber.feed == PresenceFeed::None {
+                let size = hello.len();
+                // The hello is the reply to `connect`: it is sent whatever
+                // the budget, like any first reply.
+                let _ = subscriber
+                    .outbox
+                    .reply(super::outbox::Out::Text(hello), size);
+                map.insert(id, subscriber);
+                return;
+            }
+            attempts += 1;
+        }
+    }
+
+    /// Records, under the lock, the version a presence broadcast carried.
+    fn mark_sent(&self, version: u64) {
+        self.sent_version.fetch_max(version, Ordering::AcqRel);
+    }
+
+    /// Removes a connection.
+    pub fn unregister(&self, id: u64) {
+        self.lock().remove(&id);
+    }
+
+    /// Connections registered.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// True when nobody is registered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Subscriber>> {
+        // A panic while holding this lock cannot leave the map half-updated
+        // (single insert/remove), so a poisoned lock is still usable.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Runs until shutdown: sends coalesced presence changes, ticks, and at the
+/// end `shutdown` followed by a 1001 close to every connection.
+pub async fn run(state: Arc<State>) {
+    let coalesce = state.config.coalesce;
+    let mut seq: u64 = 0;
+    let mut sent: Arc<Snapshot> = state.reader.load_full();
+    publish_sse(&state, &sent);
+    let mut sent_at = Instant::now() - coalesce;
+    let mut tick = tokio::time::interval_at(
+        Instant::now() + state.config.tick_interval,
+        state.config.tick_interval,
+    );
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut shutdown = state.shutdown.subscribe();
+    loop {
+        tokio::select! {
+            _ = state.reader.wait_for(sent.version() + 1) => {
+                // The first change after a quiet period goes out at once;
+                // later ones wait out the interval and carry the latest list.
+                let due = sent_at + coalesce;
+                if Instant::now() < due {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(due) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                }
+                let latest = state.reader.load_full();
+                seq += 1;
+                send_presence(&state, &sent, &latest, seq);
+                state.registry.mark_sent(latest.version());
+                publish_sse(&state, &latest);
+                sent = latest;
+                sent_at = Instant::now();
+            }
+            _ = tick.tick() => {
+                seq += 1;
+                let mut frame = Vec::with_capacity(64);
+                let payload = format!(r#"{{"ts":{}}}"#, now_millis());
+                write_event(&mut frame, "tick", payload.as_bytes(), Some(seq), None);
+                fan_out(&state, Bytes::from(frame), |_| true, "tick");
+            }
+            _ = shutdown.changed() => {
+                seq += 1;
+                let mut frame = Vec::with_capacity(96);
+                write_event(&mut frame, "shutdown", br#"{"reason":"gateway shutting down"}"#, Some(seq), None);
+                let frame = Bytes::from(frame);
+                for subscriber in state.registry.lock().values() {
+                    // The shutdown notice is sent even past the byte budget:
+                    // it is the last thing this connection will get.
+                    let _ = subscriber.outbox.reply(super::outbox::Out::Text(frame.clone()), 0);
+                    subscriber.outbox.close(1001, "gateway shutting down");
+                }
+                return;
+            }
+        }
+    }
+}
+
+fn send_presence(state: &State, before: &Snapshot, after: &Snapshot, seq: u64) {
+    let version = Some(StateVersion {
+        presence: after.version(),
+        health: HEALTH_VERSION,
+    });
+    let (mut full, mut delta) = (false, false);
+    for subscriber in state.registry.lock().values() {
+        full |= subscriber.feed == PresenceFeed::Full;
+        delta |= subscriber.feed == PresenceFeed::Delta;
+    }
+    if full {
+        let mut payload = Vec::with_capacity(after.list_json().len() + 16);
+        payload.extend_from_slice(br#"{"presence":"#);
+        after.write_list(now_millis(), &mut payload);
+        payload.push(b'}');
+        let mut frame = Vec::with_capacity(payload.len() + 96);
+        write_event(&mut frame, "presence", &payload, Some(seq), version);
+        fan_out(
+            state,
+            Bytes::from(frame),
+            |s| s.feed == PresenceFeed::Full,
+            "presence",
+        );
+    }
+    if delta {
+        let payload = delta_json(before, after);
+        let mut frame = Vec::with_capacity(payload.len() + 96);
+        write_event(&mut frame, "presence.delta", &payload, Some(seq), version);
+        fan_out(
+            state,
+            Bytes::from(frame),
+            |s| s.feed == PresenceFeed::Delta,
+            "presence.delta",
+        );
+    }
+}
+
+fn fan_out(state: &State, frame: Bytes, wants: impl Fn(&Subscriber) -> bool, event: &'static str) {
+    let mut dropped = 0;
+    let registry = state.registry.lock();
+    for subscriber in registry.values() {
+        if wants(subscriber) && !subscriber.outbox.try_event(frame.clone()) {
+            dropped += 1;
+        }
+    }
+    if dropped > 0 {
+        state
+            .metrics
+            .dropped
+            .get_or_create(&crate::metrics::EventLabels { event })
+            .inc_by(dropped);
+    }
+}
+
+/// `{"from":V1,"to":V2,"upserts":[…],"removed":[…]}`: rows whose allocation
+/// changed between the two snapshots, and keys that disappeared.
+pub fn delta_json(before: &Snapshot, after: &Snapshot) -> Vec<u8> {
+    let old: HashMap<&str, &Arc<crate::presence::Entry>> = before
+        .entries()
+        .iter()
+        .map(|row| (row.key.as_str(), &row.entry))
+        .collect();
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(
+        format!(
+            r#"{{"from":{},"to":{},"upserts":["#,
+            before.version(),
+            after.version()
+        )
+        .as_bytes(),
+    );
+    let mut first = true;
+    for row in after.entries() {
+        let unchanged = old
+            .get(row.key.as_str())
+            .is_some_and(|e| Arc::ptr_eq(e, &row.entry));
+        if !unchanged {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            out.extend_from_slice(&row.json);
+        }
+    }
+    out.extend_from_slice(br#"],"removed":["#);
+    let now: HashSet<&str> = after.entries().iter().map(|row| row.key.as_str()).collect();
+    let mut first = true;
+    for row in before.entries() {
+        if !now.contains(row.key.as_str()) {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            serde_json::to_writer(&mut out, row.key.as_str()).expect("a key always encodes");
+        }
+    }
+    out.extend_from_slice(b"]}");
+    out
+}
+
+/// Makes the latest list available to SSE readers.
+fn publish_sse(state: &State, snapshot: &Snapshot) {
+    let mut data = Vec::with_capacity(snapshot.list_json().len() + 64);
+    let now = now_millis();
+    data.extend_from_slice(
+        format!(
+            r#"{{"version":{},"serverTime":{now},"presence":"#,
+            snapshot.version()
+        )
+        .as_bytes(),
+    );
+    snapshot.write_list(now, &mut data);
+    data.push(b'}');
+    state
+        .sse
+        .send_replace(Some((snapshot.version(), Bytes::from(data))));
+}

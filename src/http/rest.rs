@@ -1,0 +1,238 @@
+//! Routing and the JSON routes: `/healthz`, `/v1/presence`,
+//! `/v1/presence/stats`, `/metrics`, and the dashboard page.
+//!
+//! Every `/v1/*` route and `/metrics` require a bearer token with a read
+//! scope when tokens are configured; the page itself does not.
+
+use super::body::{Body, full};
+use super::{dashboard, sse};
+use crate::engine::now_millis;
+use crate::gateway::State;
+use crate::presence::Status;
+use hyper::header::{
+    CACHE_CONTROL, CONTENT_TYPE, ETAG, HeaderValue, IF_NONE_MATCH, WWW_AUTHENTICATE,
+};
+use hyper::{Method, Request, Response, StatusCode};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+const READ_SCOPES: [&str; 3] = ["operator.read", "operator.write", "operator.admin"];
+
+/// Answers one plain HTTP request.
+pub async fn route<B>(req: Request<B>, state: Arc<State>) -> Response<Body> {
+    let path = req.uri().path();
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return error(StatusCode::METHOD_NOT_ALLOWED, "only GET is supported");
+    }
+    match path {
+        "/" | "/index.html" => page(),
+        "/healthz" => text(StatusCode::OK, "ok"),
+        "/v1/presence" | "/v1/presence/stats" | "/v1/presence/stream" | "/metrics" => {
+            let query_token = (path == "/v1/presence/stream")
+                .then(|| query_param(req.uri().query(), "token"))
+                .flatten();
+            if let Some(refusal) = authorize(&req, query_token.as_deref(), &state) {
+                return refusal;
+            }
+            match path {
+                "/v1/presence" => presence(&req, &state),
+                "/v1/presence/stats" => stats(&state),
+                "/v1/presence/stream" => sse::stream(state),
+                _ => metrics(&state),
+            }
+        }
+        _ => error(StatusCode::NOT_FOUND, "no such route"),
+    }
+}
+
+fn page() -> Response<Body> {
+    let mut response = Response::new(full(dashboard::PAGE));
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+fn presence<B>(req: &Request<B>, state: &State) -> Response<Body> {
+    let snapshot = state.reader.load();
+    let etag = format!("\"{}\"", snapshot.version());
+    let matches = req
+        .headers()
+        .get(IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    let mut response = if matches {
+        let mut r = Response::new(super::body::empty());
+        *r.status_mut() = StatusCode::NOT_MODIFIED;
+        r
+    } else {
+        let mut list = Vec::with_capacity(snapshot.list_json().len() + 16);
+        snapshot.write_list(now_millis(), &mut list);
+        json_response(StatusCode::OK, list)
+    };
+    let headers = response.headers_mut();
+    headers.insert(
+        ETAG,
+        HeaderValue::from_str(&etag).expect("digits and quotes are a valid header"),
+    );
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+fn stats(state: &State) -> Response<Body> {
+    let snapshot = state.reader.load();
+    let now = now_millis();
+    let mut by_mode: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut by_status: BTreeMap<&str, u64> = [("active", 0), ("idle", 0), ("stale", 0)]
+        .into_iter()
+        .collect();
+    for (i, row) in snapshot.entries().iter().enumerate() {
+        *by_mode
+            .entry(row.entry.mode.as_deref().unwrap_or("unknown"))
+            .or_default() += 1;
+        // The self entry's ts is refreshed by every list: it is always Active.
+        let ts = if i == 0 { now } else { row.entry.ts };
+        *by_status.entry(Status::of(ts, now).as_str()).or_default() += 1;
+    }
+    let body = serde_json::json!({
+        "entries": snapshot.len(),
+        "version": snapshot.version(),
+        "byMode": by_mode,
+        "byStatus": by_status,
+    });
+    json_response(StatusCode::OK, body.to_string().into_bytes())
+}
+
+fn metrics(state: &State) -> Response<Body> {
+    let text = state
+        .metrics
+        .render(&state.sender, &state.reader, &state.writer_stats);
+    let mut response = Response::new(full(text));
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    response
+}
+
+/// Checks the bearer token (or the stream's `?token=`) for a read scope;
+/// the refusal to send when it lacks one.
+fn authorize<B>(
+    req: &Request<B>,
+    query_token: Option<&str>,
+    state: &State,
+) -> Option<Response<Body>> {
+    if !state.auth.required() {
+        return None;
+    }
+    let bearer = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim);
+    let token = bearer.or(query_token);
+    match state.auth.token_scopes(token) {
+        Ok(scopes) if scopes.iter().any(|s| READ_SCOPES.contains(&s.as_str())) => None,
+        Ok(_) => Some(error(
+            StatusCode::FORBIDDEN,
+            "token lacks a read scope (operator.read)",
+        )),
+        Err(_) => {
+            let mut response = error(StatusCode::UNAUTHORIZED, "missing or invalid bearer token");
+            response.headers_mut().insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"rollcall\""),
+            );
+            Some(response)
+        }
+    }
+}
+
+/// The value of `name` in a query string, percent-decoded.
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    url_decode_pairs(query?)
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v)
+}
+
+fn url_decode_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    query.split('&').filter_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        Some((percent_decode(k)?, percent_decode(v)?))
+    })
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn json_response(status: StatusCode, body: Vec<u8>) -> Response<Body> {
+    let mut response = Response::new(full(body));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut response = Response::new(full(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// A JSON error body `{"error": MESSAGE}`.
+pub fn error(status: StatusCode, message: &str) -> Response<Body> {
+    json_response(
+        status,
+        serde_json::json!({ "error": message })
+            .to_string()
+            .into_bytes(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_token_is_percent_decoded() {
+        assert_eq!(
+            query_param(Some("a=1&token=s%3Ac+d"), "token").as_deref(),
+            Some("s:c d")
+        );
+        assert_eq!(query_param(Some("token=%zz"), "token"), None);
+        assert_eq!(query_param(None, "token"), None);
+    }
+}

@@ -1,0 +1,24 @@
+//! The wire protocol: frames, `connect` and `system-event` params, and errors on the wire.
+//!
+//! Invariants: pure code with no I/O and no async runtime, so proptest and the fuzzer can
+//! drive it directly. Client mistakes come back as error values that name the field or rule;
+//! nothing here panics on client input. The limits each parser enforces are documented
+//! constants in its own module (`connect::MAX_NAME_LEN`, `system_event::MAX_TEXT_LEN`, ...).
+
+pub mod connect;
+pub mod error;
+pub mod frame;
+mod params;
+pub mod system_event;
+
+pub use connect::{
+    Auth, ClientInfo, ClientMode, ConnectError, ConnectParams, OPERATOR_ADMIN, OPERATOR_READ,
+    OPERATOR_WRITE, PROTOCOL_VERSION, Role, SUPPORTED_PROTOCOLS, negotiate, parse_connect,
+};
+pub use error::{ErrorCode, ErrorShape};
+pub use frame::{
+    FrameError, INVALID_FRAME_ID, Request, StateVersion, parse_request, write_event,
+    write_response_err, write_response_ok,
+};
+pub use params::ParamError;
+pub use system_event::{SystemEventParams, parse_system_event};
