@@ -13,7 +13,7 @@
 
 use super::state::State;
 use crate::engine::now_millis;
-use crate::protocol::{ErrorShape, write_response_err, write_response_ok};
+use crate::protocol::{ErrorShape, write_response_err, write_response_ok, write_response_ok_with};
 use bytes::Bytes;
 use fastwebsockets::{Frame, Payload, WebSocketWrite};
 use std::sync::Arc;
@@ -141,9 +141,14 @@ pub async fn run_writer<W: AsyncWrite + Unpin>(
                 ws.write_frame(Frame::text(Payload::Borrowed(&buf))).await
             }
             Out::Presence { id } => {
-                let mut list = Vec::with_capacity(state.reader.load().list_json().len() + 32);
-                state.reader.load().write_list(now_millis(), &mut list);
-                write_response_ok(&mut buf, &id, &list);
+                {
+                    // The guard must not live across the write's `.await`.
+                    let snapshot = state.reader.load();
+                    buf.reserve(snapshot.list_json().len() + id.len() + 64);
+                    write_response_ok_with(&mut buf, &id, |out| {
+                        snapshot.write_list(now_millis(), out)
+                    });
+                }
                 ws.write_frame(Frame::text(Payload::Borrowed(&buf))).await
             }
             Out::Health { id } => {

@@ -182,6 +182,17 @@ pub fn write_response_ok(out: &mut Vec<u8>, id: &str, payload_json: &[u8]) {
     out.push(b'}');
 }
 
+/// Like [`write_response_ok`], with the payload written in place by
+/// `payload`, which must append exactly one JSON value. Saves a copy when
+/// the payload is large (a presence list).
+pub fn write_response_ok_with(out: &mut Vec<u8>, id: &str, payload: impl FnOnce(&mut Vec<u8>)) {
+    out.extend_from_slice(br#"{"type":"res","id":"#);
+    write_json_str(out, id);
+    out.extend_from_slice(br#","ok":true,"payload":"#);
+    payload(out);
+    out.push(b'}');
+}
+
 /// Appends `{"type":"res","id":ID,"ok":false,"error":ERROR}` to `out`.
 ///
 /// # Panics
@@ -257,6 +268,15 @@ mod tests {
 
     fn as_json(bytes: &[u8]) -> Value {
         serde_json::from_slice(bytes).expect("encoders write valid JSON")
+    }
+
+    #[test]
+    fn response_with_inline_payload_matches_copied_payload() {
+        let mut copied = Vec::new();
+        write_response_ok(&mut copied, "7", b"[1,2]");
+        let mut inline = Vec::new();
+        write_response_ok_with(&mut inline, "7", |out| out.extend_from_slice(b"[1,2]"));
+        assert_eq!(copied, inline);
     }
 
     #[test]
