@@ -107,6 +107,12 @@ impl Metrics {
             requests.clone(),
         );
         let dropped = Family::<EventLabels, Counter>::default();
+        // Created at zero: a family without samples is left out of the
+        // exposition, and an absent series cannot be graphed or alerted
+        // on (`rate()` of nothing is nothing, not 0).
+        for event in ["presence", "presence.delta", "tick"] {
+            let _ = dropped.get_or_create(&EventLabels { event });
+        }
         registry.register(
             "events_dropped",
             "Events not sent to slow consumers",

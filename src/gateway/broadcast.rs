@@ -13,11 +13,14 @@ use crate::protocol::{StateVersion, write_event};
 use bytes::Bytes;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use tokio::time::Instant;
 
 /// The `health` half of `stateVersion`; rollcall publishes no health changes.
 pub const HEALTH_VERSION: u64 = 1;
+
+/// The `shutdown` event's payload.
+pub(super) const SHUTDOWN_PAYLOAD: &[u8] = br#"{"reason":"gateway shutting down"}"#;
 
 /// Which presence broadcasts a connection gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +39,10 @@ pub struct Subscriber {
     pub outbox: Outbox,
     /// What presence broadcasts it wants.
     pub feed: PresenceFeed,
+    /// The presence version of its `hello-ok` snapshot, set by
+    /// [`Registry::join`]. Presence broadcasts up to this version would
+    /// repeat or, worse, roll back what the hello showed: they are skipped.
+    pub since: u64,
 }
 
 /// Connections that completed the handshake.
@@ -44,6 +51,10 @@ pub struct Registry {
     inner: Mutex<HashMap<u64, Subscriber>>,
     /// The newest presence version broadcast so far.
     sent_version: AtomicU64,
+    /// The `shutdown` frame, once it was broadcast. Set and read only
+    /// under `inner`'s lock, so a connection that joins after the
+    /// broadcast finds it and is notified like everyone else.
+    farewell: OnceLock<Bytes>,
 }
 
 impl Registry {
@@ -57,7 +68,7 @@ impl Registry {
     /// hello. `render` returns (snapshot version, hello frame); it runs
     /// outside the lock and again if a broadcast of a newer version went
     /// out meanwhile.
-    pub fn join(&self, id: u64, subscriber: Subscriber, render: impl Fn() -> (u64, Bytes)) {
+    pub fn join(&self, id: u64, mut subscriber: Subscriber, render: impl Fn() -> (u64, Bytes)) {
         let mut attempts = 0;
         loop {
             let (version, hello) = render();
@@ -70,6 +81,16 @@ impl Registry {
                 let _ = subscriber
                     .outbox
                     .reply(super::outbox::Out::Text(hello), size);
+                if let Some(farewell) = self.farewell.get() {
+                    // Shutdown was broadcast while this connection was
+                    // completing its handshake: it would never hear it.
+                    let _ = subscriber
+                        .outbox
+                        .reply(super::outbox::Out::Text(farewell.clone()), 0);
+                    subscriber.outbox.close(1001, "gateway shutting down");
+                    return;
+                }
+                subscriber.since = version;
                 map.insert(id, subscriber);
                 return;
             }
@@ -77,7 +98,9 @@ impl Registry {
         }
     }
 
-    /// Records, under the lock, the version a presence broadcast carried.
+    /// Records the version a presence broadcast is about to carry. Called
+    /// before its fan-out: a connection joining meanwhile either sees it
+    /// and renders a newer hello, or is registered in time to get it.
     fn mark_sent(&self, version: u64) {
         self.sent_version.fetch_max(version, Ordering::AcqRel);
     }
@@ -127,13 +150,14 @@ pub async fn run(state: Arc<State>) {
                 if Instant::now() < due {
                     tokio::select! {
                         _ = tokio::time::sleep_until(due) => {}
-                        _ = shutdown.changed() => {}
+                        // `wait_for`, not `changed`: it leaves the flag for the
+                        // arm below, which must still send the shutdown notice.
+                        _ = async { shutdown.wait_for(|down| *down).await.is_ok() } => {}
                     }
                 }
                 let latest = state.reader.load_full();
                 seq += 1;
                 send_presence(&state, &sent, &latest, seq);
-                state.registry.mark_sent(latest.version());
                 publish_sse(&state, &latest);
                 sent = latest;
                 sent_at = Instant::now();
@@ -145,12 +169,16 @@ pub async fn run(state: Arc<State>) {
                 write_event(&mut frame, "tick", payload.as_bytes(), Some(seq), None);
                 fan_out(&state, Bytes::from(frame), |_| true, "tick");
             }
-            _ = shutdown.changed() => {
+            // Ready whenever the flag is set, even if an earlier wait
+            // already saw it flip.
+            _ = async { shutdown.wait_for(|down| *down).await.is_ok() } => {
                 seq += 1;
                 let mut frame = Vec::with_capacity(96);
-                write_event(&mut frame, "shutdown", br#"{"reason":"gateway shutting down"}"#, Some(seq), None);
+                write_event(&mut frame, "shutdown", SHUTDOWN_PAYLOAD, Some(seq), None);
                 let frame = Bytes::from(frame);
-                for subscriber in state.registry.lock().values() {
+                let registry = state.registry.lock();
+                let _ = state.registry.farewell.set(frame.clone());
+                for subscriber in registry.values() {
                     // The shutdown notice is sent even past the byte budget:
                     // it is the last thing this connection will get.
                     let _ = subscriber.outbox.reply(super::outbox::Out::Text(frame.clone()), 0);
@@ -163,6 +191,7 @@ pub async fn run(state: Arc<State>) {
 }
 
 fn send_presence(state: &State, before: &Snapshot, after: &Snapshot, seq: u64) {
+    state.registry.mark_sent(after.version());
     let version = Some(StateVersion {
         presence: after.version(),
         health: HEALTH_VERSION,
@@ -182,7 +211,7 @@ fn send_presence(state: &State, before: &Snapshot, after: &Snapshot, seq: u64) {
         fan_out(
             state,
             Bytes::from(frame),
-            |s| s.feed == PresenceFeed::Full,
+            |s| s.feed == PresenceFeed::Full && s.since < after.version(),
             "presence",
         );
     }
@@ -193,7 +222,7 @@ fn send_presence(state: &State, before: &Snapshot, after: &Snapshot, seq: u64) {
         fan_out(
             state,
             Bytes::from(frame),
-            |s| s.feed == PresenceFeed::Delta,
+            |s| s.feed == PresenceFeed::Delta && s.since < after.version(),
             "presence.delta",
         );
     }
@@ -278,4 +307,78 @@ fn publish_sse(state: &State, snapshot: &Snapshot) {
     state
         .sse
         .send_replace(Some((snapshot.version(), Bytes::from(data))));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::outbox::{Out, outbox};
+    use super::*;
+
+    fn subscriber(
+        feed: PresenceFeed,
+    ) -> (
+        Subscriber,
+        tokio::sync::mpsc::UnboundedReceiver<(Out, usize)>,
+    ) {
+        let (outbox, rx) = outbox(1 << 20);
+        let subscriber = Subscriber {
+            outbox,
+            feed,
+            since: 0,
+        };
+        (subscriber, rx)
+    }
+
+    fn text(out: Out) -> Bytes {
+        match out {
+            Out::Text(bytes) => bytes,
+            _ => panic!("expected a text frame"),
+        }
+    }
+
+    #[test]
+    fn join_records_the_hello_version() {
+        let registry = Registry::default();
+        let (sub, mut rx) = subscriber(PresenceFeed::Full);
+        registry.join(7, sub, || (5, Bytes::from_static(b"hello")));
+        assert_eq!(&text(rx.try_recv().unwrap().0)[..], b"hello");
+        assert_eq!(registry.lock()[&7].since, 5);
+    }
+
+    #[test]
+    fn presence_broadcast_skips_connections_whose_hello_is_as_new() {
+        let state = State::new(crate::config::ServeConfig::defaults());
+        let snapshot = state.reader.load_full();
+        let version = snapshot.version();
+        let (current, mut current_rx) = subscriber(PresenceFeed::Full);
+        let (behind, mut behind_rx) = subscriber(PresenceFeed::Delta);
+        state.registry.join(1, current, || (version, Bytes::new()));
+        state
+            .registry
+            .join(2, behind, || (version - 1, Bytes::new()));
+        let _ = current_rx.try_recv();
+        let _ = behind_rx.try_recv();
+        send_presence(&state, &snapshot, &snapshot, 1);
+        assert!(
+            current_rx.try_recv().is_err(),
+            "nothing newer than its hello"
+        );
+        assert!(behind_rx.try_recv().is_ok(), "its hello was older");
+        state.stop_engine();
+    }
+
+    #[test]
+    fn join_after_the_shutdown_broadcast_gets_the_notice_and_a_close() {
+        let registry = Registry::default();
+        registry
+            .farewell
+            .set(Bytes::from_static(b"farewell"))
+            .unwrap();
+        let (sub, mut rx) = subscriber(PresenceFeed::Full);
+        registry.join(7, sub, || (1, Bytes::from_static(b"hello")));
+        assert_eq!(&text(rx.try_recv().unwrap().0)[..], b"hello");
+        assert_eq!(&text(rx.try_recv().unwrap().0)[..], b"farewell");
+        assert!(matches!(rx.try_recv().unwrap().0, Out::Close(1001, _)));
+        assert!(registry.is_empty(), "nobody is left to wait for");
+    }
 }

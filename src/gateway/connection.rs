@@ -159,7 +159,21 @@ impl Connection {
     async fn run<S: AsyncRead + Unpin>(&mut self, reader: &mut WebSocketRead<S>) -> CloseReason {
         self.send_challenge();
         let timeout = self.state.config.handshake_timeout;
-        match tokio::time::timeout(timeout, self.read_message(reader, PRE_AUTH_MAX_PAYLOAD)).await {
+        let mut shutdown = self.state.shutdown.subscribe();
+        let first = tokio::select! {
+            read = tokio::time::timeout(timeout, self.read_message(reader, PRE_AUTH_MAX_PAYLOAD)) => read,
+            // Not registered yet, so the broadcaster will not notify this
+            // connection: it says goodbye itself (§7, graceful shutdown).
+            _ = async { shutdown.wait_for(|down| *down).await.is_ok() } => {
+                self.state.metrics.handshake(Some("shutdown"));
+                let mut frame = Vec::with_capacity(64);
+                write_event(&mut frame, "shutdown", super::broadcast::SHUTDOWN_PAYLOAD, None, None);
+                let _ = self.outbox.reply(Out::Text(Bytes::from(frame)), 0);
+                self.outbox.close(1001, "gateway shutting down");
+                return CloseReason::Shutdown;
+            }
+        };
+        match first {
             Err(_) => {
                 self.state.metrics.handshake(Some("timeout"));
                 self.outbox.close(1008, "handshake timeout");
@@ -440,6 +454,8 @@ impl Connection {
         let subscriber = Subscriber {
             outbox: self.outbox.clone(),
             feed,
+            // `join` sets it to the hello's version.
+            since: 0,
         };
         self.state.registry.join(self.id, subscriber, render);
     }

@@ -1,11 +1,13 @@
 //! A connection's outbound queue and the task that writes it to the socket.
 //!
 //! Everything a connection sends goes through its [`Outbox`], in order. The
-//! outbox counts the bytes it holds. Over `maxBufferedBytes`, broadcast
-//! events for this connection are dropped ([`Outbox::try_event`] says so),
-//! and a reply that does not fit closes the connection as a slow consumer
-//! ([`Outbox::reply`] fails). One stuck client therefore never holds memory
-//! beyond its limit nor slows the broadcaster.
+//! outbox counts the bytes it holds. Once they exceed `maxBufferedBytes`,
+//! broadcast events for this connection are dropped ([`Outbox::try_event`]
+//! says so), and a further reply closes the connection as a slow consumer
+//! ([`Outbox::reply`] fails). A connection with nothing unsent always gets
+//! the next frame, however large: a list bigger than the limit must still
+//! reach clients that keep up. One stuck client therefore never holds
+//! memory beyond its limit plus one frame, nor slows the broadcaster.
 //!
 //! Replies that read presence are rendered by the writer task when their
 //! turn comes, after every earlier `system-event` of the connection was
@@ -69,7 +71,9 @@ impl Outbox {
     /// connection (over the limit, or the connection is closing).
     pub fn try_event(&self, frame: Bytes) -> bool {
         let size = frame.len();
-        if self.queued.load(Ordering::Relaxed) + size > self.limit {
+        // "Exceed" is about what is already unsent (§7), not about whether
+        // this frame would cross the limit.
+        if self.queued.load(Ordering::Relaxed) > self.limit {
             return false;
         }
         self.queued.fetch_add(size, Ordering::Relaxed);
@@ -80,9 +84,12 @@ impl Outbox {
         true
     }
 
-    /// Queues a reply of about `size` bytes.
+    /// Queues a reply of about `size` bytes. Fails when the connection
+    /// has fallen behind: its unsent bytes already exceed the limit. A
+    /// `size` of 0 marks what must go out regardless (control frames, the
+    /// challenge, shutdown notices).
     pub fn reply(&self, out: Out, size: usize) -> Result<(), SlowConsumer> {
-        if self.queued.load(Ordering::Relaxed) + size > self.limit {
+        if size > 0 && self.queued.load(Ordering::Relaxed) > self.limit {
             return Err(SlowConsumer);
         }
         self.queued.fetch_add(size, Ordering::Relaxed);

@@ -138,21 +138,20 @@ fn authorize<B>(
         })
         .map(str::trim);
     let token = bearer.or(query_token);
-    match state.auth.token_scopes(token) {
-        Ok(scopes) if scopes.iter().any(|s| READ_SCOPES.contains(&s.as_str())) => None,
-        Ok(_) => Some(error(
-            StatusCode::FORBIDDEN,
-            "token lacks a read scope (operator.read)",
-        )),
-        Err(_) => {
-            let mut response = error(StatusCode::UNAUTHORIZED, "missing or invalid bearer token");
-            response.headers_mut().insert(
-                WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"rollcall\""),
-            );
-            Some(response)
-        }
-    }
+    // §8: these routes need a bearer token *with a read scope*; without
+    // one they answer 401, so a valid token that grants no read scope is
+    // refused the same way as a missing one (not 403).
+    let message = match state.auth.token_scopes(token) {
+        Ok(scopes) if scopes.iter().any(|s| READ_SCOPES.contains(&s.as_str())) => return None,
+        Ok(_) => "token lacks a read scope (operator.read)",
+        Err(_) => "missing or invalid bearer token",
+    };
+    let mut response = error(StatusCode::UNAUTHORIZED, message);
+    response.headers_mut().insert(
+        WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"rollcall\""),
+    );
+    Some(response)
 }
 
 /// The value of `name` in a query string, percent-decoded.
