@@ -3,6 +3,7 @@
 #![warn(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+pub mod client;
 pub mod config;
 pub mod engine;
 pub mod gateway;

@@ -1,6 +1,8 @@
 //! The `rollcall` command line: parses arguments and calls the library.
 
 use clap::{Parser, Subcommand};
+use rollcall::client::cli::{BeaconArgs, PresenceArgs};
+use rollcall::client::load::LoadArgs;
 use rollcall::config::ServeConfig;
 use rollcall::gateway::Server;
 use std::process::ExitCode;
@@ -20,14 +22,24 @@ struct Cli {
 enum Command {
     /// Run the gateway (HTTP + WebSocket on one port).
     Serve(ServeConfig),
+    /// Print a gateway's presence list (as a table, or JSON).
+    Presence(PresenceArgs),
+    /// Send one system-event beacon to a gateway.
+    Beacon(BeaconArgs),
+    /// Simulate a fleet of clients against a gateway and report throughput and latency.
+    Load(LoadArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let default_level = match cli.command {
+        Command::Serve(_) => "info",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -43,6 +55,19 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Serve(config) => runtime.block_on(serve(config)),
+        Command::Presence(args) => report(runtime.block_on(rollcall::client::cli::presence(args))),
+        Command::Beacon(args) => report(runtime.block_on(rollcall::client::cli::beacon(args))),
+        Command::Load(args) => runtime.block_on(load(args)),
+    }
+}
+
+fn report(result: Result<(), rollcall::client::cli::CliError>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rollcall: {e}");
+            ExitCode::from(e.exit_code())
+        }
     }
 }
 
@@ -57,6 +82,30 @@ async fn serve(config: ServeConfig) -> ExitCode {
     tracing::info!(addr = %server.local_addr(), "rollcall listening (HTTP and WebSocket)");
     server.run(shutdown_signal()).await;
     ExitCode::SUCCESS
+}
+
+async fn load(args: LoadArgs) -> ExitCode {
+    let json = args.json;
+    match rollcall::client::load::run(args).await {
+        Ok(summary) if json => match serde_json::to_string_pretty(&summary) {
+            Ok(text) => {
+                println!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("rollcall: cannot encode the summary: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Ok(summary) => {
+            summary.print_human();
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("rollcall: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

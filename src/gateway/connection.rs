@@ -133,6 +133,14 @@ struct Connection {
     message: Vec<u8>,
 }
 
+/// What to do about one request.
+enum Reply {
+    /// Queue this, about this many bytes.
+    Send(Out, usize),
+    /// Answer the request id with this error.
+    Refuse(String, ErrorShape),
+}
+
 /// Why no message was read.
 enum ReadError {
     Closed,
@@ -483,11 +491,11 @@ impl Connection {
             _ => "unknown",
         };
         match self.dispatch(request) {
-            Ok((out, size)) => {
+            Reply::Send(out, size) => {
                 self.state.metrics.request(method, "ok");
                 self.outbox.reply(out, size)
             }
-            Err((id, error)) => {
+            Reply::Refuse(id, error) => {
                 self.state.metrics.request(method, error.code.as_str());
                 self.reply_error(&id, &error)
             }
@@ -495,27 +503,32 @@ impl Connection {
     }
 
     /// The reply to queue for `request`, or the error to answer with.
-    fn dispatch(&self, request: Request) -> Result<(Out, usize), (String, ErrorShape)> {
+    fn dispatch(&self, request: Request) -> Reply {
         let session = self.session();
         let id = request.id;
         match request.method.as_str() {
             "system-presence" => {
                 if !has_any(&session.scopes, &READ_SCOPES) {
-                    return Err((id, ErrorShape::missing_scope(OPERATOR_READ, &READ_SCOPES)));
+                    return Reply::Refuse(
+                        id,
+                        ErrorShape::missing_scope(OPERATOR_READ, &READ_SCOPES),
+                    );
                 }
                 let size = self.state.reader.load().list_json().len() + id.len() + 64;
-                Ok((Out::Presence { id }, size))
+                Reply::Send(Out::Presence { id }, size)
             }
             "system-event" => {
                 if session.role != Role::Node && !has_any(&session.scopes, &[OPERATOR_ADMIN]) {
-                    return Err((
+                    return Reply::Refuse(
                         id,
                         ErrorShape::missing_scope(OPERATOR_ADMIN, &[OPERATOR_ADMIN]),
-                    ));
+                    );
                 }
                 let params = match parse_system_event(request.params.as_ref()) {
                     Ok(params) => params,
-                    Err(why) => return Err((id, ErrorShape::invalid_params("system-event", why))),
+                    Err(why) => {
+                        return Reply::Refuse(id, ErrorShape::invalid_params("system-event", why));
+                    }
                 };
                 let (key, patch) =
                     presence::beacon(beacon_input(params), &self.state.self_info.host);
@@ -523,7 +536,7 @@ impl Connection {
                     let error = ErrorShape::invalid_request(
                         "invalid system-event params: the key is reserved for the gateway's own entry",
                     );
-                    return Err((id, error));
+                    return Reply::Refuse(id, error);
                 }
                 match self
                     .state
@@ -532,19 +545,19 @@ impl Connection {
                 {
                     Ok(applied) => {
                         let size = id.len() + 64;
-                        Ok((Out::Applied { id, applied }, size))
+                        Reply::Send(Out::Applied { id, applied }, size)
                     }
-                    Err(e) => Err((id, unavailable(&e))),
+                    Err(e) => Reply::Refuse(id, unavailable(&e)),
                 }
             }
             "health" => {
                 let size = id.len() + 128;
-                Ok((Out::Health { id }, size))
+                Reply::Send(Out::Health { id }, size)
             }
-            "connect" => Err((id, ErrorShape::invalid_request("already connected"))),
+            "connect" => Reply::Refuse(id, ErrorShape::invalid_request("already connected")),
             other => {
                 let error = ErrorShape::unknown_method(other);
-                Err((id, error))
+                Reply::Refuse(id, error)
             }
         }
     }

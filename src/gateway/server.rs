@@ -50,9 +50,7 @@ impl Server {
     pub async fn bind(config: ServeConfig) -> Result<Server, ServeError> {
         config.validate()?;
         let addr = config.bind;
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| ServeError::Bind { addr, source })?;
+        let listener = listen(addr).map_err(|source| ServeError::Bind { addr, source })?;
         Ok(Server {
             listener,
             state: State::new(config),
@@ -135,6 +133,21 @@ impl Server {
         let _ = tokio::task::spawn_blocking(move || engine_state.stop_engine()).await;
         tracing::info!("stopped");
     }
+}
+
+/// Connections the kernel queues before `accept`: a fleet ramping up at
+/// thousands of connections per second overflows the usual 1024, and each
+/// dropped SYN costs the client a one-second retransmit.
+pub const ACCEPT_BACKLOG: u32 = 4096;
+
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(ACCEPT_BACKLOG)
 }
 
 async fn handle(

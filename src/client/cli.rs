@@ -1,0 +1,493 @@
+//! `rollcall presence` and `rollcall beacon`: a small OpenClaw-protocol
+//! client for people at a terminal. It connects like any client (mode
+//! `cli`, so it is not tracked), and turns every failure into a message and
+//! an exit code a script can act on.
+
+use super::ws::{Target, WsConn, connect, ignore_obligation};
+use crate::presence::Status;
+use fastwebsockets::{Frame, OpCode, Payload};
+use serde_json::{Value, json};
+use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
+use std::time::Duration;
+use thiserror::Error;
+use tokio::sync::mpsc;
+
+/// How long to wait for the gateway at each step.
+const STEP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where to connect and how to authenticate.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClientArgs {
+    /// Gateway URL.
+    #[arg(long, env = "ROLLCALL_URL", default_value = "ws://127.0.0.1:18789")]
+    pub url: String,
+    /// Gateway token, if the gateway requires one.
+    #[arg(long, env = "ROLLCALL_CLIENT_TOKEN")]
+    pub token: Option<String>,
+}
+
+/// `rollcall presence` options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PresenceArgs {
+    #[command(flatten)]
+    /// Connection options.
+    pub client: ClientArgs,
+    /// Print the raw JSON array instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Keep the list live from `presence` events until interrupted.
+    #[arg(long)]
+    pub watch: bool,
+}
+
+/// `rollcall beacon` options: one `system-event`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BeaconArgs {
+    #[command(flatten)]
+    /// Connection options.
+    pub client: ClientArgs,
+    /// Stable id of the instance the beacon is about.
+    #[arg(long)]
+    pub instance_id: String,
+    /// Host name to report.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// IP address to report.
+    #[arg(long)]
+    pub ip: Option<String>,
+    /// Mode to report (e.g. `ui`, `node`).
+    #[arg(long)]
+    pub mode: Option<String>,
+    /// Reason to report (e.g. `periodic`).
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// Seconds since the last user input.
+    #[arg(long)]
+    pub last_input_seconds: Option<u64>,
+    /// The beacon text; defaults to a `Node: …` line built from the fields.
+    #[arg(long)]
+    pub text: Option<String>,
+}
+
+/// Why a client command failed. Each maps to its own exit code.
+#[derive(Debug, Error)]
+pub enum CliError {
+    /// The URL is not `ws://HOST:PORT[/PATH]`.
+    #[error("bad --url {url:?}: {why}")]
+    BadUrl {
+        /// What was given.
+        url: String,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+    /// Nothing answered at the address.
+    #[error("cannot reach the gateway at {url}: {why}")]
+    Unreachable {
+        /// The URL.
+        url: String,
+        /// The OS or upgrade error.
+        why: String,
+    },
+    /// The gateway refused the token.
+    #[error(
+        "the gateway refused the token ({0}); pass the right one with --token or ROLLCALL_CLIENT_TOKEN"
+    )]
+    Unauthorized(String),
+    /// The token lacks a scope the command needs.
+    #[error("the token lacks the scope {0} needed for this command")]
+    MissingScope(String),
+    /// The gateway answered with another error.
+    #[error("the gateway answered {code}: {message}")]
+    Gateway {
+        /// Error code.
+        code: String,
+        /// Error message.
+        message: String,
+    },
+    /// The gateway did not answer in time.
+    #[error("the gateway did not answer within {0:?}")]
+    Timeout(Duration),
+    /// The connection closed or spoke something unexpected.
+    #[error("connection to the gateway failed: {0}")]
+    Protocol(String),
+}
+
+impl CliError {
+    /// The process exit code for this failure.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::BadUrl { .. } => 2,
+            CliError::Unreachable { .. } | CliError::Timeout(_) => 3,
+            CliError::Unauthorized(_) => 4,
+            CliError::MissingScope(_) => 5,
+            CliError::Gateway { .. } | CliError::Protocol(_) => 1,
+        }
+    }
+}
+
+/// A connected, authenticated client session.
+struct Session {
+    ws: WsConn,
+    next_id: u64,
+}
+
+impl Session {
+    async fn open(args: &ClientArgs, scopes: &[&str]) -> Result<Session, CliError> {
+        let target = parse_url(&args.url).await?;
+        let unreachable = |why: String| CliError::Unreachable {
+            url: args.url.clone(),
+            why,
+        };
+        let ws = tokio::time::timeout(STEP_TIMEOUT, connect(&target, None))
+            .await
+            .map_err(|_| unreachable("timed out".into()))?
+            .map_err(|e| unreachable(with_sources(&e)))?
+            .open();
+        let mut session = Session { ws, next_id: 1 };
+        let challenge = session.read_json().await?;
+        if challenge["event"] != "connect.challenge" {
+            return Err(CliError::Protocol(
+                "the gateway sent no connect.challenge".into(),
+            ));
+        }
+        let mut params = json!({
+            "minProtocol": 3,
+            "maxProtocol": 4,
+            "client": {
+                "id": "rollcall-cli",
+                "displayName": "rollcall",
+                "version": env!("CARGO_PKG_VERSION"),
+                "platform": std::env::consts::OS,
+                "mode": "cli",
+            },
+            "role": "operator",
+            "scopes": scopes,
+            "caps": [],
+        });
+        if let Some(token) = &args.token {
+            params["auth"] = json!({ "token": token });
+        }
+        let hello = session.call("connect", params).await?;
+        let granted: Vec<&str> = hello["auth"]["scopes"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        if let Some(missing) = scopes.iter().find(|s| !granted.contains(s)) {
+            return Err(CliError::MissingScope((*missing).to_owned()));
+        }
+        Ok(session)
+    }
+
+    async fn send(&mut self, frame: Value) -> Result<(), CliError> {
+        let bytes = frame.to_string().into_bytes();
+        self.ws
+            .write
+            .write_frame(Frame::text(Payload::Owned(bytes)))
+            .await
+            .map_err(|e| CliError::Protocol(e.to_string()))
+    }
+
+    async fn read_json(&mut self) -> Result<Value, CliError> {
+        tokio::time::timeout(STEP_TIMEOUT, read_text(&mut self.ws))
+            .await
+            .map_err(|_| CliError::Timeout(STEP_TIMEOUT))?
+    }
+
+    /// Sends a request and waits for its response, skipping events.
+    async fn call(&mut self, method: &str, params: Value) -> Result<Value, CliError> {
+        let id = self.next_id.to_string();
+        self.next_id += 1;
+        self.send(json!({"type": "req", "id": id, "method": method, "params": params}))
+            .await?;
+        loop {
+            let frame = self.read_json().await?;
+            if frame["type"] == "res" && frame["id"] == id.as_str() {
+                return response_payload(frame);
+            }
+        }
+    }
+}
+
+/// Reads one text frame as JSON.
+async fn read_text(ws: &mut WsConn) -> Result<Value, CliError> {
+    loop {
+        let frame = ws
+            .read
+            .read_frame(&mut ignore_obligation)
+            .await
+            .map_err(|e| CliError::Protocol(e.to_string()))?;
+        match frame.opcode {
+            OpCode::Text => {
+                return serde_json::from_slice(&frame.payload).map_err(|e| {
+                    CliError::Protocol(format!("invalid JSON from the gateway: {e}"))
+                });
+            }
+            OpCode::Close => {
+                let reason = if frame.payload.len() > 2 {
+                    String::from_utf8_lossy(&frame.payload[2..]).into_owned()
+                } else {
+                    "no reason".into()
+                };
+                return Err(CliError::Protocol(format!(
+                    "the gateway closed the connection ({reason})"
+                )));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// An error and its causes, `outer: inner: innermost`.
+fn with_sources(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn response_payload(frame: Value) -> Result<Value, CliError> {
+    if frame["ok"] == true {
+        return Ok(frame["payload"].clone());
+    }
+    let error = &frame["error"];
+    let code = error["code"].as_str().unwrap_or("UNKNOWN").to_owned();
+    let message = error["message"].as_str().unwrap_or("").to_owned();
+    if message == "unauthorized" {
+        return Err(CliError::Unauthorized(message));
+    }
+    if code == "FORBIDDEN" {
+        let scope = error["details"]["missingScope"]
+            .as_str()
+            .unwrap_or(&message);
+        return Err(CliError::MissingScope(scope.to_owned()));
+    }
+    Err(CliError::Gateway { code, message })
+}
+
+async fn parse_url(url: &str) -> Result<Target, CliError> {
+    let bad = |why| CliError::BadUrl {
+        url: url.to_owned(),
+        why,
+    };
+    let rest = match url.split_once("://") {
+        Some(("ws", rest)) => rest,
+        Some(("wss", _)) => {
+            return Err(bad(
+                "wss:// is not supported; put a TLS proxy in front and use ws://",
+            ));
+        }
+        Some(_) => return Err(bad("the scheme must be ws://")),
+        None => return Err(bad("expected ws://HOST:PORT")),
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(at) => (&rest[..at], &rest[at..]),
+        None => (rest, "/"),
+    };
+    if authority.is_empty() {
+        return Err(bad("missing host"));
+    }
+    let with_port = if authority
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
+        authority.to_owned()
+    } else {
+        format!("{authority}:80")
+    };
+    let addr: SocketAddr = tokio::net::lookup_host(with_port.as_str())
+        .await
+        .map_err(|e| CliError::Unreachable {
+            url: url.to_owned(),
+            why: format!("cannot resolve {authority}: {e}"),
+        })?
+        .next()
+        .ok_or_else(|| bad("the host resolves to no address"))?;
+    Ok(Target {
+        addr,
+        host_header: authority.to_owned(),
+        path: path.to_owned(),
+    })
+}
+
+/// Runs `rollcall presence`.
+pub async fn presence(args: PresenceArgs) -> Result<(), CliError> {
+    let mut session = Session::open(&args.client, &["operator.read"]).await?;
+    let list = session.call("system-presence", json!({})).await?;
+    print_list(&list, args.json, args.watch)?;
+    if !args.watch {
+        return Ok(());
+    }
+    // Frames are read by their own task: a read cannot be abandoned half
+    // way, and the table also re-renders on a timer so ages keep moving.
+    let (tx, mut rx) = mpsc::channel::<Result<Value, CliError>>(16);
+    let mut ws = session.ws;
+    let reader = tokio::spawn(async move {
+        loop {
+            let frame = read_text(&mut ws).await;
+            let stop = frame.is_err();
+            if tx.send(frame).await.is_err() || stop {
+                return;
+            }
+        }
+    });
+    let mut latest = list;
+    let mut refresh = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            frame = rx.recv() => {
+                let Some(frame) = frame else { break };
+                let frame = frame?;
+                if frame["event"] == "presence" {
+                    latest = frame["payload"]["presence"].clone();
+                    print_list(&latest, args.json, true)?;
+                } else if frame["event"] == "shutdown" {
+                    reader.abort();
+                    return Err(CliError::Protocol("the gateway is shutting down".into()));
+                }
+            }
+            _ = refresh.tick(), if !args.json => print_list(&latest, false, true)?,
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    reader.abort();
+    Ok(())
+}
+
+/// Runs `rollcall beacon`.
+pub async fn beacon(args: BeaconArgs) -> Result<(), CliError> {
+    let mut session = Session::open(&args.client, &["operator.admin"]).await?;
+    let text = args.text.clone().unwrap_or_else(|| {
+        format!(
+            "Node: {} ({}) · app {} · last input {} s ago · mode {} · reason {}",
+            args.host.as_deref().unwrap_or(&args.instance_id),
+            args.ip.as_deref().unwrap_or("unknown"),
+            env!("CARGO_PKG_VERSION"),
+            args.last_input_seconds.unwrap_or(0),
+            args.mode.as_deref().unwrap_or("cli"),
+            args.reason.as_deref().unwrap_or("manual"),
+        )
+    });
+    let mut params = json!({ "text": text, "instanceId": args.instance_id });
+    for (name, value) in [
+        ("host", &args.host),
+        ("ip", &args.ip),
+        ("mode", &args.mode),
+        ("reason", &args.reason),
+    ] {
+        if let Some(value) = value {
+            params[name] = json!(value);
+        }
+    }
+    if let Some(seconds) = args.last_input_seconds {
+        params["lastInputSeconds"] = json!(seconds);
+    }
+    session.call("system-event", params).await?;
+    println!("beacon for {} applied", args.instance_id);
+    Ok(())
+}
+
+fn print_list(list: &Value, json: bool, redraw: bool) -> Result<(), CliError> {
+    let mut out = std::io::stdout().lock();
+    let text = if json {
+        format!("{list}\n")
+    } else {
+        let mut table = String::new();
+        if redraw && std::io::stdout().is_terminal() {
+            table.push_str("\x1b[2J\x1b[H");
+        }
+        table.push_str(&render_table(list, crate::engine::now_millis()));
+        table
+    };
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| CliError::Protocol(format!("cannot write to stdout: {e}")))
+}
+
+/// The presence list as an aligned table with a status column.
+pub fn render_table(list: &Value, now: i64) -> String {
+    const HEADERS: [&str; 8] = [
+        "STATUS", "HOST", "IP", "MODE", "VERSION", "PLATFORM", "AGE", "REASON",
+    ];
+    let mut rows: Vec<[String; 8]> = Vec::new();
+    for entry in list.as_array().map(Vec::as_slice).unwrap_or_default() {
+        let field = |name: &str| entry[name].as_str().unwrap_or("-").to_owned();
+        let ts = entry["ts"].as_i64().unwrap_or(0);
+        let status = match Status::of(ts, now) {
+            Status::Active => "active",
+            Status::Idle => "idle",
+            Status::Stale => "stale",
+        };
+        let age = format!("{}s", (now - ts).max(0) / 1000);
+        rows.push([
+            status.to_owned(),
+            field("host"),
+            field("ip"),
+            field("mode"),
+            field("version"),
+            field("platform"),
+            age,
+            field("reason"),
+        ]);
+    }
+    let mut widths = HEADERS.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &[&str]| {
+        let parts: Vec<String> = cells
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        out.push_str(parts.join("  ").trim_end());
+        out.push('\n');
+    };
+    line(&HEADERS);
+    for row in &rows {
+        let cells: Vec<&str> = row.iter().map(String::as_str).collect();
+        line(&cells);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_has_status_and_fields() {
+        let now = 1_000_000;
+        let list = json!([
+            {"host": "gw", "mode": "gateway", "reason": "self", "ts": now},
+            {"host": "mini", "ip": "10.0.0.7", "mode": "ui", "ts": now - 200_000},
+        ]);
+        let table = render_table(&list, now);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[0].starts_with("STATUS"));
+        assert!(lines[1].starts_with("active") && lines[1].contains("gw"));
+        assert!(lines[2].starts_with("idle") && lines[2].contains("10.0.0.7"));
+    }
+
+    #[tokio::test]
+    async fn urls_must_be_ws() {
+        assert!(matches!(
+            parse_url("http://x").await,
+            Err(CliError::BadUrl { .. })
+        ));
+        assert!(matches!(
+            parse_url("wss://x").await,
+            Err(CliError::BadUrl { .. })
+        ));
+        let target = parse_url("ws://127.0.0.1:9/ws").await.unwrap();
+        assert_eq!(target.path, "/ws");
+        assert_eq!(target.addr.port(), 9);
+    }
+}

@@ -1,0 +1,226 @@
+//! The request frames a simulated client sends: `connect`, `system-event`
+//! beacons and `system-presence` reads, as JSON text.
+//!
+//! Invariants:
+//! - Every frame is valid JSON; client-chosen strings (mode, token, run id) are
+//!   escaped by serde_json, never spliced in raw.
+//! - A beacon's text keeps the OpenClaw beacon form
+//!   (`Node: HOST (IP) · app V · last input N s ago · mode M · reason R`);
+//!   padding for `--frame-bytes` goes at the end of the reason, so the text
+//!   still parses.
+//! - In the rollcall protocol a beacon text stays within [`TEXT_MAX_BYTES`].
+
+use std::io::Write as _;
+
+use serde_json::json;
+
+/// The server's limit on a beacon's `text` (PROTOCOL.md §5.2).
+pub const TEXT_MAX_BYTES: usize = 4096;
+
+/// Which side of presence a simulated client plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A role-`node` client that sends `system-event` beacons.
+    Beacon,
+    /// An operator (`operator.read`, mode `cli`) that calls `system-presence`.
+    Reader,
+}
+
+/// Builds the frames of one run.
+#[derive(Debug, Clone)]
+pub struct Requests {
+    run_id: String,
+    /// The beacon clients' mode, as given.
+    mode: String,
+    /// The mode escaped for the inside of a JSON string (no quotes).
+    mode_escaped: String,
+    token: Option<String>,
+    /// Total beacon frame size asked for with `--frame-bytes`.
+    frame_bytes: Option<usize>,
+}
+
+/// Escapes `s` for use inside a JSON string literal.
+fn escape(s: &str) -> String {
+    // Serializing a &str cannot fail.
+    let quoted = serde_json::to_string(s).expect("string serializes");
+    quoted[1..quoted.len() - 1].to_owned()
+}
+
+impl Requests {
+    /// Frames for run `run_id`, beacon clients in `mode`, authenticating with `token`.
+    pub fn new(run_id: &str, mode: &str, token: Option<&str>, frame_bytes: Option<usize>) -> Self {
+        Requests {
+            run_id: run_id.to_owned(),
+            mode: mode.to_owned(),
+            mode_escaped: escape(mode),
+            token: token.map(str::to_owned),
+            frame_bytes,
+        }
+    }
+
+    /// The `instanceId` of a client: `load-RUN-N` for beacons, `load-RUN-rN` for readers.
+    pub fn instance_id(&self, client: u32, kind: Kind) -> String {
+        match kind {
+            Kind::Beacon => format!("load-{}-{client}", self.run_id),
+            Kind::Reader => format!("load-{}-r{client}", self.run_id),
+        }
+    }
+
+    /// The `connect` request (id `connect`). Beacon clients connect as role
+    /// `node` with no scopes, so `system-event` is allowed and no presence
+    /// broadcasts reach them; readers as `operator` with `operator.read`, mode `cli`.
+    pub fn connect(&self, client: u32, kind: Kind) -> Vec<u8> {
+        let (mode, role, scopes) = match kind {
+            Kind::Beacon => (self.mode.as_str(), "node", json!([])),
+            Kind::Reader => ("cli", "operator", json!(["operator.read"])),
+        };
+        let mut params = json!({
+            "minProtocol": 3,
+            "maxProtocol": 4,
+            "client": {
+                "id": "rollcall-load",
+                "version": env!("CARGO_PKG_VERSION"),
+                "platform": "linux",
+                "mode": mode,
+                "instanceId": self.instance_id(client, kind),
+            },
+            "role": role,
+            "scopes": scopes,
+        });
+        if let Some(token) = &self.token {
+            params["auth"] = json!({ "token": token });
+        }
+        let req = json!({"type": "req", "id": "connect", "method": "connect", "params": params});
+        // A json! value always serializes.
+        serde_json::to_vec(&req).expect("json value serializes")
+    }
+
+    /// A `system-event` beacon from client `client` with request id `id`,
+    /// padded to `--frame-bytes` when that is larger than the natural size.
+    pub fn beacon(&self, client: u32, id: u64) -> Vec<u8> {
+        let mut buf = Vec::with_capacity(self.frame_bytes.unwrap_or(0).max(256));
+        let [_, a, b, c] = client.to_be_bytes();
+        // Writing into a Vec cannot fail.
+        write!(
+            buf,
+            r#"{{"type":"req","id":"{id}","method":"system-event","params":{{"text":"Node: load-{client} (10.{a}.{b}.{c}) · app {ver} · last input 0 s ago · mode {mode} · reason periodic"#,
+            ver = env!("CARGO_PKG_VERSION"),
+            mode = self.mode_escaped,
+        )
+        .expect("write to Vec");
+        let pad_at = buf.len();
+        write!(buf, r#"","instanceId":"load-{}-{client}"}}}}"#, self.run_id).expect("write to Vec");
+        let pad = self.frame_bytes.unwrap_or(0).saturating_sub(buf.len());
+        if pad > 0 {
+            buf.splice(
+                pad_at..pad_at,
+                std::iter::once(b' ').chain(std::iter::repeat_n(b'x', pad - 1)),
+            );
+        }
+        buf
+    }
+
+    /// A `system-presence` request with id `id`.
+    pub fn presence(&self, id: u64) -> Vec<u8> {
+        format!(r#"{{"type":"req","id":"{id}","method":"system-presence","params":{{}}}}"#)
+            .into_bytes()
+    }
+
+    /// The largest `--frame-bytes` whose beacon text still fits [`TEXT_MAX_BYTES`]
+    /// for every client and request id.
+    ///
+    /// Padding makes every frame the same size, so the text gets what the rest
+    /// of the frame leaves. The rest is smallest for client 0's first request
+    /// (fewest digits in the id and the instance id), which is the binding case.
+    pub fn max_frame_bytes(&self) -> usize {
+        let natural = Requests {
+            frame_bytes: None,
+            ..self.clone()
+        };
+        let overhead = natural.beacon(0, 1).len() - natural.beacon_text_len(0);
+        overhead + TEXT_MAX_BYTES
+    }
+
+    fn beacon_text_len(&self, client: u32) -> usize {
+        let frame = self.beacon(client, 1);
+        // Decoding our own frame: it is valid JSON with a string text.
+        let v: serde_json::Value = serde_json::from_slice(&frame).expect("own frame is JSON");
+        v["params"]["text"].as_str().map_or(0, str::len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn beacon_is_json_with_the_openclaw_text_form() {
+        let r = Requests::new("abc", "backend", None, None);
+        let v: serde_json::Value = serde_json::from_slice(&r.beacon(258, 7)).unwrap();
+        assert_eq!(v["id"], "7");
+        assert_eq!(v["method"], "system-event");
+        assert_eq!(v["params"]["instanceId"], "load-abc-258");
+        let want = format!(
+            "Node: load-258 (10.0.1.2) · app {} · last input 0 s ago · mode backend · reason periodic",
+            env!("CARGO_PKG_VERSION")
+        );
+        assert_eq!(v["params"]["text"], want.as_str());
+    }
+
+    #[test]
+    fn frame_bytes_pads_the_reason_to_the_exact_size() {
+        let r = Requests::new("abc", "backend", None, Some(1000));
+        let frame = r.beacon(3, 12);
+        assert_eq!(frame.len(), 1000);
+        let v: serde_json::Value = serde_json::from_slice(&frame).unwrap();
+        assert!(
+            v["params"]["text"]
+                .as_str()
+                .unwrap()
+                .contains("reason periodic xxx")
+        );
+    }
+
+    #[test]
+    fn frame_bytes_below_natural_size_changes_nothing() {
+        let r = Requests::new("abc", "backend", None, Some(10));
+        assert_eq!(
+            r.beacon(3, 1),
+            Requests::new("abc", "backend", None, None).beacon(3, 1)
+        );
+    }
+
+    #[test]
+    fn max_frame_bytes_keeps_every_text_within_the_limit() {
+        let r = Requests::new("abc", "backend", None, None);
+        let max = r.max_frame_bytes();
+        let padded = Requests::new("abc", "backend", None, Some(max));
+        assert_eq!(padded.beacon_text_len(0), TEXT_MAX_BYTES);
+        for client in [1, 9, 10, 255, 65_536, 1_000_000] {
+            assert!(
+                padded.beacon_text_len(client) <= TEXT_MAX_BYTES,
+                "client {client}"
+            );
+        }
+    }
+
+    #[test]
+    fn connect_escapes_mode_and_token() {
+        let r = Requests::new("abc", "we\"ird", Some("t\"k"), None);
+        let v: serde_json::Value = serde_json::from_slice(&r.connect(1, Kind::Beacon)).unwrap();
+        assert_eq!(v["params"]["client"]["mode"], "we\"ird");
+        assert_eq!(v["params"]["auth"]["token"], "t\"k");
+        assert_eq!(v["params"]["role"], "node");
+        let v: serde_json::Value = serde_json::from_slice(&r.connect(1, Kind::Reader)).unwrap();
+        assert_eq!(v["params"]["scopes"][0], "operator.read");
+        assert_eq!(v["params"]["client"]["mode"], "cli");
+        assert_eq!(v["params"]["client"]["instanceId"], "load-abc-r1");
+        let b: serde_json::Value = serde_json::from_slice(&r.beacon(1, 1)).unwrap();
+        assert!(
+            b["params"]["text"]
+                .as_str()
+                .unwrap()
+                .contains("mode we\"ird")
+        );
+    }
+}
