@@ -5,6 +5,7 @@ use rollcall::client::cli::{BeaconArgs, PresenceArgs};
 use rollcall::client::load::LoadArgs;
 use rollcall::config::ServeConfig;
 use rollcall::gateway::Server;
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 #[global_allocator]
@@ -42,6 +43,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -2,12 +2,12 @@
 //!
 //! Normally these are `std`, `arc-swap` and `crossbeam-channel`. Under
 //! `--cfg rollcall_loom` (set only by the `loom-tests/` package, so tokio
-//! never sees it) they are loom's instrumented `Mutex`, `Condvar`, atomics and
-//! `RwLock<Arc<T>>`. arc-swap and crossbeam contain no loom code, so the
+//! never sees it) they are loom's instrumented `Arc`, `Mutex`, `RwLock`,
+//! `Notify` and atomics. arc-swap and crossbeam contain no loom code, so the
 //! loom build replaces them with stand-ins of the same contract: a cell whose
-//! `load` returns the last stored `Arc`, and an MPSC queue pair (bounded data,
-//! unbounded control) whose receiver sees every item sent before the last
-//! sender was dropped.
+//! `load` returns the last stored `Arc` (`RwLock<Arc<T>>`), and an MPSC queue
+//! pair (bounded data, unbounded control, each a `Mutex<VecDeque>`) whose
+//! receiver sees every item sent before the last sender was dropped.
 
 #[cfg(not(rollcall_loom))]
 pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};

@@ -16,7 +16,7 @@ use crate::presence::{self, BeaconInput, ConnectInfo, Key};
 use crate::protocol::{
     ConnectParams, ErrorShape, OPERATOR_ADMIN, OPERATOR_READ, OPERATOR_WRITE, Request, Role,
     SystemEventParams, parse_connect, parse_request, parse_system_event, write_event,
-    write_response_err, write_response_ok,
+    write_response_err, write_response_ok_with,
 };
 use bytes::Bytes;
 use fastwebsockets::{Frame, OpCode, WebSocketError, WebSocketRead};
@@ -433,30 +433,46 @@ impl Connection {
         scopes: &[String],
         feed: PresenceFeed,
     ) {
+        // The small parts are encoded by serde; the presence list, the only
+        // large part, is spliced in from the snapshot's bytes, never parsed
+        // or re-encoded.
+        let head = json!({
+            "type": "hello-ok",
+            "protocol": protocol,
+            "server": {"version": super::self_entry::VERSION, "connId": conn_uuid},
+            "features": {"methods": METHODS, "events": EVENTS},
+        })
+        .to_string();
+        let tail = json!({
+            "auth": {"role": params.role.as_str(), "scopes": scopes},
+            "policy": {
+                "maxPayload": self.state.config.max_payload,
+                "maxBufferedBytes": self.state.config.max_buffered_bytes,
+                "tickIntervalMs": u64::try_from(self.state.config.tick_interval.as_millis()).unwrap_or(u64::MAX),
+            },
+        })
+        .to_string();
         let render = || {
             let snapshot = self.state.reader.load_full();
-            let mut list = Vec::with_capacity(snapshot.list_json().len() + 16);
-            snapshot.write_list(now_millis(), &mut list);
-            let hello = json!({
-                "type": "hello-ok",
-                "protocol": protocol,
-                "server": {"version": super::self_entry::VERSION, "connId": conn_uuid},
-                "features": {"methods": METHODS, "events": EVENTS},
-                "snapshot": {
-                    "presence": serde_json::value::RawValue::from_string(String::from_utf8(list).expect("the list is UTF-8 JSON")).expect("the list is JSON"),
-                    "health": {},
-                    "stateVersion": {"presence": snapshot.version(), "health": super::broadcast::HEALTH_VERSION},
-                    "uptimeMs": self.state.uptime_ms(),
-                },
-                "auth": {"role": params.role.as_str(), "scopes": scopes},
-                "policy": {
-                    "maxPayload": self.state.config.max_payload,
-                    "maxBufferedBytes": self.state.config.max_buffered_bytes,
-                    "tickIntervalMs": self.state.config.tick_interval.as_millis() as u64,
-                },
+            let mut frame =
+                Vec::with_capacity(snapshot.list_json().len() + head.len() + tail.len() + 192);
+            write_response_ok_with(&mut frame, &request.id, |out| {
+                // `head` and `tail` are JSON objects: drop head's closing brace
+                // and tail's opening one, and put the snapshot between them.
+                out.extend_from_slice(&head.as_bytes()[..head.len() - 1]);
+                out.extend_from_slice(br#","snapshot":{"presence":"#);
+                snapshot.write_list(now_millis(), out);
+                out.extend_from_slice(
+                    format!(
+                        r#","health":{{}},"stateVersion":{{"presence":{},"health":{}}},"uptimeMs":{}}},"#,
+                        snapshot.version(),
+                        super::broadcast::HEALTH_VERSION,
+                        self.state.uptime_ms()
+                    )
+                    .as_bytes(),
+                );
+                out.extend_from_slice(&tail.as_bytes()[1..]);
             });
-            let mut frame = Vec::with_capacity(snapshot.list_json().len() + 512);
-            write_response_ok(&mut frame, &request.id, hello.to_string().as_bytes());
             (snapshot.version(), Bytes::from(frame))
         };
         let subscriber = Subscriber {

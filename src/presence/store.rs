@@ -2,12 +2,24 @@
 //! reserved self entry (PROTOCOL.md §5). Pure and deterministic: the caller
 //! passes `now`; nothing here reads a clock or does I/O.
 //!
+//! Rows live in a slab (`slots`), so the expiry order and the last list
+//! order can name them by index, and a publish walks them without hashing a
+//! single key. A publish costs O(N) clones plus O(k log k) for the k rows
+//! written since the last one: rows nobody wrote keep their relative list
+//! order, so only the written rows are sorted, then merged in.
+//!
 //! Invariants, true between any two calls:
-//! - `slots` and `by_age` hold the same keys; `by_age` orders them by
-//!   (`ts`, write sequence), so its first item is the next to expire or be
-//!   evicted ("oldest `ts` first, least recently written among equals");
-//! - `slots.len() <= max_entries`; the self entry is not in `slots`;
-//! - a slot's `json` is `None` or the encoding of its current `entry`;
+//! - `index` and `by_age` name exactly the live slots, each once, and a live
+//!   slot's `key` is its key in `index`; `free` lists exactly the empty ones;
+//! - `by_age` orders the live rows by (`ts`, write sequence), so its first
+//!   item is the next to expire or be evicted ("oldest `ts` first, least
+//!   recently written among equals");
+//! - `index.len() <= max_entries`; the self entry is not in `slots`;
+//! - a slot's `json` is `None` exactly when it was written since the last
+//!   publish, and `Some(encoding of its current entry)` otherwise; every
+//!   slot with `json == None` is in `written`;
+//! - `listed` holds the slots of the last publish in list order: `ts`
+//!   descending, ties by key ascending;
 //! - `owners[k]` lists the live connections that connected under `k`.
 
 use super::entry::{Entry, Millis, Patch};
@@ -15,6 +27,7 @@ use super::key::Key;
 use super::snapshot::{Snapshot, SnapshotEntry};
 use super::source::disconnect_reason;
 use bytes::Bytes;
+use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,13 +78,28 @@ pub struct StoreStats {
     pub evicted: u64,
 }
 
+/// An index into `Store::slots`.
+type SlotId = usize;
+
 #[derive(Debug)]
 struct Slot {
+    key: Key,
     entry: Arc<Entry>,
     /// Cached encoding; `None` after a write until the next publish.
     json: Option<Bytes>,
-    /// This slot's key in `by_age`.
+    /// This slot's key in `by_age`; `.0` is the `ts` the list sorts by.
     age: (Millis, u64),
+}
+
+impl Slot {
+    /// List order: `ts` descending, then key ascending.
+    fn list_cmp(&self, other: &Slot) -> Ordering {
+        other
+            .age
+            .0
+            .cmp(&self.age.0)
+            .then_with(|| self.key.cmp(&other.key))
+    }
 }
 
 /// The presence map. Owned by exactly one writer.
@@ -80,8 +108,18 @@ pub struct Store {
     config: StoreConfig,
     self_key: Key,
     self_entry: Entry,
-    slots: HashMap<Key, Slot>,
-    by_age: BTreeMap<(Millis, u64), Key>,
+    /// The rows; `None` marks a free slot.
+    slots: Vec<Option<Slot>>,
+    /// Empty slots, reused before `slots` grows.
+    free: Vec<SlotId>,
+    index: HashMap<Key, SlotId>,
+    by_age: BTreeMap<(Millis, u64), SlotId>,
+    /// Slots that went from encoded to written (or were created) since the
+    /// last publish. May also name slots removed since, or reused: publish
+    /// keeps only live slots whose `json` is `None`, once each.
+    written: Vec<SlotId>,
+    /// The slots of the last publish, in list order.
+    listed: Vec<SlotId>,
     owners: HashMap<Key, Vec<ConnId>>,
     /// Increases on every write; orders equal `ts` by recency.
     write_seq: u64,
@@ -105,8 +143,12 @@ impl Store {
             config,
             self_key,
             self_entry,
-            slots: HashMap::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            index: HashMap::new(),
             by_age: BTreeMap::new(),
+            written: Vec::new(),
+            listed: Vec::new(),
             owners: HashMap::new(),
             write_seq: 0,
             version: 1,
@@ -127,12 +169,12 @@ impl Store {
 
     /// Entries besides the self entry.
     pub fn len(&self) -> usize {
-        self.slots.len()
+        self.index.len()
     }
 
     /// True when only the self entry is present.
     pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
+        self.index.is_empty()
     }
 
     /// The entry under `key`, the self entry included.
@@ -140,7 +182,8 @@ impl Store {
         if *key == self.self_key {
             return Some(&self.self_entry);
         }
-        self.slots.get(key).map(|slot| &*slot.entry)
+        let &id = self.index.get(key)?;
+        Some(&self.slot(id).entry)
     }
 
     /// The version of the last publish.
@@ -158,6 +201,12 @@ impl Store {
         self.stats
     }
 
+    fn slot(&self, id: SlotId) -> &Slot {
+        self.slots[id]
+            .as_ref()
+            .expect("index and by_age name only live slots")
+    }
+
     /// Merges `patch` into the entry under `key`, creating it if needed.
     pub fn upsert(&mut self, key: Key, patch: Patch, now: Millis) -> Outcome {
         if key == self.self_key {
@@ -165,26 +214,41 @@ impl Store {
         }
         self.write_seq += 1;
         let age = (now, self.write_seq);
-        match self.slots.get_mut(&key) {
-            Some(slot) => {
+        match self.index.get(&key) {
+            Some(&id) => {
+                let slot = self.slots[id]
+                    .as_mut()
+                    .expect("index names only live slots");
                 Arc::make_mut(&mut slot.entry).merge(patch, now);
-                slot.json = None;
+                if slot.json.take().is_some() {
+                    self.written.push(id);
+                }
                 let old = std::mem::replace(&mut slot.age, age);
                 self.by_age.remove(&old);
-                self.by_age.insert(age, key);
+                self.by_age.insert(age, id);
             }
             None => {
                 let mut entry = Entry::default();
                 entry.merge(patch, now);
-                self.by_age.insert(age, key.clone());
-                self.slots.insert(
-                    key,
-                    Slot {
-                        entry: Arc::new(entry),
-                        json: None,
-                        age,
-                    },
-                );
+                let slot = Slot {
+                    key: key.clone(),
+                    entry: Arc::new(entry),
+                    json: None,
+                    age,
+                };
+                let id = match self.free.pop() {
+                    Some(id) => {
+                        self.slots[id] = Some(slot);
+                        id
+                    }
+                    None => {
+                        self.slots.push(Some(slot));
+                        self.slots.len() - 1
+                    }
+                };
+                self.index.insert(key, id);
+                self.by_age.insert(age, id);
+                self.written.push(id);
                 self.enforce_cap();
             }
         }
@@ -228,8 +292,8 @@ impl Store {
             if now.saturating_sub(entry.key().0) <= ttl {
                 break;
             }
-            let key = entry.remove();
-            self.slots.remove(&key);
+            let id = entry.remove();
+            self.remove_slot(id);
             removed += 1;
         }
         if removed > 0 {
@@ -246,59 +310,88 @@ impl Store {
     }
 
     fn enforce_cap(&mut self) {
-        while self.slots.len() > self.config.max_entries {
-            let Some((_, key)) = self.by_age.pop_first() else {
+        while self.index.len() > self.config.max_entries {
+            let Some((_, id)) = self.by_age.pop_first() else {
                 break;
             };
-            self.slots.remove(&key);
+            self.remove_slot(id);
             self.stats.evicted += 1;
         }
     }
 
+    /// Empties slot `id`, already taken out of `by_age`.
+    fn remove_slot(&mut self, id: SlotId) {
+        let slot = self.slots[id].take().expect("by_age names only live slots");
+        self.index.remove(&slot.key);
+        self.free.push(id);
+    }
+
     /// Builds the snapshot for the current state. The version rises by one
     /// if anything changed since the last publish. Only entries written
-    /// since then are encoded again.
+    /// since then are encoded again, and only they are sorted: the rest
+    /// keep their order from the last publish.
     pub fn publish(&mut self, now: Millis) -> Snapshot {
         if self.changed {
             self.version += 1;
             self.changed = false;
         }
-        let mut rows = Vec::with_capacity(self.slots.len() + 1);
+        // The rows written since the last publish, once each, in list
+        // order. A slot listed twice (written, removed, reused) compares
+        // equal to itself, so sorting puts its copies side by side.
+        let mut written = std::mem::take(&mut self.written);
+        written.retain(|&id| self.slots[id].as_ref().is_some_and(|s| s.json.is_none()));
+        written.sort_unstable_by(|&a, &b| self.slot(a).list_cmp(self.slot(b)));
+        written.dedup();
+        // The rows of the last publish that are still there and were not
+        // written since: their relative order still holds.
+        let mut kept = std::mem::take(&mut self.listed);
+        kept.retain(|&id| self.slots[id].as_ref().is_some_and(|s| s.json.is_some()));
+        for &id in &written {
+            let slot = self.slots[id]
+                .as_mut()
+                .expect("written keeps only live slots");
+            slot.json = Some(encode(&slot.entry));
+        }
+
+        let mut listed = Vec::with_capacity(kept.len() + written.len());
+        let (mut a, mut b) = (kept.iter().peekable(), written.iter().peekable());
+        loop {
+            let next = match (a.peek(), b.peek()) {
+                (Some(&&x), Some(&&y)) => {
+                    if self.slot(y).list_cmp(self.slot(x)) == Ordering::Less {
+                        b.next()
+                    } else {
+                        a.next()
+                    }
+                }
+                (Some(_), None) => a.next(),
+                (None, Some(_)) => b.next(),
+                (None, None) => break,
+            };
+            listed.extend(next);
+        }
+        written.clear();
+        self.written = written;
+
+        let mut rows = Vec::with_capacity(listed.len() + 1);
         self.self_entry.ts = now;
         rows.push(SnapshotEntry {
             key: self.self_key.clone(),
             entry: Arc::new(self.self_entry.clone()),
             json: encode(&self.self_entry),
         });
-        // `by_age` from the back is `ts` descending; within one `ts`, rows
-        // are ordered by key, so each run of equal `ts` is sorted apart.
-        let mut run: Vec<&Key> = Vec::new();
-        let mut run_ts = None;
-        let mut iter = self.by_age.iter().rev().peekable();
-        while let Some((&(ts, _), key)) = iter.next() {
-            run.push(key);
-            run_ts.get_or_insert(ts);
-            let run_ends = iter
-                .peek()
-                .is_none_or(|&(&(next, _), _)| Some(next) != run_ts);
-            if !run_ends {
-                continue;
+        rows.extend(listed.iter().map(|&id| {
+            let slot = self.slot(id);
+            SnapshotEntry {
+                key: slot.key.clone(),
+                entry: Arc::clone(&slot.entry),
+                json: slot
+                    .json
+                    .clone()
+                    .expect("every listed slot was encoded above or before"),
             }
-            run.sort_unstable();
-            for key in run.drain(..) {
-                let slot = self
-                    .slots
-                    .get_mut(key)
-                    .expect("by_age and slots hold the same keys");
-                let json = slot.json.get_or_insert_with(|| encode(&slot.entry)).clone();
-                rows.push(SnapshotEntry {
-                    key: key.clone(),
-                    entry: Arc::clone(&slot.entry),
-                    json,
-                });
-            }
-            run_ts = None;
-        }
+        }));
+        self.listed = listed;
         Snapshot::build(self.version, now, rows)
     }
 }
@@ -543,5 +636,64 @@ mod tests {
         s.upsert(key("a"), host("a"), 1);
         assert!(s.is_empty());
         assert_eq!(keys(&s.publish(1)), ["gw-uuid"]);
+    }
+    #[test]
+    fn unwritten_rows_keep_their_place_among_written_ones() {
+        let mut s = store(10);
+        for k in ["d", "b", "f"] {
+            s.upsert(key(k), host(k), 10);
+        }
+        s.upsert(key("z"), host("z"), 5);
+        s.publish(10);
+        // Written at the same ts as unwritten rows: merged in by key.
+        s.upsert(key("c"), host("c"), 10);
+        s.upsert(key("a"), host("a"), 10);
+        s.upsert(key("g"), host("g"), 10);
+        // Written again, at the same ts: it keeps its place.
+        s.upsert(key("b"), host("b2"), 10);
+        let snap = s.publish(10);
+        assert_eq!(keys(&snap), ["gw-uuid", "a", "b", "c", "d", "f", "g", "z"]);
+        s.upsert(key("z"), host("z2"), 11);
+        s.upsert(key("d"), host("d2"), 4);
+        let snap = s.publish(11);
+        assert_eq!(keys(&snap), ["gw-uuid", "z", "a", "b", "c", "f", "g", "d"]);
+    }
+
+    #[test]
+    fn slot_freed_and_reused_between_publishes_lists_the_new_row_once() {
+        let mut s = store(1);
+        s.upsert(key("a"), host("a"), 1);
+        s.publish(1);
+        s.upsert(key("a"), host("a2"), 2);
+        // `b` evicts `a`, written since the publish; `c` reuses `a`'s slot
+        // and evicts `b`; so `a`'s slot is twice among the written ones.
+        s.upsert(key("b"), host("b"), 3);
+        s.upsert(key("c"), host("c"), 4);
+        s.upsert(key("c"), host("c2"), 5);
+        let snap = s.publish(5);
+        assert_eq!(keys(&snap), ["gw-uuid", "c"]);
+        assert_eq!(snap.entries()[1].entry.host.as_deref(), Some("c2"));
+        s.expire(10 * MIN);
+        s.upsert(key("d"), host("d"), 10 * MIN);
+        assert_eq!(keys(&s.publish(10 * MIN)), ["gw-uuid", "d"]);
+    }
+
+    #[test]
+    fn every_listed_row_is_encoded_from_its_current_entry() {
+        let mut s = store(3);
+        for round in 0..6 {
+            for k in ["a", "b", "c", "d", "e"].iter().skip(round % 3).take(3) {
+                s.upsert(key(k), host(&format!("{k}{round}")), round as Millis);
+            }
+            if round % 2 == 1 {
+                s.expire(round as Millis + 5 * MIN);
+            }
+            let snap = s.publish(round as Millis);
+            for row in &snap.entries()[1..] {
+                assert_eq!(row.json, encode(&row.entry), "row {:?}", row.key);
+                assert_eq!(s.get(&row.key), Some(&*row.entry));
+            }
+            assert_eq!(snap.len(), s.len() + 1);
+        }
     }
 }
