@@ -314,19 +314,14 @@ mod tests {
     use super::super::outbox::{Out, outbox};
     use super::*;
 
-    fn subscriber(
-        feed: PresenceFeed,
-    ) -> (
-        Subscriber,
-        tokio::sync::mpsc::UnboundedReceiver<(Out, usize)>,
-    ) {
-        let (outbox, rx) = outbox(1 << 20);
+    fn subscriber(feed: PresenceFeed) -> (Subscriber, Outbox) {
+        let outbox = outbox(1 << 20);
         let subscriber = Subscriber {
-            outbox,
+            outbox: outbox.clone(),
             feed,
             since: 0,
         };
-        (subscriber, rx)
+        (subscriber, outbox)
     }
 
     fn text(out: Out) -> Bytes {
@@ -341,7 +336,7 @@ mod tests {
         let registry = Registry::default();
         let (sub, mut rx) = subscriber(PresenceFeed::Full);
         registry.join(7, sub, || (5, Bytes::from_static(b"hello")));
-        assert_eq!(&text(rx.try_recv().unwrap().0)[..], b"hello");
+        assert_eq!(&text(rx.try_take().unwrap().0)[..], b"hello");
         assert_eq!(registry.lock()[&7].since, 5);
     }
 
@@ -356,14 +351,14 @@ mod tests {
         state
             .registry
             .join(2, behind, || (version - 1, Bytes::new()));
-        let _ = current_rx.try_recv();
-        let _ = behind_rx.try_recv();
+        let _ = current_rx.try_take();
+        let _ = behind_rx.try_take();
         send_presence(&state, &snapshot, &snapshot, 1);
         assert!(
-            current_rx.try_recv().is_err(),
+            current_rx.try_take().is_none(),
             "nothing newer than its hello"
         );
-        assert!(behind_rx.try_recv().is_ok(), "its hello was older");
+        assert!(behind_rx.try_take().is_some(), "its hello was older");
         state.stop_engine();
     }
 
@@ -376,9 +371,9 @@ mod tests {
             .unwrap();
         let (sub, mut rx) = subscriber(PresenceFeed::Full);
         registry.join(7, sub, || (1, Bytes::from_static(b"hello")));
-        assert_eq!(&text(rx.try_recv().unwrap().0)[..], b"hello");
-        assert_eq!(&text(rx.try_recv().unwrap().0)[..], b"farewell");
-        assert!(matches!(rx.try_recv().unwrap().0, Out::Close(1001, _)));
+        assert_eq!(&text(rx.try_take().unwrap().0)[..], b"hello");
+        assert_eq!(&text(rx.try_take().unwrap().0)[..], b"farewell");
+        assert!(matches!(rx.try_take().unwrap().0, Out::Close(1001, _)));
         assert!(registry.is_empty(), "nobody is left to wait for");
     }
 }

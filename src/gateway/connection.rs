@@ -90,8 +90,8 @@ pub async fn serve(
     let (mut reader, writer) =
         fastwebsockets::after_handshake_split(read, write, fastwebsockets::Role::Server);
     let state = accepted.state;
-    let (outbox, rx) = outbox(state.config.max_buffered_bytes);
-    let mut writer_task = tokio::spawn(run_writer(writer, rx, outbox.clone(), Arc::clone(&state)));
+    let outbox = outbox(state.config.max_buffered_bytes);
+    let mut writer_task = tokio::spawn(run_writer(writer, outbox.clone(), Arc::clone(&state)));
     let mut conn = Connection {
         state: Arc::clone(&state),
         outbox,
@@ -102,9 +102,10 @@ pub async fn serve(
     };
     let reason = conn.run(&mut reader).await;
     conn.finish(&reason);
+    conn.outbox.end();
     drop(conn);
-    // The writer ends once the close is written or every outbox handle is
-    // gone; a client that stopped reading gets a bounded grace period.
+    // The writer ends once a close is written or the ended outbox is
+    // drained; a client that stopped reading gets a bounded grace period.
     if tokio::time::timeout(WRITER_LINGER, &mut writer_task)
         .await
         .is_err()
@@ -193,7 +194,9 @@ impl Connection {
             }
             Ok(Ok(())) => {}
         }
-        if let Err(reason) = self.handshake().await {
+        // Boxed: the handshake's state is large and short-lived; inline, it would
+        // size every idle connection's future.
+        if let Err(reason) = Box::pin(self.handshake()).await {
             return reason;
         }
         let limit = self.state.config.max_payload;

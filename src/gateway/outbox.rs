@@ -18,10 +18,12 @@ use crate::engine::now_millis;
 use crate::protocol::{ErrorShape, write_response_err, write_response_ok, write_response_ok_with};
 use bytes::Bytes;
 use fastwebsockets::{Frame, Payload, WebSocketWrite};
+use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use tokio::io::AsyncWrite;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, oneshot};
 
 /// Something to send.
 pub enum Out {
@@ -57,31 +59,42 @@ pub enum Out {
 pub struct SlowConsumer;
 
 /// Producer side of one connection's queue.
+///
+/// A `Mutex<VecDeque>` plus a `Notify` rather than a channel: an idle
+/// connection's queue then costs no allocation at all (a channel allocates
+/// its first block of slots up front), which matters at 100k connections.
 #[derive(Clone)]
 pub struct Outbox {
-    tx: mpsc::UnboundedSender<(Out, usize)>,
+    shared: Arc<Shared>,
+    limit: usize,
+}
+
+struct Shared {
+    /// Items not yet taken by the writer. The lock is held only to push or
+    /// pop, never across an `.await`.
+    queue: Mutex<VecDeque<(Out, usize)>>,
+    /// Wakes the writer; a notification sent while it is busy is kept.
+    ready: Notify,
     /// Bytes queued and not yet written. Relaxed is enough: it is a budget
     /// estimate, never used to order memory.
-    queued: Arc<AtomicUsize>,
-    limit: usize,
+    queued: AtomicUsize,
+    /// Set by the writer when it stops: later pushes are refused.
+    stopped: AtomicBool,
+    /// Set by the connection when it is done: the writer drains and stops.
+    ended: AtomicBool,
 }
 
 impl Outbox {
     /// Queues a broadcast event; `false` if it was dropped for this
     /// connection (over the limit, or the connection is closing).
     pub fn try_event(&self, frame: Bytes) -> bool {
-        let size = frame.len();
         // "Exceed" is about what is already unsent (§7), not about whether
         // this frame would cross the limit.
-        if self.queued.load(Ordering::Relaxed) > self.limit {
+        if self.shared.queued.load(Ordering::Relaxed) > self.limit {
             return false;
         }
-        self.queued.fetch_add(size, Ordering::Relaxed);
-        if self.tx.send((Out::Text(frame), size)).is_err() {
-            self.queued.fetch_sub(size, Ordering::Relaxed);
-            return false;
-        }
-        true
+        let size = frame.len();
+        self.push(Out::Text(frame), size)
     }
 
     /// Queues a reply of about `size` bytes. Fails when the connection
@@ -89,50 +102,97 @@ impl Outbox {
     /// `size` of 0 marks what must go out regardless (control frames, the
     /// challenge, shutdown notices).
     pub fn reply(&self, out: Out, size: usize) -> Result<(), SlowConsumer> {
-        if size > 0 && self.queued.load(Ordering::Relaxed) > self.limit {
+        if size > 0 && self.shared.queued.load(Ordering::Relaxed) > self.limit {
             return Err(SlowConsumer);
         }
-        self.queued.fetch_add(size, Ordering::Relaxed);
-        // A send error means the writer already stopped (socket gone): the
-        // reader will see the close too, so there is nothing to report.
-        let _ = self.tx.send((out, size));
+        // Refused only when the writer already stopped (socket gone): the
+        // reader sees the close too, so there is nothing to report.
+        self.push(out, size);
         Ok(())
     }
 
     /// Queues a close frame regardless of the budget.
     pub fn close(&self, code: u16, reason: &'static str) {
-        let _ = self.tx.send((Out::Close(code, reason), 0));
+        self.push(Out::Close(code, reason), 0);
+    }
+
+    /// Tells the writer that nothing more will come: it writes what is
+    /// queued and stops.
+    pub fn end(&self) {
+        self.shared.ended.store(true, Ordering::Release);
+        self.shared.ready.notify_one();
     }
 
     /// Bytes queued and not yet written.
     pub fn queued(&self) -> usize {
-        self.queued.load(Ordering::Relaxed)
+        self.shared.queued.load(Ordering::Relaxed)
+    }
+
+    /// Takes the next queued item, as the writer would (tests only).
+    #[cfg(test)]
+    pub fn try_take(&self) -> Option<(Out, usize)> {
+        self.shared.lock().pop_front()
+    }
+
+    fn push(&self, out: Out, size: usize) -> bool {
+        if self.shared.stopped.load(Ordering::Acquire) {
+            return false;
+        }
+        self.shared.queued.fetch_add(size, Ordering::Relaxed);
+        self.shared.lock().push_back((out, size));
+        self.shared.ready.notify_one();
+        true
     }
 }
 
-/// Creates an outbox and the receiver its writer task drains.
-pub fn outbox(limit: usize) -> (Outbox, mpsc::UnboundedReceiver<(Out, usize)>) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    (
-        Outbox {
-            tx,
-            queued: Arc::new(AtomicUsize::new(0)),
-            limit,
-        },
-        rx,
-    )
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<(Out, usize)>> {
+        // Push and pop cannot leave the deque half-updated, so a poisoned
+        // lock is still consistent.
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The next item, waiting for one; `None` once ended and drained.
+    async fn next(&self) -> Option<(Out, usize)> {
+        loop {
+            if let Some(item) = self.lock().pop_front() {
+                return Some(item);
+            }
+            // Acquire: pairs with the Release in `end`; anything pushed
+            // before `end` was popped above.
+            if self.ended.load(Ordering::Acquire) {
+                return None;
+            }
+            self.ready.notified().await;
+        }
+    }
 }
 
-/// Writes the queue to the socket until a close is written, the queue
-/// closes, or the socket fails.
+/// Creates a connection's outbox; its writer is [`run_writer`].
+pub fn outbox(limit: usize) -> Outbox {
+    Outbox {
+        shared: Arc::new(Shared {
+            queue: Mutex::new(VecDeque::new()),
+            ready: Notify::new(),
+            queued: AtomicUsize::new(0),
+            stopped: AtomicBool::new(false),
+            ended: AtomicBool::new(false),
+        }),
+        limit,
+    }
+}
+
+/// Writes the queue to the socket until a close is written, the outbox is
+/// ended and drained, or the socket fails.
 pub async fn run_writer<W: AsyncWrite + Unpin>(
     mut ws: WebSocketWrite<W>,
-    mut rx: mpsc::UnboundedReceiver<(Out, usize)>,
     outbox: Outbox,
     state: Arc<State>,
 ) {
+    let shared = Arc::clone(&outbox.shared);
+    drop(outbox);
     let mut buf = Vec::with_capacity(256);
-    while let Some((out, size)) = rx.recv().await {
+    while let Some((out, size)) = shared.next().await {
         buf.clear();
         let result = match out {
             Out::Text(bytes) => ws.write_frame(Frame::text(Payload::Borrowed(&bytes))).await,
@@ -172,10 +232,12 @@ pub async fn run_writer<W: AsyncWrite + Unpin>(
                 break;
             }
         };
-        outbox.queued.fetch_sub(size, Ordering::Relaxed);
+        shared.queued.fetch_sub(size, Ordering::Relaxed);
         if result.is_err() {
             break;
         }
     }
-    // Dropping `rx` makes later `try_event`/`reply` calls fail fast.
+    // Later `try_event`/`reply` calls fail fast, and what is queued is freed.
+    shared.stopped.store(true, Ordering::Release);
+    shared.lock().clear();
 }
