@@ -334,7 +334,7 @@ mod tests {
     #[test]
     fn join_records_the_hello_version() {
         let registry = Registry::default();
-        let (sub, mut rx) = subscriber(PresenceFeed::Full);
+        let (sub, rx) = subscriber(PresenceFeed::Full);
         registry.join(7, sub, || (5, Bytes::from_static(b"hello")));
         assert_eq!(&text(rx.try_take().unwrap().0)[..], b"hello");
         assert_eq!(registry.lock()[&7].since, 5);
@@ -345,8 +345,8 @@ mod tests {
         let state = State::new(crate::config::ServeConfig::defaults());
         let snapshot = state.reader.load_full();
         let version = snapshot.version();
-        let (current, mut current_rx) = subscriber(PresenceFeed::Full);
-        let (behind, mut behind_rx) = subscriber(PresenceFeed::Delta);
+        let (current, current_rx) = subscriber(PresenceFeed::Full);
+        let (behind, behind_rx) = subscriber(PresenceFeed::Delta);
         state.registry.join(1, current, || (version, Bytes::new()));
         state
             .registry
@@ -369,7 +369,7 @@ mod tests {
             .farewell
             .set(Bytes::from_static(b"farewell"))
             .unwrap();
-        let (sub, mut rx) = subscriber(PresenceFeed::Full);
+        let (sub, rx) = subscriber(PresenceFeed::Full);
         registry.join(7, sub, || (1, Bytes::from_static(b"hello")));
         assert_eq!(&text(rx.try_take().unwrap().0)[..], b"hello");
         assert_eq!(&text(rx.try_take().unwrap().0)[..], b"farewell");
