@@ -12,7 +12,7 @@ use super::entry::{Entry, Millis};
 use super::key::Key;
 use bytes::Bytes;
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// One row of a snapshot.
 #[derive(Debug, Clone)]
@@ -85,10 +85,16 @@ impl Snapshot {
     }
 
     /// Builds a snapshot from rows in list order; `entries[0]` must be the
-    /// self entry, encoded with `ts` last.
-    pub(crate) fn build(version: u64, published_at: Millis, entries: Vec<SnapshotEntry>) -> Self {
+    /// self entry, encoded with `ts` last. The list is written into a
+    /// buffer from `lists`, and goes back there when the snapshot is gone.
+    pub(crate) fn build(
+        version: u64,
+        published_at: Millis,
+        entries: Vec<SnapshotEntry>,
+        lists: &ListPool,
+    ) -> Self {
         let total: usize = entries.iter().map(|e| e.json.len() + 1).sum();
-        let mut list = Vec::with_capacity(total + 2);
+        let mut list = lists.take(total + 2);
         list.push(b'[');
         let first = &entries[0].json;
         let ts_at = ts_value_start(first);
@@ -105,10 +111,72 @@ impl Snapshot {
             version,
             published_at,
             entries,
-            list: Bytes::from(list),
+            list: Bytes::from_owner(PooledList {
+                bytes: list,
+                home: lists.clone(),
+            }),
             self_prefix,
             rest,
         }
+    }
+}
+
+/// Spare list buffers kept for the next publish.
+///
+/// At 100k entries a list is ~30 MB. A fresh buffer of that size comes
+/// straight from the OS, and the writer then spends milliseconds per
+/// publish faulting in and zeroing its pages; a buffer that held an earlier
+/// list is already mapped. A snapshot hands its buffer back when its last
+/// reader drops it, on that reader's thread, hence the lock (taken once per
+/// snapshot, never while reading).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ListPool(Arc<Mutex<Vec<Vec<u8>>>>);
+
+/// Spares kept: the writer builds one list while readers may still hold
+/// the previous one, so two cover the steady state.
+const SPARE_LISTS: usize = 2;
+
+impl ListPool {
+    /// An empty buffer with room for `len` bytes: a spare one if it fits,
+    /// else a new one with some headroom, so that it still fits when the
+    /// list has grown a little by the time it comes back.
+    fn take(&self, len: usize) -> Vec<u8> {
+        let spare = self.0.lock().ok().and_then(|mut spares| spares.pop());
+        match spare {
+            // Growing a spare would copy its old bytes for nothing, and a
+            // store that shrank should not keep a buffer for its old size.
+            Some(mut buffer) if (len..=len.saturating_mul(4)).contains(&buffer.capacity()) => {
+                buffer.clear();
+                buffer
+            }
+            _ => Vec::with_capacity(len + len / 8),
+        }
+    }
+
+    fn give_back(&self, buffer: Vec<u8>) {
+        if let Ok(mut spares) = self.0.lock() {
+            if spares.len() < SPARE_LISTS {
+                spares.push(buffer);
+            }
+        }
+    }
+}
+
+/// A list buffer that returns to its pool when the last `Bytes` of it goes.
+struct PooledList {
+    bytes: Vec<u8>,
+    home: ListPool,
+}
+
+impl AsRef<[u8]> for PooledList {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl Drop for PooledList {
+    fn drop(&mut self) {
+        self.home.give_back(std::mem::take(&mut self.bytes));
     }
 }
 

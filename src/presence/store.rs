@@ -24,7 +24,7 @@
 
 use super::entry::{Entry, Millis, Patch};
 use super::key::Key;
-use super::snapshot::{Snapshot, SnapshotEntry};
+use super::snapshot::{ListPool, Snapshot, SnapshotEntry};
 use super::source::disconnect_reason;
 use bytes::Bytes;
 use std::cmp::Ordering;
@@ -120,6 +120,8 @@ pub struct Store {
     written: Vec<SlotId>,
     /// The slots of the last publish, in list order.
     listed: Vec<SlotId>,
+    /// Buffers of dropped snapshots' lists, for the next publish.
+    lists: ListPool,
     owners: HashMap<Key, Vec<ConnId>>,
     /// Increases on every write; orders equal `ts` by recency.
     write_seq: u64,
@@ -149,6 +151,7 @@ impl Store {
             by_age: BTreeMap::new(),
             written: Vec::new(),
             listed: Vec::new(),
+            lists: ListPool::default(),
             owners: HashMap::new(),
             write_seq: 0,
             version: 1,
@@ -392,7 +395,7 @@ impl Store {
             }
         }));
         self.listed = listed;
-        Snapshot::build(self.version, now, rows)
+        Snapshot::build(self.version, now, rows, &self.lists)
     }
 }
 
@@ -695,5 +698,29 @@ mod tests {
             }
             assert_eq!(snap.len(), s.len() + 1);
         }
+    }
+
+    #[test]
+    fn a_dropped_snapshot_lends_its_list_buffer_to_the_next_publish() {
+        let mut s = store(10);
+        s.upsert(key("a"), host("a"), 1);
+        s.upsert(key("b"), host("b"), 1);
+        let first = s.publish(1);
+        let buffer = first.list_json().as_ptr();
+        let held = s.publish(2);
+        assert_ne!(
+            held.list_json().as_ptr(),
+            buffer,
+            "the first is still alive"
+        );
+        drop(first);
+        // Same length as the first list, so the buffer needs no growing.
+        s.upsert(key("a"), host("x"), 3);
+        let third = s.publish(3);
+        assert_eq!(third.list_json().as_ptr(), buffer);
+        assert_eq!(keys(&third), ["gw-uuid", "a", "b"]);
+        let parsed: serde_json::Value = serde_json::from_slice(third.list_json()).unwrap();
+        assert_eq!(parsed[1]["host"], "x");
+        assert_eq!(parsed[2]["host"], "b");
     }
 }
