@@ -26,9 +26,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// Default bound of the data queue: about a second of a busy gateway's
 /// beacons, small enough that a full queue is noticed quickly.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 65_536;
-/// Default most events per batch: keeps a publish at least every few ms
-/// under load without publishing per event.
-pub const DEFAULT_MAX_BATCH: usize = 16_384;
+/// Default most events per batch: one full queue. Under light load batches
+/// are small and publishes immediate; under heavy load the writer takes all
+/// that waited, so a large store pays its O(entries) publish once per
+/// queue-full instead of once per few thousand events.
+pub const DEFAULT_MAX_BATCH: usize = DEFAULT_QUEUE_CAPACITY;
 
 /// How to run the engine.
 #[derive(Debug, Clone, Copy)]

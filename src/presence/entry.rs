@@ -141,6 +141,50 @@ impl Entry {
     }
 }
 
+impl Entry {
+    /// The result of [`Entry::merge`] as a new entry, leaving `self` as it
+    /// is. Fields the patch replaces are not cloned first, which is what
+    /// makes a copy-on-write upsert of a shared row cheap.
+    pub fn merged(&self, patch: Patch, ts: Millis) -> Entry {
+        let keep = |new: &Option<String>, old: &Option<String>| {
+            if carried(new) { None } else { old.clone() }
+        };
+        let ip_replaced = patch
+            .ip
+            .as_deref()
+            .is_some_and(|ip| !ip.trim().is_empty() && !is_loopback(ip));
+        let mut next = Entry {
+            instance_id: keep(&patch.instance_id, &self.instance_id),
+            host: keep(&patch.host, &self.host),
+            ip: if ip_replaced { None } else { self.ip.clone() },
+            version: keep(&patch.version, &self.version),
+            platform: keep(&patch.platform, &self.platform),
+            device_family: keep(&patch.device_family, &self.device_family),
+            model_identifier: keep(&patch.model_identifier, &self.model_identifier),
+            mode: keep(&patch.mode, &self.mode),
+            last_input_seconds: self.last_input_seconds,
+            reason: keep(&patch.reason, &self.reason),
+            device_id: keep(&patch.device_id, &self.device_id),
+            client_id: keep(&patch.client_id, &self.client_id),
+            roles: self.roles.clone(),
+            scopes: self.scopes.clone(),
+            text: if carried(&patch.text) {
+                String::new()
+            } else {
+                self.text.clone()
+            },
+            ts,
+        };
+        next.merge(patch, ts);
+        next
+    }
+}
+
+/// True if a patch value counts as carried (present and not blank).
+fn carried(value: &Option<String>) -> bool {
+    value.as_deref().is_some_and(|v| !v.trim().is_empty())
+}
+
 /// The text an entry gets when nothing reported one.
 pub fn fallback_text(host: Option<&str>, mode: Option<&str>) -> String {
     format!(
@@ -193,6 +237,43 @@ mod tests {
         Patch {
             host: Some(host.into()),
             ..Patch::default()
+        }
+    }
+
+    #[test]
+    fn merged_equals_merge_on_a_clone() {
+        let mut old = Entry::default();
+        old.merge(
+            Patch {
+                host: Some("mini".into()),
+                ip: Some("10.0.0.1".into()),
+                roles: vec!["node".into()],
+                text: Some("old".into()),
+                last_input_seconds: Some(Some(4)),
+                ..Patch::default()
+            },
+            1,
+        );
+        let patches = [
+            Patch::default(),
+            Patch {
+                host: Some(" ".into()),
+                ip: Some("127.0.0.1".into()),
+                ..Patch::default()
+            },
+            Patch {
+                host: Some("big".into()),
+                ip: Some("10.0.0.2".into()),
+                text: Some("new".into()),
+                roles: vec!["operator".into()],
+                last_input_seconds: Some(None),
+                ..Patch::default()
+            },
+        ];
+        for patch in patches {
+            let mut expected = old.clone();
+            expected.merge(patch.clone(), 9);
+            assert_eq!(old.merged(patch, 9), expected);
         }
     }
 

@@ -222,7 +222,12 @@ impl Store {
                 let slot = self.slots[id]
                     .as_mut()
                     .expect("index names only live slots");
-                Arc::make_mut(&mut slot.entry).merge(patch, now);
+                // A row still shared with a published snapshot is rebuilt,
+                // not cloned and then overwritten.
+                match Arc::get_mut(&mut slot.entry) {
+                    Some(entry) => entry.merge(patch, now),
+                    None => slot.entry = Arc::new(slot.entry.merged(patch, now)),
+                }
                 if slot.json.take().is_some() {
                     self.written.push(id);
                 }
