@@ -6,6 +6,7 @@
 #
 # Scenarios (each server is started fresh for each run, and only one runs at a time):
 #   beacons     100 clients x 4 system-event requests in flight (closed loop)
+#   half        100 clients beaconing open-loop at half of rollcall's beacon maximum
 #   readers     200 idle beacon clients + 32 readers x 2 system-presence in flight
 #   mixed       100 clients x 4 in flight + 16 readers x 2 in flight
 #   handshakes  100 clients that disconnect and reconnect as fast as they can
@@ -147,6 +148,13 @@ both() {
 }
 
 both beacons "$DURATION" --clients 100 --in-flight 4
+# Latency at half of rollcall's closed-loop maximum: 100 clients, each
+# beaconing open-loop every 100 / (max / 2) seconds.
+MAX_RATE=$(jq -r '.methods["system-event"].per_sec // 0' "$OUT/beacons.rollcall.json")
+if [[ $MAX_RATE != 0 ]]; then
+    HALF_INTERVAL_US=$(awk -v r="$MAX_RATE" 'BEGIN { printf "%d", 100 * 1e6 / (r / 2) }')
+    both half "$DURATION" --clients 100 --beacon-interval "${HALF_INTERVAL_US}us"
+fi
 both readers "$DURATION" --clients 200 --beacon-interval 10s --readers 32 --reader-in-flight 2
 both mixed "$DURATION" --clients 100 --in-flight 4 --readers 16 --reader-in-flight 2
 both handshakes "$DURATION" --clients 100 --beacon-interval 10s --churn-rate 1000000
@@ -183,6 +191,9 @@ row "beacons: system-event p50 us" beacons "$ev.latency_us.p50"
 row "beacons: system-event p99 us" beacons "$ev.latency_us.p99"
 row "beacons: system-event p99.9 us" beacons "$ev.latency_us.p999"
 row "beacons: errors" beacons "[.errors_by_code[]] | add // 0"
+row "half of max: system-event/s" half "$ev.per_sec"
+row "half of max: system-event p50 us" half "$ev.latency_us.p50"
+row "half of max: system-event p99 us" half "$ev.latency_us.p99"
 row "readers: system-presence/s" readers "$pr.per_sec"
 row "readers: system-presence p50 us" readers "$pr.latency_us.p50"
 row "readers: system-presence p99 us" readers "$pr.latency_us.p99"
