@@ -12,11 +12,11 @@ use super::outbox::{Out, Outbox, SlowConsumer, outbox, run_writer};
 use super::state::State;
 use crate::config::PRE_AUTH_MAX_PAYLOAD;
 use crate::engine::{Event, PushError, now_millis};
-use crate::presence::{self, BeaconInput, ConnectInfo, Key};
+use crate::presence::{self, ConnectInfo, Key};
 use crate::protocol::{
     ConnectParams, ErrorShape, OPERATOR_ADMIN, OPERATOR_READ, OPERATOR_WRITE, Request, Role,
-    SystemEventParams, parse_connect, parse_request, parse_system_event, write_event,
-    write_response_err, write_response_ok_with,
+    parse_connect, parse_request, parse_system_event, write_event, write_response_err,
+    write_response_ok_with,
 };
 use bytes::Bytes;
 use fastwebsockets::{Frame, OpCode, WebSocketError, WebSocketRead};
@@ -549,8 +549,7 @@ impl Connection {
                         return Reply::Refuse(id, ErrorShape::invalid_params("system-event", why));
                     }
                 };
-                let (key, patch) =
-                    presence::beacon(beacon_input(params), &self.state.self_info.host);
+                let (key, patch) = presence::beacon(params.beacon, &self.state.self_info.host);
                 if key == self.state.self_key() {
                     let error = ErrorShape::invalid_request(
                         "invalid system-event params: the key is reserved for the gateway's own entry",
@@ -607,25 +606,6 @@ impl Connection {
         if *reason == CloseReason::Shutdown {
             self.outbox.close(1001, "gateway shutting down");
         }
-    }
-}
-
-fn beacon_input(params: SystemEventParams) -> BeaconInput {
-    BeaconInput {
-        text: params.text,
-        device_id: params.device_id,
-        instance_id: params.instance_id,
-        host: params.host,
-        ip: params.ip,
-        mode: params.mode,
-        version: params.version,
-        platform: params.platform,
-        device_family: params.device_family,
-        model_identifier: params.model_identifier,
-        reason: params.reason,
-        last_input_seconds: params.last_input_seconds,
-        roles: params.roles,
-        scopes: params.scopes,
     }
 }
 

@@ -91,7 +91,7 @@ pub fn disconnect_reason(is_node: bool) -> &'static str {
 }
 
 /// The validated params of one `system-event`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BeaconInput {
     /// Required, non-empty after trim.
     pub text: String,

@@ -11,6 +11,7 @@ use simd_json::OwnedValue;
 use simd_json::prelude::*;
 
 use super::params::{Fields, ParamError};
+use crate::presence::BeaconInput;
 
 /// Longest accepted `text`, in bytes as sent (§5.2: 4 KiB).
 pub const MAX_TEXT_LEN: usize = 4096;
@@ -22,35 +23,11 @@ pub const MAX_ITEMS: usize = 32;
 /// Validated params of a `system-event` beacon.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SystemEventParams {
-    /// `text`, trimmed; never empty.
-    pub text: String,
-    /// `deviceId`; `None` when absent or blank.
-    pub device_id: Option<String>,
-    /// `instanceId`; `None` when absent or blank.
-    pub instance_id: Option<String>,
-    /// `host`; `None` when absent or blank.
-    pub host: Option<String>,
-    /// `ip` as reported; not parsed or checked as an address.
-    pub ip: Option<String>,
-    /// `mode` as sent (not normalized); `None` when absent or blank.
-    pub mode: Option<String>,
-    /// `version`; `None` when absent or blank.
-    pub version: Option<String>,
-    /// `platform`; `None` when absent or blank.
-    pub platform: Option<String>,
-    /// `deviceFamily`; `None` when absent or blank.
-    pub device_family: Option<String>,
-    /// `modelIdentifier`; `None` when absent or blank.
-    pub model_identifier: Option<String>,
-    /// `reason`; `None` when absent or blank.
-    pub reason: Option<String>,
-    /// `lastInputSeconds`: `None` when absent, `Some(None)` for `null` (clear the stored value),
-    /// `Some(Some(n))` for a number, floats floored.
-    pub last_input_seconds: Option<Option<u64>>,
-    /// `roles` as sent; empty when absent.
-    pub roles: Vec<String>,
-    /// `scopes` as sent; empty when absent.
-    pub scopes: Vec<String>,
+    /// What presence stores: `text` (trimmed, never empty), the optional
+    /// strings (`None` when absent or blank; `ip` and `mode` as sent),
+    /// `lastInputSeconds` (`None` absent, `Some(None)` for `null`, floats
+    /// floored), and `roles` / `scopes` as sent.
+    pub beacon: BeaconInput,
     /// `tags`: validated, accepted, and not stored in presence.
     pub tags: Vec<String>,
 }
@@ -73,20 +50,22 @@ pub fn parse_system_event(params: Option<&OwnedValue>) -> Result<SystemEventPara
     let optional = |path| fields.optional_text(path, MAX_FIELD_LEN);
     let list = |path| fields.string_array(path, MAX_ITEMS, MAX_FIELD_LEN);
     Ok(SystemEventParams {
-        text: text.to_owned(),
-        device_id: optional("deviceId")?,
-        instance_id: optional("instanceId")?,
-        host: optional("host")?,
-        ip: optional("ip")?,
-        mode: optional("mode")?,
-        version: optional("version")?,
-        platform: optional("platform")?,
-        device_family: optional("deviceFamily")?,
-        model_identifier: optional("modelIdentifier")?,
-        reason: optional("reason")?,
-        last_input_seconds: last_input_seconds(fields)?,
-        roles: list("roles")?,
-        scopes: list("scopes")?,
+        beacon: BeaconInput {
+            text: text.to_owned(),
+            device_id: optional("deviceId")?,
+            instance_id: optional("instanceId")?,
+            host: optional("host")?,
+            ip: optional("ip")?,
+            mode: optional("mode")?,
+            version: optional("version")?,
+            platform: optional("platform")?,
+            device_family: optional("deviceFamily")?,
+            model_identifier: optional("modelIdentifier")?,
+            reason: optional("reason")?,
+            last_input_seconds: last_input_seconds(fields)?,
+            roles: list("roles")?,
+            scopes: list("scopes")?,
+        },
         tags: list("tags")?,
     })
 }
@@ -155,15 +134,15 @@ mod tests {
             "tags": ["beacon"],
         }))
         .unwrap();
-        assert_eq!(params.text, text);
-        assert_eq!(params.device_id.as_deref(), Some("dev-1"));
-        assert_eq!(params.host.as_deref(), Some("studio"));
-        assert_eq!(params.ip.as_deref(), Some("192.168.1.20"));
-        assert_eq!(params.model_identifier.as_deref(), Some("Mac15,8"));
-        assert_eq!(params.reason.as_deref(), Some("periodic"));
-        assert_eq!(params.last_input_seconds, Some(Some(12)));
-        assert_eq!(params.roles, ["operator"]);
-        assert_eq!(params.scopes, ["operator.read"]);
+        assert_eq!(params.beacon.text, text);
+        assert_eq!(params.beacon.device_id.as_deref(), Some("dev-1"));
+        assert_eq!(params.beacon.host.as_deref(), Some("studio"));
+        assert_eq!(params.beacon.ip.as_deref(), Some("192.168.1.20"));
+        assert_eq!(params.beacon.model_identifier.as_deref(), Some("Mac15,8"));
+        assert_eq!(params.beacon.reason.as_deref(), Some("periodic"));
+        assert_eq!(params.beacon.last_input_seconds, Some(Some(12)));
+        assert_eq!(params.beacon.roles, ["operator"]);
+        assert_eq!(params.beacon.scopes, ["operator.read"]);
         assert_eq!(params.tags, ["beacon"]);
     }
 
@@ -173,8 +152,11 @@ mod tests {
         assert_eq!(
             params,
             SystemEventParams {
-                text: "hello".into(),
-                ..SystemEventParams::default()
+                beacon: BeaconInput {
+                    text: "hello".into(),
+                    ..BeaconInput::default()
+                },
+                tags: Vec::new(),
             }
         );
     }
@@ -182,7 +164,7 @@ mod tests {
     #[test]
     fn text_is_trimmed() {
         let params = parse(json!({"text": "  Node: a · mode ui \n"})).unwrap();
-        assert_eq!(params.text, "Node: a · mode ui");
+        assert_eq!(params.beacon.text, "Node: a · mode ui");
     }
 
     #[test]
@@ -201,7 +183,7 @@ mod tests {
             "text exceeds 4096 bytes"
         );
         let params = parse(json!({"text": "x".repeat(MAX_TEXT_LEN)})).unwrap();
-        assert_eq!(params.text.len(), MAX_TEXT_LEN);
+        assert_eq!(params.beacon.text.len(), MAX_TEXT_LEN);
         // The limit counts bytes: 2049 two-byte characters are 4098 bytes.
         assert_eq!(
             why(json!({"text": "é".repeat(2049)})),
@@ -245,7 +227,11 @@ mod tests {
     fn blank_optional_strings_read_as_absent() {
         let params = parse(json!({"text": "t", "deviceId": "  ", "host": "", "ip": null})).unwrap();
         assert_eq!(
-            (params.device_id, params.host, params.ip),
+            (
+                params.beacon.device_id,
+                params.beacon.host,
+                params.beacon.ip
+            ),
             (None, None, None)
         );
     }
@@ -253,21 +239,21 @@ mod tests {
     #[test]
     fn last_input_seconds_null_means_clear() {
         let params = parse(json!({"text": "t", "lastInputSeconds": null})).unwrap();
-        assert_eq!(params.last_input_seconds, Some(None));
+        assert_eq!(params.beacon.last_input_seconds, Some(None));
         let params = parse(json!({"text": "t"})).unwrap();
-        assert_eq!(params.last_input_seconds, None);
+        assert_eq!(params.beacon.last_input_seconds, None);
     }
 
     #[test]
     fn last_input_seconds_floors_floats() {
         let params = parse(json!({"text": "t", "lastInputSeconds": 12.9})).unwrap();
-        assert_eq!(params.last_input_seconds, Some(Some(12)));
+        assert_eq!(params.beacon.last_input_seconds, Some(Some(12)));
         let params = parse(json!({"text": "t", "lastInputSeconds": 0.0})).unwrap();
-        assert_eq!(params.last_input_seconds, Some(Some(0)));
+        assert_eq!(params.beacon.last_input_seconds, Some(Some(0)));
         let params = parse(json!({"text": "t", "lastInputSeconds": 1e300})).unwrap();
-        assert_eq!(params.last_input_seconds, Some(Some(u64::MAX)));
+        assert_eq!(params.beacon.last_input_seconds, Some(Some(u64::MAX)));
         let params = parse(json!({"text": "t", "lastInputSeconds": u64::MAX})).unwrap();
-        assert_eq!(params.last_input_seconds, Some(Some(u64::MAX)));
+        assert_eq!(params.beacon.last_input_seconds, Some(Some(u64::MAX)));
     }
 
     #[test]
@@ -312,7 +298,7 @@ mod tests {
     #[test]
     fn unknown_fields_are_ignored() {
         let params = parse(json!({"text": "t", "ts": 123, "extra": {"a": [1]}})).unwrap();
-        assert_eq!(params.text, "t");
+        assert_eq!(params.beacon.text, "t");
     }
 
     proptest! {
@@ -337,7 +323,7 @@ mod tests {
         #[test]
         fn accepted_last_input_is_the_floor_of_a_non_negative_number(seconds in 0.0f64..1e12) {
             let params = parse(json!({"text": "t", "lastInputSeconds": seconds})).unwrap();
-            prop_assert_eq!(params.last_input_seconds, Some(Some(seconds.floor() as u64)));
+            prop_assert_eq!(params.beacon.last_input_seconds, Some(Some(seconds.floor() as u64)));
         }
     }
 }
