@@ -1,5 +1,62 @@
 //! rollcall: a lock-free, high-throughput presence engine for gateways that
-//! speak the OpenClaw Gateway WebSocket protocol.
+//! speak the OpenClaw Gateway WebSocket protocol (v3 and v4).
+//!
+//! It keeps one bounded map of who is connected to a gateway and what each
+//! instance last reported, and serves it to dashboards. The wire protocol
+//! and the presence semantics are specified in `shared/PROTOCOL.md`.
+//!
+//! # Data flow
+//!
+//! ```text
+//! WebSocket connections            gateway::connection (one task per socket)
+//!   │  parse frames (simd-json)    protocol::{parse_request, parse_connect, …}
+//!   │  compute key + patch         presence::{connect, beacon}
+//!   └─ try_push(Event)             engine::EventSender: bounded queue, never blocks;
+//!        │                         a full queue hands the event back (UNAVAILABLE)
+//!        ▼
+//!   ONE writer thread              engine::writer: drains a batch, applies it to
+//!        │                         the presence::Store it alone owns, publishes one
+//!        │                         immutable presence::Snapshot, then acks the batch
+//!        ▼
+//!   SnapshotCell (arc-swap)        engine::SnapshotCell: readers load() wait-free
+//!        │
+//!        ├─ system-presence        rendered from the snapshot's bytes
+//!        ├─ presence events        gateway::broadcast: coalesced, encoded once
+//!        └─ HTTP / SSE / page      http::{rest, sse, dashboard}
+//! ```
+//!
+//! # Layout
+//!
+//! - [`presence`]: entries, keys, merge rules, the beacon text parser, the
+//!   store (TTL, cap, list order) and snapshots. Pure: no I/O, no clock.
+//! - [`protocol`]: frames, `connect` and `system-event` params, wire errors,
+//!   outbound encoders. Pure.
+//! - [`engine`]: the hand-off from producers to the single writer and from
+//!   the writer to readers; `engine/sync.rs` is the seam loom replaces.
+//! - [`gateway`]: the listener, WebSocket upgrade, connection tasks, their
+//!   outboxes, broadcasts, auth and client IPs.
+//! - [`http`]: the dashboard page, REST routes and the SSE stream.
+//! - [`client`]: `rollcall presence`, `rollcall beacon` and `rollcall load`.
+//! - [`metrics`], [`config`]: Prometheus metrics; `rollcall serve` flags.
+//!
+//! # Trade-offs
+//!
+//! - **One writer.** The store needs no locks and every change is ordered,
+//!   but write throughput is one core's. Batching amortises the publish;
+//!   under load a batch is as large as the queue allows.
+//! - **Publish per batch, not per event.** Readers see state as of the last
+//!   batch. Read-your-writes is kept per connection by acknowledging an
+//!   event only after the snapshot containing it is published.
+//! - **Whole-list snapshots.** A publish copies every row's cached bytes
+//!   (O(entries)); reads are then a pointer load and a byte copy. Good for
+//!   the default 200 entries and fine at 100k (tens of publishes per
+//!   second), wasteful for a million entries changing constantly.
+//! - **Per-connection outbox with a byte budget.** Broadcasts never wait for
+//!   a socket; a slow client loses events (and is told by `seq` gaps), and
+//!   one that cannot take its own replies is closed.
+//! - **Two tasks per connection.** fastwebsockets' reads are not cancel
+//!   safe, so the read half and the write half each get a task. That costs
+//!   memory per idle connection (see the README's performance section).
 #![warn(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
