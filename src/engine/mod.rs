@@ -1,8 +1,8 @@
 //! The hand-off: event queues -> one writer thread -> snapshot cell.
 //!
 //! Producers push [`Event`]s through a cloneable [`EventSender`]; exactly one
-//! writer thread owns the [`Store`](crate::presence::Store), applies events
-//! in batches and publishes an immutable [`Snapshot`] per batch into a
+//! writer thread owns the [`crate::presence::Store`], applies events in
+//! batches and publishes an immutable [`Snapshot`] per batch into a
 //! [`SnapshotCell`], from which readers load wait-free.
 
 mod cell;

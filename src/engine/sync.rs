@@ -95,7 +95,7 @@ pub(crate) fn spin_yield() {
 #[cfg(not(rollcall_loom))]
 pub(crate) struct ArcCell<T>(arc_swap::ArcSwap<T>);
 
-/// What [`ArcCell::load`] hands out: a cheap, short-lived borrow.
+/// What `SnapshotCell::load` hands out: a cheap, short-lived borrow.
 #[cfg(not(rollcall_loom))]
 pub type Guard<T> = arc_swap::Guard<Arc<T>>;
 
