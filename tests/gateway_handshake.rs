@@ -632,3 +632,31 @@ async fn upgrade_on_other_paths_is_refused() {
     .await;
     assert!(result.is_err(), "no upgrade on /v1/presence");
 }
+
+#[tokio::test]
+async fn max_connections_counts_upgraded_websockets() {
+    let server = TestServer::start_with(|c| c.max_connections = 2).await;
+    let first = Client::open(server.addr).await;
+    let _second = Client::open(server.addr).await;
+    // The third socket is accepted by the kernel but not served while two
+    // WebSockets hold the limit.
+    let third = tokio::time::timeout(
+        Duration::from_millis(300),
+        tokio_tungstenite::connect_async(format!("ws://{}/", server.addr)),
+    )
+    .await;
+    assert!(
+        third.is_err(),
+        "a third WebSocket must wait for a free slot"
+    );
+    first.close().await;
+    let third = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio_tungstenite::connect_async(format!("ws://{}/", server.addr)),
+    )
+    .await;
+    assert!(
+        matches!(third, Ok(Ok(_))),
+        "a slot freed by a closed WebSocket is reused"
+    );
+}

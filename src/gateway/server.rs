@@ -17,10 +17,11 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::Duration;
 use thiserror::Error;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 /// Why the server could not start or run.
@@ -99,15 +100,19 @@ impl Server {
             // peer's delayed ACK (about 40 ms).
             let _ = socket.set_nodelay(true);
             let state = Arc::clone(&state);
+            // The slot goes to the WebSocket task on upgrade, so an upgraded
+            // connection keeps counting against the limit after hyper's part
+            // of it has ended; otherwise it is released with the HTTP task.
+            let slot: PermitSlot = Arc::new(Mutex::new(Some(permit)));
             connections.spawn(async move {
-                let service = service_fn(move |req| handle(req, Arc::clone(&state), peer));
+                let service =
+                    service_fn(move |req| handle(req, Arc::clone(&state), peer, Arc::clone(&slot)));
                 let conn = http1::Builder::new()
                     .serve_connection(TokioIo::new(socket), service)
                     .with_upgrades();
                 if let Err(e) = conn.await {
                     tracing::debug!(%peer, error = %e, "http connection ended with an error");
                 }
-                drop(permit);
             });
             // Reap finished tasks so the set does not grow with history.
             while connections.try_join_next().is_some() {}
@@ -150,10 +155,14 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(ACCEPT_BACKLOG)
 }
 
+/// A connection's place under `--max-connections`, held by whoever serves it.
+type PermitSlot = Arc<Mutex<Option<OwnedSemaphorePermit>>>;
+
 async fn handle(
     mut req: Request<Incoming>,
     state: Arc<State>,
     peer: SocketAddr,
+    slot: PermitSlot,
 ) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path();
     let ws_path = path == "/" || path == "/ws";
@@ -167,7 +176,9 @@ async fn handle(
         let ip = client_ip(peer.ip(), req.headers(), &state.config.trusted_proxies);
         return Ok(match fastwebsockets::upgrade::upgrade(&mut req) {
             Ok((response, upgrade)) => {
+                let permit = slot.lock().ok().and_then(|mut p| p.take());
                 tokio::spawn(async move {
+                    let _permit = permit;
                     let reason = connection::serve(
                         upgrade,
                         Accepted {
