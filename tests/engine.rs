@@ -164,3 +164,58 @@ fn expiry_runs_on_a_timer_without_events() {
     engine.reader().wait_for_blocking(v + 1);
     assert_eq!(keys(&engine), ["gw"]);
 }
+
+#[test]
+fn disconnect_stays_behind_the_same_producers_beacons() {
+    let engine = Engine::start(
+        EngineConfig {
+            store: StoreConfig {
+                max_entries: 10_000,
+                ..StoreConfig::default()
+            },
+            ..EngineConfig::default()
+        },
+        self_entry(),
+    );
+    let sender = engine.sender();
+    for i in 0..2_000u64 {
+        let key = Key::parse(&format!("k{i}")).unwrap();
+        let connect = Event::Connect {
+            conn: i,
+            key: key.clone(),
+            patch: Patch::default(),
+        };
+        sender
+            .try_push_acked(connect)
+            .unwrap()
+            .blocking_recv()
+            .unwrap();
+        // A beacon still queued when its connection closes must not be
+        // applied after the close.
+        sender
+            .try_push(Event::Beacon {
+                key: key.clone(),
+                patch: Patch::reason("periodic"),
+            })
+            .unwrap();
+        sender
+            .push_control(Event::Disconnect {
+                conn: i,
+                key,
+                is_node: false,
+            })
+            .unwrap();
+    }
+    engine.shutdown();
+    let snapshot = engine.reader().load_full();
+    let wrong: Vec<_> = snapshot.entries()[1..]
+        .iter()
+        .filter(|row| row.entry.reason.as_deref() != Some("disconnect"))
+        .map(|row| row.key.as_str().to_owned())
+        .collect();
+    assert_eq!(snapshot.len(), 2_001);
+    assert!(
+        wrong.is_empty(),
+        "rows whose beacon overtook the close: {wrong:?}"
+    );
+}

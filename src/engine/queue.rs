@@ -3,9 +3,11 @@
 //!
 //! Two queues feed the writer. The bounded data queue carries what clients
 //! ask for (connects, beacons); when it is full the event is handed back and
-//! the caller answers `UNAVAILABLE`. The unbounded control queue carries
-//! what the server must not lose (disconnects); its length is bounded by
-//! the number of live connections, since each closes once.
+//! the caller answers `UNAVAILABLE`. What the server must not lose
+//! (disconnects) also goes there while it has room, keeping each
+//! connection's events in order, and spills to the unbounded control queue
+//! when it is full; that queue's length is bounded by the number of live
+//! connections, since each closes once.
 //!
 //! Shutdown invariant: once `closing` is set and `in_flight` has been seen
 //! at zero, no push can still succeed, so everything ever accepted is
@@ -82,6 +84,17 @@ impl<E> Clone for EventSender<E> {
     }
 }
 
+/// Which queue a push uses.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Lane {
+    /// The bounded queue; a full queue counts as a rejection.
+    Data,
+    /// The bounded queue, with a fallback: a full queue is not a rejection.
+    DataQuiet,
+    /// The unbounded queue.
+    Control,
+}
+
 /// The writer's ends of the queues.
 pub(crate) struct Receivers<E> {
     pub(crate) control: Receiver<Msg<E>>,
@@ -113,7 +126,7 @@ pub(crate) fn queues<E>(capacity: usize) -> (EventSender<E>, Receivers<E>) {
 impl<E> EventSender<E> {
     /// Queues a client event on the bounded queue.
     pub fn try_push(&self, event: E) -> Result<(), PushError<E>> {
-        self.push(event, None, false)
+        self.push(event, None, Lane::Data)
     }
 
     /// Queues a client event and returns a receiver that completes with the
@@ -123,14 +136,20 @@ impl<E> EventSender<E> {
         event: E,
     ) -> Result<tokio::sync::oneshot::Receiver<u64>, PushError<E>> {
         let (ack, applied) = tokio::sync::oneshot::channel();
-        self.push(event, Some(ack), false)?;
+        self.push(event, Some(ack), Lane::Data)?;
         Ok(applied)
     }
 
-    /// Queues an event the server must not drop (a disconnect). Fails only
-    /// when the engine is shut down.
+    /// Queues an event the server must not drop (a disconnect). It goes on
+    /// the data queue when that has room, so it stays behind the same
+    /// producer's earlier events; only a full data queue sends it to the
+    /// unbounded control queue, where it may overtake them. Fails only when
+    /// the engine is shut down.
     pub fn push_control(&self, event: E) -> Result<(), PushError<E>> {
-        self.push(event, None, true)
+        match self.push(event, None, Lane::DataQuiet) {
+            Err(PushError::Full(event)) => self.push(event, None, Lane::Control),
+            other => other,
+        }
     }
 
     /// Events waiting on the data queue.
@@ -143,7 +162,7 @@ impl<E> EventSender<E> {
         self.shared.rejected.load(Ordering::Relaxed)
     }
 
-    fn push(&self, event: E, ack: Option<Ack>, control: bool) -> Result<(), PushError<E>> {
+    fn push(&self, event: E, ack: Option<Ack>, lane: Lane) -> Result<(), PushError<E>> {
         // SeqCst on `in_flight` and `closing`, here and in `close`: either
         // this push sees `closing`, or `close` sees it in flight and waits
         // for it to land in a queue (a store-load pair needs SeqCst).
@@ -151,11 +170,17 @@ impl<E> EventSender<E> {
         let result = if self.shared.closing.load(Ordering::SeqCst) {
             Err(PushError::Closed(event))
         } else {
-            let queue = if control { &self.control } else { &self.data };
+            let queue = if lane == Lane::Control {
+                &self.control
+            } else {
+                &self.data
+            };
             match queue.try_send(Msg::Event(event, ack)) {
                 Ok(()) => Ok(()),
                 Err(TrySendError::Full(Msg::Event(e, _))) => {
-                    self.shared.rejected.fetch_add(1, Ordering::Relaxed);
+                    if lane == Lane::Data {
+                        self.shared.rejected.fetch_add(1, Ordering::Relaxed);
+                    }
                     Err(PushError::Full(e))
                 }
                 Err(TrySendError::Disconnected(Msg::Event(e, _))) => Err(PushError::Closed(e)),
