@@ -123,11 +123,6 @@ impl Outbox {
         self.shared.ready.notify_one();
     }
 
-    /// Bytes queued and not yet written.
-    pub fn queued(&self) -> usize {
-        self.shared.queued.load(Ordering::Relaxed)
-    }
-
     /// Takes the next queued item, as the writer would (tests only).
     #[cfg(test)]
     pub fn try_take(&self) -> Option<(Out, usize)> {
