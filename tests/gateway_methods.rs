@@ -267,3 +267,59 @@ async fn second_connect_after_the_handshake_is_refused_and_the_connection_stays(
     assert_eq!(reply["error"]["code"], "INVALID_REQUEST");
     assert_eq!(client.call("health", json!({})).await["ok"], true);
 }
+
+#[tokio::test]
+async fn full_queue_answers_unavailable_and_loses_no_accepted_beacon() {
+    let server = TestServer::start_with(|c| {
+        c.queue_capacity = 1;
+        c.max_entries = 10_000;
+    })
+    .await;
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        clients.push(Client::admin(server.addr).await);
+    }
+    // Pipeline bursts from several connections into a one-slot queue.
+    let mut sent = Vec::new();
+    for (c, client) in clients.iter_mut().enumerate() {
+        for i in 0..250 {
+            let instance = format!("burst-{c}-{i}");
+            let id = client
+                .send_request(
+                    "system-event",
+                    json!({"text": "burst", "instanceId": instance}),
+                )
+                .await;
+            sent.push((c, id, instance));
+        }
+    }
+    let mut accepted = Vec::new();
+    let mut unavailable = 0;
+    for (c, id, instance) in sent {
+        let reply = clients[c].reply(&id).await;
+        if reply["ok"] == true {
+            accepted.push(instance);
+            continue;
+        }
+        let error = &reply["error"];
+        assert_eq!(error["code"], "UNAVAILABLE", "{reply}");
+        assert_eq!(error["retryable"], true, "{reply}");
+        assert!(
+            error["retryAfterMs"].as_u64().is_some_and(|ms| ms > 0),
+            "{reply}"
+        );
+        unavailable += 1;
+    }
+    assert!(
+        unavailable > 0,
+        "a one-slot queue must refuse some of 1000 pipelined beacons"
+    );
+    assert!(!accepted.is_empty());
+    let list = clients[0].presence().await;
+    for instance in &accepted {
+        assert!(
+            list.iter().any(|e| e["instanceId"] == instance.as_str()),
+            "accepted beacon {instance} is missing"
+        );
+    }
+}
