@@ -23,7 +23,7 @@ pub struct ClientArgs {
     #[arg(long, env = "ROLLCALL_URL", default_value = "ws://127.0.0.1:18789")]
     pub url: String,
     /// Gateway token, if the gateway requires one.
-    #[arg(long, env = "ROLLCALL_CLIENT_TOKEN")]
+    #[arg(long, env = "ROLLCALL_CLIENT_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
 }
 
