@@ -96,7 +96,12 @@ pub struct ServeConfig {
     /// Accepted token, repeatable. `SECRET` grants all scopes;
     /// `SECRET:read`, `SECRET:read,write`, `SECRET:admin` grant those.
     /// In ROLLCALL_TOKEN, separate several tokens with spaces.
-    #[arg(long = "token", env = "ROLLCALL_TOKEN", value_delimiter = ' ', hide_env_values = true)]
+    #[arg(
+        long = "token",
+        env = "ROLLCALL_TOKEN",
+        value_delimiter = ' ',
+        hide_env_values = true
+    )]
     pub tokens: Vec<TokenGrant>,
 
     /// Presence entries older than this are removed.
