@@ -45,10 +45,14 @@ fuzz_target!(|data: &[u8]| {
 
     out.clear();
     match parse_system_event(params) {
-        Ok(event) => {
+        Ok(params) => {
+            let event = &params.beacon;
             assert!(!event.text.is_empty() && event.text.trim() == event.text);
             assert!(event.text.len() <= system_event::MAX_TEXT_LEN);
             assert!(event.roles.len() <= system_event::MAX_ITEMS);
+            assert!(params.tags.len() <= system_event::MAX_ITEMS);
+            // What the gateway does next must not panic either.
+            let _ = rollcall::presence::beacon(params.beacon.clone(), "gateway-host");
             assert!(
                 event
                     .host
