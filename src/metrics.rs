@@ -18,7 +18,7 @@ use std::sync::atomic::AtomicU64;
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ModeLabels {
     /// Client mode.
-    pub mode: String,
+    pub mode: &'static str,
 }
 
 /// Label set of handshake outcomes.
@@ -34,7 +34,7 @@ pub struct HandshakeLabels {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     /// Method name, or `invalid` for frames that were not requests.
-    pub method: String,
+    pub method: &'static str,
     /// `ok` or the error code.
     pub outcome: &'static str,
 }
@@ -214,12 +214,9 @@ impl Metrics {
     }
 
     /// Counts one request.
-    pub fn request(&self, method: &str, outcome: &'static str) {
+    pub fn request(&self, method: &'static str, outcome: &'static str) {
         self.requests
-            .get_or_create(&RequestLabels {
-                method: method.to_owned(),
-                outcome,
-            })
+            .get_or_create(&RequestLabels { method, outcome })
             .inc();
     }
 

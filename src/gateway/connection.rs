@@ -418,9 +418,7 @@ impl Connection {
         self.state
             .metrics
             .connections
-            .get_or_create(&crate::metrics::ModeLabels {
-                mode: mode.to_owned(),
-            })
+            .get_or_create(&crate::metrics::ModeLabels { mode })
             .inc();
         Ok(())
     }
@@ -590,9 +588,7 @@ impl Connection {
         self.state
             .metrics
             .connections
-            .get_or_create(&crate::metrics::ModeLabels {
-                mode: session.mode.to_owned(),
-            })
+            .get_or_create(&crate::metrics::ModeLabels { mode: session.mode })
             .dec();
         if let Some(key) = session.tracked {
             let event = Event::Disconnect {
