@@ -52,9 +52,6 @@ pub struct BatchReport {
     pub published: bool,
 }
 
-/// Batches smaller than this yield once before publishing.
-const LINGER_BELOW: usize = 64;
-
 /// Tunables of the writer loop.
 #[derive(Debug, Clone, Copy)]
 pub struct WriterConfig {
@@ -97,21 +94,11 @@ pub(crate) fn run<M: Machine>(
         }
         // Drain without waiting. Once stopping, take everything: no push can
         // succeed any more, so this empties the queues for good.
-        let mut lingered = false;
         while stopping || batch.len() < config.max_batch {
             let msg = match queues.control.try_recv() {
                 Ok(msg) => msg,
                 Err(_) => match queues.data.try_recv() {
                     Ok(msg) => msg,
-                    // A small batch under load: give producers one turn of
-                    // the scheduler to add to it before paying a publish.
-                    Err(_)
-                        if !lingered && !stopping && (1..LINGER_BELOW).contains(&batch.len()) =>
-                    {
-                        lingered = true;
-                        super::sync::spin_yield();
-                        continue;
-                    }
                     Err(_) => break,
                 },
             };
