@@ -375,7 +375,7 @@ impl Connection {
                 presence::connect(connect_info(&params, &conn_uuid, &scopes, self.client_ip));
             // A client claiming the gateway's own key is served but not
             // tracked: the self entry is reserved (§5.1).
-            if key != self.state.self_key() {
+            if key != *self.state.self_key() {
                 let event = Event::Connect {
                     conn: self.id,
                     key: key.clone(),
@@ -548,7 +548,7 @@ impl Connection {
                     }
                 };
                 let (key, patch) = presence::beacon(params.beacon, &self.state.self_info.host);
-                if key == self.state.self_key() {
+                if key == *self.state.self_key() {
                     let error = ErrorShape::invalid_request(
                         "invalid system-event params: the key is reserved for the gateway's own entry",
                     );

@@ -21,6 +21,9 @@ pub struct State {
     pub auth: Auth,
     /// This machine, as the self entry reports it.
     pub self_info: SelfInfo,
+    /// The reserved key of the gateway's own entry, parsed once: every
+    /// connect and beacon is checked against it.
+    self_key: crate::presence::Key,
     /// Producer handle of the presence engine.
     pub sender: EventSender<Event>,
     /// Readers' handle of the presence engine.
@@ -66,6 +69,8 @@ impl State {
         Arc::new(State {
             auth: Auth::new(config.tokens.clone()),
             config,
+            self_key: crate::presence::Key::parse(&self_info.instance_id)
+                .expect("a UUID is not blank"),
             self_info,
             sender: engine.sender(),
             reader: engine.reader(),
@@ -104,8 +109,8 @@ impl State {
     }
 
     /// The reserved key of the gateway's own entry.
-    pub fn self_key(&self) -> crate::presence::Key {
-        crate::presence::Key::parse(&self.self_info.instance_id).expect("a UUID is not blank")
+    pub fn self_key(&self) -> &crate::presence::Key {
+        &self.self_key
     }
 
     /// True once graceful shutdown has begun.
