@@ -3,6 +3,7 @@
 
 use crate::engine::{DEFAULT_MAX_BATCH, DEFAULT_QUEUE_CAPACITY};
 use crate::presence::{DEFAULT_MAX_ENTRIES, DEFAULT_TTL};
+use crate::protocol::KNOWN_SCOPES;
 use ipnet::IpNet;
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
@@ -48,9 +49,6 @@ pub enum TokenParseError {
     UnknownScope(String),
 }
 
-/// Every known scope, granted by a token without a scope list.
-pub const ALL_SCOPES: [&str; 3] = ["operator.read", "operator.write", "operator.admin"];
-
 impl FromStr for TokenGrant {
     type Err = TokenParseError;
 
@@ -59,7 +57,7 @@ impl FromStr for TokenGrant {
     /// itself contains `:` must be given with an explicit scope list.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (token, scopes) = match s.rsplit_once(':') {
-            None => (s, ALL_SCOPES.iter().map(|s| s.to_string()).collect()),
+            None => (s, KNOWN_SCOPES.iter().map(|s| s.to_string()).collect()),
             Some((token, list)) => {
                 let mut scopes = Vec::new();
                 for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
@@ -251,7 +249,7 @@ mod tests {
     fn token_without_scopes_grants_all() {
         let grant: TokenGrant = "secret".parse().unwrap();
         assert_eq!(grant.token, "secret");
-        assert_eq!(grant.scopes, ALL_SCOPES);
+        assert_eq!(grant.scopes, KNOWN_SCOPES);
     }
 
     #[test]

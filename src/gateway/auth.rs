@@ -52,7 +52,7 @@ impl Auth {
     /// The scopes of `token` itself, for HTTP bearer auth.
     pub fn token_scopes(&self, token: Option<&str>) -> Result<Vec<String>, AuthError> {
         if !self.required() {
-            return Ok(crate::config::ALL_SCOPES
+            return Ok(crate::protocol::KNOWN_SCOPES
                 .iter()
                 .map(|s| s.to_string())
                 .collect());

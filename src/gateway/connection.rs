@@ -14,8 +14,8 @@ use crate::config::PRE_AUTH_MAX_PAYLOAD;
 use crate::engine::{Event, PushError, now_millis};
 use crate::presence::{self, ConnectInfo, Key};
 use crate::protocol::{
-    ConnectParams, ErrorShape, OPERATOR_ADMIN, OPERATOR_READ, OPERATOR_WRITE, Request, Role,
-    parse_connect, parse_request, parse_system_event, write_event, write_response_err,
+    ConnectParams, ErrorShape, OPERATOR_ADMIN, OPERATOR_READ, READ_SCOPES, Request, Role,
+    grants_read, parse_connect, parse_request, parse_system_event, write_event, write_response_err,
     write_response_ok_with,
 };
 use bytes::Bytes;
@@ -36,8 +36,6 @@ pub const EVENTS: [&str; 5] = [
     "tick",
     "shutdown",
 ];
-/// Scopes that allow reading presence.
-const READ_SCOPES: [&str; 3] = [OPERATOR_READ, OPERATOR_WRITE, OPERATOR_ADMIN];
 /// How long a full queue asks clients to wait before retrying.
 const RETRY_AFTER_MS: u64 = 100;
 /// How long the writer gets to flush after the reader is done.
@@ -406,7 +404,7 @@ impl Connection {
             mode,
             tracked,
         });
-        let feed = if params.role == Role::Node || !has_any(&scopes, &READ_SCOPES) {
+        let feed = if params.role == Role::Node || !grants_read(&scopes) {
             PresenceFeed::None
         } else if params.has_cap("presence.delta") {
             PresenceFeed::Delta
@@ -525,7 +523,7 @@ impl Connection {
         let id = request.id;
         match request.method.as_str() {
             "system-presence" => {
-                if !has_any(&session.scopes, &READ_SCOPES) {
+                if !grants_read(&session.scopes) {
                     return Reply::Refuse(
                         id,
                         ErrorShape::missing_scope(OPERATOR_READ, &READ_SCOPES),
@@ -535,7 +533,8 @@ impl Connection {
                 Reply::Send(Out::Presence { id }, size)
             }
             "system-event" => {
-                if session.role != Role::Node && !has_any(&session.scopes, &[OPERATOR_ADMIN]) {
+                if session.role != Role::Node && !session.scopes.iter().any(|s| s == OPERATOR_ADMIN)
+                {
                     return Reply::Refuse(
                         id,
                         ErrorShape::missing_scope(OPERATOR_ADMIN, &[OPERATOR_ADMIN]),
@@ -628,10 +627,6 @@ fn connect_info(
         scopes: scopes.to_vec(),
         ip: Some(ip.to_string()),
     }
-}
-
-fn has_any(scopes: &[String], wanted: &[&str]) -> bool {
-    scopes.iter().any(|s| wanted.contains(&s.as_str()))
 }
 
 fn unavailable<E>(e: &PushError<E>) -> ErrorShape {

@@ -9,14 +9,13 @@ use super::{dashboard, sse};
 use crate::engine::now_millis;
 use crate::gateway::State;
 use crate::presence::Status;
+use crate::protocol::grants_read;
 use hyper::header::{
     CACHE_CONTROL, CONTENT_TYPE, ETAG, HeaderValue, IF_NONE_MATCH, WWW_AUTHENTICATE,
 };
 use hyper::{Method, Request, Response, StatusCode};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-
-const READ_SCOPES: [&str; 3] = ["operator.read", "operator.write", "operator.admin"];
 
 /// Answers one plain HTTP request.
 pub async fn route<B>(req: Request<B>, state: Arc<State>) -> Response<Body> {
@@ -142,7 +141,7 @@ fn authorize<B>(
     // one they answer 401, so a valid token that grants no read scope is
     // refused the same way as a missing one (not 403).
     let message = match state.auth.token_scopes(token) {
-        Ok(scopes) if scopes.iter().any(|s| READ_SCOPES.contains(&s.as_str())) => return None,
+        Ok(scopes) if grants_read(&scopes) => return None,
         Ok(_) => "token lacks a read scope (operator.read)",
         Err(_) => "missing or invalid bearer token",
     };

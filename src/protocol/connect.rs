@@ -26,6 +26,15 @@ pub const OPERATOR_READ: &str = "operator.read";
 pub const OPERATOR_WRITE: &str = "operator.write";
 /// Scope for everything, including posting `system-event` beacons.
 pub const OPERATOR_ADMIN: &str = "operator.admin";
+/// Every known scope; a token without a scope list grants all of them.
+pub const KNOWN_SCOPES: [&str; 3] = [OPERATOR_READ, OPERATOR_WRITE, OPERATOR_ADMIN];
+/// Scopes that allow reading presence (§4): every known scope does.
+pub const READ_SCOPES: [&str; 3] = KNOWN_SCOPES;
+
+/// True if `scopes` hold one that allows reading presence.
+pub fn grants_read(scopes: &[String]) -> bool {
+    scopes.iter().any(|s| READ_SCOPES.contains(&s.as_str()))
+}
 
 /// Longest accepted id, name or other short string: real values are well under 100 bytes.
 pub const MAX_NAME_LEN: usize = 256;

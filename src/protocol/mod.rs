@@ -12,8 +12,9 @@ mod params;
 pub mod system_event;
 
 pub use connect::{
-    Auth, ClientInfo, ClientMode, ConnectError, ConnectParams, OPERATOR_ADMIN, OPERATOR_READ,
-    OPERATOR_WRITE, PROTOCOL_VERSION, Role, SUPPORTED_PROTOCOLS, negotiate, parse_connect,
+    Auth, ClientInfo, ClientMode, ConnectError, ConnectParams, KNOWN_SCOPES, OPERATOR_ADMIN,
+    OPERATOR_READ, OPERATOR_WRITE, PROTOCOL_VERSION, READ_SCOPES, Role, SUPPORTED_PROTOCOLS,
+    grants_read, negotiate, parse_connect,
 };
 pub use error::{ErrorCode, ErrorShape};
 pub use frame::{
