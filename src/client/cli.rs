@@ -3,12 +3,11 @@
 //! `cli`, so it is not tracked), and turns every failure into a message and
 //! an exit code a script can act on.
 
-use super::ws::{Target, WsConn, connect, ignore_obligation};
+use super::ws::{Target, UrlError, WsConn, connect, ignore_obligation, resolve};
 use crate::presence::Status;
 use fastwebsockets::{Frame, OpCode, Payload};
 use serde_json::{Value, json};
 use std::io::{IsTerminal, Write};
-use std::net::SocketAddr;
 use std::time::Duration;
 use thiserror::Error;
 use tokio::sync::mpsc;
@@ -270,47 +269,12 @@ fn response_payload(frame: Value) -> Result<Value, CliError> {
 }
 
 async fn parse_url(url: &str) -> Result<Target, CliError> {
-    let bad = |why| CliError::BadUrl {
-        url: url.to_owned(),
-        why,
-    };
-    let rest = match url.split_once("://") {
-        Some(("ws", rest)) => rest,
-        Some(("wss", _)) => {
-            return Err(bad(
-                "wss:// is not supported; put a TLS proxy in front and use ws://",
-            ));
-        }
-        Some(_) => return Err(bad("the scheme must be ws://")),
-        None => return Err(bad("expected ws://HOST:PORT")),
-    };
-    let (authority, path) = match rest.find('/') {
-        Some(at) => (&rest[..at], &rest[at..]),
-        None => (rest, "/"),
-    };
-    if authority.is_empty() {
-        return Err(bad("missing host"));
-    }
-    let with_port = if authority
-        .rsplit_once(':')
-        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-    {
-        authority.to_owned()
-    } else {
-        format!("{authority}:80")
-    };
-    let addr: SocketAddr = tokio::net::lookup_host(with_port.as_str())
-        .await
-        .map_err(|e| CliError::Unreachable {
+    resolve(url).await.map_err(|e| match e {
+        UrlError::Invalid { url, reason } => CliError::BadUrl { url, why: reason },
+        UrlError::Resolve { .. } => CliError::Unreachable {
             url: url.to_owned(),
-            why: format!("cannot resolve {authority}: {e}"),
-        })?
-        .next()
-        .ok_or_else(|| bad("the host resolves to no address"))?;
-    Ok(Target {
-        addr,
-        host_header: authority.to_owned(),
-        path: path.to_owned(),
+            why: with_sources(&e),
+        },
     })
 }
 

@@ -31,7 +31,7 @@ use super::fdlimit;
 use super::requests::{Kind, Requests};
 use super::session::{Fleet, Protocol, run_client};
 use super::stats::{RssSummary, Stats, SummaryFrame, read_vm_rss_kib};
-use super::ws::Target;
+use super::ws::{UrlError, resolve};
 
 pub use super::stats::Summary;
 
@@ -153,23 +153,9 @@ pub struct LoadArgs {
 /// Why a load run could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    /// The URL is not a `ws://` URL with a host.
-    #[error("invalid --url {url:?}: {reason}")]
-    InvalidUrl {
-        /// The URL given.
-        url: String,
-        /// What is wrong with it.
-        reason: &'static str,
-    },
-    /// The host did not resolve.
-    #[error("cannot resolve {host}")]
-    Resolve {
-        /// `host:port` looked up.
-        host: String,
-        /// The resolver's error.
-        #[source]
-        source: std::io::Error,
-    },
+    /// `--url` is not a usable `ws://` URL, or its host did not resolve.
+    #[error(transparent)]
+    Url(#[from] UrlError),
     /// Neither beacon clients nor readers were asked for.
     #[error("nothing to run: --clients and --readers are both 0")]
     NoClients,
@@ -208,57 +194,6 @@ fn out_of_range(option: &'static str, reason: impl Into<String>) -> LoadError {
         option,
         reason: reason.into(),
     }
-}
-
-/// Parses a `ws://host[:port][/path]` URL into a connect target.
-async fn resolve(url: &str) -> Result<Target, LoadError> {
-    let bad = |reason| LoadError::InvalidUrl {
-        url: url.to_owned(),
-        reason,
-    };
-    let uri: hyper::Uri = url.parse().map_err(|_| bad("not a URL"))?;
-    match uri.scheme_str() {
-        Some("ws") => {}
-        Some("wss") => return Err(bad("wss:// is not supported; use ws://")),
-        _ => return Err(bad("the scheme must be ws://")),
-    }
-    let host = uri.host().ok_or_else(|| bad("no host"))?;
-    let port = uri.port_u16().unwrap_or(80);
-    let path = uri
-        .path_and_query()
-        .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned());
-    let path = if path.is_empty() {
-        "/".to_owned()
-    } else {
-        path
-    };
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    let lookup = format!("{bare}:{port}");
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(&lookup)
-        .await
-        .map_err(|source| LoadError::Resolve {
-            host: lookup.clone(),
-            source,
-        })?
-        .collect();
-    let addr = addrs
-        .iter()
-        .find(|a| a.is_ipv4())
-        .or_else(|| addrs.first())
-        .copied()
-        .ok_or_else(|| LoadError::Resolve {
-            host: lookup.clone(),
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no addresses"),
-        })?;
-    let host_header = match uri.port_u16() {
-        Some(p) => format!("{host}:{p}"),
-        None => host.to_owned(),
-    };
-    Ok(Target {
-        addr,
-        host_header,
-        path,
-    })
 }
 
 /// The loopback source addresses to bind: none when one address will do.
@@ -629,16 +564,6 @@ mod tests {
     fn zero_duration_is_rejected() {
         assert!(validate(&args(&["--duration", "0s"])).is_err());
         assert!(validate(&args(&["--clients", "0"])).is_err());
-    }
-
-    #[tokio::test]
-    async fn url_parts_become_the_target() {
-        let t = resolve("ws://127.0.0.1:9/ws?x=1").await.unwrap();
-        assert_eq!(t.addr, "127.0.0.1:9".parse().unwrap());
-        assert_eq!(t.path, "/ws?x=1");
-        assert_eq!(t.host_header, "127.0.0.1:9");
-        assert!(resolve("http://127.0.0.1:9/").await.is_err());
-        assert!(resolve("wss://127.0.0.1:9/").await.is_err());
     }
 
     #[test]

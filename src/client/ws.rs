@@ -45,6 +45,80 @@ pub struct WsConn {
     pub write: WebSocketWrite<OwnedWriteHalf>,
 }
 
+/// Why a `--url` cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum UrlError {
+    /// The URL is not a `ws://` URL with a host.
+    #[error("invalid --url {url:?}: {reason}")]
+    Invalid {
+        /// The URL given.
+        url: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The host did not resolve.
+    #[error("cannot resolve {host}")]
+    Resolve {
+        /// `host:port` looked up.
+        host: String,
+        /// The resolver's error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Parses a `ws://host[:port][/path]` URL and resolves its host (IPv4
+/// preferred) into a connect target. Shared by every client command.
+pub async fn resolve(url: &str) -> Result<Target, UrlError> {
+    let bad = |reason| UrlError::Invalid {
+        url: url.to_owned(),
+        reason,
+    };
+    let uri: hyper::Uri = url.parse().map_err(|_| bad("not a URL"))?;
+    match uri.scheme_str() {
+        Some("ws") => {}
+        Some("wss") => return Err(bad("wss:// is not supported; use ws://")),
+        _ => return Err(bad("the scheme must be ws://")),
+    }
+    let host = uri.host().ok_or_else(|| bad("no host"))?;
+    let port = uri.port_u16().unwrap_or(80);
+    let path = uri
+        .path_and_query()
+        .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned());
+    let path = if path.is_empty() {
+        "/".to_owned()
+    } else {
+        path
+    };
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let lookup = format!("{bare}:{port}");
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(&lookup)
+        .await
+        .map_err(|source| UrlError::Resolve {
+            host: lookup.clone(),
+            source,
+        })?
+        .collect();
+    let addr = addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
+        .ok_or_else(|| UrlError::Resolve {
+            host: lookup.clone(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no addresses"),
+        })?;
+    let host_header = match uri.port_u16() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.to_owned(),
+    };
+    Ok(Target {
+        addr,
+        host_header,
+        path,
+    })
+}
+
 /// Where and how to open client connections.
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -327,6 +401,16 @@ mod tests {
     use fastwebsockets::OpCode;
     use tokio::io::AsyncWriteExt as _;
     use tokio::net::TcpListener;
+
+    #[tokio::test]
+    async fn url_parts_become_the_target() {
+        let t = resolve("ws://127.0.0.1:9/ws?x=1").await.unwrap();
+        assert_eq!(t.addr, "127.0.0.1:9".parse().unwrap());
+        assert_eq!(t.path, "/ws?x=1");
+        assert_eq!(t.host_header, "127.0.0.1:9");
+        assert!(resolve("http://127.0.0.1:9/").await.is_err());
+        assert!(resolve("wss://127.0.0.1:9/").await.is_err());
+    }
 
     /// A server that sends its first frame in the same write as the `101`, as a
     /// gateway sending `connect.challenge` at once may. hyper reads both; the
