@@ -9,7 +9,7 @@ use super::outbox::Outbox;
 use super::state::State;
 use crate::engine::now_millis;
 use crate::presence::Snapshot;
-use crate::protocol::{StateVersion, write_event};
+use crate::protocol::{StateVersion, write_event, write_event_with};
 use bytes::Bytes;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -202,12 +202,18 @@ fn send_presence(state: &State, before: &Snapshot, after: &Snapshot, seq: u64) {
         delta |= subscriber.feed == PresenceFeed::Delta;
     }
     if full {
-        let mut payload = Vec::with_capacity(after.list_json().len() + 16);
-        payload.extend_from_slice(br#"{"presence":"#);
-        after.write_list(now_millis(), &mut payload);
-        payload.push(b'}');
-        let mut frame = Vec::with_capacity(payload.len() + 96);
-        write_event(&mut frame, "presence", &payload, Some(seq), version);
+        let mut frame = Vec::with_capacity(after.list_json().len() + 128);
+        write_event_with(
+            &mut frame,
+            "presence",
+            |out| {
+                out.extend_from_slice(br#"{"presence":"#);
+                after.write_list(now_millis(), out);
+                out.push(b'}');
+            },
+            Some(seq),
+            version,
+        );
         fan_out(
             state,
             Bytes::from(frame),

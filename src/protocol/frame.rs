@@ -223,6 +223,28 @@ pub fn write_event(
     out.extend_from_slice(br#"{"type":"event","event":"#);
     write_json_str(out, event);
     write_payload(out, payload_json);
+    write_event_tail(out, seq, state_version);
+}
+
+/// Like [`write_event`], with the payload written in place by `payload`,
+/// which must append exactly one JSON value. Saves a copy when the payload
+/// is large (a presence list).
+pub fn write_event_with(
+    out: &mut Vec<u8>,
+    event: &str,
+    payload: impl FnOnce(&mut Vec<u8>),
+    seq: Option<u64>,
+    state_version: Option<StateVersion>,
+) {
+    out.extend_from_slice(br#"{"type":"event","event":"#);
+    write_json_str(out, event);
+    out.extend_from_slice(br#","payload":"#);
+    payload(out);
+    write_event_tail(out, seq, state_version);
+}
+
+/// Appends `,"seq":N,"stateVersion":{..}}`, each part only when given.
+fn write_event_tail(out: &mut Vec<u8>, seq: Option<u64>, state_version: Option<StateVersion>) {
     if let Some(seq) = seq {
         out.extend_from_slice(br#","seq":"#);
         write_json(out, &seq);
@@ -268,6 +290,31 @@ mod tests {
 
     fn as_json(bytes: &[u8]) -> Value {
         serde_json::from_slice(bytes).expect("encoders write valid JSON")
+    }
+
+    #[test]
+    fn event_with_inline_payload_matches_copied_payload() {
+        let version = Some(StateVersion {
+            presence: 3,
+            health: 1,
+        });
+        let mut copied = Vec::new();
+        write_event(
+            &mut copied,
+            "presence",
+            br#"{"presence":[]}"#,
+            Some(9),
+            version,
+        );
+        let mut inline = Vec::new();
+        write_event_with(
+            &mut inline,
+            "presence",
+            |out| out.extend_from_slice(br#"{"presence":[]}"#),
+            Some(9),
+            version,
+        );
+        assert_eq!(copied, inline);
     }
 
     #[test]

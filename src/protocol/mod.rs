@@ -19,7 +19,7 @@ pub use connect::{
 pub use error::{ErrorCode, ErrorShape};
 pub use frame::{
     FrameError, INVALID_FRAME_ID, Request, StateVersion, parse_request, write_event,
-    write_response_err, write_response_ok, write_response_ok_with,
+    write_event_with, write_response_err, write_response_ok, write_response_ok_with,
 };
 pub use params::ParamError;
 pub use system_event::{SystemEventParams, parse_system_event};
