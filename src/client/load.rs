@@ -581,41 +581,11 @@ mod tests {
         assert!(source_ips(remote, Some(2), 1).is_err());
     }
 
-    /// A minimal echo server (the same shape as examples/echo.rs) on `127.0.0.1:0`.
+    /// The echo baseline on `127.0.0.1:0`.
     async fn echo_server() -> SocketAddr {
-        use fastwebsockets::{OpCode, upgrade};
-        use hyper::server::conn::http1;
-        use hyper::service::service_fn;
-
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            loop {
-                let (stream, _) = listener.accept().await.unwrap();
-                stream.set_nodelay(true).unwrap();
-                let svc = service_fn(|mut req| async move {
-                    let (res, fut) = upgrade::upgrade(&mut req)?;
-                    tokio::spawn(async move {
-                        let mut ws = fut.await.unwrap();
-                        while let Ok(frame) = ws.read_frame().await {
-                            match frame.opcode {
-                                OpCode::Close => break,
-                                OpCode::Text if ws.write_frame(frame).await.is_err() => break,
-                                _ => {}
-                            }
-                        }
-                    });
-                    Ok::<_, fastwebsockets::WebSocketError>(res)
-                });
-                tokio::spawn(async move {
-                    let io = hyper_util::rt::TokioIo::new(stream);
-                    let _ = http1::Builder::new()
-                        .serve_connection(io, svc)
-                        .with_upgrades()
-                        .await;
-                });
-            }
-        });
+        tokio::spawn(crate::client::echo::serve(listener));
         addr
     }
 

@@ -2,6 +2,7 @@
 //! generator, and the WebSocket client they share.
 
 pub mod cli;
+pub mod echo;
 pub mod load;
 pub mod stats;
 pub mod ws;
@@ -9,3 +10,5 @@ pub mod ws;
 mod fdlimit;
 mod requests;
 mod session;
+
+pub use fdlimit::{NofileShortfall, raise_nofile};

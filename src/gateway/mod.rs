@@ -15,5 +15,5 @@ pub use broadcast::{HEALTH_VERSION, PresenceFeed, Registry, Subscriber, delta_js
 pub use client_ip::client_ip;
 pub use connection::{CloseReason, EVENTS, METHODS};
 pub use self_entry::{SelfInfo, VERSION};
-pub use server::{ServeError, Server};
+pub use server::{ACCEPT_BACKLOG, ServeError, Server, listen};
 pub use state::State;

@@ -145,7 +145,8 @@ impl Server {
 /// dropped SYN costs the client a one-second retransmit.
 pub const ACCEPT_BACKLOG: u32 = 4096;
 
-fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+/// Binds `addr` with [`ACCEPT_BACKLOG`] and `SO_REUSEADDR`.
+pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = match addr {
         SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
         SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
