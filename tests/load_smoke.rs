@@ -35,7 +35,7 @@ async fn two_hundred_clients_for_five_seconds_see_no_errors() {
 
     assert_eq!(summary.ramp.connected, 200, "{summary}");
     assert_eq!(summary.ramp.failed, 0, "{summary}");
-    assert_eq!(summary.held_at_end, 200, "{summary}");
+    assert_eq!(summary.run.held_at_end, 200, "{summary}");
     assert!(summary.errors_by_code.is_empty(), "{summary}");
     assert!(
         summary.connection_failures.values().all(|&n| n == 0),
@@ -47,7 +47,7 @@ async fn two_hundred_clients_for_five_seconds_see_no_errors() {
 
     let mut observer = Client::observer(server.addr).await;
     let list = observer.presence().await;
-    let prefix = format!("load-{}-", summary.run_id);
+    let prefix = format!("load-{}-", summary.run.run_id);
     let fleet = list
         .iter()
         .filter(|e| {

@@ -30,7 +30,7 @@ use tokio::time::Instant;
 use super::fdlimit;
 use super::requests::{Kind, Requests};
 use super::session::{Fleet, Protocol, run_client};
-use super::stats::{RssSummary, Stats, SummaryFrame, read_vm_rss_kib};
+use super::stats::{RssSummary, RunInfo, Stats, SummaryFrame, read_vm_rss_kib};
 use super::ws::{UrlError, resolve};
 
 pub use super::stats::Summary;
@@ -502,27 +502,29 @@ pub async fn run(args: LoadArgs) -> Result<Summary, LoadError> {
     }
 
     Ok(stats.summarize(SummaryFrame {
-        protocol: match protocol {
-            Protocol::Rollcall => "rollcall",
-            Protocol::Echo => "echo",
+        run: RunInfo {
+            protocol: match protocol {
+                Protocol::Rollcall => "rollcall",
+                Protocol::Echo => "echo",
+            },
+            url: args.url.clone(),
+            run_id,
+            clients: args.clients,
+            readers: args.readers,
+            in_flight: args.in_flight,
+            beacon_interval_ms: args
+                .in_flight
+                .is_none()
+                .then_some(args.beacon_interval.as_millis() as u64),
+            beacon_frame_bytes: fleet.requests.beacon(0, 1).len(),
+            source_ips: fleet.source_ips.len().max(1) as u32,
+            duration_secs,
+            held_at_end,
+            server_rss,
+            client_rss,
+            stopped_by: halt.map_or("duration", Halt::as_str),
         },
-        url: args.url.clone(),
-        run_id,
-        clients: args.clients,
-        readers: args.readers,
-        in_flight: args.in_flight,
-        beacon_interval_ms: args
-            .in_flight
-            .is_none()
-            .then_some(args.beacon_interval.as_millis() as u64),
-        beacon_frame_bytes: fleet.requests.beacon(0, 1).len(),
-        source_ips: fleet.source_ips.len().max(1) as u32,
         ramp_secs,
-        duration_secs,
-        held_at_end,
-        server_rss,
-        client_rss,
-        stopped_by: halt.map_or("duration", Halt::as_str),
         run_secs: run_start.elapsed().as_secs_f64(),
     }))
 }
@@ -610,14 +612,14 @@ mod tests {
         ]))
         .await
         .unwrap();
-        assert_eq!(summary.protocol, "echo");
+        assert_eq!(summary.run.protocol, "echo");
         assert_eq!(summary.ramp.connected, 6);
         assert!(summary.connection_failures.is_empty(), "{summary}");
         assert!(summary.errors_by_code.is_empty(), "{summary}");
         assert!(summary.methods["system-event"].ok > 0, "{summary}");
         assert!(summary.methods["system-presence"].ok > 0, "{summary}");
         assert!(summary.reconnects > 0, "{summary}");
-        assert_eq!(summary.stopped_by, "duration");
+        assert_eq!(summary.run.stopped_by, "duration");
     }
 
     #[tokio::test]
@@ -641,7 +643,7 @@ mod tests {
         .unwrap();
         assert_eq!(summary.ramp.failed, 3);
         assert_eq!(summary.connection_failures["refused"], 3);
-        assert_eq!(summary.held_at_end, 0);
+        assert_eq!(summary.run.held_at_end, 0);
     }
 
     #[tokio::test]

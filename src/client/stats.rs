@@ -395,9 +395,10 @@ pub struct RampSummary {
     pub handshakes_per_sec: f64,
 }
 
-/// Everything a load run reports. Serializes to the `--json` output.
+/// What a run was asked to do and how it ended: the configuration and
+/// clock side of a [`Summary`].
 #[derive(Debug, Clone, Serialize)]
-pub struct Summary {
+pub struct RunInfo {
     /// `rollcall` (the gateway protocol) or `echo` (raw frames).
     pub protocol: &'static str,
     /// The URL the fleet connected to.
@@ -416,12 +417,27 @@ pub struct Summary {
     pub beacon_frame_bytes: usize,
     /// Loopback source addresses the sockets were spread over.
     pub source_ips: u32,
-    /// The ramp.
-    pub ramp: RampSummary,
     /// Length of the steady phase actually run, seconds.
     pub duration_secs: f64,
     /// Connections open at the end of the steady phase.
     pub held_at_end: u64,
+    /// The server's memory, when `--rss-pid` was given.
+    pub server_rss: Option<RssSummary>,
+    /// The load generator's own memory.
+    pub client_rss: Option<RssSummary>,
+    /// Why the steady phase ended: `duration`, `max-errors` or `interrupted`.
+    pub stopped_by: &'static str,
+}
+
+/// Everything a load run reports. Serializes to the `--json` output (the
+/// [`RunInfo`] fields at the top level).
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    /// The run's configuration and outcome.
+    #[serde(flatten)]
+    pub run: RunInfo,
+    /// The ramp.
+    pub ramp: RampSummary,
     /// TCP connect to ready (after `hello-ok`; after the `101` in echo mode), microseconds.
     pub handshake_latency_us: Latency,
     /// Disconnect-and-reconnect cycles completed during the steady phase.
@@ -441,31 +457,12 @@ pub struct Summary {
     pub skipped_beacons: u64,
     /// Replies whose id matched no request in flight.
     pub unmatched_replies: u64,
-    /// The server's memory, when `--rss-pid` was given.
-    pub server_rss: Option<RssSummary>,
-    /// The load generator's own memory.
-    pub client_rss: Option<RssSummary>,
-    /// Why the steady phase ended: `duration`, `max-errors` or `interrupted`.
-    pub stopped_by: &'static str,
 }
 
 /// The parts of a summary that come from the run's configuration and clock.
 pub(crate) struct SummaryFrame {
-    pub protocol: &'static str,
-    pub url: String,
-    pub run_id: String,
-    pub clients: u32,
-    pub readers: u32,
-    pub in_flight: Option<u32>,
-    pub beacon_interval_ms: Option<u64>,
-    pub beacon_frame_bytes: usize,
-    pub source_ips: u32,
+    pub run: RunInfo,
     pub ramp_secs: f64,
-    pub duration_secs: f64,
-    pub held_at_end: u64,
-    pub server_rss: Option<RssSummary>,
-    pub client_rss: Option<RssSummary>,
-    pub stopped_by: &'static str,
     /// Seconds the `connect` figures were counted over (the whole run).
     pub run_secs: f64,
 }
@@ -486,7 +483,7 @@ impl Stats {
             let secs = if m == Method::Connect {
                 f.run_secs
             } else {
-                f.duration_secs
+                f.run.duration_secs
             };
             for (code, n) in &all.errors[i] {
                 *errors_by_code.entry(code.clone()).or_default() += n;
@@ -515,36 +512,24 @@ impl Stats {
         let connected = self.first_connected.load(Ordering::Relaxed);
         let attempts = self.first_attempts.load(Ordering::Relaxed);
         let reconnects = self.reconnects.load(Ordering::Relaxed);
+        let duration_secs = f.run.duration_secs;
         Summary {
-            protocol: f.protocol,
-            url: f.url,
-            run_id: f.run_id,
-            clients: f.clients,
-            readers: f.readers,
-            in_flight: f.in_flight,
-            beacon_interval_ms: f.beacon_interval_ms,
-            beacon_frame_bytes: f.beacon_frame_bytes,
-            source_ips: f.source_ips,
             ramp: RampSummary {
                 secs: f.ramp_secs,
                 connected,
                 failed: attempts.saturating_sub(connected),
                 handshakes_per_sec: rate(connected, f.ramp_secs),
             },
-            duration_secs: f.duration_secs,
-            held_at_end: f.held_at_end,
             handshake_latency_us: Latency::from_histogram(&all.handshake),
             reconnects,
-            reconnects_per_sec: rate(reconnects, f.duration_secs),
+            reconnects_per_sec: rate(reconnects, duration_secs),
             methods,
             errors_by_code,
             connection_failures,
             in_flight_at_stop: self.unanswered.load(Ordering::Relaxed),
             skipped_beacons: self.skipped.load(Ordering::Relaxed),
             unmatched_replies: self.unmatched.load(Ordering::Relaxed),
-            server_rss: f.server_rss,
-            client_rss: f.client_rss,
-            stopped_by: f.stopped_by,
+            run: f.run,
         }
     }
 }
@@ -582,9 +567,9 @@ impl fmt::Display for Summary {
         writeln!(
             f,
             "rollcall load: {} protocol, {} (run {})",
-            self.protocol, self.url, self.run_id
+            self.run.protocol, self.run.url, self.run.run_id
         )?;
-        let load = match (self.in_flight, self.beacon_interval_ms) {
+        let load = match (self.run.in_flight, self.run.beacon_interval_ms) {
             (Some(w), _) => format!("{w} requests in flight each"),
             (None, Some(ms)) => format!("a beacon every {ms} ms each"),
             (None, None) => "no beacons".to_owned(),
@@ -592,7 +577,7 @@ impl fmt::Display for Summary {
         writeln!(
             f,
             "  fleet: {} clients ({load}), {} readers, {}-byte beacon frames, {} source ip(s)",
-            self.clients, self.readers, self.beacon_frame_bytes, self.source_ips
+            self.run.clients, self.run.readers, self.run.beacon_frame_bytes, self.run.source_ips
         )?;
         writeln!(
             f,
@@ -602,7 +587,7 @@ impl fmt::Display for Summary {
         writeln!(
             f,
             "  steady: {:.2}s, stopped by {}, {} connections held at the end",
-            self.duration_secs, self.stopped_by, self.held_at_end
+            self.run.duration_secs, self.run.stopped_by, self.run.held_at_end
         )?;
         if self.reconnects > 0 {
             writeln!(
@@ -663,7 +648,10 @@ impl fmt::Display for Summary {
                 writeln!(f, "  {name}: {n}")?;
             }
         }
-        for (who, rss) in [("server", &self.server_rss), ("client", &self.client_rss)] {
+        for (who, rss) in [
+            ("server", &self.run.server_rss),
+            ("client", &self.run.client_rss),
+        ] {
             if let Some(r) = rss {
                 let per = r
                     .bytes_per_connection
@@ -699,21 +687,23 @@ mod tests {
         assert_eq!(s.replies(), 2);
         assert_eq!(s.errors(), 2);
         let sum = s.summarize(SummaryFrame {
-            protocol: "rollcall",
-            url: "ws://127.0.0.1:1/".into(),
-            run_id: "r".into(),
-            clients: 2,
-            readers: 0,
-            in_flight: Some(1),
-            beacon_interval_ms: None,
-            beacon_frame_bytes: 10,
-            source_ips: 1,
+            run: RunInfo {
+                protocol: "rollcall",
+                url: "ws://127.0.0.1:1/".into(),
+                run_id: "r".into(),
+                clients: 2,
+                readers: 0,
+                in_flight: Some(1),
+                beacon_interval_ms: None,
+                beacon_frame_bytes: 10,
+                source_ips: 1,
+                duration_secs: 2.0,
+                held_at_end: 2,
+                server_rss: None,
+                client_rss: None,
+                stopped_by: "duration",
+            },
             ramp_secs: 1.0,
-            duration_secs: 2.0,
-            held_at_end: 2,
-            server_rss: None,
-            client_rss: None,
-            stopped_by: "duration",
             run_secs: 3.0,
         });
         let m = &sum.methods["system-event"];
