@@ -58,11 +58,6 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Adds a connection.
-    pub fn register(&self, id: u64, subscriber: Subscriber) {
-        self.lock().insert(id, subscriber);
-    }
-
     /// Queues a connection's `hello-ok` and registers it, so that it gets
     /// every broadcast newer than the hello's snapshot and none before the
     /// hello. `render` returns (snapshot version, hello frame); it runs
