@@ -61,6 +61,7 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod client;
+pub mod clock;
 pub mod config;
 pub mod engine;
 pub mod gateway;

@@ -85,7 +85,7 @@ pub fn beacons(count: usize) -> Vec<Event> {
 
 /// Wall-clock milliseconds, as the writer stamps entries.
 pub fn now_millis() -> Millis {
-    rollcall::engine::now_millis()
+    rollcall::clock::now_millis()
 }
 
 /// A thread calling `push` at `rate` calls per second until stopped.

@@ -58,6 +58,9 @@ compile_error!(
      RUSTFLAGS=\"--cfg rollcall_loom\" cargo test --release"
 );
 
+/// The crate's clock, which `writer.rs` names as `crate::clock`.
+#[path = "../../src/clock.rs"]
+pub mod clock;
 pub mod engine;
 
 #[cfg(test)]

@@ -364,7 +364,7 @@ fn print_list(list: &Value, json: bool, redraw: bool) -> Result<(), CliError> {
         if redraw && std::io::stdout().is_terminal() {
             table.push_str("\x1b[2J\x1b[H");
         }
-        table.push_str(&render_table(list, crate::engine::now_millis()));
+        table.push_str(&render_table(list, crate::clock::now_millis()));
         table
     };
     out.write_all(text.as_bytes())

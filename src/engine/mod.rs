@@ -17,11 +17,12 @@ pub use queue::{Ack, EventSender, PushError};
 pub use sync::Guard;
 pub use writer::{BatchReport, Machine, WriterConfig};
 
-use crate::presence::{Entry, Millis, Snapshot, Store, StoreConfig, StoreStats};
+use crate::clock::Millis;
+use crate::clock::now_millis;
+use crate::presence::{Entry, Snapshot, Store, StoreConfig, StoreStats};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Default bound of the data queue: about a second of a busy gateway's
 /// beacons, small enough that a full queue is noticed quickly.
@@ -77,14 +78,6 @@ pub struct Engine {
     reader: SnapshotReader,
     stats: Arc<WriterStats>,
     writer: Mutex<Option<JoinHandle<()>>>,
-}
-
-/// Wall-clock milliseconds since the Unix epoch.
-pub fn now_millis() -> Millis {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| Millis::try_from(d.as_millis()).unwrap_or(Millis::MAX))
-        .unwrap_or(0)
 }
 
 impl Engine {

@@ -17,8 +17,7 @@ use super::sync::Arc;
 use super::sync::channel::RecvError;
 use std::time::{Duration, Instant};
 
-/// Milliseconds since the Unix epoch.
-pub type Millis = i64;
+pub use crate::clock::Millis;
 
 /// The state the writer owns. Deterministic given the events and `now`.
 pub trait Machine: Send + 'static {

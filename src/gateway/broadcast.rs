@@ -7,7 +7,7 @@
 
 use super::outbox::Outbox;
 use super::state::State;
-use crate::engine::now_millis;
+use crate::clock::now_millis;
 use crate::presence::Snapshot;
 use crate::protocol::{StateVersion, write_event, write_event_with};
 use bytes::Bytes;

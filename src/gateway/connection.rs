@@ -10,8 +10,9 @@
 use super::broadcast::{PresenceFeed, Subscriber};
 use super::outbox::{Out, Outbox, SlowConsumer, outbox, run_writer};
 use super::state::State;
+use crate::clock::now_millis;
 use crate::config::PRE_AUTH_MAX_PAYLOAD;
-use crate::engine::{Event, PushError, now_millis};
+use crate::engine::{Event, PushError};
 use crate::presence::{self, ConnectInfo, Key};
 use crate::protocol::{
     ConnectParams, ErrorShape, OPERATOR_ADMIN, OPERATOR_READ, READ_SCOPES, Request, Role,

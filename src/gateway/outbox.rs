@@ -14,7 +14,7 @@
 //! applied: that ordering is what gives read-your-writes.
 
 use super::state::State;
-use crate::engine::now_millis;
+use crate::clock::now_millis;
 use crate::protocol::{ErrorShape, write_response_err, write_response_ok, write_response_ok_with};
 use bytes::Bytes;
 use fastwebsockets::{Frame, Payload, WebSocketWrite};

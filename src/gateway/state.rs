@@ -61,7 +61,7 @@ impl State {
                 max_batch: config.max_batch,
             },
             self_info.entry(),
-            crate::engine::now_millis,
+            crate::clock::now_millis,
             move |report| observer.observe_batch(&report),
         );
         let (shutdown, _) = watch::channel(false);

@@ -6,7 +6,7 @@
 
 use super::body::{Body, full};
 use super::{dashboard, sse};
-use crate::engine::now_millis;
+use crate::clock::now_millis;
 use crate::gateway::State;
 use crate::presence::Status;
 use crate::protocol::grants_read;

@@ -9,8 +9,7 @@
 use serde::Serialize;
 use std::net::IpAddr;
 
-/// Milliseconds since the Unix epoch, as the wire protocol's `ts`.
-pub type Millis = i64;
+pub use crate::clock::Millis;
 
 /// One row of the presence list. Field order is the wire order of
 /// PROTOCOL.md §5; `ts` is last, which lets a snapshot refresh the self

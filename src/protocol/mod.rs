@@ -8,6 +8,7 @@
 pub mod connect;
 pub mod error;
 pub mod frame;
+pub mod message;
 mod params;
 pub mod system_event;
 
@@ -21,5 +22,6 @@ pub use frame::{
     FrameError, INVALID_FRAME_ID, Request, StateVersion, parse_request, write_event,
     write_event_with, write_response_err, write_response_ok, write_response_ok_with,
 };
+pub use message::{MessageError, Opcode, Progress, Reassembler};
 pub use params::ParamError;
 pub use system_event::{SystemEventParams, parse_system_event};

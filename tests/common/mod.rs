@@ -441,7 +441,7 @@ pub fn must_find<'a>(list: &'a [Value], field: &str, value: &str) -> &'a Value {
 
 /// Wall-clock milliseconds since the epoch, as the server stamps `ts`.
 pub fn now_ms() -> u64 {
-    rollcall::engine::now_millis() as u64
+    rollcall::clock::now_millis() as u64
 }
 
 /// A plain HTTP response.

@@ -1,0 +1,272 @@
+//! Whole messages out of WebSocket frames: fragment reassembly and the
+//! message size limit (RFC 6455 §5.4). The gateway and the CLI/load client
+//! both read through a [`Reassembler`], so the rules live in one place.
+//!
+//! Invariants: control frames may arrive between the fragments of a message
+//! and never disturb it; a message is never longer than the limit the caller
+//! passes; a completed text message is valid UTF-8; after
+//! [`Reassembler::release`] the buffer holds no more than
+//! [`RETAINED_CAPACITY`] bytes, so an idle reader's memory does not depend on
+//! the largest message it ever read.
+
+use thiserror::Error;
+
+/// The buffer capacity kept between messages. Requests and beacons are a
+/// few hundred bytes; a larger buffer, grown by one big message, is freed.
+pub const RETAINED_CAPACITY: usize = 4096;
+
+/// A frame's opcode, as far as reassembly cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Opcode {
+    /// The next fragment of a message.
+    Continuation,
+    /// The first (or only) frame of a text message.
+    Text,
+    /// The first (or only) frame of a binary message.
+    Binary,
+    /// A close frame.
+    Close,
+    /// A ping.
+    Ping,
+    /// A pong.
+    Pong,
+}
+
+impl From<fastwebsockets::OpCode> for Opcode {
+    fn from(op: fastwebsockets::OpCode) -> Self {
+        use fastwebsockets::OpCode as Ws;
+        match op {
+            Ws::Continuation => Opcode::Continuation,
+            Ws::Text => Opcode::Text,
+            Ws::Binary => Opcode::Binary,
+            Ws::Close => Opcode::Close,
+            Ws::Ping => Opcode::Ping,
+            Ws::Pong => Opcode::Pong,
+        }
+    }
+}
+
+/// Why a sequence of frames is not a valid message. Each variant names the
+/// rule that was broken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum MessageError {
+    /// The message (all its fragments together) is over the limit.
+    #[error("message too large (limit {limit} bytes)")]
+    TooLarge {
+        /// The limit that was exceeded.
+        limit: usize,
+    },
+    /// A binary message; the protocol is text only.
+    #[error("binary frames are not supported")]
+    Binary,
+    /// The text is not UTF-8.
+    #[error("invalid UTF-8 in a text message")]
+    InvalidUtf8,
+    /// A continuation frame with no message to continue.
+    #[error("continuation frame without a message to continue")]
+    UnexpectedContinuation,
+    /// A new text frame while a fragmented message is unfinished.
+    #[error("new message inside a fragmented one")]
+    UnfinishedMessage,
+}
+
+/// What one frame did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// A whole text message is ready: see [`Reassembler::message_mut`].
+    Complete,
+    /// A fragment was taken; the message is not finished.
+    Partial,
+    /// A control frame (close, ping or pong): the caller decides.
+    Control(Opcode),
+}
+
+/// Joins fragments into whole text messages.
+#[derive(Debug, Default)]
+pub struct Reassembler {
+    /// The message being joined, or the last complete one.
+    buf: Vec<u8>,
+    /// True between a non-final text frame and the final continuation.
+    assembling: bool,
+}
+
+impl Reassembler {
+    /// A reassembler with no buffer yet.
+    pub fn new() -> Self {
+        Reassembler::default()
+    }
+
+    /// Takes one frame. `limit` bounds the whole message. On
+    /// [`Progress::Complete`] the message stays in the buffer until the
+    /// next call to [`Reassembler::push`] or [`Reassembler::release`].
+    pub fn push(
+        &mut self,
+        opcode: Opcode,
+        fin: bool,
+        payload: &[u8],
+        limit: usize,
+    ) -> Result<Progress, MessageError> {
+        match opcode {
+            Opcode::Close | Opcode::Ping | Opcode::Pong => Ok(Progress::Control(opcode)),
+            Opcode::Binary => Err(MessageError::Binary),
+            Opcode::Text if self.assembling => Err(MessageError::UnfinishedMessage),
+            Opcode::Continuation if !self.assembling => Err(MessageError::UnexpectedContinuation),
+            Opcode::Text => {
+                self.buf.clear();
+                self.append(payload, fin, limit)
+            }
+            Opcode::Continuation => self.append(payload, fin, limit),
+        }
+    }
+
+    fn append(
+        &mut self,
+        payload: &[u8],
+        fin: bool,
+        limit: usize,
+    ) -> Result<Progress, MessageError> {
+        if self.buf.len() + payload.len() > limit {
+            self.assembling = false;
+            self.release();
+            return Err(MessageError::TooLarge { limit });
+        }
+        self.buf.extend_from_slice(payload);
+        if !fin {
+            self.assembling = true;
+            return Ok(Progress::Partial);
+        }
+        self.assembling = false;
+        if std::str::from_utf8(&self.buf).is_err() {
+            return Err(MessageError::InvalidUtf8);
+        }
+        Ok(Progress::Complete)
+    }
+
+    /// The last complete message, mutable because simd-json parses in place.
+    pub fn message_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.buf
+    }
+
+    /// Forgets the last message and gives back memory a large one grew.
+    pub fn release(&mut self) {
+        self.buf.clear();
+        if self.buf.capacity() > RETAINED_CAPACITY {
+            self.buf = Vec::new();
+        }
+    }
+
+    /// Bytes the buffer holds allocated (for tests and memory accounting).
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMIT: usize = 16;
+
+    #[test]
+    fn single_text_frame_is_a_message() {
+        let mut r = Reassembler::new();
+        assert_eq!(
+            r.push(Opcode::Text, true, b"hi", LIMIT),
+            Ok(Progress::Complete)
+        );
+        assert_eq!(r.message_mut().as_slice(), b"hi");
+    }
+
+    #[test]
+    fn fragments_join_around_control_frames() {
+        let mut r = Reassembler::new();
+        assert_eq!(
+            r.push(Opcode::Text, false, b"ab", LIMIT),
+            Ok(Progress::Partial)
+        );
+        assert_eq!(
+            r.push(Opcode::Ping, true, b"", LIMIT),
+            Ok(Progress::Control(Opcode::Ping))
+        );
+        assert_eq!(
+            r.push(Opcode::Continuation, false, b"cd", LIMIT),
+            Ok(Progress::Partial)
+        );
+        assert_eq!(
+            r.push(Opcode::Continuation, true, b"e", LIMIT),
+            Ok(Progress::Complete)
+        );
+        assert_eq!(r.message_mut().as_slice(), b"abcde");
+    }
+
+    #[test]
+    fn limit_counts_every_fragment() {
+        let mut r = Reassembler::new();
+        assert_eq!(
+            r.push(Opcode::Text, false, &[b'a'; 10], LIMIT),
+            Ok(Progress::Partial)
+        );
+        assert_eq!(
+            r.push(Opcode::Continuation, true, &[b'a'; 7], LIMIT),
+            Err(MessageError::TooLarge { limit: LIMIT })
+        );
+        assert_eq!(
+            r.push(Opcode::Text, true, &[b'a'; LIMIT], LIMIT),
+            Ok(Progress::Complete),
+            "exactly the limit is allowed, and the reader is usable again"
+        );
+    }
+
+    #[test]
+    fn binary_is_refused() {
+        let mut r = Reassembler::new();
+        assert_eq!(
+            r.push(Opcode::Binary, true, b"x", LIMIT),
+            Err(MessageError::Binary)
+        );
+    }
+
+    #[test]
+    fn continuation_without_start_is_refused() {
+        let mut r = Reassembler::new();
+        assert_eq!(
+            r.push(Opcode::Continuation, true, b"x", LIMIT),
+            Err(MessageError::UnexpectedContinuation)
+        );
+    }
+
+    #[test]
+    fn text_inside_a_fragmented_message_is_refused() {
+        let mut r = Reassembler::new();
+        r.push(Opcode::Text, false, b"a", LIMIT).unwrap();
+        assert_eq!(
+            r.push(Opcode::Text, true, b"b", LIMIT),
+            Err(MessageError::UnfinishedMessage)
+        );
+    }
+
+    #[test]
+    fn utf8_split_across_fragments_is_accepted_and_invalid_utf8_refused() {
+        let mut r = Reassembler::new();
+        let snowman = "☃".as_bytes();
+        r.push(Opcode::Text, false, &snowman[..1], LIMIT).unwrap();
+        assert_eq!(
+            r.push(Opcode::Continuation, true, &snowman[1..], LIMIT),
+            Ok(Progress::Complete)
+        );
+        assert_eq!(
+            r.push(Opcode::Text, true, &[0xff, 0xfe], LIMIT),
+            Err(MessageError::InvalidUtf8)
+        );
+    }
+
+    #[test]
+    fn release_frees_a_large_buffer() {
+        let mut r = Reassembler::new();
+        let big = vec![b'a'; RETAINED_CAPACITY * 4];
+        r.push(Opcode::Text, true, &big, usize::MAX).unwrap();
+        assert!(r.capacity() >= big.len());
+        r.release();
+        assert!(r.capacity() <= RETAINED_CAPACITY);
+    }
+}
