@@ -60,6 +60,7 @@
 #![warn(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+pub mod auth;
 pub mod client;
 pub mod clock;
 pub mod config;

@@ -1,19 +1,25 @@
-//! The OpenClaw-protocol gateway: hyper server, WebSocket upgrade,
-//! connection tasks and broadcasts.
+//! The OpenClaw-protocol gateway: the listener and its limits, the
+//! WebSocket connection tasks, the handshake, the methods, and broadcasts.
+//!
+//! Data flow inside: `server` accepts and upgrades; `session` runs one
+//! connection (`connection` reads and writes its frames, `handshake` lets
+//! it in, `methods` answers its requests); `registry` holds the connections
+//! that `broadcast` fans out to; `state` wires them to the engine.
 
-mod auth;
 mod broadcast;
 mod client_ip;
 mod connection;
+mod handshake;
+mod methods;
 mod outbox;
+mod push;
+mod registry;
+mod render;
 mod self_entry;
 mod server;
+mod session;
 mod state;
 
-pub use auth::{Auth, AuthError};
-pub use broadcast::{HEALTH_VERSION, PresenceFeed, Registry, Subscriber, delta_json};
-pub use client_ip::client_ip;
-pub use connection::{CloseReason, EVENTS, METHODS};
-pub use self_entry::{SelfInfo, VERSION};
+pub use connection::{FrameReader, Obligation, ReadError};
 pub use server::{ACCEPT_BACKLOG, ServeError, Server, listen};
 pub use state::State;

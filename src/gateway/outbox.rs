@@ -10,19 +10,16 @@
 //! memory beyond its limit plus one frame, nor slows the broadcaster.
 //!
 //! Replies that read presence are rendered by the writer task when their
-//! turn comes, after every earlier `system-event` of the connection was
-//! applied: that ordering is what gives read-your-writes.
+//! turn comes (see `render.rs`), after every earlier `system-event` of the
+//! connection was applied: that ordering is what gives read-your-writes.
+//! The writer takes items through the [`Receiver`] half.
 
-use super::state::State;
-use crate::clock::now_millis;
-use crate::protocol::{ErrorShape, write_response_err, write_response_ok, write_response_ok_with};
+use crate::protocol::Close;
 use bytes::Bytes;
-use fastwebsockets::{Frame, Payload, WebSocketWrite};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use tokio::io::AsyncWrite;
 use tokio::sync::{Notify, oneshot};
 
 /// Something to send.
@@ -51,7 +48,7 @@ pub enum Out {
     /// The echo of a client's close frame; the writer stops after it.
     CloseEcho(Vec<u8>),
     /// A close frame; the writer stops after it.
-    Close(u16, &'static str),
+    Close(Close),
 }
 
 /// The reply did not fit: the connection must close as a slow consumer.
@@ -112,8 +109,8 @@ impl Outbox {
     }
 
     /// Queues a close frame regardless of the budget.
-    pub fn close(&self, code: u16, reason: &'static str) {
-        self.push(Out::Close(code, reason), 0);
+    pub fn close(&self, close: Close) {
+        self.push(Out::Close(close), 0);
     }
 
     /// Tells the writer that nothing more will come: it writes what is
@@ -163,7 +160,7 @@ impl Shared {
     }
 }
 
-/// Creates a connection's outbox; its writer is [`run_writer`].
+/// Creates a connection's outbox; its writer reads it through a [`Receiver`].
 pub fn outbox(limit: usize) -> Outbox {
     Outbox {
         shared: Arc::new(Shared {
@@ -177,62 +174,35 @@ pub fn outbox(limit: usize) -> Outbox {
     }
 }
 
-/// Writes the queue to the socket until a close is written, the outbox is
-/// ended and drained, or the socket fails.
-pub async fn run_writer<W: AsyncWrite + Unpin>(
-    mut ws: WebSocketWrite<W>,
-    outbox: Outbox,
-    state: Arc<State>,
-) {
-    let shared = Arc::clone(&outbox.shared);
-    drop(outbox);
-    let mut buf = Vec::with_capacity(256);
-    while let Some((out, size)) = shared.next().await {
-        buf.clear();
-        let result = match out {
-            Out::Text(bytes) => ws.write_frame(Frame::text(Payload::Borrowed(&bytes))).await,
-            Out::Applied { id, applied } => {
-                match applied.await {
-                    Ok(_) => write_response_ok(&mut buf, &id, br#"{"ok":true}"#),
-                    Err(_) => write_response_err(
-                        &mut buf,
-                        &id,
-                        &ErrorShape::unavailable("presence engine is shutting down", 1000),
-                    ),
-                }
-                ws.write_frame(Frame::text(Payload::Borrowed(&buf))).await
-            }
-            Out::Presence { id } => {
-                {
-                    // The guard must not live across the write's `.await`.
-                    let snapshot = state.reader.load();
-                    buf.reserve(snapshot.list_json().len() + id.len() + 64);
-                    write_response_ok_with(&mut buf, &id, |out| {
-                        snapshot.write_list(now_millis(), out)
-                    });
-                }
-                ws.write_frame(Frame::text(Payload::Borrowed(&buf))).await
-            }
-            Out::Health { id } => {
-                write_response_ok(&mut buf, &id, &state.health_json());
-                ws.write_frame(Frame::text(Payload::Borrowed(&buf))).await
-            }
-            Out::Pong(data) => ws.write_frame(Frame::pong(Payload::Owned(data))).await,
-            Out::CloseEcho(data) => {
-                let _ = ws.write_frame(Frame::close_raw(Payload::Owned(data))).await;
-                break;
-            }
-            Out::Close(code, reason) => {
-                let _ = ws.write_frame(Frame::close(code, reason.as_bytes())).await;
-                break;
-            }
-        };
-        shared.queued.fetch_sub(size, Ordering::Relaxed);
-        if result.is_err() {
-            break;
+/// The writer's half of an outbox.
+pub struct Receiver {
+    shared: Arc<Shared>,
+}
+
+impl Receiver {
+    /// The writer's half of `outbox`.
+    pub fn new(outbox: &Outbox) -> Receiver {
+        Receiver {
+            shared: Arc::clone(&outbox.shared),
         }
     }
-    // Later `try_event`/`reply` calls fail fast, and what is queued is freed.
-    shared.stopped.store(true, Ordering::Release);
-    shared.lock().clear();
+
+    /// The next item, waiting for one; `None` once ended and drained.
+    pub async fn next(&self) -> Option<(Out, usize)> {
+        self.shared.next().await
+    }
+
+    /// Releases `size` bytes of the budget: the item carrying them is written.
+    pub fn written(&self, size: usize) {
+        self.shared.queued.fetch_sub(size, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Receiver {
+    /// The writer is gone: later `try_event`/`reply` calls fail fast, and
+    /// what is queued is freed.
+    fn drop(&mut self) {
+        self.shared.stopped.store(true, Ordering::Release);
+        self.shared.lock().clear();
+    }
 }

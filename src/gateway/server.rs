@@ -3,7 +3,7 @@
 //! connection task, and runs graceful shutdown.
 
 use super::client_ip::client_ip;
-use super::connection::{self, Accepted, CloseReason};
+use super::session::{self, CloseReason};
 use super::state::State;
 use crate::config::{ConfigError, ServeConfig};
 use crate::http::{Body, route};
@@ -180,14 +180,7 @@ async fn handle(
                 let permit = slot.lock().ok().and_then(|mut p| p.take());
                 tokio::spawn(async move {
                     let _permit = permit;
-                    let reason = connection::serve(
-                        upgrade,
-                        Accepted {
-                            state,
-                            client_ip: ip,
-                        },
-                    )
-                    .await;
+                    let reason = session::serve(upgrade, state, ip).await;
                     match reason {
                         CloseReason::ClientClosed | CloseReason::Shutdown => {
                             tracing::trace!(%peer, ?reason, "connection closed")
@@ -203,5 +196,5 @@ async fn handle(
             ),
         });
     }
-    Ok(route(req, state).await)
+    Ok(route(req, &state.http).await)
 }

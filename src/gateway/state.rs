@@ -1,29 +1,30 @@
-//! What every connection task and HTTP handler shares: configuration, the
-//! engine's handles, auth, the subscriber registry and metrics.
+//! The gateway's composition root: it starts the engine and hands each part
+//! the narrow handle it needs (the routes an [`http::Context`], the outbox
+//! writers a [`Renderer`]), keeping for the connection tasks what only they
+//! use.
+//!
+//! [`http::Context`]: crate::http::Context
 
-use super::auth::Auth;
-use super::broadcast::Registry;
+use super::registry::Registry;
+use super::render::Renderer;
 use super::self_entry::SelfInfo;
+use crate::auth::Auth;
+use crate::clock::now_millis;
 use crate::config::ServeConfig;
 use crate::engine::{Engine, EngineConfig, Event, EventSender, SnapshotReader, WriterStats};
+use crate::http::{Context, SseFeed};
 use crate::metrics::Metrics;
-use crate::presence::StoreConfig;
+use crate::presence::{Key, StoreConfig};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
 use tokio::sync::watch;
 
 /// The gateway's shared state.
 pub struct State {
     /// The configuration it was started with.
     pub config: ServeConfig,
-    /// Token checks.
-    pub auth: Auth,
     /// This machine, as the self entry reports it.
     pub self_info: SelfInfo,
-    /// The reserved key of the gateway's own entry, parsed once: every
-    /// connect and beacon is checked against it.
-    self_key: crate::presence::Key,
     /// Producer handle of the presence engine.
     pub sender: EventSender<Event>,
     /// Readers' handle of the presence engine.
@@ -32,15 +33,15 @@ pub struct State {
     pub writer_stats: Arc<WriterStats>,
     /// Connections that receive broadcasts.
     pub registry: Registry,
-    /// Metrics.
-    pub metrics: Arc<Metrics>,
-    /// When the server started.
-    pub started: Instant,
+    /// What the HTTP routes see; also holds auth, metrics and the SSE feed.
+    pub http: Arc<Context>,
+    /// Renders the replies an outbox writer sends.
+    pub renderer: Arc<Renderer>,
     /// Flips to `true` when graceful shutdown begins.
     pub shutdown: watch::Sender<bool>,
-    /// The latest coalesced list for SSE readers: (version, bytes of the
-    /// SSE `data:` JSON). Published by the broadcaster.
-    pub sse: watch::Sender<Option<(u64, bytes::Bytes)>>,
+    /// The reserved key of the gateway's own entry, parsed once: every
+    /// connect and beacon is checked against it.
+    self_key: Key,
     next_conn: AtomicU64,
     engine: Engine,
 }
@@ -50,39 +51,41 @@ impl State {
     pub fn new(config: ServeConfig) -> Arc<State> {
         let self_info = SelfInfo::detect();
         let metrics = Arc::new(Metrics::new());
-        let observer = Arc::clone(&metrics);
-        let engine = Engine::start_with(
-            EngineConfig {
-                store: StoreConfig {
-                    ttl: config.presence_ttl,
-                    max_entries: config.max_entries,
-                },
-                queue_capacity: config.queue_capacity,
-                max_batch: config.max_batch,
-            },
-            self_info.entry(),
-            crate::clock::now_millis,
-            move |report| observer.observe_batch(&report),
-        );
+        let engine = start_engine(&config, &self_info, Arc::clone(&metrics));
         let (shutdown, _) = watch::channel(false);
-        let (sse, _) = watch::channel(None);
+        let http = Arc::new(Context {
+            reader: engine.reader(),
+            sse: SseFeed::default(),
+            auth: Arc::new(Auth::new(config.tokens.clone())),
+            metrics,
+            sender: engine.sender(),
+            writer_stats: engine.stats(),
+            shutdown: shutdown.subscribe(),
+        });
         Arc::new(State {
-            auth: Auth::new(config.tokens.clone()),
-            config,
-            self_key: crate::presence::Key::parse(&self_info.instance_id)
-                .expect("a UUID is not blank"),
+            self_key: Key::parse(&self_info.instance_id).expect("a UUID is not blank"),
             self_info,
             sender: engine.sender(),
             reader: engine.reader(),
             writer_stats: engine.stats(),
             registry: Registry::default(),
-            metrics,
-            started: Instant::now(),
+            renderer: Arc::new(Renderer::new(engine.reader())),
+            http,
             shutdown,
-            sse,
             next_conn: AtomicU64::new(1),
             engine,
+            config,
         })
+    }
+
+    /// Token checks.
+    pub fn auth(&self) -> &Auth {
+        &self.http.auth
+    }
+
+    /// Metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.http.metrics
     }
 
     /// A process-unique connection number.
@@ -91,25 +94,8 @@ impl State {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Milliseconds since start.
-    pub fn uptime_ms(&self) -> u64 {
-        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
-    }
-
-    /// The `health` payload.
-    pub fn health_json(&self) -> Vec<u8> {
-        let snapshot = self.reader.load();
-        format!(
-            r#"{{"ok":true,"uptimeMs":{},"presence":{{"entries":{},"version":{}}}}}"#,
-            self.uptime_ms(),
-            snapshot.len(),
-            snapshot.version()
-        )
-        .into_bytes()
-    }
-
     /// The reserved key of the gateway's own entry.
-    pub fn self_key(&self) -> &crate::presence::Key {
+    pub fn self_key(&self) -> &Key {
         &self.self_key
     }
 
@@ -122,4 +108,20 @@ impl State {
     pub fn stop_engine(&self) {
         self.engine.shutdown();
     }
+}
+
+fn start_engine(config: &ServeConfig, self_info: &SelfInfo, metrics: Arc<Metrics>) -> Engine {
+    Engine::start_with(
+        EngineConfig {
+            store: StoreConfig {
+                ttl: config.presence_ttl,
+                max_entries: config.max_entries,
+            },
+            queue_capacity: config.queue_capacity,
+            max_batch: config.max_batch,
+        },
+        self_info.entry(),
+        now_millis,
+        move |report| metrics.observe_batch(&report),
+    )
 }

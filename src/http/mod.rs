@@ -2,9 +2,12 @@
 //! Server-Sent Events and metrics.
 
 mod body;
+mod context;
 mod dashboard;
 mod rest;
 mod sse;
 
 pub use body::{Body, empty, full};
+pub use context::Context;
 pub use rest::{error as rest_error, route};
+pub use sse::SseFeed;

@@ -5,9 +5,9 @@
 //! scope when tokens are configured; the page itself does not.
 
 use super::body::{Body, full};
+use super::context::Context;
 use super::{dashboard, sse};
 use crate::clock::now_millis;
-use crate::gateway::State;
 use crate::presence::Status;
 use crate::protocol::grants_read;
 use hyper::header::{
@@ -15,10 +15,9 @@ use hyper::header::{
 };
 use hyper::{Method, Request, Response, StatusCode};
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 /// Answers one plain HTTP request.
-pub async fn route<B>(req: Request<B>, state: Arc<State>) -> Response<Body> {
+pub async fn route<B>(req: Request<B>, state: &Context) -> Response<Body> {
     let path = req.uri().path();
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return error(StatusCode::METHOD_NOT_ALLOWED, "only GET is supported");
@@ -30,14 +29,14 @@ pub async fn route<B>(req: Request<B>, state: Arc<State>) -> Response<Body> {
             let query_token = (path == "/v1/presence/stream")
                 .then(|| query_param(req.uri().query(), "token"))
                 .flatten();
-            if let Some(refusal) = authorize(&req, query_token.as_deref(), &state) {
+            if let Some(refusal) = authorize(&req, query_token.as_deref(), state) {
                 return refusal;
             }
             match path {
-                "/v1/presence" => presence(&req, &state),
-                "/v1/presence/stats" => stats(&state),
-                "/v1/presence/stream" => sse::stream(state),
-                _ => metrics(&state),
+                "/v1/presence" => presence(&req, state),
+                "/v1/presence/stats" => stats(state),
+                "/v1/presence/stream" => sse::stream(&state.sse, state.shutdown.clone()),
+                _ => metrics(state),
             }
         }
         _ => error(StatusCode::NOT_FOUND, "no such route"),
@@ -55,7 +54,7 @@ fn page() -> Response<Body> {
     response
 }
 
-fn presence<B>(req: &Request<B>, state: &State) -> Response<Body> {
+fn presence<B>(req: &Request<B>, state: &Context) -> Response<Body> {
     let snapshot = state.reader.load();
     let etag = format!("\"{}\"", snapshot.version());
     let matches = req
@@ -81,7 +80,7 @@ fn presence<B>(req: &Request<B>, state: &State) -> Response<Body> {
     response
 }
 
-fn stats(state: &State) -> Response<Body> {
+fn stats(state: &Context) -> Response<Body> {
     let snapshot = state.reader.load();
     let now = now_millis();
     let mut by_mode: BTreeMap<&str, u64> = BTreeMap::new();
@@ -105,7 +104,7 @@ fn stats(state: &State) -> Response<Body> {
     json_response(StatusCode::OK, body.to_string().into_bytes())
 }
 
-fn metrics(state: &State) -> Response<Body> {
+fn metrics(state: &Context) -> Response<Body> {
     let text = state
         .metrics
         .render(&state.sender, &state.reader, &state.writer_stats);
@@ -122,7 +121,7 @@ fn metrics(state: &State) -> Response<Body> {
 fn authorize<B>(
     req: &Request<B>,
     query_token: Option<&str>,
-    state: &State,
+    state: &Context,
 ) -> Option<Response<Body>> {
     if !state.auth.required() {
         return None;

@@ -1,61 +1,99 @@
-//! `GET /v1/presence/stream`: Server-Sent Events, one `presence` event per
-//! coalesced change, the current list first, and a keep-alive comment.
+//! Server-Sent Events (`GET /v1/presence/stream`, PROTOCOL.md §9): the
+//! feed the broadcaster publishes into, and the stream each reader gets.
 //!
-//! Each stream follows a `watch` channel the broadcaster updates, so a slow
-//! reader skips to the latest list instead of queueing old ones.
+//! Invariants: the feed holds only the latest list (a `watch` channel), so a
+//! slow reader skips to the newest one instead of queueing old ones; every
+//! stream starts with the current list; a comment keeps idle proxies open.
 
 use super::body::Body;
-use crate::gateway::State;
+use crate::clock::now_millis;
+use crate::presence::Snapshot;
+use crate::protocol::write_sse_presence;
 use bytes::Bytes;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::Response;
 use hyper::body::Frame;
 use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::watch;
 
 /// Proxies commonly drop connections idle for 30-60 s.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
+/// The latest coalesced list, as every SSE stream sends it: the bytes of a
+/// whole `event: presence` block.
+pub struct SseFeed {
+    latest: watch::Sender<Option<Bytes>>,
+}
+
+impl Default for SseFeed {
+    fn default() -> Self {
+        SseFeed {
+            latest: watch::channel(None).0,
+        }
+    }
+}
+
+impl SseFeed {
+    /// Makes `snapshot` the list every stream sends next.
+    pub fn publish(&self, snapshot: &Snapshot) {
+        let mut data = Vec::with_capacity(snapshot.list_json().len() + 96);
+        let now = now_millis();
+        write_sse_presence(&mut data, snapshot.version(), now, |out| {
+            snapshot.write_list(now, out)
+        });
+        self.latest.send_replace(Some(event(&data)));
+    }
+
+    fn subscribe(&self) -> watch::Receiver<Option<Bytes>> {
+        self.latest.subscribe()
+    }
+}
+
 struct Stream {
-    updates: tokio::sync::watch::Receiver<Option<(u64, Bytes)>>,
-    shutdown: tokio::sync::watch::Receiver<bool>,
+    updates: watch::Receiver<Option<Bytes>>,
+    shutdown: watch::Receiver<bool>,
     keep_alive: tokio::time::Interval,
     first: bool,
 }
 
-/// The SSE response.
-pub fn stream(state: Arc<State>) -> Response<Body> {
+impl Stream {
+    /// The next chunk of the body; `None` ends the stream.
+    async fn next(&mut self) -> Option<Bytes> {
+        if std::mem::take(&mut self.first) {
+            if let Some(current) = self.updates.borrow_and_update().clone() {
+                return Some(current);
+            }
+        }
+        if *self.shutdown.borrow() {
+            return None;
+        }
+        tokio::select! {
+            changed = self.updates.changed() => {
+                changed.ok()?;
+                let current = self.updates.borrow_and_update().clone();
+                Some(current.unwrap_or_else(|| Bytes::from_static(b": waiting\n\n")))
+            }
+            _ = self.keep_alive.tick() => Some(Bytes::from_static(b": keep-alive\n\n")),
+            _ = self.shutdown.changed() => None,
+        }
+    }
+}
+
+/// The SSE response for one reader.
+pub fn stream(feed: &SseFeed, shutdown: watch::Receiver<bool>) -> Response<Body> {
     let mut keep_alive = tokio::time::interval(KEEP_ALIVE);
     keep_alive.reset();
     let stream = Stream {
-        updates: state.sse.subscribe(),
-        shutdown: state.shutdown.subscribe(),
+        updates: feed.subscribe(),
+        shutdown,
         keep_alive,
         first: true,
     };
     let events = futures_util::stream::unfold(stream, |mut s| async move {
-        if s.first {
-            s.first = false;
-            let current = s.updates.borrow_and_update().clone();
-            if let Some((_, data)) = current {
-                return Some((Ok::<_, Infallible>(Frame::data(event(&data))), s));
-            }
-        }
-        if *s.shutdown.borrow() {
-            return None;
-        }
-        tokio::select! {
-            changed = s.updates.changed() => {
-                changed.ok()?;
-                let current = s.updates.borrow_and_update().clone();
-                let data = current.map(|(_, d)| event(&d)).unwrap_or_else(|| Bytes::from_static(b": waiting\n\n"));
-                Some((Ok(Frame::data(data)), s))
-            }
-            _ = s.keep_alive.tick() => Some((Ok(Frame::data(Bytes::from_static(b": keep-alive\n\n"))), s)),
-            _ = s.shutdown.changed() => None,
-        }
+        let chunk = s.next().await?;
+        Some((Ok::<_, Infallible>(Frame::data(chunk)), s))
     });
     let mut response = Response::new(StreamBody::new(events).boxed());
     let headers = response.headers_mut();

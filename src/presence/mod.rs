@@ -1,5 +1,6 @@
 //! Presence semantics (PROTOCOL.md §5, §6): pure, deterministic, no I/O.
 
+mod diff;
 mod entry;
 mod key;
 mod snapshot;
@@ -8,6 +9,7 @@ mod status;
 mod store;
 pub mod text;
 
+pub use diff::{Changes, changes};
 pub use entry::{Entry, Millis, Patch, fallback_text, is_loopback};
 pub use key::Key;
 pub use snapshot::{Snapshot, SnapshotEntry};

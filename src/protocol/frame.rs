@@ -265,12 +265,12 @@ fn write_payload(out: &mut Vec<u8>, payload_json: &[u8]) {
 }
 
 /// Appends `text` as a quoted, escaped JSON string.
-fn write_json_str(out: &mut Vec<u8>, text: &str) {
+pub(super) fn write_json_str(out: &mut Vec<u8>, text: &str) {
     write_json(out, text);
 }
 
 /// Appends `value` serialized as JSON.
-fn write_json<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+pub(super) fn write_json<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
     // Cannot fail: only strings, integers and `StateVersion` pass through here, which always
     // serialize, and writing to a Vec is infallible.
     serde_json::to_writer(&mut *out, value).expect("strings and integers always serialize");

@@ -5,23 +5,36 @@
 //! nothing here panics on client input. The limits each parser enforces are documented
 //! constants in its own module (`connect::MAX_NAME_LEN`, `system_event::MAX_TEXT_LEN`, ...).
 
+mod close;
 pub mod connect;
 pub mod error;
+mod events;
 pub mod frame;
 pub mod message;
+mod method;
 mod params;
+mod replies;
 pub mod system_event;
+#[cfg(test)]
+mod wire_tests;
 
+pub use close::{Close, CloseCode};
 pub use connect::{
     Auth, ClientInfo, ClientMode, ConnectError, ConnectParams, KNOWN_SCOPES, OPERATOR_ADMIN,
     OPERATOR_READ, OPERATOR_WRITE, PROTOCOL_VERSION, READ_SCOPES, Role, SUPPORTED_PROTOCOLS,
     grants_read, negotiate, parse_connect,
 };
 pub use error::{ErrorCode, ErrorShape};
+pub use events::{
+    Delta, HEALTH_VERSION, SHUTDOWN_REASON, state_version, write_challenge, write_delta,
+    write_delta_payload, write_presence, write_shutdown, write_sse_presence, write_tick,
+};
 pub use frame::{
     FrameError, INVALID_FRAME_ID, Request, StateVersion, parse_request, write_event,
     write_event_with, write_response_err, write_response_ok, write_response_ok_with,
 };
 pub use message::{MessageError, Opcode, Progress, Reassembler};
+pub use method::{EVENTS, METHOD_NAMES, Method};
 pub use params::ParamError;
+pub use replies::{Hello, OK_PAYLOAD, Policy, write_health, write_hello};
 pub use system_event::{SystemEventParams, parse_system_event};

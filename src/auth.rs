@@ -1,4 +1,5 @@
-//! Token checks and scope grants (PROTOCOL.md §3.6).
+//! Token checks and scope grants (PROTOCOL.md §3.6), shared by the
+//! WebSocket handshake and the HTTP routes.
 //!
 //! Tokens are compared in constant time, and every configured token is
 //! compared, so timing tells neither which token matched nor how much of it.

@@ -1,0 +1,247 @@
+//! The handshake (PROTOCOL.md §3): the challenge, validation of the first
+//! message as `connect`, auth and scopes, the connect upsert, and `hello-ok`.
+//!
+//! Invariants: a refused handshake answers only a request-shaped frame,
+//! counts the refusal once, and queues the close that names it; a tracked
+//! connection's own entry is applied before its hello is rendered, so the
+//! hello's list already holds it.
+
+use super::outbox::{Out, Outbox};
+use super::push::unavailable;
+use super::registry::{PresenceFeed, Subscriber};
+use super::self_entry::VERSION;
+use super::state::State;
+use crate::clock::now_millis;
+use crate::engine::Event;
+use crate::presence::{self, ConnectInfo, Key};
+use crate::protocol::{
+    Close, CloseCode, ConnectParams, ErrorShape, Hello, Policy, Role, grants_read, parse_connect,
+    parse_request, write_challenge, write_hello, write_response_err,
+};
+use bytes::Bytes;
+use std::net::IpAddr;
+
+/// What the handshake established.
+pub struct Session {
+    /// The role the client connected as.
+    pub role: Role,
+    /// The granted scopes.
+    pub scopes: Vec<String>,
+    /// The client's mode, as a metrics label.
+    pub mode: &'static str,
+    /// The presence key, when the connection is tracked.
+    pub tracked: Option<Key>,
+}
+
+/// A refused handshake: the close was queued; the reason names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refused(pub &'static str);
+
+/// One connection's handshake.
+pub struct Handshake<'a> {
+    /// Shared state.
+    pub state: &'a State,
+    /// The connection's outbox.
+    pub outbox: &'a Outbox,
+    /// The connection's number.
+    pub conn: u64,
+    /// The client IP (§5.3).
+    pub client_ip: IpAddr,
+}
+
+/// Queues `connect.challenge` (§3.1).
+pub fn send_challenge(outbox: &Outbox) {
+    let mut frame = Vec::with_capacity(128);
+    write_challenge(&mut frame, &uuid::Uuid::new_v4().to_string(), now_millis());
+    let _ = outbox.reply(Out::Text(Bytes::from(frame)), 0);
+}
+
+impl Handshake<'_> {
+    /// Validates the first message as `connect` and completes the handshake.
+    pub async fn run(&self, message: &mut [u8]) -> Result<Session, Refused> {
+        let request = match parse_request(message) {
+            Ok(request) => request,
+            // Not a request at all: close without an answer (§3.3).
+            Err(_) => {
+                return Err(self.refuse(
+                    None,
+                    Close::new(CloseCode::PolicyViolation, "invalid handshake frame"),
+                ));
+            }
+        };
+        let id = request.id.as_str();
+        if request.method != "connect" {
+            let error = ErrorShape::first_request_must_be_connect();
+            return Err(self.refuse(Some((id, error)), policy("first request must be connect")));
+        }
+        let params = match parse_connect(request.params.as_ref()) {
+            Ok(params) => params,
+            Err(e) => {
+                return Err(self.refuse(
+                    Some((id, e.to_error_shape())),
+                    policy("invalid connect params"),
+                ));
+            }
+        };
+        let Some(protocol) = params.negotiate() else {
+            let close = Close::new(CloseCode::ProtocolError, "protocol mismatch");
+            return Err(self.refuse(Some((id, ErrorShape::protocol_mismatch())), close));
+        };
+        let Ok(scopes) = self
+            .state
+            .auth()
+            .grant(params.auth.token.as_deref(), &params.scopes)
+        else {
+            return Err(self.refuse(
+                Some((id, ErrorShape::unauthorized())),
+                policy("unauthorized"),
+            ));
+        };
+        let conn_uuid = uuid::Uuid::new_v4().to_string();
+        let tracked = self.track(id, &params, &conn_uuid, &scopes).await?;
+        let session = Session {
+            role: params.role,
+            mode: params.client.mode.as_str(),
+            scopes,
+            tracked,
+        };
+        let feed = feed(&session, &params);
+        self.send_hello(id, protocol, &conn_uuid, &session, feed);
+        self.state.metrics().handshake(None);
+        Ok(session)
+    }
+
+    /// Upserts the connection's entry unless its mode is untracked; the key
+    /// it was written under.
+    async fn track(
+        &self,
+        id: &str,
+        params: &ConnectParams,
+        conn_uuid: &str,
+        scopes: &[String],
+    ) -> Result<Option<Key>, Refused> {
+        if self.state.config.is_untracked(params.client.mode.as_str()) {
+            return Ok(None);
+        }
+        let (key, patch) =
+            presence::connect(connect_info(params, conn_uuid, scopes, self.client_ip));
+        // A client claiming the gateway's own key is served but not
+        // tracked: the self entry is reserved (§5.1).
+        if key == *self.state.self_key() {
+            return Ok(None);
+        }
+        let event = Event::Connect {
+            conn: self.conn,
+            key: key.clone(),
+            patch,
+        };
+        match self.state.sender.try_push_acked(event) {
+            Ok(applied) => {
+                // A dropped ack means the engine is stopping; the hello
+                // then simply lacks our own row.
+                let _ = applied.await;
+                Ok(Some(key))
+            }
+            Err(e) => {
+                let close = Close::new(CloseCode::TryAgainLater, "presence queue full");
+                Err(self.refuse(Some((id, unavailable(&e))), close))
+            }
+        }
+    }
+
+    /// Answers (when there is a request to answer), counts and closes.
+    fn refuse(&self, answer: Option<(&str, ErrorShape)>, close: Close) -> Refused {
+        if let Some((id, error)) = answer {
+            let mut frame = Vec::with_capacity(128);
+            write_response_err(&mut frame, id, &error);
+            let size = frame.len();
+            let _ = self.outbox.reply(Out::Text(Bytes::from(frame)), size);
+        }
+        self.state.metrics().handshake(Some(close.reason));
+        self.outbox.close(close);
+        Refused(close.reason)
+    }
+
+    /// Queues `hello-ok` and registers for broadcasts so that no broadcast
+    /// newer than the hello's snapshot is missed (see `Registry::join`).
+    fn send_hello(
+        &self,
+        id: &str,
+        protocol: u32,
+        conn_uuid: &str,
+        session: &Session,
+        feed: PresenceFeed,
+    ) {
+        let config = &self.state.config;
+        let policy = Policy {
+            max_payload: config.max_payload,
+            max_buffered_bytes: config.max_buffered_bytes,
+            tick_interval_ms: u64::try_from(config.tick_interval.as_millis()).unwrap_or(u64::MAX),
+        };
+        let render = || {
+            let snapshot = self.state.reader.load_full();
+            let hello = Hello {
+                protocol,
+                server_version: VERSION,
+                conn_id: conn_uuid,
+                role: session.role.as_str(),
+                scopes: &session.scopes,
+                policy,
+                presence_version: snapshot.version(),
+                uptime_ms: self.state.renderer.uptime_ms(),
+            };
+            let mut frame = Vec::with_capacity(snapshot.list_json().len() + 512);
+            write_hello(&mut frame, id, &hello, |out| {
+                snapshot.write_list(now_millis(), out)
+            });
+            (snapshot.version(), Bytes::from(frame))
+        };
+        let subscriber = Subscriber {
+            outbox: self.outbox.clone(),
+            feed,
+            // `join` sets it to the hello's version.
+            since: 0,
+        };
+        self.state.registry.join(self.conn, subscriber, render);
+    }
+}
+
+fn policy(reason: &'static str) -> Close {
+    Close::new(CloseCode::PolicyViolation, reason)
+}
+
+/// Which presence broadcasts the session gets.
+fn feed(session: &Session, params: &ConnectParams) -> PresenceFeed {
+    if session.role == Role::Node || !grants_read(&session.scopes) {
+        PresenceFeed::None
+    } else if params.has_cap("presence.delta") {
+        PresenceFeed::Delta
+    } else {
+        PresenceFeed::Full
+    }
+}
+
+fn connect_info(
+    params: &ConnectParams,
+    conn_uuid: &str,
+    scopes: &[String],
+    ip: IpAddr,
+) -> ConnectInfo {
+    let client = &params.client;
+    ConnectInfo {
+        conn_id: conn_uuid.to_owned(),
+        client_id: client.id.clone(),
+        display_name: client.display_name.clone(),
+        version: client.version.clone(),
+        platform: client.platform.clone(),
+        mode: client.mode.as_str().to_owned(),
+        device_family: client.device_family.clone(),
+        model_identifier: client.model_identifier.clone(),
+        instance_id: client.instance_id.clone(),
+        device_id: params.device_id.clone(),
+        is_node: params.role == Role::Node,
+        role: params.role.as_str().to_owned(),
+        scopes: scopes.to_vec(),
+        ip: Some(ip.to_string()),
+    }
+}

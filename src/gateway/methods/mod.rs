@@ -1,0 +1,9 @@
+//! The methods a connection may call after the handshake (PROTOCOL.md §4),
+//! one file each; [`dispatch`] maps a request to its reply.
+
+mod dispatch;
+mod health;
+mod system_event;
+mod system_presence;
+
+pub use dispatch::{Reply, dispatch};

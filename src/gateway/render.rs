@@ -1,0 +1,63 @@
+//! Replies rendered when their turn in a connection's outbox comes, not
+//! when they are queued: `system-presence` then shows every beacon the
+//! connection sent before it (read-your-writes), and `health` is current.
+
+use crate::clock::now_millis;
+use crate::engine::SnapshotReader;
+use crate::protocol::{
+    ErrorShape, OK_PAYLOAD, write_health, write_response_err, write_response_ok,
+    write_response_ok_with,
+};
+use std::time::Instant;
+
+/// Renders the late-bound replies from the published snapshot.
+pub struct Renderer {
+    reader: SnapshotReader,
+    started: Instant,
+}
+
+impl Renderer {
+    /// A renderer reading `reader`; uptime counts from now.
+    pub fn new(reader: SnapshotReader) -> Renderer {
+        Renderer {
+            reader,
+            started: Instant::now(),
+        }
+    }
+
+    /// Milliseconds since the gateway started.
+    pub fn uptime_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// The `system-presence` reply to `id`.
+    pub fn presence(&self, id: &str, out: &mut Vec<u8>) {
+        let snapshot = self.reader.load();
+        out.reserve(snapshot.list_json().len() + id.len() + 64);
+        write_response_ok_with(out, id, |out| snapshot.write_list(now_millis(), out));
+    }
+
+    /// The `health` reply to `id`.
+    pub fn health(&self, id: &str, out: &mut Vec<u8>) {
+        let snapshot = self.reader.load();
+        let mut payload = Vec::with_capacity(96);
+        write_health(
+            &mut payload,
+            self.uptime_ms(),
+            snapshot.len(),
+            snapshot.version(),
+        );
+        write_response_ok(out, id, &payload);
+    }
+
+    /// The `system-event` reply to `id`: `{"ok":true}` once applied, or
+    /// `UNAVAILABLE` if the engine stopped first.
+    pub fn applied(&self, id: &str, applied: bool, out: &mut Vec<u8>) {
+        if applied {
+            write_response_ok(out, id, OK_PAYLOAD);
+        } else {
+            let error = ErrorShape::unavailable("presence engine is shutting down", 1000);
+            write_response_err(out, id, &error);
+        }
+    }
+}

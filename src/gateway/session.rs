@@ -1,0 +1,276 @@
+//! One WebSocket connection's life (PROTOCOL.md §3, §4): the challenge,
+//! the handshake under its timeout, then requests until the socket closes,
+//! then the disconnect.
+//!
+//! The task owns the read half. Everything it sends goes through its
+//! [`Outbox`] to a writer task that owns the write half, so a slow socket
+//! never blocks reading, and broadcasts never wait for this connection.
+//! A protocol violation closes only this connection; the reason is
+//! returned to the accept loop, which logs it once.
+
+use super::connection::{FrameReader, Obligation, ReadError, write_loop};
+use super::handshake::{Handshake, Refused, Session, send_challenge};
+use super::methods::{Reply, dispatch};
+use super::outbox::{Out, Outbox, Receiver, SlowConsumer, outbox};
+use super::state::State;
+use crate::config::PRE_AUTH_MAX_PAYLOAD;
+use crate::engine::Event;
+use crate::metrics::ModeLabels;
+use crate::protocol::{
+    Close, ErrorShape, MessageError, Role, parse_request, write_response_err, write_shutdown,
+};
+use bytes::Bytes;
+use fastwebsockets::WebSocketError;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncRead;
+
+/// How long the writer gets to flush after the reader is done.
+const WRITER_LINGER: Duration = Duration::from_secs(2);
+
+/// Why a connection ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The client closed, or the socket ended.
+    ClientClosed,
+    /// No valid `connect` in time.
+    HandshakeTimeout,
+    /// Handshake refused; the string says why.
+    HandshakeRefused(&'static str),
+    /// A frame or message over the size limit.
+    TooLarge,
+    /// A binary frame.
+    Binary,
+    /// Invalid UTF-8 in a text message.
+    InvalidUtf8,
+    /// Its outbox overflowed with replies.
+    SlowConsumer,
+    /// The WebSocket layer failed.
+    Transport(String),
+    /// The upgrade never completed.
+    Upgrade(String),
+    /// Graceful shutdown.
+    Shutdown,
+}
+
+/// Runs one upgraded connection to its end.
+pub async fn serve(
+    upgrade: fastwebsockets::upgrade::UpgradeFut,
+    state: Arc<State>,
+    client_ip: IpAddr,
+) -> CloseReason {
+    let ws = match upgrade.await {
+        Ok(ws) => ws,
+        Err(e) => return CloseReason::Upgrade(e.to_string()),
+    };
+    let (read, write) = tokio::io::split(ws.into_inner());
+    let (reader, writer) =
+        fastwebsockets::after_handshake_split(read, write, fastwebsockets::Role::Server);
+    let outbox = outbox(state.config.max_buffered_bytes);
+    let receiver = Receiver::new(&outbox);
+    let renderer = Arc::clone(&state.renderer);
+    let mut writer_task =
+        tokio::spawn(async move { write_loop(writer, receiver, &renderer).await });
+    let mut conn = Connection {
+        id: state.next_conn_id(),
+        state,
+        outbox,
+        client_ip,
+        session: None,
+    };
+    let reason = conn.run(&mut FrameReader::new(reader)).await;
+    conn.finish(&reason);
+    conn.outbox.end();
+    drop(conn);
+    // The writer ends once a close is written or the ended outbox is
+    // drained; a client that stopped reading gets a bounded grace period.
+    if tokio::time::timeout(WRITER_LINGER, &mut writer_task)
+        .await
+        .is_err()
+    {
+        writer_task.abort();
+    }
+    reason
+}
+
+struct Connection {
+    state: Arc<State>,
+    outbox: Outbox,
+    client_ip: IpAddr,
+    id: u64,
+    session: Option<Session>,
+}
+
+impl Connection {
+    async fn run<R: AsyncRead + Unpin>(&mut self, reader: &mut FrameReader<R>) -> CloseReason {
+        send_challenge(&self.outbox);
+        if let Err(reason) = self.handshake(reader).await {
+            return reason;
+        }
+        let limit = self.state.config.max_payload;
+        loop {
+            let outbox = &self.outbox;
+            let message = match reader
+                .read_message(limit, |owed| queue_owed(outbox, owed))
+                .await
+            {
+                Ok(message) => message,
+                Err(e) => return self.close_for(e),
+            };
+            if let Err(SlowConsumer) = self.handle_request(message) {
+                self.state.metrics().slow_consumers.inc();
+                self.outbox.close(Close::SLOW_CONSUMER);
+                return CloseReason::SlowConsumer;
+            }
+            reader.release();
+        }
+    }
+
+    /// Reads the first message under the handshake timeout and completes
+    /// the handshake, unless shutdown begins first.
+    async fn handshake<R: AsyncRead + Unpin>(
+        &mut self,
+        reader: &mut FrameReader<R>,
+    ) -> Result<(), CloseReason> {
+        let timeout = self.state.config.handshake_timeout;
+        let mut shutdown = self.state.shutdown.subscribe();
+        let outbox = &self.outbox;
+        let first = tokio::select! {
+            read = tokio::time::timeout(timeout, reader.read_message(PRE_AUTH_MAX_PAYLOAD, |owed| queue_owed(outbox, owed))) => read,
+            // Not registered yet, so the broadcaster will not notify this
+            // connection: it says goodbye itself (§7, graceful shutdown).
+            _ = shutdown.wait_for(|down| *down) => {
+                self.state.metrics().handshake(Some("shutdown"));
+                let mut frame = Vec::with_capacity(64);
+                write_shutdown(&mut frame, None);
+                let _ = self.outbox.reply(Out::Text(Bytes::from(frame)), 0);
+                self.outbox.close(Close::SHUTDOWN);
+                return Err(CloseReason::Shutdown);
+            }
+        };
+        let message = match first {
+            Err(_) => {
+                self.state.metrics().handshake(Some("timeout"));
+                self.outbox.close(Close::HANDSHAKE_TIMEOUT);
+                return Err(CloseReason::HandshakeTimeout);
+            }
+            Ok(Err(e)) => {
+                self.state.metrics().handshake(Some("transport"));
+                return Err(self.close_for(e));
+            }
+            Ok(Ok(message)) => message,
+        };
+        let handshake = Handshake {
+            state: &self.state,
+            outbox: &self.outbox,
+            conn: self.id,
+            client_ip: self.client_ip,
+        };
+        // Boxed: the handshake's state is large and short-lived; inline, it
+        // would size every idle connection's future.
+        let session = Box::pin(handshake.run(message))
+            .await
+            .map_err(|Refused(why)| CloseReason::HandshakeRefused(why))?;
+        self.count_connection(session.mode, 1);
+        self.session = Some(session);
+        reader.release();
+        Ok(())
+    }
+
+    /// Moves the open-connections gauge of `mode` by `delta`.
+    fn count_connection(&self, mode: &'static str, delta: i64) {
+        let metrics = self.state.metrics();
+        metrics
+            .connections
+            .get_or_create(&ModeLabels { mode })
+            .inc_by(delta);
+    }
+
+    /// Queues the close a read error calls for; the reason to report.
+    fn close_for(&self, e: ReadError) -> CloseReason {
+        match e {
+            ReadError::Message(MessageError::TooLarge { .. }) => {
+                self.outbox.close(Close::TOO_LARGE);
+                CloseReason::TooLarge
+            }
+            ReadError::Message(MessageError::Binary) => {
+                self.outbox.close(Close::BINARY);
+                CloseReason::Binary
+            }
+            ReadError::Message(MessageError::InvalidUtf8) => {
+                self.outbox.close(Close::INVALID_UTF8);
+                CloseReason::InvalidUtf8
+            }
+            ReadError::Message(e) => CloseReason::Transport(e.to_string()),
+            ReadError::Closed => CloseReason::ClientClosed,
+            ReadError::Transport(WebSocketError::UnexpectedEOF) => CloseReason::ClientClosed,
+            ReadError::Transport(e) => CloseReason::Transport(e.to_string()),
+        }
+    }
+
+    /// Answers one request read after the handshake.
+    fn handle_request(&self, message: &mut [u8]) -> Result<(), SlowConsumer> {
+        let metrics = self.state.metrics();
+        let request = match parse_request(message) {
+            Ok(request) => request,
+            Err(e) => {
+                metrics.request("invalid", "INVALID_REQUEST");
+                return self.reply_error(e.reply_id(), &ErrorShape::invalid_request_frame(&e));
+            }
+        };
+        let session = self
+            .session
+            .as_ref()
+            .expect("requests are read only after the handshake");
+        match dispatch(&self.state, session, request) {
+            (method, Reply::Send(out, size)) => {
+                metrics.request(method, "ok");
+                self.outbox.reply(out, size)
+            }
+            (method, Reply::Refuse(id, error)) => {
+                metrics.request(method, error.code.as_str());
+                self.reply_error(&id, &error)
+            }
+        }
+    }
+
+    fn reply_error(&self, id: &str, error: &ErrorShape) -> Result<(), SlowConsumer> {
+        let mut frame = Vec::with_capacity(128);
+        write_response_err(&mut frame, id, error);
+        let size = frame.len();
+        self.outbox.reply(Out::Text(Bytes::from(frame)), size)
+    }
+
+    /// Releases what the connection holds: its registration, its metrics
+    /// and, if tracked, its presence row (marked disconnected).
+    fn finish(&mut self, reason: &CloseReason) {
+        self.state.registry.unregister(self.id);
+        let Some(session) = self.session.take() else {
+            return;
+        };
+        self.count_connection(session.mode, -1);
+        if let Some(key) = session.tracked {
+            let event = Event::Disconnect {
+                conn: self.id,
+                key,
+                is_node: session.role == Role::Node,
+            };
+            // Fails only when the engine has stopped; nothing is left to mark.
+            let _ = self.state.sender.push_control(event);
+        }
+        if *reason == CloseReason::Shutdown {
+            self.outbox.close(Close::SHUTDOWN);
+        }
+    }
+}
+
+/// Queues a control frame the peer is owed. Control replies are tiny and
+/// must go out even when the connection is over budget.
+fn queue_owed(outbox: &Outbox, owed: Obligation) {
+    let out = match owed {
+        Obligation::Pong(data) => Out::Pong(data),
+        Obligation::CloseEcho(data) => Out::CloseEcho(data),
+    };
+    let _ = outbox.reply(out, 0);
+}

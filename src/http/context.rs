@@ -1,0 +1,28 @@
+//! What the HTTP routes may see of the gateway: the snapshot reader, the
+//! SSE feed, metrics and auth. A narrow handle, so `http/` never imports
+//! the gateway that serves it.
+
+use super::sse::SseFeed;
+use crate::auth::Auth;
+use crate::engine::{Event, EventSender, SnapshotReader, WriterStats};
+use crate::metrics::Metrics;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// The routes' view of a running gateway.
+pub struct Context {
+    /// The published presence snapshots.
+    pub reader: SnapshotReader,
+    /// The latest list for SSE streams, published by the broadcaster.
+    pub sse: SseFeed,
+    /// Token checks for `/v1/*` and `/metrics`.
+    pub auth: Arc<Auth>,
+    /// The gateway's metrics.
+    pub metrics: Arc<Metrics>,
+    /// The engine's queue, for its depth and rejections in `/metrics`.
+    pub sender: EventSender<Event>,
+    /// The writer's counters, for `/metrics`.
+    pub writer_stats: Arc<WriterStats>,
+    /// Flips to `true` when graceful shutdown begins: streams end.
+    pub shutdown: watch::Receiver<bool>,
+}
