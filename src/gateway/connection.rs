@@ -52,6 +52,17 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
+    /// Reads client frames straight from `read`, as a server does after the
+    /// upgrade (for tests and the fuzzer, which have no socket).
+    pub fn over(read: R) -> Self {
+        let (ws, _) = fastwebsockets::after_handshake_split(
+            read,
+            tokio::io::sink(),
+            fastwebsockets::Role::Server,
+        );
+        FrameReader::new(ws)
+    }
+
     /// Reads one whole text message of at most `limit` bytes, reassembling
     /// fragments. `owed` gets the control frames the peer must be sent.
     /// The message stays valid until the next read or [`FrameReader::release`].
@@ -140,5 +151,97 @@ pub async fn write_loop<W: AsyncWrite + Unpin>(
         if result.is_err() {
             break;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::MessageError;
+
+    /// A client frame: FIN bit, opcode, masked with a fixed key.
+    fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+        let mask = [1u8, 2, 3, 4];
+        let mut out = vec![(u8::from(fin) << 7) | opcode];
+        match payload.len() {
+            n if n < 126 => out.push(0x80 | n as u8),
+            n => {
+                out.push(0x80 | 126);
+                out.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+        }
+        out.extend_from_slice(&mask);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        out
+    }
+
+    async fn read_all(input: Vec<u8>, limit: usize) -> (Vec<String>, Vec<Obligation>, ReadError) {
+        let mut reader = FrameReader::over(&input[..]);
+        let (mut messages, mut owed) = (Vec::new(), Vec::new());
+        loop {
+            match reader.read_message(limit, |o| owed.push(o)).await {
+                Ok(m) => messages.push(String::from_utf8(m.clone()).unwrap()),
+                Err(e) => return (messages, owed, e),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn fragments_are_joined_and_pings_answered_in_between() {
+        let mut input = frame(false, 0x1, b"{\"a\":");
+        input.extend(frame(true, 0x9, b"p"));
+        input.extend(frame(true, 0x0, b"1}"));
+        input.extend(frame(true, 0x1, b"next"));
+        let (messages, owed, end) = read_all(input, 64).await;
+        assert_eq!(messages, ["{\"a\":1}", "next"]);
+        assert_eq!(owed, [Obligation::Pong(b"p".to_vec())]);
+        assert!(matches!(
+            end,
+            ReadError::Transport(WebSocketError::UnexpectedEOF)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_frame_over_the_limit_is_refused_from_its_header() {
+        let (messages, _, end) = read_all(frame(true, 0x1, &[b'a'; 200]), 100).await;
+        assert!(messages.is_empty());
+        assert!(matches!(
+            end,
+            ReadError::Message(MessageError::TooLarge { limit: 100 })
+        ));
+    }
+
+    #[tokio::test]
+    async fn fragments_together_over_the_limit_are_refused() {
+        let mut input = frame(false, 0x1, &[b'a'; 60]);
+        input.extend(frame(true, 0x0, &[b'a'; 60]));
+        let (_, _, end) = read_all(input, 100).await;
+        assert!(matches!(
+            end,
+            ReadError::Message(MessageError::TooLarge { limit: 100 })
+        ));
+    }
+
+    #[tokio::test]
+    async fn binary_and_close_end_the_read() {
+        let (_, _, end) = read_all(frame(true, 0x2, b"x"), 64).await;
+        assert!(matches!(end, ReadError::Message(MessageError::Binary)));
+        let (_, owed, end) = read_all(frame(true, 0x8, &1000u16.to_be_bytes()), 64).await;
+        assert!(matches!(end, ReadError::Closed));
+        assert!(matches!(owed[..], [Obligation::CloseEcho(_)]));
+    }
+
+    #[tokio::test]
+    async fn a_large_message_does_not_stay_resident() {
+        let (big, small) = (vec![b'a'; 40_000], b"ok".to_vec());
+        let mut input = frame(true, 0x1, &big);
+        input.extend(frame(true, 0x1, &small));
+        let mut reader = FrameReader::over(&input[..]);
+        assert_eq!(
+            reader.read_message(1 << 20, |_| {}).await.unwrap().len(),
+            big.len()
+        );
+        assert_eq!(reader.read_message(1 << 20, |_| {}).await.unwrap(), &small);
+        assert!(reader.message.capacity() <= crate::protocol::message::RETAINED_CAPACITY);
     }
 }

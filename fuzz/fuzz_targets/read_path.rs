@@ -1,0 +1,39 @@
+//! Fuzzes the gateway's real read path through an in-memory reader: raw
+//! client bytes -> WebSocket frames -> reassembly and the size limit ->
+//! `parse_request`, as `gateway::FrameReader` runs it on a socket.
+//!
+//! The first byte picks the message limit (16 B to 32 KiB), so the limits
+//! are hit often. Checks that no input panics, that every message is within
+//! the limit and valid UTF-8, and that reading never waits: an in-memory
+//! reader is always ready, so a pending read would be a hang on a socket
+//! that has sent everything.
+
+#![no_main]
+
+use futures_util::FutureExt;
+use libfuzzer_sys::fuzz_target;
+use rollcall::gateway::FrameReader;
+use rollcall::protocol::parse_request;
+
+/// Messages read per input at most; each needs at least two bytes.
+const MAX_MESSAGES: usize = 4096;
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&selector, stream)) = data.split_first() else {
+        return;
+    };
+    let limit = 16usize << (selector % 12);
+    let mut reader = FrameReader::over(stream);
+    for _ in 0..MAX_MESSAGES {
+        let read = reader
+            .read_message(limit, |_owed| {})
+            .now_or_never()
+            .expect("an in-memory reader never waits");
+        let Ok(message) = read else {
+            return;
+        };
+        assert!(message.len() <= limit, "a message over the limit");
+        assert!(std::str::from_utf8(message).is_ok(), "a non-UTF-8 message");
+        let _ = parse_request(message);
+    }
+});
