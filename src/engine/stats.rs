@@ -16,8 +16,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct WriterStats {
     /// Events applied.
     pub events: AtomicU64,
-    /// Batches applied.
-    pub batches: AtomicU64,
     /// Snapshots published.
     pub publishes: AtomicU64,
     /// Entries removed by the TTL.
@@ -30,7 +28,6 @@ impl WriterStats {
     /// Counts one writer batch.
     pub(crate) fn record(&self, report: &BatchReport) {
         // Relaxed: independent counters, read for metrics only.
-        self.batches.fetch_add(1, Ordering::Relaxed);
         self.events
             .fetch_add(report.events as u64, Ordering::Relaxed);
         if report.published {
