@@ -5,6 +5,62 @@
 //! instance last reported, and serves it to dashboards. The wire protocol
 //! and the presence semantics are specified in `shared/PROTOCOL.md`.
 //!
+//! # How do I use it?
+//!
+//! The server (`rollcall serve`) wires everything up, but the engine embeds
+//! on its own: start it with the gateway's own entry, push events from any
+//! number of producers, and read snapshots from any number of readers.
+//!
+//! ```
+//! use rollcall::engine::{Engine, EngineConfig, Event};
+//! use rollcall::presence::{self, BeaconInput, Entry};
+//!
+//! // The gateway's own row, always first in the list.
+//! let own = Entry {
+//!     instance_id: Some("gw".into()),
+//!     text: "Gateway: gw".into(),
+//!     ..Entry::default()
+//! };
+//! let engine = Engine::start(EngineConfig::default(), own);
+//!
+//! // A producer turns what a client said into a key and a patch itself, so
+//! // the single writer only merges.
+//! let beacon = BeaconInput {
+//!     text: "laptop is online".into(),
+//!     instance_id: Some("laptop".into()),
+//!     ..BeaconInput::default()
+//! };
+//! let (key, patch) = presence::beacon(beacon, "gw");
+//!
+//! // `try_push_acked` never blocks: a full queue hands the event back. The
+//! // receiver completes with the version whose snapshot has the event.
+//! let applied = engine
+//!     .sender()
+//!     .try_push_acked(Event::Beacon { key, patch })
+//!     .expect("a fresh queue has room");
+//! let version = applied
+//!     .blocking_recv()
+//!     .expect("the writer acks every event it applies");
+//!
+//! // Readers load the last published snapshot without waiting; an acked
+//! // event is always in it (read-your-writes).
+//! let reader = engine.reader();
+//! let snapshot = reader.load();
+//! assert!(snapshot.version() >= version);
+//! let keys: Vec<&str> = snapshot.entries().iter().map(|row| row.key.as_str()).collect();
+//! assert_eq!(keys, ["gw", "laptop"]);
+//!
+//! // Applies and publishes whatever was accepted, then joins the writer
+//! // (dropping the engine does the same).
+//! engine.shutdown();
+//! ```
+//!
+//! Inside an async task, `.await` the ack instead of `blocking_recv`, and
+//! hold [`engine::SnapshotCell::load_full`] rather than a guard across an
+//! `.await`. A thread that did not push the event can wait for its version
+//! with [`engine::SnapshotCell::wait_for_blocking`] (or `wait_for` in async
+//! code).
+//!
 //! # Data flow
 //!
 //! ```text

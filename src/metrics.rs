@@ -87,109 +87,116 @@ impl Default for Metrics {
 impl Metrics {
     /// Registers every metric under the `rollcall` prefix.
     pub fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("rollcall");
-        let connections = Family::<ModeLabels, Gauge>::default();
+        let mut metrics = Metrics {
+            registry: Registry::with_prefix("rollcall"),
+            connections: Family::default(),
+            handshakes: Family::default(),
+            requests: Family::default(),
+            dropped: Family::default(),
+            slow_consumers: Counter::default(),
+            writer_batch: Histogram::new(exponential_buckets(1.0, 4.0, 9)),
+            writer_apply: Histogram::new(exponential_buckets(1e-6, 4.0, 12)),
+            queue_depth: Gauge::default(),
+            queue_rejections: Counter::default(),
+            version: Gauge::default(),
+            entries: Gauge::default(),
+            expired: Counter::default(),
+            evicted: Counter::default(),
+            seen: Mutex::new(Seen::default()),
+        };
+        // The exposition lists metrics in the order they are registered.
+        metrics.register_connections();
+        metrics.register_writer();
+        metrics.register_presence();
+        metrics
+    }
+
+    /// Registers what the connection tasks count.
+    fn register_connections(&mut self) {
+        let registry = &mut self.registry;
         registry.register(
             "connections",
             "Open WebSocket connections by client mode",
-            connections.clone(),
+            self.connections.clone(),
         );
-        let handshakes = Family::<HandshakeLabels, Counter>::default();
         registry.register(
             "handshakes",
             "Handshakes by outcome and reason",
-            handshakes.clone(),
+            self.handshakes.clone(),
         );
-        let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
             "requests",
             "Requests by method and outcome",
-            requests.clone(),
+            self.requests.clone(),
         );
-        let dropped = Family::<EventLabels, Counter>::default();
         // Created at zero: a family without samples is left out of the
         // exposition, and an absent series cannot be graphed or alerted
         // on (`rate()` of nothing is nothing, not 0).
         for event in ["presence", "presence.delta", "tick"] {
-            let _ = dropped.get_or_create(&EventLabels { event });
+            let _ = self.dropped.get_or_create(&EventLabels { event });
         }
         registry.register(
             "events_dropped",
             "Events not sent to slow consumers",
-            dropped.clone(),
+            self.dropped.clone(),
         );
-        let slow_consumers = Counter::default();
         registry.register(
             "slow_consumer_closes",
             "Connections closed for falling behind on replies",
-            slow_consumers.clone(),
+            self.slow_consumers.clone(),
         );
-        let writer_batch = Histogram::new(exponential_buckets(1.0, 4.0, 9));
+    }
+
+    /// Registers the writer's batch histograms and its queue's values.
+    fn register_writer(&mut self) {
+        let registry = &mut self.registry;
         registry.register(
             "writer_batch_events",
             "Events applied per writer batch",
-            writer_batch.clone(),
+            self.writer_batch.clone(),
         );
-        let writer_apply = Histogram::new(exponential_buckets(1e-6, 4.0, 12));
         registry.register_with_unit(
             "writer_apply",
             "Time the writer spends applying and publishing one batch",
             prometheus_client::registry::Unit::Seconds,
-            writer_apply.clone(),
+            self.writer_apply.clone(),
         );
-        let queue_depth = Gauge::default();
         registry.register(
             "queue_depth",
             "Events waiting for the writer",
-            queue_depth.clone(),
+            self.queue_depth.clone(),
         );
-        let queue_rejections = Counter::default();
         registry.register(
             "queue_rejections",
             "Events refused because the queue was full",
-            queue_rejections.clone(),
+            self.queue_rejections.clone(),
         );
-        let version = Gauge::default();
+    }
+
+    /// Registers the values copied from the published snapshot and the
+    /// store's removal totals.
+    fn register_presence(&mut self) {
+        let registry = &mut self.registry;
         registry.register(
             "presence_version",
             "Current stateVersion.presence",
-            version.clone(),
+            self.version.clone(),
         );
-        let entries = Gauge::default();
         registry.register(
             "presence_entries",
             "Presence entries, the gateway's own included",
-            entries.clone(),
+            self.entries.clone(),
         );
-        let expired = Counter::default();
         registry.register(
             "presence_expired",
             "Entries removed by the TTL",
-            expired.clone(),
+            self.expired.clone(),
         );
-        let evicted = Counter::default();
         registry.register(
             "presence_evicted",
             "Entries removed by the cap",
-            evicted.clone(),
+            self.evicted.clone(),
         );
-        Metrics {
-            registry,
-            connections,
-            handshakes,
-            requests,
-            dropped,
-            slow_consumers,
-            writer_batch,
-            writer_apply,
-            queue_depth,
-            queue_rejections,
-            version,
-            entries,
-            expired,
-            evicted,
-            seen: Mutex::new(Seen::default()),
-        }
     }
 
     /// Records one writer batch (called on the writer thread).

@@ -348,6 +348,11 @@ test('a token-protected gateway asks for a token and accepts #token=', { timeout
   await denied.body?.cancel();
   const page = await newPage();
   t.after(() => page.context().close());
+  const streamRequests = [];
+  page.on('request', (req) => {
+    if (new URL(req.url()).pathname !== '/v1/presence/stream') return;
+    streamRequests.push(req.allHeaders().then((h) => ({ url: req.url(), auth: h.authorization })));
+  });
 
   await diagnose('token-form', page, server, async () => {
     await page.goto(`${server.base}/`);
@@ -368,6 +373,13 @@ test('a token-protected gateway asks for a token and accepts #token=', { timeout
     await first.waitFor({ state: 'visible', timeout: WAIT_MS });
     assert.equal(await first.getAttribute('data-gateway'), 'true');
     assert.ok(await page.locator('#token-form').isHidden());
+
+    // The stream's fetch sends the token in the Authorization header only.
+    const streams = await Promise.all(streamRequests);
+    assert.ok(streams.length >= 3, `stream requests: ${JSON.stringify(streams)}`);
+    for (const s of streams) assert.ok(!new URL(s.url).searchParams.has('token'), `token in the URL: ${s.url}`);
+    assert.equal(streams[0].auth, undefined, 'no token, no header');
+    assert.equal(streams.at(-1).auth, 'Bearer secret');
   });
 
   const page2 = await newPage();
