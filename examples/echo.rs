@@ -1,5 +1,5 @@
 //! The transport baseline for `rollcall load --echo` (see
-//! `rollcall::client::echo`): a bare tokio + hyper + fastwebsockets echo
+//! `rollcall::load::echo`): a bare tokio + hyper + fastwebsockets echo
 //! server.
 //!
 //! ```text
@@ -24,13 +24,17 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    // Accept failures are logged as warnings on stderr.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .init();
     // As many connections as the hard limit allows; a shortfall is not an
     // error here, the load generator reports failed connections itself.
-    let _ = rollcall::client::raise_nofile(0);
+    let _ = rollcall::load::raise_nofile(0);
     // The same listener as rollcall's (deep accept backlog, SO_REUSEADDR).
     let listener =
         rollcall::gateway::listen(args.bind).with_context(|| format!("bind {}", args.bind))?;
     println!("echo listening on ws://{}/", listener.local_addr()?);
-    rollcall::client::echo::serve(listener).await;
+    rollcall::load::echo::serve(listener).await;
     Ok(())
 }

@@ -123,6 +123,7 @@ pub mod config;
 pub mod engine;
 pub mod gateway;
 pub mod http;
+pub mod load;
 pub mod metrics;
 pub mod presence;
 pub mod protocol;

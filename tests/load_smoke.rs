@@ -6,7 +6,7 @@ mod common;
 
 use clap::Parser;
 use common::{Client, TestServer};
-use rollcall::client::load::{LoadArgs, run};
+use rollcall::load::{LoadArgs, run};
 
 #[derive(Parser)]
 struct Cli {

@@ -1,11 +1,14 @@
-//! The `rollcall` command line: parses arguments and calls the library.
+//! The `rollcall` command line: parses arguments, calls the library, and
+//! prints what it returns (tables, summaries, the progress bar).
 
 use clap::{Parser, Subcommand};
-use rollcall::client::cli::{BeaconArgs, PresenceArgs};
-use rollcall::client::load::LoadArgs;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rollcall::client::cli::{self, BeaconArgs, CliError, PresenceArgs};
 use rollcall::config::ServeConfig;
 use rollcall::gateway::Server;
-use std::io::IsTerminal;
+use rollcall::load::{LoadArgs, Progress};
+use serde_json::Value;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 #[global_allocator]
@@ -57,13 +60,20 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Serve(config) => runtime.block_on(serve(config)),
-        Command::Presence(args) => report(runtime.block_on(rollcall::client::cli::presence(args))),
-        Command::Beacon(args) => report(runtime.block_on(rollcall::client::cli::beacon(args))),
+        Command::Presence(args) => report(runtime.block_on(presence(args))),
+        Command::Beacon(args) => {
+            let instance_id = args.instance_id.clone();
+            let done = runtime.block_on(cli::beacon(args));
+            if done.is_ok() {
+                println!("beacon for {instance_id} applied");
+            }
+            report(done)
+        }
         Command::Load(args) => runtime.block_on(load(args)),
     }
 }
 
-fn report(result: Result<(), rollcall::client::cli::CliError>) -> ExitCode {
+fn report(result: Result<(), CliError>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -86,9 +96,34 @@ async fn serve(config: ServeConfig) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// `rollcall presence`: the list as JSON or a table; with `--watch`, each
+/// table is drawn over the last on a terminal.
+async fn presence(args: PresenceArgs) -> Result<(), CliError> {
+    let (json, redraw) = (args.json, args.watch);
+    cli::presence(args, |list| print_list(list, json, redraw)).await
+}
+
+fn print_list(list: &Value, json: bool, redraw: bool) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    let text = if json {
+        format!("{list}\n")
+    } else {
+        let mut table = String::new();
+        if redraw && std::io::stdout().is_terminal() {
+            table.push_str("\x1b[2J\x1b[H");
+        }
+        table.push_str(&cli::render_table(list, rollcall::clock::now_millis()));
+        table
+    };
+    out.write_all(text.as_bytes()).and_then(|()| out.flush())
+}
+
 async fn load(args: LoadArgs) -> ExitCode {
     let json = args.json;
-    match rollcall::client::load::run(args).await {
+    let bar = progress_bar(json);
+    let shown = rollcall::load::run_with_progress(args, |p| show_progress(&bar, p)).await;
+    bar.finish_and_clear();
+    match shown {
         Ok(summary) if json => match serde_json::to_string_pretty(&summary) {
             Ok(text) => {
                 println!("{text}");
@@ -100,13 +135,60 @@ async fn load(args: LoadArgs) -> ExitCode {
             }
         },
         Ok(summary) => {
-            summary.print_human();
+            print!("{summary}");
             ExitCode::SUCCESS
         }
         Err(e) => {
             eprintln!("rollcall: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The load run's progress bar on stderr; hidden with `--json` or when
+/// stderr is not a terminal.
+fn progress_bar(json: bool) -> ProgressBar {
+    let target = if json || !std::io::stderr().is_terminal() {
+        ProgressDrawTarget::hidden()
+    } else {
+        ProgressDrawTarget::stderr()
+    };
+    let bar = ProgressBar::with_draw_target(None, target);
+    bar.set_style(
+        // A constant template: it parses.
+        ProgressStyle::with_template(
+            "{prefix:>6} [{elapsed_precise}] {wide_bar} {pos}/{len} {msg}",
+        )
+        .expect("valid progress template"),
+    );
+    bar.set_prefix("ramp");
+    bar
+}
+
+fn show_progress(bar: &ProgressBar, progress: Progress) {
+    match progress {
+        Progress::Ramp {
+            held,
+            total,
+            failed,
+        } => {
+            bar.set_length(total);
+            bar.set_position(held);
+            bar.set_message(format!("failed {failed}"));
+        }
+        Progress::Steady {
+            elapsed,
+            length,
+            held,
+            per_sec,
+            errors,
+        } => {
+            bar.set_prefix("steady");
+            bar.set_length(length.as_millis() as u64);
+            bar.set_position(elapsed.as_millis() as u64);
+            bar.set_message(format!("held {held}  {per_sec:.0} req/s  errors {errors}"));
+        }
+        Progress::Done => bar.finish_and_clear(),
     }
 }
 

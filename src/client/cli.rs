@@ -1,13 +1,15 @@
 //! `rollcall presence` and `rollcall beacon`: a small OpenClaw-protocol
 //! client for people at a terminal. It connects like any client (mode
 //! `cli`, so it is not tracked), and turns every failure into a message and
-//! an exit code a script can act on.
+//! an exit code a script can act on. It prints nothing itself: lists and
+//! tables go to a callback the binary gives.
 
-use super::ws::{Target, UrlError, WsConn, connect, ignore_obligation, resolve};
+use super::handshake::{self, CONNECT_ID, HandshakeError, next_text};
+use super::ws::{Target, UrlError, WsConn, connect, resolve};
 use crate::presence::Status;
-use fastwebsockets::{Frame, OpCode, Payload};
+use crate::presence::text::{self, ParsedText};
+use fastwebsockets::{Frame, Payload};
 use serde_json::{Value, json};
-use std::io::{IsTerminal, Write};
 use std::time::Duration;
 use thiserror::Error;
 use tokio::sync::mpsc;
@@ -138,36 +140,18 @@ impl Session {
             url: args.url.clone(),
             why,
         };
-        let ws = tokio::time::timeout(STEP_TIMEOUT, connect(&target, None))
+        let mut ws = tokio::time::timeout(STEP_TIMEOUT, connect(&target))
             .await
             .map_err(|_| unreachable("timed out".into()))?
-            .map_err(|e| unreachable(with_sources(&e)))?
-            .open();
-        let mut session = Session { ws, next_id: 1 };
-        let challenge = session.read_json().await?;
-        if challenge["event"] != "connect.challenge" {
-            return Err(CliError::Protocol(
-                "the gateway sent no connect.challenge".into(),
-            ));
-        }
-        let mut params = json!({
-            "minProtocol": 3,
-            "maxProtocol": 4,
-            "client": {
-                "id": "rollcall-cli",
-                "displayName": "rollcall",
-                "version": env!("CARGO_PKG_VERSION"),
-                "platform": std::env::consts::OS,
-                "mode": "cli",
-            },
-            "role": "operator",
-            "scopes": scopes,
-            "caps": [],
-        });
-        if let Some(token) = &args.token {
-            params["auth"] = json!({ "token": token });
-        }
-        let hello = session.call("connect", params).await?;
+            .map_err(|e| unreachable(with_sources(&e)))?;
+        let request = connect_request(args, scopes);
+        let hello = tokio::time::timeout(STEP_TIMEOUT, handshake::hello(&mut ws, request))
+            .await
+            .map_err(|_| CliError::Timeout(STEP_TIMEOUT))?
+            .map_err(protocol_error)?;
+        let reply: Value = serde_json::from_slice(&hello.reply)
+            .map_err(|e| CliError::Protocol(format!("invalid JSON from the gateway: {e}")))?;
+        let hello = response_payload(reply)?;
         let granted: Vec<&str> = hello["auth"]["scopes"]
             .as_array()
             .map(|a| a.iter().filter_map(Value::as_str).collect())
@@ -175,7 +159,7 @@ impl Session {
         if let Some(missing) = scopes.iter().find(|s| !granted.contains(s)) {
             return Err(CliError::MissingScope((*missing).to_owned()));
         }
-        Ok(session)
+        Ok(Session { ws, next_id: 1 })
     }
 
     async fn send(&mut self, frame: Value) -> Result<(), CliError> {
@@ -208,33 +192,39 @@ impl Session {
     }
 }
 
-/// Reads one text frame as JSON.
-async fn read_text(ws: &mut WsConn) -> Result<Value, CliError> {
-    loop {
-        let frame = ws
-            .read
-            .read_frame(&mut ignore_obligation)
-            .await
-            .map_err(|e| CliError::Protocol(e.to_string()))?;
-        match frame.opcode {
-            OpCode::Text => {
-                return serde_json::from_slice(&frame.payload).map_err(|e| {
-                    CliError::Protocol(format!("invalid JSON from the gateway: {e}"))
-                });
-            }
-            OpCode::Close => {
-                let reason = if frame.payload.len() > 2 {
-                    String::from_utf8_lossy(&frame.payload[2..]).into_owned()
-                } else {
-                    "no reason".into()
-                };
-                return Err(CliError::Protocol(format!(
-                    "the gateway closed the connection ({reason})"
-                )));
-            }
-            _ => {}
-        }
+/// The CLI's `connect` request: an untracked operator (mode `cli`).
+fn connect_request(args: &ClientArgs, scopes: &[&str]) -> Vec<u8> {
+    let mut params = json!({
+        "minProtocol": 3,
+        "maxProtocol": 4,
+        "client": {
+            "id": "rollcall-cli",
+            "displayName": "rollcall",
+            "version": env!("CARGO_PKG_VERSION"),
+            "platform": std::env::consts::OS,
+            "mode": "cli",
+        },
+        "role": "operator",
+        "scopes": scopes,
+        "caps": [],
+    });
+    if let Some(token) = &args.token {
+        params["auth"] = json!({ "token": token });
     }
+    json!({"type": "req", "id": CONNECT_ID, "method": "connect", "params": params})
+        .to_string()
+        .into_bytes()
+}
+
+fn protocol_error(e: HandshakeError) -> CliError {
+    CliError::Protocol(with_sources(&e))
+}
+
+/// Reads one text message as JSON.
+async fn read_text(ws: &mut WsConn) -> Result<Value, CliError> {
+    let text = next_text(ws).await.map_err(protocol_error)?;
+    serde_json::from_slice(text)
+        .map_err(|e| CliError::Protocol(format!("invalid JSON from the gateway: {e}")))
 }
 
 /// An error and its causes, `outer: inner: innermost`.
@@ -278,16 +268,24 @@ async fn parse_url(url: &str) -> Result<Target, CliError> {
     })
 }
 
-/// Runs `rollcall presence`.
-pub async fn presence(args: PresenceArgs) -> Result<(), CliError> {
+/// Runs `rollcall presence`: hands the list to `show`, then, with
+/// `--watch`, every list a `presence` event brings and (for a table) the
+/// same list again each second, so ages keep moving.
+pub async fn presence(
+    args: PresenceArgs,
+    mut show: impl FnMut(&Value) -> std::io::Result<()>,
+) -> Result<(), CliError> {
+    let mut show = move |list: &Value| {
+        show(list).map_err(|e| CliError::Protocol(format!("cannot write to stdout: {e}")))
+    };
     let mut session = Session::open(&args.client, &["operator.read"]).await?;
     let list = session.call("system-presence", json!({})).await?;
-    print_list(&list, args.json, args.watch)?;
+    show(&list)?;
     if !args.watch {
         return Ok(());
     }
-    // Frames are read by their own task: a read cannot be abandoned half
-    // way, and the table also re-renders on a timer so ages keep moving.
+    // Messages are read by their own task, so the table can also re-render
+    // on a timer while a read is pending.
     let (tx, mut rx) = mpsc::channel::<Result<Value, CliError>>(16);
     let mut ws = session.ws;
     let reader = tokio::spawn(async move {
@@ -308,13 +306,13 @@ pub async fn presence(args: PresenceArgs) -> Result<(), CliError> {
                 let frame = frame?;
                 if frame["event"] == "presence" {
                     latest = frame["payload"]["presence"].clone();
-                    print_list(&latest, args.json, true)?;
+                    show(&latest)?;
                 } else if frame["event"] == "shutdown" {
                     reader.abort();
                     return Err(CliError::Protocol("the gateway is shutting down".into()));
                 }
             }
-            _ = refresh.tick(), if !args.json => print_list(&latest, false, true)?,
+            _ = refresh.tick(), if !args.json => show(&latest)?,
             _ = tokio::signal::ctrl_c() => break,
         }
     }
@@ -322,20 +320,22 @@ pub async fn presence(args: PresenceArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Runs `rollcall beacon`.
+/// The beacon text `rollcall beacon` sends when `--text` is not given.
+fn beacon_text(args: &BeaconArgs) -> String {
+    text::format(&ParsedText {
+        host: args.host.as_deref().unwrap_or(&args.instance_id),
+        ip: args.ip.as_deref().unwrap_or("unknown"),
+        version: env!("CARGO_PKG_VERSION"),
+        last_input_seconds: args.last_input_seconds.unwrap_or(0),
+        mode: args.mode.as_deref().unwrap_or("cli"),
+        reason: args.reason.as_deref().unwrap_or("manual"),
+    })
+}
+
+/// Runs `rollcall beacon`; `Ok` once the gateway applied the beacon.
 pub async fn beacon(args: BeaconArgs) -> Result<(), CliError> {
     let mut session = Session::open(&args.client, &["operator.admin"]).await?;
-    let text = args.text.clone().unwrap_or_else(|| {
-        format!(
-            "Node: {} ({}) · app {} · last input {} s ago · mode {} · reason {}",
-            args.host.as_deref().unwrap_or(&args.instance_id),
-            args.ip.as_deref().unwrap_or("unknown"),
-            env!("CARGO_PKG_VERSION"),
-            args.last_input_seconds.unwrap_or(0),
-            args.mode.as_deref().unwrap_or("cli"),
-            args.reason.as_deref().unwrap_or("manual"),
-        )
-    });
+    let text = args.text.clone().unwrap_or_else(|| beacon_text(&args));
     let mut params = json!({ "text": text, "instanceId": args.instance_id });
     for (name, value) in [
         ("host", &args.host),
@@ -351,25 +351,7 @@ pub async fn beacon(args: BeaconArgs) -> Result<(), CliError> {
         params["lastInputSeconds"] = json!(seconds);
     }
     session.call("system-event", params).await?;
-    println!("beacon for {} applied", args.instance_id);
     Ok(())
-}
-
-fn print_list(list: &Value, json: bool, redraw: bool) -> Result<(), CliError> {
-    let mut out = std::io::stdout().lock();
-    let text = if json {
-        format!("{list}\n")
-    } else {
-        let mut table = String::new();
-        if redraw && std::io::stdout().is_terminal() {
-            table.push_str("\x1b[2J\x1b[H");
-        }
-        table.push_str(&render_table(list, crate::clock::now_millis()));
-        table
-    };
-    out.write_all(text.as_bytes())
-        .and_then(|()| out.flush())
-        .map_err(|e| CliError::Protocol(format!("cannot write to stdout: {e}")))
 }
 
 /// The presence list as an aligned table with a status column.

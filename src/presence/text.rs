@@ -71,6 +71,26 @@ pub fn parse(text: &str) -> Option<ParsedText<'_>> {
     })
 }
 
+/// Writes `text` in the form [`parse`] reads:
+/// `Node: HOST (IP) · app VERSION · last input N s ago · mode MODE · reason REASON`.
+/// The values are written as given; a value that breaks the form (a space
+/// in the host, a `·` in the mode) does not parse back.
+pub fn write(out: &mut impl std::fmt::Write, text: &ParsedText<'_>) -> std::fmt::Result {
+    write!(
+        out,
+        "Node: {} ({}) {DOT} app {} {DOT} last input {} s ago {DOT} mode {} {DOT} reason {}",
+        text.host, text.ip, text.version, text.last_input_seconds, text.mode, text.reason
+    )
+}
+
+/// [`write()`] into a new string.
+pub fn format(text: &ParsedText<'_>) -> String {
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    write(&mut out, text).expect("write to String");
+    out
+}
+
 /// The first `max` characters of `text`, never split inside a character.
 pub fn prefix_chars(text: &str, max: usize) -> &str {
     match text.char_indices().nth(max) {
@@ -150,6 +170,21 @@ mod tests {
                 reason: "periodic",
             }
         );
+    }
+
+    #[test]
+    fn parse_reads_back_what_format_writes() {
+        let text = ParsedText {
+            host: "load-7",
+            ip: "10.0.0.7",
+            version: "0.1.0",
+            last_input_seconds: 42,
+            mode: "backend",
+            reason: "periodic xxx",
+        };
+        let line = format(&text);
+        assert_eq!(parse(&line), Some(text));
+        assert_eq!(format(&parse(LINE).unwrap()), LINE);
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! in-process.
 
 use bytes::Bytes;
-use fastwebsockets::{OpCode, WebSocket, WebSocketError, upgrade};
+use fastwebsockets::{Frame, OpCode, WebSocket, WebSocketError, upgrade};
 use http_body_util::{Either, Empty, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -32,7 +32,7 @@ pub async fn serve(listener: TcpListener) {
             Ok((stream, _peer)) => stream,
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
-                eprintln!("echo: accept: {e}");
+                tracing::warn!(error = %e, "echo: accept failed");
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;
             }
@@ -79,8 +79,13 @@ async fn echo(mut ws: WebSocket<TokioIo<Upgraded>>) -> Result<(), WebSocketError
     loop {
         let frame = ws.read_frame().await?;
         match frame.opcode {
-            // Fragments go back as they came, so a fragmented message echoes whole.
-            OpCode::Text | OpCode::Continuation => ws.write_frame(frame).await?,
+            // Fragments go back as they came, so a fragmented message echoes
+            // whole. A fresh frame: the one read keeps the client's mask key
+            // (its payload already unmasked), and a server must not mask.
+            OpCode::Text | OpCode::Continuation => {
+                let echoed = Frame::new(frame.fin, frame.opcode, None, frame.payload);
+                ws.write_frame(echoed).await?
+            }
             OpCode::Close => return Ok(()),
             _ => {}
         }

@@ -20,37 +20,25 @@ pub struct NofileShortfall {
 ///
 /// # Errors
 ///
-/// `Err(shortfall)` when `needed` exceeds the hard limit, or when the limits
-/// cannot be read or set (then `soft` and `hard` are what could be read, or 0).
+/// `Err(shortfall)` when `needed` exceeds the soft limit, after raising it
+/// to the hard one where that was allowed.
 pub fn raise_nofile(needed: u64) -> Result<u64, NofileShortfall> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `lim` is a valid, writable `rlimit`; getrlimit only writes into it.
-    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
-    if rc != 0 {
-        return Err(NofileShortfall {
-            needed,
-            soft: 0,
-            hard: 0,
-        });
-    }
-    let hard = lim.rlim_max;
-    if lim.rlim_cur < hard {
-        let raised = libc::rlimit {
-            rlim_cur: hard,
-            rlim_max: hard,
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    // `None` is RLIM_INFINITY, which compares as "enough".
+    let unlimited = |v: Option<u64>| v.unwrap_or(u64::MAX);
+    let lim = getrlimit(Resource::Nofile);
+    let hard = unlimited(lim.maximum);
+    let mut soft = unlimited(lim.current);
+    if soft < hard {
+        let raised = Rlimit {
+            current: lim.maximum,
+            maximum: lim.maximum,
         };
-        // SAFETY: `raised` is a valid `rlimit` with soft == hard, which an
-        // unprivileged process may always set.
-        let rc = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) };
-        if rc == 0 {
-            lim.rlim_cur = hard;
+        // Soft == hard is a limit an unprivileged process may always set.
+        if setrlimit(Resource::Nofile, raised).is_ok() {
+            soft = hard;
         }
     }
-    // rlim_t is u64 on Linux; RLIM_INFINITY is u64::MAX, which compares as "enough".
-    let soft = lim.rlim_cur;
     if needed > soft {
         return Err(NofileShortfall { needed, soft, hard });
     }

@@ -8,14 +8,15 @@
 //!   (`Node: HOST (IP) · app V · last input N s ago · mode M · reason R`);
 //!   padding for `--frame-bytes` goes at the end of the reason, so the text
 //!   still parses.
-//! - In the rollcall protocol a beacon text stays within [`TEXT_MAX_BYTES`].
+//! - In the rollcall protocol a beacon text stays within the server's
+//!   [`MAX_TEXT_LEN`].
 
-use std::io::Write as _;
+use std::fmt::Write as _;
 
 use serde_json::json;
 
-/// The server's limit on a beacon's `text` (PROTOCOL.md §5.2).
-pub const TEXT_MAX_BYTES: usize = 4096;
+use crate::presence::text::{self, ParsedText};
+use crate::protocol::system_event::MAX_TEXT_LEN;
 
 /// Which side of presence a simulated client plays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,18 +99,30 @@ impl Requests {
     /// A `system-event` beacon from client `client` with request id `id`,
     /// padded to `--frame-bytes` when that is larger than the natural size.
     pub fn beacon(&self, client: u32, id: u64) -> Vec<u8> {
-        let mut buf = Vec::with_capacity(self.frame_bytes.unwrap_or(0).max(256));
+        let mut buf = String::with_capacity(self.frame_bytes.unwrap_or(0).max(256));
         let [_, a, b, c] = client.to_be_bytes();
-        // Writing into a Vec cannot fail.
+        let host = format!("load-{client}");
+        let ip = format!("10.{a}.{b}.{c}");
+        // Writing into a String cannot fail.
         write!(
             buf,
-            r#"{{"type":"req","id":"{id}","method":"system-event","params":{{"text":"Node: load-{client} (10.{a}.{b}.{c}) · app {ver} · last input 0 s ago · mode {mode} · reason periodic"#,
-            ver = env!("CARGO_PKG_VERSION"),
-            mode = self.mode_escaped,
+            r#"{{"type":"req","id":"{id}","method":"system-event","params":{{"text":""#
         )
-        .expect("write to Vec");
+        .expect("write to String");
+        // The mode goes in JSON-escaped; the other values need no escaping.
+        let beacon = ParsedText {
+            host: &host,
+            ip: &ip,
+            version: env!("CARGO_PKG_VERSION"),
+            last_input_seconds: 0,
+            mode: &self.mode_escaped,
+            reason: "periodic",
+        };
+        text::write(&mut buf, &beacon).expect("write to String");
         let pad_at = buf.len();
-        write!(buf, r#"","instanceId":"load-{}-{client}"}}}}"#, self.run_id).expect("write to Vec");
+        write!(buf, r#"","instanceId":"load-{}-{client}"}}}}"#, self.run_id)
+            .expect("write to String");
+        let mut buf = buf.into_bytes();
         let pad = self.frame_bytes.unwrap_or(0).saturating_sub(buf.len());
         if pad > 0 {
             buf.splice(
@@ -126,7 +139,7 @@ impl Requests {
             .into_bytes()
     }
 
-    /// The largest `--frame-bytes` whose beacon text still fits [`TEXT_MAX_BYTES`]
+    /// The largest `--frame-bytes` whose beacon text still fits [`MAX_TEXT_LEN`]
     /// for every client and request id.
     ///
     /// Padding makes every frame the same size, so the text gets what the rest
@@ -138,7 +151,7 @@ impl Requests {
             ..self.clone()
         };
         let overhead = natural.beacon(0, 1).len() - natural.beacon_text_len(0);
-        overhead + TEXT_MAX_BYTES
+        overhead + MAX_TEXT_LEN
     }
 
     fn beacon_text_len(&self, client: u32) -> usize {
@@ -195,10 +208,10 @@ mod tests {
         let r = Requests::new("abc", "backend", None, None);
         let max = r.max_frame_bytes();
         let padded = Requests::new("abc", "backend", None, Some(max));
-        assert_eq!(padded.beacon_text_len(0), TEXT_MAX_BYTES);
+        assert_eq!(padded.beacon_text_len(0), MAX_TEXT_LEN);
         for client in [1, 9, 10, 255, 65_536, 1_000_000] {
             assert!(
-                padded.beacon_text_len(client) <= TEXT_MAX_BYTES,
+                padded.beacon_text_len(client) <= MAX_TEXT_LEN,
                 "client {client}"
             );
         }

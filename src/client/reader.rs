@@ -1,0 +1,308 @@
+//! The read side of a client WebSocket: frames off the socket, joined into
+//! whole messages by the crate's [`Reassembler`].
+//!
+//! Invariants:
+//! - Between messages the reader holds at most [`BUFFER_BYTES`] of socket
+//!   buffer plus the reassembler's retained capacity: a `hello-ok` carrying a
+//!   full presence snapshot (~70 KiB) does not stay resident in every
+//!   connection. That is why the client reads with this small reader and not
+//!   with fastwebsockets', whose buffer keeps the size of the largest frame it
+//!   ever held.
+//! - [`Reader::read_message`] is cancel safe: bytes are kept in the reader as
+//!   soon as they are read, and a frame is parsed and pushed without awaiting.
+//! - No message is longer than [`MAX_MESSAGE_BYTES`].
+
+use std::io;
+
+use bytes::BytesMut;
+use tokio::io::AsyncReadExt;
+use tokio::net::tcp::OwnedReadHalf;
+
+use crate::protocol::{MessageError, Opcode, Progress, Reassembler};
+
+/// Largest message a client accepts. A `system-presence` reply with a full
+/// store (200 entries) is well under this; OpenClaw's `maxPayload` is 1 MiB.
+pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
+
+/// Socket buffer kept between frames: a challenge, a reply or the start of a
+/// `hello-ok` fits. A larger one, grown by one big frame, is given back.
+pub const BUFFER_BYTES: usize = 4096;
+
+/// One message read by [`Reader::read_message`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Message<'a> {
+    /// A whole text message (fragments joined), valid UTF-8.
+    Text(&'a mut Vec<u8>),
+    /// A ping, to be answered with a pong carrying the same payload.
+    Ping(BytesMut),
+    /// A pong, which clients ignore.
+    Pong,
+    /// A close frame and its payload (code and reason).
+    Close(BytesMut),
+}
+
+/// Why no message could be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The socket failed or reached EOF (`UnexpectedEof`).
+    #[error("read failed")]
+    Io(#[from] io::Error),
+    /// A frame header the client does not accept.
+    #[error("bad frame: {0}")]
+    Frame(&'static str),
+    /// The frames do not make a valid message.
+    #[error(transparent)]
+    Message(#[from] MessageError),
+}
+
+impl ReadError {
+    /// True when the peer went away (EOF, reset) rather than broke a rule.
+    pub fn is_closed(&self) -> bool {
+        matches!(self, ReadError::Io(e) if matches!(
+            e.kind(),
+            io::ErrorKind::UnexpectedEof
+                | io::ErrorKind::ConnectionReset
+                | io::ErrorKind::BrokenPipe
+        ))
+    }
+}
+
+/// Reads whole messages from one socket.
+pub struct Reader {
+    read: OwnedReadHalf,
+    /// Bytes read from the socket and not yet consumed as frames.
+    pending: BytesMut,
+    /// Joins fragments; its buffer holds the last text message.
+    messages: Reassembler,
+    /// The last call returned a text message, still in `messages`.
+    delivered: bool,
+}
+
+/// A frame header: where the payload starts and how long it is.
+struct Header {
+    fin: bool,
+    opcode: u8,
+    /// Header bytes, including the mask key.
+    len: usize,
+    payload: usize,
+    mask: Option<[u8; 4]>,
+}
+
+impl Reader {
+    /// A reader over `read`, starting with `early` bytes already read from it
+    /// (what hyper read past the `101`).
+    pub fn new(read: OwnedReadHalf, early: &[u8]) -> Self {
+        let mut pending = BytesMut::with_capacity(early.len().max(BUFFER_BYTES));
+        pending.extend_from_slice(early);
+        Reader {
+            read,
+            pending,
+            messages: Reassembler::new(),
+            delivered: false,
+        }
+    }
+
+    /// Reads until one whole message or control frame is in. Text messages
+    /// over [`MAX_MESSAGE_BYTES`], binary messages and broken fragment
+    /// sequences are errors.
+    pub async fn read_message(&mut self) -> Result<Message<'_>, ReadError> {
+        if std::mem::take(&mut self.delivered) {
+            // The caller is done with the last message: free what it grew.
+            self.messages.release();
+        }
+        loop {
+            let header = self.header().await?;
+            self.fill(header.len + header.payload).await?;
+            let mut payload = self.take_frame(&header);
+            if let Some(mask) = header.mask {
+                fastwebsockets::unmask(&mut payload, mask);
+            }
+            let opcode = opcode(header.opcode)?;
+            match self
+                .messages
+                .push(opcode, header.fin, &payload, MAX_MESSAGE_BYTES)?
+            {
+                Progress::Partial => {}
+                Progress::Complete => {
+                    self.delivered = true;
+                    return Ok(Message::Text(self.messages.message_mut()));
+                }
+                Progress::Control(Opcode::Ping) => return Ok(Message::Ping(payload)),
+                Progress::Control(Opcode::Close) => return Ok(Message::Close(payload)),
+                Progress::Control(_) => return Ok(Message::Pong),
+            }
+        }
+    }
+
+    /// The text of the last [`Message::Text`] returned, until the next read.
+    pub fn last_text(&mut self) -> &mut Vec<u8> {
+        self.messages.message_mut()
+    }
+
+    /// Buffers and decodes the next frame's header, consuming nothing.
+    async fn header(&mut self) -> Result<Header, ReadError> {
+        self.fill(2).await?;
+        let (b0, b1) = (self.pending[0], self.pending[1]);
+        if b0 & 0x70 != 0 {
+            return Err(ReadError::Frame("reserved bits set"));
+        }
+        let ext = match b1 & 0x7f {
+            126 => 2,
+            127 => 8,
+            _ => 0,
+        };
+        let masked = b1 & 0x80 != 0;
+        let len = 2 + ext + if masked { 4 } else { 0 };
+        self.fill(len).await?;
+        let p = &self.pending;
+        let payload = match ext {
+            0 => u64::from(b1 & 0x7f),
+            2 => u64::from(u16::from_be_bytes([p[2], p[3]])),
+            // Eight length bytes were just buffered.
+            _ => u64::from_be_bytes(p[2..10].try_into().expect("8 bytes")),
+        };
+        let payload = usize::try_from(payload)
+            .ok()
+            .filter(|&n| n <= MAX_MESSAGE_BYTES)
+            .ok_or(ReadError::Message(MessageError::TooLarge {
+                limit: MAX_MESSAGE_BYTES,
+            }))?;
+        let mask = masked.then(|| [p[len - 4], p[len - 3], p[len - 2], p[len - 1]]);
+        Ok(Header {
+            fin: b0 & 0x80 != 0,
+            opcode: b0 & 0x0f,
+            len,
+            payload,
+            mask,
+        })
+    }
+
+    /// Removes one buffered frame and returns its payload. After a frame
+    /// larger than [`BUFFER_BYTES`] the rest is moved to a fresh buffer, so
+    /// the large allocation goes when the payload does.
+    fn take_frame(&mut self, header: &Header) -> BytesMut {
+        let total = header.len + header.payload;
+        let mut frame = self.pending.split_to(total);
+        if total > BUFFER_BYTES {
+            let mut fresh = BytesMut::with_capacity(self.pending.len().max(BUFFER_BYTES));
+            fresh.extend_from_slice(&self.pending);
+            self.pending = fresh;
+        }
+        frame.split_off(header.len)
+    }
+
+    /// Makes sure `n` bytes are buffered, reading more from the socket as needed.
+    async fn fill(&mut self, n: usize) -> io::Result<()> {
+        while self.pending.len() < n {
+            self.pending.reserve(n - self.pending.len());
+            if self.read.read_buf(&mut self.pending).await? == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+        }
+        Ok(())
+    }
+}
+
+fn opcode(bits: u8) -> Result<Opcode, ReadError> {
+    Ok(match bits {
+        0x0 => Opcode::Continuation,
+        0x1 => Opcode::Text,
+        0x2 => Opcode::Binary,
+        0x8 => Opcode::Close,
+        0x9 => Opcode::Ping,
+        0xa => Opcode::Pong,
+        _ => return Err(ReadError::Frame("unknown opcode")),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt as _;
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// A [`Reader`] over a real loopback socket, and the server's end of it.
+    async fn reader_pair() -> (Reader, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let (rd, _wr) = client.into_split();
+        (Reader::new(rd, &[]), server)
+    }
+
+    async fn text(reader: &mut Reader) -> Vec<u8> {
+        match reader.read_message().await.unwrap() {
+            Message::Text(t) => t.clone(),
+            other => panic!("not text: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn read_message_joins_fragments_and_passes_pings_through() {
+        let (mut reader, mut server) = reader_pair().await;
+        let mut wire = vec![0x01, 3];
+        wire.extend_from_slice(b"hel");
+        wire.extend_from_slice(&[0x89, 1, b'p']); // a ping between the fragments
+        wire.extend_from_slice(&[0x80, 2]);
+        wire.extend_from_slice(b"lo");
+        // A masked frame with a 16-bit length: 200 bytes of 'a' masked with 0x01.
+        wire.extend_from_slice(&[0x81, 0x80 | 126, 0, 200, 1, 1, 1, 1]);
+        wire.extend(std::iter::repeat_n(b'a' ^ 1, 200));
+        wire.extend_from_slice(&[0x88, 0]);
+        server.write_all(&wire).await.unwrap();
+        assert_eq!(
+            reader.read_message().await.unwrap(),
+            Message::Ping(BytesMut::from(&b"p"[..]))
+        );
+        assert_eq!(text(&mut reader).await, b"hello");
+        assert_eq!(text(&mut reader).await, vec![b'a'; 200]);
+        assert!(matches!(
+            reader.read_message().await.unwrap(),
+            Message::Close(_)
+        ));
+        drop(server);
+        let eof = reader.read_message().await.unwrap_err();
+        assert!(eof.is_closed(), "{eof:?}");
+    }
+
+    #[tokio::test]
+    async fn read_message_refuses_oversized_frames() {
+        let (mut reader, mut server) = reader_pair().await;
+        let mut wire = vec![0x81, 127];
+        wire.extend_from_slice(&(MAX_MESSAGE_BYTES as u64 + 1).to_be_bytes());
+        server.write_all(&wire).await.unwrap();
+        let err = reader.read_message().await.unwrap_err();
+        assert!(
+            matches!(err, ReadError::Message(MessageError::TooLarge { .. })),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_large_message_does_not_stay_resident() {
+        let (mut reader, mut server) = reader_pair().await;
+        let big = 70 * 1024;
+        let mut wire = vec![0x81, 127];
+        wire.extend_from_slice(&(big as u64).to_be_bytes());
+        wire.extend(std::iter::repeat_n(b'a', big));
+        wire.extend_from_slice(&[0x81, 2]);
+        wire.extend_from_slice(b"ok");
+        server.write_all(&wire).await.unwrap();
+        assert_eq!(text(&mut reader).await.len(), big);
+        assert_eq!(text(&mut reader).await, b"ok");
+        assert!(reader.pending.capacity() <= BUFFER_BYTES);
+        assert!(reader.messages.capacity() <= crate::protocol::message::RETAINED_CAPACITY);
+    }
+
+    #[tokio::test]
+    async fn binary_and_unknown_opcodes_are_refused() {
+        let (mut reader, mut server) = reader_pair().await;
+        server.write_all(&[0x82, 1, b'x', 0x83, 0]).await.unwrap();
+        let err = reader.read_message().await.unwrap_err();
+        assert!(matches!(err, ReadError::Message(MessageError::Binary)));
+        let err = reader.read_message().await.unwrap_err();
+        assert!(matches!(err, ReadError::Frame(_)), "{err:?}");
+    }
+}

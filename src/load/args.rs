@@ -1,0 +1,234 @@
+//! The options of `rollcall load` and the checks a run makes before it
+//! starts. Every rule an option can break is a [`LoadError`] naming it.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::client::UrlError;
+
+/// Longest `--duration` accepted: a load run is a measurement, not a service.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+
+/// Longest `--handshake-timeout` accepted.
+const MAX_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(600);
+
+fn parse_duration(s: &str) -> Result<Duration, humantime::DurationError> {
+    humantime::parse_duration(s)
+}
+
+/// Options of `rollcall load`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LoadArgs {
+    /// Gateway WebSocket URL (`ws://` only). With `--echo`, the echo server's URL.
+    #[arg(long, default_value = "ws://127.0.0.1:18789/")]
+    pub url: String,
+
+    /// Token sent as `auth.token` in `connect`. Not used with `--echo`.
+    #[arg(long, env = "ROLLCALL_LOAD_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
+    /// Beacon clients: role `node`, each with its own `instanceId` (`load-RUN-N`).
+    #[arg(long, default_value_t = 100)]
+    pub clients: u32,
+
+    /// Reader clients: operators (`operator.read`, mode `cli`) that call
+    /// `system-presence` in a closed loop, `--reader-in-flight` at a time.
+    #[arg(long, default_value_t = 0)]
+    pub readers: u32,
+
+    /// Length of the steady phase after the ramp (humantime: `10s`, `2m`).
+    /// Request rates and latencies cover this phase only.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+
+    /// New connections started per second during the ramp.
+    #[arg(long, default_value_t = 2000)]
+    pub ramp_rate: u32,
+
+    /// Open loop: each beacon client sends one `system-event` per interval,
+    /// the first at a random-looking offset within it. Ignored with `--in-flight`.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, conflicts_with = "in_flight")]
+    pub beacon_interval: Duration,
+
+    /// Closed loop: each beacon client keeps this many `system-event` requests
+    /// in flight, sending the next as soon as a reply arrives.
+    #[arg(long)]
+    pub in_flight: Option<u32>,
+
+    /// `system-presence` requests each reader keeps in flight.
+    #[arg(long, default_value_t = 1)]
+    pub reader_in_flight: u32,
+
+    /// Disconnects and reconnects per second across the beacon clients, during
+    /// the steady phase. A reconnect reuses the client's `instanceId`.
+    #[arg(long, default_value_t = 0.0)]
+    pub churn_rate: f64,
+
+    /// Spread sockets over this many loopback source addresses (127.0.0.1,
+    /// 127.0.0.2, ...), binding each before connect, so more than ~28k
+    /// connections fit in the ephemeral port range. Default: one per 10k
+    /// connections to a loopback target (past ~14k per address Linux's port
+    /// search slows every connect).
+    #[arg(long)]
+    pub source_ips: Option<u32>,
+
+    /// Pad each beacon frame to this many bytes (the padding ends the beacon's
+    /// reason). At most what keeps `text` within 4 KiB in the rollcall protocol.
+    #[arg(long)]
+    pub frame_bytes: Option<usize>,
+
+    /// Raw mode against a WebSocket echo server: no challenge or `connect`;
+    /// each request is the same text frame the rollcall mode would send, and any
+    /// text frame back answers the oldest request in flight.
+    #[arg(long)]
+    pub echo: bool,
+
+    /// `client.mode` of the beacon clients (also written in their beacon text).
+    #[arg(long, default_value = "backend")]
+    pub mode: String,
+
+    /// Bound on TCP connect + upgrade + challenge + `connect` reply, per attempt.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub handshake_timeout: Duration,
+
+    /// Stop early once error replies plus connection failures exceed this.
+    #[arg(long)]
+    pub max_errors: Option<u64>,
+
+    /// Also report this process's resident memory (the server's), read from
+    /// `/proc/PID/status` before the ramp and at the end of the steady phase.
+    #[arg(long)]
+    pub rss_pid: Option<u32>,
+
+    /// Print the summary as JSON (and hide the progress bar).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Why a load run could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// `--url` is not a usable `ws://` URL, or its host did not resolve.
+    #[error(transparent)]
+    Url(#[from] UrlError),
+    /// Neither beacon clients nor readers were asked for.
+    #[error("nothing to run: --clients and --readers are both 0")]
+    NoClients,
+    /// An option is outside its range.
+    #[error("--{option} {reason}")]
+    OutOfRange {
+        /// The option's name.
+        option: &'static str,
+        /// The rule it breaks.
+        reason: String,
+    },
+    /// Not enough file descriptors, and the hard limit forbids raising the soft one.
+    #[error(
+        "{connections} connections need {needed} file descriptors, but RLIMIT_NOFILE allows \
+         {soft} (hard limit {hard}). Raise the hard limit (as root: `ulimit -Hn {needed}`; for \
+         a service: LimitNOFILE=; for a login: nofile in /etc/security/limits.conf) or use \
+         fewer --clients/--readers"
+    )]
+    FdLimit {
+        /// Connections asked for.
+        connections: u64,
+        /// Descriptors needed.
+        needed: u64,
+        /// Soft limit after raising it to the hard limit.
+        soft: u64,
+        /// Hard limit.
+        hard: u64,
+    },
+    /// `--source-ips` binds loopback addresses, which cannot reach another host.
+    #[error("--source-ips needs a 127.0.0.0/8 IPv4 target, and {0} is not one")]
+    SourceIpsNeedLoopback(SocketAddr),
+}
+
+pub(super) fn out_of_range(option: &'static str, reason: impl Into<String>) -> LoadError {
+    LoadError::OutOfRange {
+        option,
+        reason: reason.into(),
+    }
+}
+
+/// Checks the options that clap's types do not.
+pub fn validate(args: &LoadArgs) -> Result<(), LoadError> {
+    if args.clients == 0 && args.readers == 0 {
+        return Err(LoadError::NoClients);
+    }
+    if args.duration.is_zero() || args.duration > MAX_DURATION {
+        return Err(out_of_range(
+            "duration",
+            format!(
+                "must be above 0 and at most {}",
+                humantime::format_duration(MAX_DURATION)
+            ),
+        ));
+    }
+    if args.ramp_rate == 0 {
+        return Err(out_of_range("ramp-rate", "must be at least 1"));
+    }
+    if args.beacon_interval.is_zero() {
+        return Err(out_of_range("beacon-interval", "must be above 0"));
+    }
+    if matches!(args.in_flight, Some(0)) {
+        return Err(out_of_range("in-flight", "must be at least 1"));
+    }
+    if args.reader_in_flight == 0 {
+        return Err(out_of_range("reader-in-flight", "must be at least 1"));
+    }
+    if !(args.churn_rate >= 0.0 && args.churn_rate.is_finite()) {
+        return Err(out_of_range("churn-rate", "must be a finite number >= 0"));
+    }
+    if args.handshake_timeout.is_zero() || args.handshake_timeout > MAX_HANDSHAKE_TIMEOUT {
+        return Err(out_of_range(
+            "handshake-timeout",
+            "must be above 0 and at most 10m",
+        ));
+    }
+    if args.mode.trim().is_empty() {
+        return Err(out_of_range("mode", "must not be empty"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        load: LoadArgs,
+    }
+
+    /// `LoadArgs` as clap parses `rollcall load EXTRA...`.
+    pub(in crate::load) fn args(extra: &[&str]) -> LoadArgs {
+        let mut argv = vec!["load"];
+        argv.extend_from_slice(extra);
+        Cli::parse_from(argv).load
+    }
+
+    #[test]
+    fn defaults_are_an_open_loop_fleet_of_100() {
+        let a = args(&[]);
+        assert_eq!(a.url, "ws://127.0.0.1:18789/");
+        assert_eq!((a.clients, a.readers, a.ramp_rate), (100, 0, 2000));
+        assert_eq!(a.duration, Duration::from_secs(10));
+        assert_eq!(a.in_flight, None);
+        assert!(validate(&a).is_ok());
+    }
+
+    #[test]
+    fn in_flight_conflicts_with_beacon_interval() {
+        let r = Cli::try_parse_from(["load", "--in-flight", "4", "--beacon-interval", "1s"]);
+        assert!(r.is_err());
+    }
+
+    #[test]
+    fn zero_duration_is_rejected() {
+        assert!(validate(&args(&["--duration", "0s"])).is_err());
+        assert!(validate(&args(&["--clients", "0"])).is_err());
+    }
+}

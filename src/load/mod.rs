@@ -1,0 +1,40 @@
+//! `rollcall load`: a fleet simulator and load generator for the gateway
+//! protocol, and (with `--echo`) for a bare WebSocket echo server, the
+//! transport baseline ([`echo`]).
+//!
+//! A run ([`run()`]) ramps clients up at `--ramp-rate`, measures a steady
+//! phase of `--duration` (with churn, if asked), stops every client, and
+//! returns a [`Summary`]. Each simulated client is one task (`session.rs`)
+//! that speaks through the crate's one WebSocket client ([`crate::client`]).
+//! The library prints nothing: the binary shows progress through the
+//! callback it hands to [`run_with_progress`], and prints the summary.
+//!
+//! # Why a module and not a workspace member
+//!
+//! The load generator could be its own crate. It is a module because one
+//! crate keeps one build and one `Cargo.lock`, and because it reuses the
+//! crate's `protocol` (the fragment reassembler, the text limit), `presence`
+//! (the beacon text) and `client` (dial, upgrade, handshake) without making
+//! them a published API that a second crate would have to depend on.
+//!
+//! Layout: [`args`] (options and their checks), [`run`](mod@run) (the phases),
+//! `session.rs` (one client), `fleet.rs` (what the clients share), `requests.rs` (the frames it sends), [`stats`]
+//! (what is recorded), [`summary`] (the report), `source.rs` (loopback source
+//! addresses), [`fdlimit`] (`RLIMIT_NOFILE`), [`echo`] (the baseline server).
+
+pub mod args;
+pub mod echo;
+pub mod fdlimit;
+pub mod run;
+pub mod stats;
+pub mod summary;
+
+mod fleet;
+mod requests;
+mod session;
+mod source;
+
+pub use args::{LoadArgs, LoadError, MAX_DURATION};
+pub use fdlimit::{NofileShortfall, raise_nofile};
+pub use run::{Progress, STOP_GRACE, run, run_with_progress};
+pub use summary::Summary;

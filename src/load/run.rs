@@ -1,0 +1,519 @@
+//! `rollcall load`: a fleet simulator and load generator for the gateway protocol,
+//! and (with `--echo`) for a bare WebSocket echo server as the transport baseline.
+//!
+//! A run has three phases, each bounded in time:
+//! 1. **Ramp.** Clients are started at `--ramp-rate` per second. Each opens its
+//!    connection (TCP, upgrade, `connect.challenge`, `connect`, `hello-ok`).
+//!    The ramp ends when every first attempt has finished, or after
+//!    `clients / ramp-rate + handshake-timeout + 1 s`.
+//! 2. **Steady.** For `--duration`, request figures are recorded and churn runs.
+//! 3. **Stop.** Connections held are counted and memory read, every client is told
+//!    to stop, and clients still running after [`STOP_GRACE`] are aborted.
+//!
+//! Invariants:
+//! - One task per client; a client's state between frames is its socket, its
+//!   reader's buffer and its queue of requests in flight.
+//! - The run stops by itself: every wait is bounded by the phase deadlines,
+//!   `--max-errors`, or Ctrl-C.
+//! - Nothing is printed: progress goes to the caller's callback as
+//!   [`Progress`] values, and the summary is returned.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+use tokio::time::{Instant, Interval};
+
+use super::args::{LoadArgs, LoadError, out_of_range, validate};
+use super::fdlimit;
+use super::fleet::{Fleet, Protocol};
+use super::requests::{Kind, Requests};
+use super::session::run_client;
+use super::source::source_ips;
+use super::stats::Stats;
+use super::summary::{RssSummary, RunInfo, Summary, SummaryFrame, read_vm_rss_kib};
+use crate::client::resolve;
+use crate::protocol::system_event::MAX_TEXT_LEN;
+
+/// Descriptors kept free for stdio, the runtime's epoll and eventfd, and files.
+const FD_RESERVE: u64 = 64;
+
+/// How long stopped clients get to finish before they are aborted.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Spawn and churn scheduling granularity.
+const TICK: Duration = Duration::from_millis(5);
+
+/// Progress refresh period.
+const PROGRESS_EVERY: Duration = Duration::from_millis(200);
+
+/// How a run is going, handed to the caller's callback about every
+/// 200 ms (`PROGRESS_EVERY`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Progress {
+    /// The ramp: connections open out of those asked for.
+    Ramp {
+        /// Connections open now.
+        held: u64,
+        /// Connections asked for.
+        total: u64,
+        /// Connection failures so far.
+        failed: u64,
+    },
+    /// The steady phase.
+    Steady {
+        /// Time since the phase started.
+        elapsed: Duration,
+        /// The phase's length (`--duration`).
+        length: Duration,
+        /// Connections open now.
+        held: u64,
+        /// Replies per second since the last report.
+        per_sec: f64,
+        /// Error replies plus connection failures so far.
+        errors: u64,
+    },
+    /// Measuring is over; clients are being stopped.
+    Done,
+}
+
+/// Why a phase loop returned early.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Halt {
+    MaxErrors,
+    Interrupted,
+}
+
+impl Halt {
+    fn as_str(self) -> &'static str {
+        match self {
+            Halt::MaxErrors => "max-errors",
+            Halt::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// Runs a load test and returns its summary. Setup problems (bad options, the
+/// file-descriptor limit, an unresolvable host) are errors; everything that goes
+/// wrong once clients run is counted in the summary.
+pub async fn run(args: LoadArgs) -> Result<Summary, LoadError> {
+    run_with_progress(args, |_| {}).await
+}
+
+/// [`run()`], reporting progress to `progress` as it goes.
+pub async fn run_with_progress(
+    args: LoadArgs,
+    progress: impl FnMut(Progress),
+) -> Result<Summary, LoadError> {
+    let fleet = Arc::new(prepare(&args).await?);
+    let server_rss_start = args.rss_pid.and_then(|p| read_vm_rss_kib(Some(p)));
+    let client_rss_start = read_vm_rss_kib(None);
+    let mut phases = Phases::new(&args, fleet.clone(), progress);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+
+    let run_start = Instant::now();
+    let mut halt = phases.ramp(&mut tasks, &stop_rx).await;
+    let ramp_secs = run_start.elapsed().as_secs_f64();
+    let steady_start = Instant::now();
+    fleet.stats.measuring.store(true, Ordering::Relaxed);
+    if halt.is_none() {
+        halt = phases.steady(steady_start).await;
+    }
+    let duration_secs = steady_start.elapsed().as_secs_f64();
+    fleet.stats.measuring.store(false, Ordering::Relaxed);
+    let held_at_end = fleet.stats.held.load(Ordering::Relaxed);
+    let rss = |pid: u32, start: Option<u64>, end: u64| {
+        RssSummary::new(pid, start.unwrap_or(0), end, held_at_end)
+    };
+    let server_rss = args
+        .rss_pid
+        .and_then(|pid| Some(rss(pid, server_rss_start, read_vm_rss_kib(Some(pid))?)));
+    let client_rss =
+        read_vm_rss_kib(None).map(|end| rss(std::process::id(), client_rss_start, end));
+    (phases.progress)(Progress::Done);
+    stop(tasks, stop_tx).await;
+
+    let mut run = run_info(&args, &fleet);
+    run.duration_secs = duration_secs;
+    run.held_at_end = held_at_end;
+    run.server_rss = server_rss;
+    run.client_rss = client_rss;
+    run.stopped_by = halt.map_or("duration", Halt::as_str);
+    Ok(fleet.stats.summarize(SummaryFrame {
+        run,
+        ramp_secs,
+        run_secs: run_start.elapsed().as_secs_f64(),
+    }))
+}
+
+/// Checks the options, resolves the target, and raises the fd limit: all
+/// that can fail before the first client starts.
+async fn prepare(args: &LoadArgs) -> Result<Fleet, LoadError> {
+    validate(args)?;
+    let target = resolve(&args.url).await?;
+    let connections = connections(args);
+    let source_ips = source_ips(target.addr, args.source_ips, connections)?;
+    let protocol = if args.echo {
+        Protocol::Echo
+    } else {
+        Protocol::Rollcall
+    };
+    let run_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+    let requests = Requests::new(&run_id, &args.mode, args.token.as_deref(), args.frame_bytes);
+    if let Some(want) = args.frame_bytes {
+        let max = requests.max_frame_bytes();
+        if protocol == Protocol::Rollcall && want > max {
+            return Err(out_of_range(
+                "frame-bytes",
+                format!(
+                    "{want} would put the beacon text over {} KiB; at most {max} fits",
+                    MAX_TEXT_LEN / 1024
+                ),
+            ));
+        }
+    }
+    let needed = connections + FD_RESERVE;
+    fdlimit::raise_nofile(needed).map_err(|s| LoadError::FdLimit {
+        connections,
+        needed: s.needed,
+        soft: s.soft,
+        hard: s.hard,
+    })?;
+    let churn: Box<[Notify]> = if args.churn_rate > 0.0 {
+        (0..args.clients).map(|_| Notify::new()).collect()
+    } else {
+        Box::new([])
+    };
+    Ok(Fleet {
+        target,
+        protocol,
+        requests,
+        run_id,
+        in_flight: args.in_flight,
+        beacon_interval: args.beacon_interval,
+        reader_in_flight: args.reader_in_flight,
+        handshake_timeout: args.handshake_timeout,
+        source_ips,
+        churn,
+        stats: Stats::new(),
+    })
+}
+
+fn connections(args: &LoadArgs) -> u64 {
+    u64::from(args.clients) + u64::from(args.readers)
+}
+
+/// The run's description; the end-of-run fields are filled in by the caller.
+fn run_info(args: &LoadArgs, fleet: &Fleet) -> RunInfo {
+    RunInfo {
+        protocol: match fleet.protocol {
+            Protocol::Rollcall => "rollcall",
+            Protocol::Echo => "echo",
+        },
+        url: args.url.clone(),
+        run_id: fleet.run_id.clone(),
+        clients: args.clients,
+        readers: args.readers,
+        in_flight: args.in_flight,
+        beacon_interval_ms: args
+            .in_flight
+            .is_none()
+            .then_some(args.beacon_interval.as_millis() as u64),
+        beacon_frame_bytes: fleet.requests.beacon(0, 1).len(),
+        source_ips: fleet.source_ips.len().max(1) as u32,
+        duration_secs: 0.0,
+        held_at_end: 0,
+        server_rss: None,
+        client_rss: None,
+        stopped_by: "duration",
+    }
+}
+
+/// Tells every client to stop, and aborts those still running after
+/// [`STOP_GRACE`].
+async fn stop(mut tasks: JoinSet<()>, stop_tx: watch::Sender<bool>) {
+    // The receivers may all be gone already (every client ended); that is fine.
+    let _ = stop_tx.send(true);
+    let grace = tokio::time::sleep(STOP_GRACE);
+    tokio::pin!(grace);
+    loop {
+        tokio::select! {
+            joined = tasks.join_next() => if joined.is_none() { break },
+            _ = &mut grace => { tasks.shutdown().await; break; }
+        }
+    }
+}
+
+/// The ramp and steady phases of one run, and what they share.
+struct Phases<'a, P> {
+    args: &'a LoadArgs,
+    fleet: Arc<Fleet>,
+    progress: P,
+    ticker: Interval,
+    /// Ctrl-C ends the current phase early and still yields a summary.
+    interrupt: Pin<Box<dyn Future<Output = ()> + Send>>,
+    next_progress: Instant,
+}
+
+impl<'a, P: FnMut(Progress)> Phases<'a, P> {
+    fn new(args: &'a LoadArgs, fleet: Arc<Fleet>, progress: P) -> Self {
+        let mut ticker = tokio::time::interval(TICK);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let interrupt = Box::pin(async {
+            // If the handler cannot be installed, the run just goes on to its deadline.
+            if tokio::signal::ctrl_c().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        });
+        Phases {
+            args,
+            fleet,
+            progress,
+            ticker,
+            interrupt,
+            next_progress: Instant::now(),
+        }
+    }
+
+    fn stats(&self) -> &Stats {
+        &self.fleet.stats
+    }
+
+    fn over_errors(&self) -> bool {
+        let errors = self.stats().errors();
+        self.args.max_errors.is_some_and(|max| errors > max)
+    }
+
+    /// True (and the next report scheduled) when a progress report is due.
+    fn progress_due(&mut self, now: Instant) -> bool {
+        if now < self.next_progress {
+            return false;
+        }
+        self.next_progress = now + PROGRESS_EVERY;
+        true
+    }
+
+    /// Phase 1: starts clients at `--ramp-rate` until every first attempt
+    /// has finished or the ramp deadline passes.
+    async fn ramp(
+        &mut self,
+        tasks: &mut JoinSet<()>,
+        stop_rx: &watch::Receiver<bool>,
+    ) -> Option<Halt> {
+        let total = connections(self.args);
+        let rate = f64::from(self.args.ramp_rate);
+        let start = Instant::now();
+        let deadline = start
+            + Duration::from_secs_f64(total as f64 / rate)
+            + self.args.handshake_timeout
+            + Duration::from_secs(1);
+        let mut spawned: u64 = 0;
+        loop {
+            tokio::select! {
+                _ = self.ticker.tick() => {}
+                _ = &mut self.interrupt => return Some(Halt::Interrupted),
+            }
+            let now = Instant::now();
+            let due = ((now - start).as_secs_f64() * rate) as u64 + 1;
+            while spawned < due.min(total) {
+                let (client, kind) = self.client_of(spawned);
+                tasks.spawn(run_client(
+                    self.fleet.clone(),
+                    client,
+                    kind,
+                    stop_rx.clone(),
+                ));
+                spawned += 1;
+            }
+            let attempted = self.stats().first_attempts.load(Ordering::Relaxed);
+            if self.progress_due(now) {
+                let held = self.stats().held.load(Ordering::Relaxed);
+                let failed = self.stats().failure_count();
+                (self.progress)(Progress::Ramp {
+                    held,
+                    total,
+                    failed,
+                });
+            }
+            if self.over_errors() {
+                return Some(Halt::MaxErrors);
+            }
+            if attempted >= total || now >= deadline {
+                return None;
+            }
+        }
+    }
+
+    /// The `n`th client started: beacon clients first, then readers; client
+    /// indices are 0-based per kind.
+    fn client_of(&self, n: u64) -> (u32, Kind) {
+        let clients = u64::from(self.args.clients);
+        if n < clients {
+            (n as u32, Kind::Beacon)
+        } else {
+            ((n - clients) as u32, Kind::Reader)
+        }
+    }
+
+    /// Phase 2: `--duration` of measuring, with churn.
+    async fn steady(&mut self, start: Instant) -> Option<Halt> {
+        let length = self.args.duration;
+        let deadline = start + length;
+        let mut churn = Churn::default();
+        let (mut last_replies, mut last_at) = (0, start);
+        let first = self.steady_progress(Duration::ZERO, 0.0);
+        (self.progress)(first);
+        loop {
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::select! {
+                _ = self.ticker.tick() => {}
+                _ = tokio::time::sleep_until(deadline) => return None,
+                _ = &mut self.interrupt => return Some(Halt::Interrupted),
+            }
+            let now = Instant::now();
+            churn.wake(
+                &self.fleet,
+                (now - start).as_secs_f64() * self.args.churn_rate,
+            );
+            if self.progress_due(now) {
+                let replies = self.stats().replies();
+                let per_sec = (replies - last_replies) as f64 / (now - last_at).as_secs_f64();
+                (last_replies, last_at) = (replies, now);
+                let report = self.steady_progress(now - start, per_sec);
+                (self.progress)(report);
+                if self.over_errors() {
+                    return Some(Halt::MaxErrors);
+                }
+            }
+        }
+    }
+
+    fn steady_progress(&self, elapsed: Duration, per_sec: f64) -> Progress {
+        Progress::Steady {
+            elapsed,
+            length: self.args.duration,
+            held: self.stats().held.load(Ordering::Relaxed),
+            per_sec,
+            errors: self.stats().errors(),
+        }
+    }
+}
+
+/// Churn's schedule: which beacon client to wake next, and how many so far.
+#[derive(Default)]
+struct Churn {
+    churned: u64,
+    next: usize,
+}
+
+impl Churn {
+    /// Wakes clients until `due` (a running total) have been asked to reconnect.
+    fn wake(&mut self, fleet: &Fleet, due: f64) {
+        if fleet.churn.is_empty() {
+            return;
+        }
+        let due = due as u64;
+        // Waking a client twice before it reconnects is one reconnect:
+        // a burst wider than the fleet is wasted.
+        let burst = due
+            .saturating_sub(self.churned)
+            .min(fleet.churn.len() as u64);
+        for _ in 0..burst {
+            fleet.churn[self.next].notify_one();
+            self.next = (self.next + 1) % fleet.churn.len();
+        }
+        self.churned = due;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::args::tests::args;
+    use std::net::SocketAddr;
+
+    /// The echo baseline on `127.0.0.1:0`.
+    async fn echo_server() -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(crate::load::echo::serve(listener));
+        addr
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn echo_run_answers_every_request_and_churns() {
+        let addr = echo_server().await;
+        let url = format!("ws://{addr}/");
+        let summary = run(args(&[
+            "--echo",
+            "--url",
+            &url,
+            "--clients",
+            "4",
+            "--readers",
+            "2",
+            "--in-flight",
+            "2",
+            "--duration",
+            "400ms",
+            "--churn-rate",
+            "20",
+        ]))
+        .await
+        .unwrap();
+        assert_eq!(summary.run.protocol, "echo");
+        assert_eq!(summary.ramp.connected, 6);
+        assert!(summary.connection_failures.is_empty(), "{summary}");
+        assert!(summary.errors_by_code.is_empty(), "{summary}");
+        assert!(summary.methods["system-event"].ok > 0, "{summary}");
+        assert!(summary.methods["system-presence"].ok > 0, "{summary}");
+        assert!(summary.reconnects > 0, "{summary}");
+        assert_eq!(summary.run.stopped_by, "duration");
+    }
+
+    #[tokio::test]
+    async fn refused_connections_are_counted_not_fatal() {
+        // Bind then drop: the port is very likely closed for the test's lifetime.
+        let addr = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let url = format!("ws://{addr}/");
+        let summary = run(args(&[
+            "--url",
+            &url,
+            "--clients",
+            "3",
+            "--duration",
+            "50ms",
+        ]))
+        .await
+        .unwrap();
+        assert_eq!(summary.ramp.failed, 3);
+        assert_eq!(summary.connection_failures["refused"], 3);
+        assert_eq!(summary.run.held_at_end, 0);
+    }
+
+    #[tokio::test]
+    async fn too_many_connections_name_the_fd_limit() {
+        let err = run(args(&[
+            "--clients",
+            "2000000000",
+            "--url",
+            "ws://127.0.0.1:9/",
+        ]))
+        .await
+        .unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("RLIMIT_NOFILE"), "{msg}");
+        assert!(msg.contains("ulimit -Hn"), "{msg}");
+    }
+}
