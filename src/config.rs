@@ -26,6 +26,11 @@ pub const PRE_AUTH_MAX_PAYLOAD: usize = 64 * 1024;
 pub const DEFAULT_MAX_BUFFERED_BYTES: usize = 8 * 1024 * 1024;
 /// Enough for a large fleet on one box; the OS file limit is the real cap.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 200_000;
+/// Full-list fan-out budget, bytes per second. Measured on a 2-core
+/// machine (README, "Fan-out"): above it, handshakes during a ramp of
+/// `ui` watchers slow down; below it, lists reach watchers later than they
+/// need to.
+pub const DEFAULT_FANOUT_BUDGET: u64 = 256 * 1024 * 1024;
 /// How long graceful shutdown waits for connections to close.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -140,11 +145,16 @@ pub struct ServeConfig {
     #[arg(long, env = "ROLLCALL_COALESCE", default_value = "100ms", value_parser = humantime::parse_duration)]
     pub coalesce: Duration,
 
+    /// Bytes per second that full-list `presence` events may take in all;
+    /// their interval stretches to keep within it (deltas are not paced).
+    #[arg(long, env = "ROLLCALL_FANOUT_BUDGET", default_value_t = DEFAULT_FANOUT_BUDGET)]
+    pub fanout_budget: u64,
+
     /// Largest frame after the handshake, in bytes.
     #[arg(long, env = "ROLLCALL_MAX_PAYLOAD", default_value_t = DEFAULT_MAX_PAYLOAD)]
     pub max_payload: usize,
 
-    /// Unsent bytes per connection above which events are dropped for it.
+    /// Unsent reply bytes per connection above which it is a slow consumer.
     #[arg(long, env = "ROLLCALL_MAX_BUFFERED_BYTES", default_value_t = DEFAULT_MAX_BUFFERED_BYTES)]
     pub max_buffered_bytes: usize,
 
@@ -197,6 +207,7 @@ impl ServeConfig {
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             tick_interval: DEFAULT_TICK_INTERVAL,
             coalesce: DEFAULT_COALESCE,
+            fanout_budget: DEFAULT_FANOUT_BUDGET,
             max_payload: DEFAULT_MAX_PAYLOAD,
             max_buffered_bytes: DEFAULT_MAX_BUFFERED_BYTES,
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
@@ -215,6 +226,10 @@ impl ServeConfig {
             ("--max-payload", self.max_payload),
             ("--queue-capacity", self.queue_capacity),
             ("--max-batch", self.max_batch),
+            (
+                "--fanout-budget",
+                usize::try_from(self.fanout_budget).unwrap_or(usize::MAX),
+            ),
         ] {
             if value == 0 {
                 return Err(ConfigError::Zero(name));

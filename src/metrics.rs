@@ -46,6 +46,13 @@ pub struct EventLabels {
     pub event: &'static str,
 }
 
+/// Label set of watcher gauges.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FeedLabels {
+    /// `full` or `delta`.
+    pub feed: &'static str,
+}
+
 /// Every metric rollcall exports.
 pub struct Metrics {
     registry: Registry,
@@ -55,8 +62,14 @@ pub struct Metrics {
     pub handshakes: Family<HandshakeLabels, Counter>,
     /// Requests by method and outcome.
     pub requests: Family<RequestLabels, Counter>,
-    /// Events not sent to slow consumers.
-    pub dropped: Family<EventLabels, Counter>,
+    /// Broadcast events replaced by a newer one before they were written.
+    pub conflated_events: Family<EventLabels, Counter>,
+    /// Bytes of broadcast events offered to connections.
+    pub fanout_bytes: Counter,
+    /// The paced interval between full-list fan-outs, in seconds.
+    pub fanout_interval: Gauge<f64, AtomicU64>,
+    /// Presence subscribers by feed.
+    pub watchers: Family<FeedLabels, Gauge>,
     /// Connections closed as slow consumers.
     pub slow_consumers: Counter,
     writer_batch: Histogram,
@@ -92,7 +105,10 @@ impl Metrics {
             connections: Family::default(),
             handshakes: Family::default(),
             requests: Family::default(),
-            dropped: Family::default(),
+            conflated_events: Family::default(),
+            fanout_bytes: Counter::default(),
+            fanout_interval: Gauge::default(),
+            watchers: Family::default(),
             slow_consumers: Counter::default(),
             writer_batch: Histogram::new(exponential_buckets(1.0, 4.0, 9)),
             writer_apply: Histogram::new(exponential_buckets(1e-6, 4.0, 12)),
@@ -106,6 +122,7 @@ impl Metrics {
         };
         // The exposition lists metrics in the order they are registered.
         metrics.register_connections();
+        metrics.register_fanout();
         metrics.register_writer();
         metrics.register_presence();
         metrics
@@ -133,18 +150,63 @@ impl Metrics {
         // exposition, and an absent series cannot be graphed or alerted
         // on (`rate()` of nothing is nothing, not 0).
         for event in ["presence", "presence.delta", "tick"] {
-            let _ = self.dropped.get_or_create(&EventLabels { event });
+            let _ = self.conflated_events.get_or_create(&EventLabels { event });
         }
         registry.register(
-            "events_dropped",
-            "Events not sent to slow consumers",
-            self.dropped.clone(),
+            "events_conflated",
+            "Broadcast events replaced by a newer one before they were written",
+            self.conflated_events.clone(),
         );
         registry.register(
             "slow_consumer_closes",
             "Connections closed for falling behind on replies",
             self.slow_consumers.clone(),
         );
+    }
+
+    /// Registers the fan-out's pacing figures.
+    fn register_fanout(&mut self) {
+        let registry = &mut self.registry;
+        registry.register_with_unit(
+            "fanout",
+            "Bytes of broadcast events offered to connections",
+            prometheus_client::registry::Unit::Bytes,
+            self.fanout_bytes.clone(),
+        );
+        registry.register_with_unit(
+            "fanout_full_interval",
+            "Paced interval between full-list presence fan-outs",
+            prometheus_client::registry::Unit::Seconds,
+            self.fanout_interval.clone(),
+        );
+        for feed in ["full", "delta"] {
+            let _ = self.watchers.get_or_create(&FeedLabels { feed });
+        }
+        registry.register(
+            "watchers",
+            "Connections that receive presence events, by feed",
+            self.watchers.clone(),
+        );
+    }
+
+    /// Counts broadcast events replaced before they were written.
+    pub fn conflated(&self, event: &'static str, count: u64) {
+        if count > 0 {
+            self.conflated_events
+                .get_or_create(&EventLabels { event })
+                .inc_by(count);
+        }
+    }
+
+    /// Records the fan-out's pacing decision.
+    pub fn paced(&self, interval: std::time::Duration, full: usize, delta: usize) {
+        self.fanout_interval.set(interval.as_secs_f64());
+        self.watchers
+            .get_or_create(&FeedLabels { feed: "full" })
+            .set(full as i64);
+        self.watchers
+            .get_or_create(&FeedLabels { feed: "delta" })
+            .set(delta as i64);
     }
 
     /// Registers the writer's batch histograms and its queue's values.

@@ -115,7 +115,7 @@ async fn burst_of_beacons_is_coalesced_first_at_once_last_with_final_list() {
 }
 
 #[tokio::test]
-async fn seq_strictly_increases_and_state_version_rises() {
+async fn seq_is_contiguous_per_connection_and_state_version_rises() {
     let server = TestServer::start_with(|c| {
         c.coalesce = Duration::from_millis(5);
         c.tick_interval = Duration::from_millis(50);
@@ -153,11 +153,11 @@ async fn seq_strictly_increases_and_state_version_rises() {
             }
         })
         .await;
+        // Numbered per connection when written: 1, 2, 3, … across
+        // presence events and ticks, with no gap.
         let seqs: Vec<u64> = frames.iter().map(seq).collect();
-        assert!(
-            seqs.windows(2).all(|s| s[0] < s[1]),
-            "seq increases: {seqs:?}"
-        );
+        let expected: Vec<u64> = (1..=seqs.len() as u64).collect();
+        assert_eq!(seqs, expected, "seq is contiguous from 1");
         let versions: Vec<u64> = frames
             .iter()
             .filter(|f| f["event"] == "presence")
@@ -173,15 +173,15 @@ async fn seq_strictly_increases_and_state_version_rises() {
         }
         seen.push(frames);
     }
-    // One global seq: the same broadcast carries the same seq everywhere.
-    let by_version = |frames: &[Value]| -> Vec<(u64, u64)> {
+    // Both end at the same final list.
+    let last_version = |frames: &[Value]| {
         frames
             .iter()
-            .filter(|f| f["event"] == "presence")
-            .map(|f| (presence_version(f), seq(f)))
-            .collect()
+            .rev()
+            .find(|f| f["event"] == "presence")
+            .map(presence_version)
     };
-    assert_eq!(by_version(&seen[0]), by_version(&seen[1]));
+    assert_eq!(last_version(&seen[0]), last_version(&seen[1]));
 }
 
 #[tokio::test]
@@ -324,7 +324,7 @@ async fn tiny_window_client(server: &TestServer, params: Value) -> Client {
 }
 
 #[tokio::test]
-async fn slow_consumer_does_not_stall_others_and_drops_its_events() {
+async fn slow_consumer_does_not_stall_others_and_gets_only_the_latest_list() {
     let server = TestServer::start_with(|c| {
         c.max_buffered_bytes = 64 * 1024;
         c.coalesce = Duration::from_millis(5);
@@ -334,13 +334,13 @@ async fn slow_consumer_does_not_stall_others_and_drops_its_events() {
     let mut slow = tiny_window_client(&server, connect_params("cli", &["operator.read"])).await;
     let mut fast = Client::admin(server.addr).await;
     let pad = "p".repeat(300);
-    let dropped =
-        |text: &str| common::metric(text, "rollcall_events_dropped_total{event=\"presence\"}");
+    let conflated =
+        |text: &str| common::metric(text, "rollcall_events_conflated_total{event=\"presence\"}");
     let mut worst = Duration::ZERO;
     let mut round = 0u64;
-    // Beacon until the server reports dropping presence events for the
+    // Beacon until the server reports conflating presence events for the
     // stalled client; every reply to the fast one stays quick meanwhile.
-    within("events to be dropped for the slow client", async {
+    within("events to be conflated for the slow client", async {
         loop {
             for _ in 0..20 {
                 let started = Instant::now();
@@ -351,7 +351,7 @@ async fn slow_consumer_does_not_stall_others_and_drops_its_events() {
                 round += 1;
             }
             let metrics = common::http_get(server.addr, "/metrics", &[]).await.body;
-            if dropped(&metrics).unwrap_or(0.0) > 0.0 {
+            if conflated(&metrics).unwrap_or(0.0) > 0.0 {
                 return;
             }
         }
@@ -381,8 +381,9 @@ async fn slow_consumer_does_not_stall_others_and_drops_its_events() {
         fast_seqs.windows(2).all(|s| s[1] == s[0] + 1),
         "the fast client missed nothing: {fast_seqs:?}"
     );
-    // The slow client is still connected; once it reads, it sees a gap
-    // where its events were dropped, and later changes reach it again.
+    // The slow client is still connected; once it reads, its seq has no
+    // gap, its lists only get newer (the unsent ones were replaced, never
+    // queued), and later changes reach it again.
     let (seqs_tx, mut seqs_rx) = tokio::sync::mpsc::unbounded_channel::<(u64, Value)>();
     let reader = tokio::spawn(async move {
         loop {
@@ -393,6 +394,7 @@ async fn slow_consumer_does_not_stall_others_and_drops_its_events() {
         }
     });
     let mut slow_seqs = Vec::new();
+    let mut slow_versions = Vec::new();
     let mut after = 0;
     within("a change after the slow client caught up", async {
         loop {
@@ -402,6 +404,7 @@ async fn slow_consumer_does_not_stall_others_and_drops_its_events() {
             tokio::time::sleep(Duration::from_millis(20)).await;
             while let Ok((seq, event)) = seqs_rx.try_recv() {
                 slow_seqs.push(seq);
+                slow_versions.push(presence_version(&event));
                 let list = event["payload"]["presence"].as_array().unwrap();
                 if list.iter().any(|e| e["text"] == "after") {
                     return;
@@ -411,10 +414,17 @@ async fn slow_consumer_does_not_stall_others_and_drops_its_events() {
     })
     .await;
     reader.abort();
-    assert!(slow_seqs.windows(2).all(|s| s[0] < s[1]), "{slow_seqs:?}");
     assert!(
-        slow_seqs.windows(2).any(|s| s[1] > s[0] + 1),
-        "events were dropped, not queued: {slow_seqs:?}"
+        slow_seqs.windows(2).all(|s| s[1] == s[0] + 1),
+        "seq has no gap: {slow_seqs:?}"
+    );
+    assert!(
+        slow_versions.windows(2).all(|v| v[0] < v[1]),
+        "never an older list after a newer: {slow_versions:?}"
+    );
+    assert!(
+        slow_versions.windows(2).any(|v| v[1] > v[0] + 1),
+        "unsent lists were replaced, not queued: {slow_versions:?}"
     );
 }
 

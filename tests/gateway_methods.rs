@@ -169,8 +169,13 @@ async fn health_reports_uptime_and_presence_counts() {
     let (mut client, _) = Client::connect(server.addr, connect_params("cli", &[])).await;
     let health = client.call("health", json!(null)).await;
     let keys: Vec<&String> = health.as_object().unwrap().keys().collect();
-    assert_eq!(keys.len(), 3, "{health}");
+    assert_eq!(keys.len(), 4, "{health}");
     assert_eq!(health["ok"], true);
+    // Fan-out pacing: the coalescing interval while nobody watches.
+    assert_eq!(
+        health["fanout"],
+        json!({"intervalMs": 100, "watchers": {"full": 0, "delta": 0}})
+    );
     assert!(health["uptimeMs"].is_u64(), "{health}");
     assert_eq!(health["presence"], json!({"entries": 1, "version": 1}));
     let mut admin = Client::admin(server.addr).await;

@@ -506,11 +506,12 @@ async fn node_connect_and_disconnect_reasons() {
     );
     params["role"] = json!("node");
     let (node, hello) = Client::connect(server.addr, params).await;
-    let own = must_find(
-        hello["snapshot"]["presence"].as_array().unwrap(),
-        "host",
-        "n1",
-    );
+    // A node may not read presence, so its hello carries no list (§3.7).
+    assert_eq!(hello["snapshot"]["presence"], json!([]), "{hello}");
+    let list = observer
+        .presence_until(|list| entry_with(list, "host", "n1").is_some())
+        .await;
+    let own = must_find(&list, "host", "n1");
     assert_eq!(own["reason"], "node-connected");
     assert_eq!(own["roles"], json!(["node"]));
     node.close().await;

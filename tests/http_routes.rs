@@ -134,7 +134,7 @@ async fn stream_sends_the_current_list_then_each_change() {
     assert!(entry_with(next.data["presence"].as_array().unwrap(), "host", "sse").is_some());
 }
 
-const METRIC_NAMES: [&str; 11] = [
+const METRIC_NAMES: [&str; 14] = [
     "rollcall_connections",
     "rollcall_handshakes_total",
     "rollcall_requests_total",
@@ -143,7 +143,10 @@ const METRIC_NAMES: [&str; 11] = [
     "rollcall_writer_apply_seconds",
     "rollcall_presence_version",
     "rollcall_presence_entries",
-    "rollcall_events_dropped_total",
+    "rollcall_events_conflated_total",
+    "rollcall_fanout_bytes_total",
+    "rollcall_fanout_full_interval_seconds",
+    "rollcall_watchers",
     "rollcall_presence_expired_total",
     "rollcall_presence_evicted_total",
 ];
@@ -182,9 +185,9 @@ async fn metrics_expose_the_documented_names() {
             .any(|l| l.starts_with("rollcall_requests_total{") && l.contains("system-event")),
         "{text}"
     );
-    // Nothing was dropped, and the counter says so rather than being absent.
+    // Nothing was conflated, and the counter says so rather than being absent.
     assert_eq!(
-        metric(text, "rollcall_events_dropped_total{event=\"presence\"}"),
+        metric(text, "rollcall_events_conflated_total{event=\"presence\"}"),
         Some(0.0),
         "{text}"
     );

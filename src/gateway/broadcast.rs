@@ -1,30 +1,40 @@
-//! Fan-out: `presence` / `presence.delta` on published changes (coalesced),
-//! `tick` on a timer, and `shutdown` once.
+//! Fan-out: `presence.delta` on published changes (coalesced), full
+//! `presence` lists paced to the fan-out budget, `tick` on a timer, and
+//! `shutdown` once.
 //!
-//! One task sends every broadcast, so `seq` is assigned and fanned out in
-//! one order: each connection sees strictly increasing `seq`. A frame is
-//! encoded once per broadcast and shared as `Bytes` by every connection.
+//! One task decides every broadcast. Each is encoded once and offered to
+//! every subscriber's outbox, where a newer event of the same kind replaces
+//! an unsent one (`outbox.rs`); the writer numbers it when written. Deltas
+//! go out at the coalescing interval; full lists at the paced interval
+//! (`pacing.rs`), so their egress stays within the budget while handshakes
+//! and replies, which never wait for fan-out, keep the CPU they need.
 
-use super::registry::{PresenceFeed, Subscriber};
+use super::pacing::full_interval;
+use super::registry::{Offered, delta_event};
 use super::state::State;
 use crate::clock::now_millis;
-use crate::presence::{Snapshot, changes};
-use crate::protocol::{Delta, write_delta, write_presence, write_shutdown, write_tick};
-use bytes::Bytes;
+use crate::presence::{Merged, Snapshot};
+use crate::protocol::SharedEvent;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-/// The broadcaster's position: the last `seq` used and the last list sent.
+/// The broadcaster's position in each feed.
 struct Broadcaster {
     state: Arc<State>,
-    seq: u64,
-    sent: Arc<Snapshot>,
-    sent_at: Instant,
+    /// The snapshot of the last delta step, and when it went out.
+    delta_sent: Arc<Snapshot>,
+    delta_at: Instant,
+    /// The snapshot of the last full-list fan-out, and when it went out.
+    full_sent: Arc<Snapshot>,
+    full_at: Instant,
+    /// The paced interval after the last full-list fan-out.
+    full_interval: Duration,
 }
 
-/// Runs until shutdown: sends coalesced presence changes, ticks, and at the
-/// end `shutdown` followed by a 1001 close to every connection.
+/// Runs until shutdown: sends presence changes, ticks, and at the end
+/// `shutdown` followed by a 1001 close to every connection.
 pub async fn run(state: Arc<State>) {
     let coalesce = state.config.coalesce;
     let sent = state.reader.load_full();
@@ -35,33 +45,23 @@ pub async fn run(state: Arc<State>) {
     );
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut shutdown = state.shutdown.subscribe();
+    let long_ago = Instant::now() - coalesce;
     let mut b = Broadcaster {
         state,
-        seq: 0,
-        sent,
-        sent_at: Instant::now() - coalesce,
+        delta_sent: Arc::clone(&sent),
+        delta_at: long_ago,
+        full_sent: sent,
+        full_at: long_ago,
+        full_interval: coalesce,
     };
     loop {
         tokio::select! {
-            _ = b.state.reader.wait_for(b.sent.version() + 1) => {
-                // The first change after a quiet period goes out at once;
-                // later ones wait out the interval and carry the latest list.
-                let due = b.sent_at + coalesce;
-                if Instant::now() < due {
-                    tokio::select! {
-                        _ = tokio::time::sleep_until(due) => {}
-                        // `wait_for`, not `changed`: it leaves the flag for the
-                        // arm below, which must still send the shutdown notice.
-                        _ = shutting_down(&mut shutdown) => {}
-                    }
-                }
-                b.presence();
-            }
+            _ = b.next_change() => b.send_due(),
             _ = tick.tick() => b.tick(),
             // Ready whenever the flag is set, even if an earlier wait
             // already saw it flip.
             _ = shutting_down(&mut shutdown) => {
-                b.farewell();
+                b.state.registry.lock().farewell(SharedEvent::shutdown());
                 return;
             }
         }
@@ -74,112 +74,92 @@ async fn shutting_down(shutdown: &mut watch::Receiver<bool>) {
 }
 
 impl Broadcaster {
-    fn next_seq(&mut self) -> u64 {
-        self.seq += 1;
-        self.seq
+    /// Waits until a feed has a change that is due: the first change after
+    /// a quiet period at once, later ones when their interval is over.
+    async fn next_change(&self) {
+        let published = self.state.reader.version();
+        let due = [
+            (
+                self.delta_sent.version(),
+                self.delta_at + self.state.config.coalesce,
+            ),
+            (self.full_sent.version(), self.full_at + self.full_interval),
+        ]
+        .into_iter()
+        .filter(|&(sent, _)| published > sent)
+        .map(|(_, due)| due)
+        .min();
+        match due {
+            Some(due) => tokio::time::sleep_until(due).await,
+            None => {
+                let newest = self.delta_sent.version().max(self.full_sent.version());
+                self.state.reader.wait_for(newest + 1).await;
+            }
+        }
     }
 
-    /// Sends the latest list to every presence subscriber.
-    fn presence(&mut self) {
+    /// Sends each feed whose change is due.
+    fn send_due(&mut self) {
         let latest = self.state.reader.load_full();
-        let seq = self.next_seq();
-        send_presence(&self.state, &self.sent, &latest, seq);
-        self.state.http.sse.publish(&latest);
-        self.sent = latest;
-        self.sent_at = Instant::now();
+        let now = Instant::now();
+        if latest.version() > self.delta_sent.version()
+            && now >= self.delta_at + self.state.config.coalesce
+        {
+            self.delta_step(&latest, now);
+        }
+        if latest.version() > self.full_sent.version() && now >= self.full_at + self.full_interval {
+            self.full_list(&latest, now);
+        }
+    }
+
+    /// Logs the step to `latest` and offers it to delta subscribers.
+    fn delta_step(&mut self, latest: &Arc<Snapshot>, now: Instant) {
+        let mut registry = self.state.registry.lock();
+        registry.log_step(&self.delta_sent, Arc::clone(latest));
+        let from = self.delta_sent.version();
+        let merged = Merged::between(&self.delta_sent, latest);
+        let step = delta_event(&merged);
+        let offered = registry.offer_delta(&step, from);
+        drop(registry);
+        self.count("presence.delta", offered, step.head().len());
+        self.delta_sent = Arc::clone(latest);
+        self.delta_at = now;
+    }
+
+    /// Offers the full list to full-list subscribers, and paces the next.
+    fn full_list(&mut self, latest: &Arc<Snapshot>, now: Instant) {
+        let list_bytes = latest.list_json().len();
+        let event = SharedEvent::presence(latest.version(), list_bytes, |out| {
+            latest.write_list(now_millis(), out)
+        });
+        let mut registry = self.state.registry.lock();
+        let offered = registry.offer_full(latest.version(), &event);
+        let (full, delta) = registry.watchers();
+        drop(registry);
+        self.state.http.sse.publish(latest);
+        self.count("presence", offered, event.head().len());
+        let config = &self.state.config;
+        self.full_interval = full_interval(config.coalesce, list_bytes, full, config.fanout_budget);
+        self.state.pacing.set(self.full_interval, full, delta);
+        self.state.metrics().paced(self.full_interval, full, delta);
+        self.full_sent = Arc::clone(latest);
+        self.full_at = now;
     }
 
     fn tick(&mut self) {
-        let seq = self.next_seq();
-        let mut frame = Vec::with_capacity(64);
-        write_tick(&mut frame, now_millis(), seq);
-        fan_out(&self.state, Bytes::from(frame), |_| true, "tick");
-    }
-
-    fn farewell(&mut self) {
-        let seq = self.next_seq();
-        let mut frame = Vec::with_capacity(96);
-        write_shutdown(&mut frame, Some(seq));
-        self.state.registry.farewell(Bytes::from(frame));
-    }
-}
-
-fn send_presence(state: &State, before: &Snapshot, after: &Snapshot, seq: u64) {
-    state.registry.mark_sent(after.version());
-    let (mut full, mut delta) = (false, false);
-    for subscriber in state.registry.lock().values() {
-        full |= subscriber.feed == PresenceFeed::Full;
-        delta |= subscriber.feed == PresenceFeed::Delta;
-    }
-    let newer = |s: &Subscriber, feed| s.feed == feed && s.since < after.version();
-    if full {
-        let mut frame = Vec::with_capacity(after.list_json().len() + 128);
-        write_presence(&mut frame, after.version(), seq, |out| {
-            after.write_list(now_millis(), out)
-        });
-        let frame = Bytes::from(frame);
-        fan_out(state, frame, |s| newer(s, PresenceFeed::Full), "presence");
-    }
-    if delta {
-        let changes = changes(before, after);
-        let mut frame = Vec::with_capacity(256);
-        let delta = Delta {
-            from: before.version(),
-            to: after.version(),
-            upserts: changes.upserts,
-            removed: changes.removed,
-        };
-        write_delta(&mut frame, delta, seq);
-        let frame = Bytes::from(frame);
-        fan_out(
-            state,
-            frame,
-            |s| newer(s, PresenceFeed::Delta),
-            "presence.delta",
-        );
-    }
-}
-
-fn fan_out(state: &State, frame: Bytes, wants: impl Fn(&Subscriber) -> bool, event: &'static str) {
-    let mut dropped = 0;
-    for subscriber in state.registry.lock().values() {
-        if wants(subscriber) && !subscriber.outbox.try_event(frame.clone()) {
-            dropped += 1;
-        }
-    }
-    if dropped > 0 {
-        state
-            .metrics()
-            .dropped
-            .get_or_create(&crate::metrics::EventLabels { event })
-            .inc_by(dropped);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::super::registry::subscriber;
-    use super::*;
-
-    #[test]
-    fn presence_broadcast_skips_connections_whose_hello_is_as_new() {
-        let state = State::new(crate::config::ServeConfig::defaults());
-        let snapshot = state.reader.load_full();
-        let version = snapshot.version();
-        let (current, current_rx) = subscriber(PresenceFeed::Full);
-        let (behind, behind_rx) = subscriber(PresenceFeed::Delta);
-        state.registry.join(1, current, || (version, Bytes::new()));
-        state
+        let replaced = self
+            .state
             .registry
-            .join(2, behind, || (version - 1, Bytes::new()));
-        let _ = current_rx.try_take();
-        let _ = behind_rx.try_take();
-        send_presence(&state, &snapshot, &snapshot, 1);
-        assert!(
-            current_rx.try_take().is_none(),
-            "nothing newer than its hello"
-        );
-        assert!(behind_rx.try_take().is_some(), "its hello was older");
-        state.stop_engine();
+            .lock()
+            .offer_tick(&SharedEvent::tick(now_millis()));
+        self.state.metrics().conflated("tick", replaced);
+    }
+
+    fn count(&self, event: &'static str, offered: Offered, bytes: usize) {
+        let metrics = self.state.metrics();
+        metrics.conflated(event, offered.conflated);
+        metrics
+            .fanout_bytes
+            .inc_by(offered.subscribers * bytes as u64);
     }
 }

@@ -3,151 +3,337 @@
 //! that drains a connection's outbox onto the socket. Nothing here knows
 //! the protocol's methods or the presence engine.
 //!
-//! Invariants: a message is never longer than the limit the caller passes
-//! (fastwebsockets refuses an oversized frame from its header, before its
-//! payload is read; the reassembler bounds fragments together); control
-//! replies that fastwebsockets is obliged to send (pongs, the close echo)
-//! are handed to the caller, which queues them behind earlier replies.
+//! Invariants:
+//! - Between messages a reader holds no buffer: its read buffer is freed
+//!   whenever the socket has nothing more to give, and the reassembler's on
+//!   [`FrameReader::release`]. An idle connection's memory therefore does
+//!   not depend on the largest message it ever sent.
+//! - A frame is checked from its header before its payload is read:
+//!   RFC 6455 §5 rules (`protocol::ws`) and the message limit, so a header
+//!   alone never makes the reader allocate more than the limit.
+//! - Every broadcast event is numbered with the connection's next `seq` as
+//!   it is written: 1, 2, 3, … with no gaps (PROTOCOL.md §2).
 
 use super::outbox::{Out, Receiver};
 use super::render::Renderer;
-use crate::protocol::{MessageError, Progress, Reassembler};
-use fastwebsockets::{Frame, OpCode, Payload, WebSocketError, WebSocketRead, WebSocketWrite};
-use std::convert::Infallible;
-use std::future::{Ready, ready};
-use tokio::io::{AsyncRead, AsyncWrite};
+use crate::protocol::ws::{self, FrameHeader, HeaderError, MAX_CONTROL_PAYLOAD, Parsed};
+use crate::protocol::{MessageError, Opcode, Progress, Reassembler};
+use std::future::poll_fn;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+
+/// Bytes asked of the socket per read: a few requests, or a frame header
+/// and the start of a large payload.
+const READ_CHUNK: usize = 4096;
+
+/// A write buffer grown past this by one large reply is freed after it.
+const WRITE_BUFFER_KEEP: usize = 64 * 1024;
 
 /// A control frame the peer is owed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Obligation {
     /// A pong, answering a ping with this payload.
     Pong(Vec<u8>),
-    /// The echo of the peer's close frame.
+    /// The echo of the peer's close frame (its code and reason).
     CloseEcho(Vec<u8>),
 }
 
 /// Why no message was read.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum ReadError {
     /// The peer sent a close frame.
+    #[error("the peer closed")]
     Closed,
+    /// A frame header broke RFC 6455 §5.
+    #[error("protocol error: {0}")]
+    Frame(#[from] HeaderError),
     /// The frames broke a message rule (size, binary, UTF-8, fragments).
-    Message(MessageError),
-    /// The WebSocket layer failed (bad frame, socket error, EOF).
-    Transport(WebSocketError),
+    #[error(transparent)]
+    Message(#[from] MessageError),
+    /// The socket failed or ended.
+    #[error("socket: {0}")]
+    Io(#[from] io::Error),
 }
 
 /// Reads whole text messages from one connection.
 pub struct FrameReader<R> {
-    ws: WebSocketRead<R>,
+    io: R,
+    /// Bytes read and not yet consumed, from `start`. Empty and unallocated
+    /// while the connection is idle.
+    buf: Vec<u8>,
+    start: usize,
     message: Reassembler,
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
-    /// Reads from `ws`, the read half of an upgraded connection.
-    pub fn new(ws: WebSocketRead<R>) -> Self {
+    /// Reads client frames from `io`, the read half of an upgraded connection.
+    pub fn new(io: R) -> Self {
         FrameReader {
-            ws,
+            io,
+            buf: Vec::new(),
+            start: 0,
             message: Reassembler::new(),
         }
     }
 
-    /// Reads client frames straight from `read`, as a server does after the
-    /// upgrade (for tests and the fuzzer, which have no socket).
-    pub fn over(read: R) -> Self {
-        let (ws, _) = fastwebsockets::after_handshake_split(
-            read,
-            tokio::io::sink(),
-            fastwebsockets::Role::Server,
-        );
-        FrameReader::new(ws)
-    }
-
     /// Reads one whole text message of at most `limit` bytes, reassembling
-    /// fragments. `owed` gets the control frames the peer must be sent.
-    /// The message stays valid until the next read or [`FrameReader::release`].
-    pub async fn read_message(
+    /// fragments. `owed` gets the control frames the peer must be sent; it
+    /// may refuse one (the connection is over its budget), which ends the
+    /// read with that error. The message stays valid until the next read or
+    /// [`FrameReader::release`].
+    pub async fn read_message<E>(
         &mut self,
         limit: usize,
-        mut owed: impl FnMut(Obligation),
-    ) -> Result<&mut Vec<u8>, ReadError> {
-        // fastwebsockets' check is `>=`: allow exactly `limit`.
-        self.ws.set_max_message_size(limit + 1);
+        mut owed: impl FnMut(Obligation) -> Result<(), E>,
+    ) -> Result<&mut Vec<u8>, ReadEnd<E>> {
         self.message.release();
-        let mut obligated = |frame: Frame<'_>| -> Ready<Result<(), Infallible>> {
-            owed(match frame.opcode {
-                OpCode::Pong => Obligation::Pong(frame.payload.to_vec()),
-                _ => Obligation::CloseEcho(frame.payload.to_vec()),
-            });
-            ready(Ok(()))
-        };
         loop {
-            let frame = self
-                .ws
-                .read_frame(&mut obligated)
-                .await
-                .map_err(|e| match e {
-                    WebSocketError::FrameTooLarge => {
-                        ReadError::Message(MessageError::TooLarge { limit })
+            let header = self.read_header().await?;
+            if header.opcode.is_control() {
+                let payload = self.read_control(&header).await?;
+                match header.opcode {
+                    Opcode::Ping => owed(Obligation::Pong(payload)).map_err(ReadEnd::Refused)?,
+                    Opcode::Close => {
+                        owed(Obligation::CloseEcho(payload)).map_err(ReadEnd::Refused)?;
+                        return Err(ReadError::Closed.into());
                     }
-                    WebSocketError::InvalidUTF8 => ReadError::Message(MessageError::InvalidUtf8),
-                    e => ReadError::Transport(e),
-                })?;
-            let progress = self
+                    _ => {}
+                }
+                continue;
+            }
+            let len = usize::try_from(header.len).unwrap_or(usize::MAX);
+            self.read_payload(&header, len, limit).await?;
+            if self
                 .message
-                .push(frame.opcode.into(), frame.fin, &frame.payload, limit)
-                .map_err(ReadError::Message)?;
-            match progress {
-                Progress::Complete => return Ok(self.message.message_mut()),
-                Progress::Control(crate::protocol::Opcode::Close) => return Err(ReadError::Closed),
-                Progress::Partial | Progress::Control(_) => {}
+                .end_frame(header.fin)
+                .map_err(ReadError::from)?
+                == Progress::Complete
+            {
+                return Ok(self.message.message_mut());
             }
         }
     }
 
-    /// Frees the last message's buffer if a large one grew it.
+    /// Frees the last message's buffer, and the read buffer if nothing is
+    /// left in it.
     pub fn release(&mut self) {
         self.message.release();
+        if self.start == self.buf.len() {
+            self.buf = Vec::new();
+            self.start = 0;
+        }
+    }
+
+    /// Bytes this reader holds allocated (for tests and memory accounting).
+    pub fn allocated(&self) -> usize {
+        self.buf.capacity() + self.message.capacity()
+    }
+
+    async fn read_header(&mut self) -> Result<FrameHeader, ReadError> {
+        let mut need = 2;
+        loop {
+            self.fill(need).await?;
+            match ws::parse_header(&self.buf[self.start..])? {
+                Parsed::Incomplete(n) => need = n,
+                Parsed::Header(header, used) => {
+                    self.start += used;
+                    return Ok(header);
+                }
+            }
+        }
+    }
+
+    async fn read_control(&mut self, header: &FrameHeader) -> Result<Vec<u8>, ReadError> {
+        // The header check bounds a control payload to 125 bytes.
+        let len = usize::try_from(header.len).unwrap_or(MAX_CONTROL_PAYLOAD);
+        self.fill(len).await?;
+        let mut payload = self.buf[self.start..self.start + len].to_vec();
+        self.start += len;
+        ws::unmask(&mut payload, header.mask, 0);
+        Ok(payload)
+    }
+
+    /// Reads a data frame's payload into the reassembler: what is buffered
+    /// is copied, the rest is read straight into place.
+    async fn read_payload(
+        &mut self,
+        header: &FrameHeader,
+        len: usize,
+        limit: usize,
+    ) -> Result<(), ReadError> {
+        let slot = self.message.begin_frame(header.opcode, len, limit)?;
+        let buffered = (self.buf.len() - self.start).min(len);
+        slot[..buffered].copy_from_slice(&self.buf[self.start..self.start + buffered]);
+        self.start += buffered;
+        let mut filled = buffered;
+        while filled < len {
+            let mut read_buf = ReadBuf::new(&mut slot[filled..]);
+            poll_fn(|cx| Pin::new(&mut self.io).poll_read(cx, &mut read_buf)).await?;
+            let n = read_buf.filled().len();
+            if n == 0 {
+                return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into());
+            }
+            filled += n;
+        }
+        ws::unmask(slot, header.mask, 0);
+        Ok(())
+    }
+
+    /// Makes sure `n` unconsumed bytes are buffered.
+    async fn fill(&mut self, n: usize) -> io::Result<()> {
+        poll_fn(|cx| self.poll_fill(cx, n)).await
+    }
+
+    fn poll_fill(&mut self, cx: &mut Context<'_>, n: usize) -> Poll<io::Result<()>> {
+        loop {
+            let have = self.buf.len() - self.start;
+            if have >= n {
+                return Poll::Ready(Ok(()));
+            }
+            if self.start > 0 {
+                self.buf.drain(..self.start);
+                self.start = 0;
+            }
+            let filled = self.buf.len();
+            self.buf.resize(filled + (n - have).max(READ_CHUNK), 0);
+            let mut read_buf = ReadBuf::new(&mut self.buf[filled..]);
+            let polled = Pin::new(&mut self.io).poll_read(cx, &mut read_buf);
+            let got = read_buf.filled().len();
+            self.buf.truncate(filled + got);
+            match polled {
+                Poll::Pending => {
+                    if self.buf.is_empty() {
+                        // Idle: hold no buffer while waiting.
+                        self.buf = Vec::new();
+                    }
+                    return Poll::Pending;
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(())) if got == 0 => {
+                    return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()));
+                }
+                Poll::Ready(Ok(())) => {}
+            }
+        }
+    }
+}
+
+/// Why a read ended: a read error, or a control reply the caller refused.
+#[derive(Debug)]
+pub enum ReadEnd<E> {
+    /// The read failed.
+    Read(ReadError),
+    /// `owed` refused a control reply with this error.
+    Refused(E),
+}
+
+impl<E> From<ReadError> for ReadEnd<E> {
+    fn from(e: ReadError) -> Self {
+        ReadEnd::Read(e)
+    }
+}
+
+impl<E> From<HeaderError> for ReadEnd<E> {
+    fn from(e: HeaderError) -> Self {
+        ReadEnd::Read(e.into())
+    }
+}
+
+impl<E> From<io::Error> for ReadEnd<E> {
+    fn from(e: io::Error) -> Self {
+        ReadEnd::Read(e.into())
+    }
+}
+
+/// Writes server frames: unmasked, final, header and payload parts in one
+/// vectored write.
+pub struct FrameWriter<W> {
+    io: W,
+    /// The `seq` of the last broadcast event written.
+    seq: u64,
+}
+
+impl<W: AsyncWrite + Unpin> FrameWriter<W> {
+    /// Writes to `io`, the write half of an upgraded connection.
+    pub fn new(io: W) -> Self {
+        FrameWriter { io, seq: 0 }
+    }
+
+    /// Writes one frame whose payload is `parts` joined.
+    pub async fn write_frame(&mut self, opcode: Opcode, parts: &[&[u8]]) -> io::Result<()> {
+        let mut header = [0u8; ws::MAX_HEADER_LEN];
+        let len = parts.iter().map(|p| p.len()).sum();
+        let n = ws::write_header(&mut header, opcode, len);
+        let mut slices = Vec::with_capacity(parts.len() + 1);
+        slices.push(IoSlice::new(&header[..n]));
+        slices.extend(
+            parts
+                .iter()
+                .filter(|p| !p.is_empty())
+                .map(|p| IoSlice::new(p)),
+        );
+        let mut slices = &mut slices[..];
+        while !slices.is_empty() {
+            let written = self.io.write_vectored(slices).await?;
+            if written == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            IoSlice::advance_slices(&mut slices, written);
+        }
+        self.io.flush().await
+    }
+
+    /// Writes a broadcast event numbered with this connection's next `seq`.
+    pub async fn write_event(&mut self, event: &crate::protocol::SharedEvent) -> io::Result<()> {
+        self.seq += 1;
+        let mut tail = Vec::with_capacity(64);
+        event.write_tail(Some(self.seq), &mut tail);
+        self.write_frame(Opcode::Text, &[event.head(), &tail]).await
     }
 }
 
 /// Writes the outbox to the socket until a close is written, the outbox is
 /// ended and drained, or the socket fails. Late-bound replies are rendered
 /// by `renderer` when their turn comes.
-pub async fn write_loop<W: AsyncWrite + Unpin>(
-    mut ws: WebSocketWrite<W>,
-    outbox: Receiver,
-    renderer: &Renderer,
-) {
-    let mut buf = Vec::with_capacity(256);
+pub async fn write_loop<W: AsyncWrite + Unpin>(io: W, outbox: Receiver, renderer: &Renderer) {
+    let mut ws = FrameWriter::new(io);
+    let mut buf = Vec::new();
     while let Some((out, size)) = outbox.next().await {
         buf.clear();
         let result = match out {
-            Out::Text(bytes) => ws.write_frame(Frame::text(Payload::Borrowed(&bytes))).await,
+            Out::Text(bytes) => ws.write_frame(Opcode::Text, &[&bytes]).await,
+            Out::Event(event) => ws.write_event(&event).await,
             Out::Applied { id, applied } => {
                 renderer.applied(&id, applied.await.is_ok(), &mut buf);
-                ws.write_frame(Frame::text(Payload::Borrowed(&buf))).await
+                ws.write_frame(Opcode::Text, &[&buf]).await
             }
             Out::Presence { id } => {
                 renderer.presence(&id, &mut buf);
-                ws.write_frame(Frame::text(Payload::Borrowed(&buf))).await
+                ws.write_frame(Opcode::Text, &[&buf]).await
             }
             Out::Health { id } => {
                 renderer.health(&id, &mut buf);
-                ws.write_frame(Frame::text(Payload::Borrowed(&buf))).await
+                ws.write_frame(Opcode::Text, &[&buf]).await
             }
-            Out::Pong(data) => ws.write_frame(Frame::pong(Payload::Owned(data))).await,
+            Out::Pong(data) => ws.write_frame(Opcode::Pong, &[&data]).await,
             Out::CloseEcho(data) => {
-                let _ = ws.write_frame(Frame::close_raw(Payload::Owned(data))).await;
+                let _ = ws.write_frame(Opcode::Close, &[&data]).await;
                 break;
             }
             Out::Close(close) => {
-                let frame = Frame::close(close.code.code(), close.reason.as_bytes());
-                let _ = ws.write_frame(frame).await;
+                let code = close.code.code().to_be_bytes();
+                let _ = ws
+                    .write_frame(Opcode::Close, &[&code, close.reason.as_bytes()])
+                    .await;
                 break;
             }
         };
         outbox.written(size);
+        if buf.capacity() > WRITE_BUFFER_KEEP {
+            buf = Vec::new();
+        }
         if result.is_err() {
             break;
         }
@@ -157,7 +343,7 @@ pub async fn write_loop<W: AsyncWrite + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::MessageError;
+    use std::convert::Infallible;
 
     /// A client frame: FIN bit, opcode, masked with a fixed key.
     fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
@@ -176,34 +362,44 @@ mod tests {
     }
 
     async fn read_all(input: Vec<u8>, limit: usize) -> (Vec<String>, Vec<Obligation>, ReadError) {
-        let mut reader = FrameReader::over(&input[..]);
+        let mut reader = FrameReader::new(&input[..]);
         let (mut messages, mut owed) = (Vec::new(), Vec::new());
         loop {
-            match reader.read_message(limit, |o| owed.push(o)).await {
+            let read = reader
+                .read_message(limit, |o| {
+                    owed.push(o);
+                    Ok::<(), Infallible>(())
+                })
+                .await;
+            match read {
                 Ok(m) => messages.push(String::from_utf8(m.clone()).unwrap()),
-                Err(e) => return (messages, owed, e),
+                Err(ReadEnd::Read(e)) => return (messages, owed, e),
+                Err(ReadEnd::Refused(never)) => match never {},
             }
         }
     }
 
+    fn is_eof(e: &ReadError) -> bool {
+        matches!(e, ReadError::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof)
+    }
+
     #[tokio::test]
     async fn fragments_are_joined_and_pings_answered_in_between() {
-        let mut input = frame(false, 0x1, b"{\"a\":");
+        let mut input = frame(false, 0x1, br#"{"a":"#);
         input.extend(frame(true, 0x9, b"p"));
         input.extend(frame(true, 0x0, b"1}"));
         input.extend(frame(true, 0x1, b"next"));
         let (messages, owed, end) = read_all(input, 64).await;
-        assert_eq!(messages, ["{\"a\":1}", "next"]);
+        assert_eq!(messages, [r#"{"a":1}"#, "next"]);
         assert_eq!(owed, [Obligation::Pong(b"p".to_vec())]);
-        assert!(matches!(
-            end,
-            ReadError::Transport(WebSocketError::UnexpectedEOF)
-        ));
+        assert!(is_eof(&end), "{end:?}");
     }
 
     #[tokio::test]
     async fn a_frame_over_the_limit_is_refused_from_its_header() {
-        let (messages, _, end) = read_all(frame(true, 0x1, &[b'a'; 200]), 100).await;
+        // Only the header is sent: the payload is never waited for.
+        let input = frame(true, 0x1, &[b'a'; 200])[..8].to_vec();
+        let (messages, _, end) = read_all(input, 100).await;
         assert!(messages.is_empty());
         assert!(matches!(
             end,
@@ -228,20 +424,55 @@ mod tests {
         assert!(matches!(end, ReadError::Message(MessageError::Binary)));
         let (_, owed, end) = read_all(frame(true, 0x8, &1000u16.to_be_bytes()), 64).await;
         assert!(matches!(end, ReadError::Closed));
-        assert!(matches!(owed[..], [Obligation::CloseEcho(_)]));
+        assert_eq!(
+            owed,
+            [Obligation::CloseEcho(1000u16.to_be_bytes().to_vec())]
+        );
     }
 
     #[tokio::test]
-    async fn a_large_message_does_not_stay_resident() {
-        let (big, small) = (vec![b'a'; 40_000], b"ok".to_vec());
-        let mut input = frame(true, 0x1, &big);
-        input.extend(frame(true, 0x1, &small));
-        let mut reader = FrameReader::over(&input[..]);
+    async fn an_unmasked_frame_fails_the_read() {
+        let (_, _, end) = read_all(vec![0x81, 0x02, b'h', b'i'], 64).await;
+        assert!(matches!(end, ReadError::Frame(HeaderError::Unmasked)));
+    }
+
+    #[tokio::test]
+    async fn an_idle_reader_holds_no_buffer_after_a_large_message() {
+        let big = vec![b'a'; 40_000];
+        let input = frame(true, 0x1, &big);
+        let mut reader = FrameReader::new(&input[..]);
+        let message = reader
+            .read_message(1 << 20, |_| Ok::<(), Infallible>(()))
+            .await
+            .unwrap();
+        assert_eq!(message.len(), big.len());
+        reader.release();
+        assert_eq!(reader.allocated(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_refused_pong_ends_the_read() {
+        let input = frame(true, 0x9, b"");
+        let mut reader = FrameReader::new(&input[..]);
+        let read = reader.read_message(64, |_| Err("over budget")).await;
+        assert!(matches!(read, Err(ReadEnd::Refused("over budget"))));
+    }
+
+    #[tokio::test]
+    async fn events_are_numbered_per_connection_without_gaps() {
+        let mut out = Vec::new();
+        let mut writer = FrameWriter::new(&mut out);
+        let event = crate::protocol::SharedEvent::tick(5);
+        writer.write_event(&event).await.unwrap();
+        writer.write_event(&event).await.unwrap();
+        // Two unmasked frames: 2-byte headers, then the JSON.
+        let first_len = usize::from(out[1]);
+        let first: serde_json::Value = serde_json::from_slice(&out[2..2 + first_len]).unwrap();
+        let rest = &out[2 + first_len..];
+        let second: serde_json::Value = serde_json::from_slice(&rest[2..]).unwrap();
         assert_eq!(
-            reader.read_message(1 << 20, |_| {}).await.unwrap().len(),
-            big.len()
+            (first["seq"].as_u64(), second["seq"].as_u64()),
+            (Some(1), Some(2))
         );
-        assert_eq!(reader.read_message(1 << 20, |_| {}).await.unwrap(), &small);
-        assert!(reader.message.capacity() <= crate::protocol::message::RETAINED_CAPACITY);
     }
 }

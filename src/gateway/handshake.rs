@@ -8,7 +8,7 @@
 
 use super::outbox::{Out, Outbox};
 use super::push::unavailable;
-use super::registry::{PresenceFeed, Subscriber};
+use super::registry::{HelloList, PresenceFeed, Subscriber};
 use super::self_entry::VERSION;
 use super::state::State;
 use crate::clock::now_millis;
@@ -106,7 +106,13 @@ impl Handshake<'_> {
             tracked,
         };
         let feed = feed(&session, &params);
-        self.send_hello(id, protocol, &conn_uuid, &session, feed);
+        let hello = HelloParts {
+            id,
+            protocol,
+            conn_uuid: &conn_uuid,
+            resume_from: params.presence_since,
+        };
+        self.send_hello(&hello, &session, feed);
         self.state.metrics().handshake(None);
         Ok(session)
     }
@@ -164,46 +170,62 @@ impl Handshake<'_> {
 
     /// Queues `hello-ok` and registers for broadcasts so that no broadcast
     /// newer than the hello's snapshot is missed (see `Registry::join`).
-    fn send_hello(
-        &self,
-        id: &str,
-        protocol: u32,
-        conn_uuid: &str,
-        session: &Session,
-        feed: PresenceFeed,
-    ) {
+    /// The list is shown only to a connection that may read presence
+    /// (§3.7); a delta client resuming from a version the log covers gets
+    /// none either, and a merged delta instead.
+    fn send_hello(&self, parts: &HelloParts<'_>, session: &Session, feed: PresenceFeed) {
         let config = &self.state.config;
         let policy = Policy {
             max_payload: config.max_payload,
             max_buffered_bytes: config.max_buffered_bytes,
             tick_interval_ms: u64::try_from(config.tick_interval.as_millis()).unwrap_or(u64::MAX),
         };
-        let render = || {
+        let render = |list: HelloList| {
             let snapshot = self.state.reader.load_full();
+            let (version, show) = match list {
+                HelloList::Full => (snapshot.version(), feed != PresenceFeed::None),
+                HelloList::Resumed(version) => (version, false),
+            };
             let hello = Hello {
-                protocol,
+                protocol: parts.protocol,
                 server_version: VERSION,
-                conn_id: conn_uuid,
+                conn_id: parts.conn_uuid,
                 role: session.role.as_str(),
                 scopes: &session.scopes,
                 policy,
-                presence_version: snapshot.version(),
+                presence_version: version,
                 uptime_ms: self.state.renderer.uptime_ms(),
             };
-            let mut frame = Vec::with_capacity(snapshot.list_json().len() + 512);
-            write_hello(&mut frame, id, &hello, |out| {
-                snapshot.write_list(now_millis(), out)
+            let capacity = if show { snapshot.list_json().len() } else { 0 };
+            let mut frame = Vec::with_capacity(capacity + 512);
+            write_hello(&mut frame, parts.id, &hello, |out| {
+                if show {
+                    snapshot.write_list(now_millis(), out);
+                } else {
+                    out.extend_from_slice(b"[]");
+                }
             });
-            (snapshot.version(), Bytes::from(frame))
+            (version, Bytes::from(frame))
         };
         let subscriber = Subscriber {
             outbox: self.outbox.clone(),
             feed,
             // `join` sets it to the hello's version.
-            since: 0,
+            held: 0,
         };
-        self.state.registry.join(self.conn, subscriber, render);
+        self.state
+            .registry
+            .join(self.conn, subscriber, parts.resume_from, render);
     }
+}
+
+/// What `hello-ok` needs from the request.
+struct HelloParts<'a> {
+    id: &'a str,
+    protocol: u32,
+    conn_uuid: &'a str,
+    /// `presenceSince`, for a delta client resuming.
+    resume_from: Option<u64>,
 }
 
 fn policy(reason: &'static str) -> Close {

@@ -12,6 +12,7 @@ mod connection;
 mod handshake;
 mod methods;
 mod outbox;
+mod pacing;
 mod push;
 mod registry;
 mod render;
@@ -20,6 +21,6 @@ mod server;
 mod session;
 mod state;
 
-pub use connection::{FrameReader, Obligation, ReadError};
+pub use connection::{FrameReader, Obligation, ReadEnd, ReadError};
 pub use server::{ACCEPT_BACKLOG, ServeError, Server, listen};
 pub use state::State;

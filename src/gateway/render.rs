@@ -2,25 +2,29 @@
 //! when they are queued: `system-presence` then shows every beacon the
 //! connection sent before it (read-your-writes), and `health` is current.
 
+use super::pacing::Pacing;
 use crate::clock::now_millis;
 use crate::engine::SnapshotReader;
 use crate::protocol::{
-    ErrorShape, OK_PAYLOAD, write_health, write_response_err, write_response_ok,
-    write_response_ok_with,
+    ErrorShape, FanoutHealth, Health, OK_PAYLOAD, write_health, write_response_err,
+    write_response_ok, write_response_ok_with,
 };
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Renders the late-bound replies from the published snapshot.
 pub struct Renderer {
     reader: SnapshotReader,
+    pacing: Arc<Pacing>,
     started: Instant,
 }
 
 impl Renderer {
-    /// A renderer reading `reader`; uptime counts from now.
-    pub fn new(reader: SnapshotReader) -> Renderer {
+    /// A renderer reading `reader` and `pacing`; uptime counts from now.
+    pub fn new(reader: SnapshotReader, pacing: Arc<Pacing>) -> Renderer {
         Renderer {
             reader,
+            pacing,
             started: Instant::now(),
         }
     }
@@ -40,13 +44,19 @@ impl Renderer {
     /// The `health` reply to `id`.
     pub fn health(&self, id: &str, out: &mut Vec<u8>) {
         let snapshot = self.reader.load();
-        let mut payload = Vec::with_capacity(96);
-        write_health(
-            &mut payload,
-            self.uptime_ms(),
-            snapshot.len(),
-            snapshot.version(),
-        );
+        let pacing = self.pacing.read();
+        let health = Health {
+            uptime_ms: self.uptime_ms(),
+            entries: snapshot.len(),
+            version: snapshot.version(),
+            fanout: FanoutHealth {
+                interval_ms: pacing.interval_ms,
+                full: pacing.full,
+                delta: pacing.delta,
+            },
+        };
+        let mut payload = Vec::with_capacity(160);
+        write_health(&mut payload, &health);
         write_response_ok(out, id, &payload);
     }
 

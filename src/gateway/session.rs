@@ -8,7 +8,7 @@
 //! A protocol violation closes only this connection; the reason is
 //! returned to the accept loop, which logs it once.
 
-use super::connection::{FrameReader, Obligation, ReadError, write_loop};
+use super::connection::{FrameReader, Obligation, ReadEnd, ReadError, write_loop};
 use super::handshake::{Handshake, Refused, Session, send_challenge};
 use super::methods::{Reply, dispatch};
 use super::outbox::{Out, Outbox, Receiver, SlowConsumer, outbox};
@@ -17,10 +17,9 @@ use crate::config::PRE_AUTH_MAX_PAYLOAD;
 use crate::engine::Event;
 use crate::metrics::ModeLabels;
 use crate::protocol::{
-    Close, ErrorShape, MessageError, Role, parse_request, write_response_err, write_shutdown,
+    Close, ErrorShape, MessageError, Role, SharedEvent, parse_request, write_response_err,
 };
 use bytes::Bytes;
-use fastwebsockets::WebSocketError;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,7 +45,9 @@ pub enum CloseReason {
     InvalidUtf8,
     /// Its outbox overflowed with replies.
     SlowConsumer,
-    /// The WebSocket layer failed.
+    /// The client broke a WebSocket rule (RFC 6455).
+    Protocol(String),
+    /// The socket failed.
     Transport(String),
     /// The upgrade never completed.
     Upgrade(String),
@@ -64,9 +65,7 @@ pub async fn serve(
         Ok(ws) => ws,
         Err(e) => return CloseReason::Upgrade(e.to_string()),
     };
-    let (read, write) = tokio::io::split(ws.into_inner());
-    let (reader, writer) =
-        fastwebsockets::after_handshake_split(read, write, fastwebsockets::Role::Server);
+    let (reader, writer) = tokio::io::split(ws.into_inner());
     let outbox = outbox(state.config.max_buffered_bytes);
     let receiver = Receiver::new(&outbox);
     let renderer = Arc::clone(&state.renderer);
@@ -116,15 +115,20 @@ impl Connection {
                 .await
             {
                 Ok(message) => message,
-                Err(e) => return self.close_for(e),
+                Err(ReadEnd::Read(e)) => return self.close_for(e),
+                Err(ReadEnd::Refused(SlowConsumer)) => return self.slow_consumer(),
             };
             if let Err(SlowConsumer) = self.handle_request(message) {
-                self.state.metrics().slow_consumers.inc();
-                self.outbox.close(Close::SLOW_CONSUMER);
-                return CloseReason::SlowConsumer;
+                return self.slow_consumer();
             }
             reader.release();
         }
+    }
+
+    fn slow_consumer(&self) -> CloseReason {
+        self.state.metrics().slow_consumers.inc();
+        self.outbox.close(Close::SLOW_CONSUMER);
+        CloseReason::SlowConsumer
     }
 
     /// Reads the first message under the handshake timeout and completes
@@ -142,8 +146,7 @@ impl Connection {
             // connection: it says goodbye itself (§7, graceful shutdown).
             _ = shutdown.wait_for(|down| *down) => {
                 self.state.metrics().handshake(Some("shutdown"));
-                let mut frame = Vec::with_capacity(64);
-                write_shutdown(&mut frame, None);
+                let frame = SharedEvent::shutdown().to_frame(None);
                 let _ = self.outbox.reply(Out::Text(Bytes::from(frame)), 0);
                 self.outbox.close(Close::SHUTDOWN);
                 return Err(CloseReason::Shutdown);
@@ -155,9 +158,13 @@ impl Connection {
                 self.outbox.close(Close::HANDSHAKE_TIMEOUT);
                 return Err(CloseReason::HandshakeTimeout);
             }
-            Ok(Err(e)) => {
+            Ok(Err(ReadEnd::Read(e))) => {
                 self.state.metrics().handshake(Some("transport"));
                 return Err(self.close_for(e));
+            }
+            Ok(Err(ReadEnd::Refused(SlowConsumer))) => {
+                self.state.metrics().handshake(Some("slow consumer"));
+                return Err(self.slow_consumer());
             }
             Ok(Ok(message)) => message,
         };
@@ -189,24 +196,24 @@ impl Connection {
 
     /// Queues the close a read error calls for; the reason to report.
     fn close_for(&self, e: ReadError) -> CloseReason {
-        match e {
+        let (close, reason) = match e {
             ReadError::Message(MessageError::TooLarge { .. }) => {
-                self.outbox.close(Close::TOO_LARGE);
-                CloseReason::TooLarge
+                (Close::TOO_LARGE, CloseReason::TooLarge)
             }
-            ReadError::Message(MessageError::Binary) => {
-                self.outbox.close(Close::BINARY);
-                CloseReason::Binary
-            }
+            ReadError::Message(MessageError::Binary) => (Close::BINARY, CloseReason::Binary),
             ReadError::Message(MessageError::InvalidUtf8) => {
-                self.outbox.close(Close::INVALID_UTF8);
-                CloseReason::InvalidUtf8
+                (Close::INVALID_UTF8, CloseReason::InvalidUtf8)
             }
-            ReadError::Message(e) => CloseReason::Transport(e.to_string()),
-            ReadError::Closed => CloseReason::ClientClosed,
-            ReadError::Transport(WebSocketError::UnexpectedEOF) => CloseReason::ClientClosed,
-            ReadError::Transport(e) => CloseReason::Transport(e.to_string()),
-        }
+            ReadError::Message(e) => (Close::PROTOCOL_ERROR, CloseReason::Protocol(e.to_string())),
+            ReadError::Frame(e) => (Close::PROTOCOL_ERROR, CloseReason::Protocol(e.to_string())),
+            ReadError::Closed => return CloseReason::ClientClosed,
+            ReadError::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                return CloseReason::ClientClosed;
+            }
+            ReadError::Io(e) => return CloseReason::Transport(e.to_string()),
+        };
+        self.outbox.close(close);
+        reason
     }
 
     /// Answers one request read after the handshake.
@@ -265,12 +272,11 @@ impl Connection {
     }
 }
 
-/// Queues a control frame the peer is owed. Control replies are tiny and
-/// must go out even when the connection is over budget.
-fn queue_owed(outbox: &Outbox, owed: Obligation) {
-    let out = match owed {
-        Obligation::Pong(data) => Out::Pong(data),
-        Obligation::CloseEcho(data) => Out::CloseEcho(data),
-    };
-    let _ = outbox.reply(out, 0);
+/// Queues a control frame the peer is owed. Pongs count against the
+/// budget (at most one is pending); the close echo always goes out.
+fn queue_owed(outbox: &Outbox, owed: Obligation) -> Result<(), SlowConsumer> {
+    match owed {
+        Obligation::Pong(data) => outbox.pong(data),
+        Obligation::CloseEcho(data) => outbox.reply(Out::CloseEcho(data), 0),
+    }
 }

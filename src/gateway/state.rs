@@ -5,6 +5,7 @@
 //!
 //! [`http::Context`]: crate::http::Context
 
+use super::pacing::Pacing;
 use super::registry::Registry;
 use super::render::Renderer;
 use super::self_entry::SelfInfo;
@@ -14,7 +15,7 @@ use crate::config::ServeConfig;
 use crate::engine::{Engine, EngineConfig, Event, EventSender, SnapshotReader, WriterStats};
 use crate::http::{Context, SseFeed};
 use crate::metrics::Metrics;
-use crate::presence::{Key, StoreConfig};
+use crate::presence::{DEFAULT_LOG_KEYS, Key, StoreConfig};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::watch;
@@ -37,6 +38,8 @@ pub struct State {
     pub http: Arc<Context>,
     /// Renders the replies an outbox writer sends.
     pub renderer: Arc<Renderer>,
+    /// The broadcaster's pacing decision, for `health`.
+    pub pacing: Arc<Pacing>,
     /// Flips to `true` when graceful shutdown begins.
     pub shutdown: watch::Sender<bool>,
     /// The reserved key of the gateway's own entry, parsed once: every
@@ -62,14 +65,17 @@ impl State {
             writer_stats: engine.stats(),
             shutdown: shutdown.subscribe(),
         });
+        let pacing = Arc::new(Pacing::default());
+        pacing.set(config.coalesce, 0, 0);
         Arc::new(State {
             self_key: Key::parse(&self_info.instance_id).expect("a UUID is not blank"),
             self_info,
             sender: engine.sender(),
             reader: engine.reader(),
             writer_stats: engine.stats(),
-            registry: Registry::default(),
-            renderer: Arc::new(Renderer::new(engine.reader())),
+            registry: Registry::new(engine.reader().load_full(), DEFAULT_LOG_KEYS),
+            renderer: Arc::new(Renderer::new(engine.reader(), Arc::clone(&pacing))),
+            pacing,
             http,
             shutdown,
             next_conn: AtomicU64::new(1),

@@ -5,7 +5,8 @@
 //! the snapshots (unchanged rows share their `Arc` across publishes), so the
 //! diff is O(rows) pointer compares, with no field-by-field comparison.
 
-use super::snapshot::Snapshot;
+use super::key::Key;
+use super::snapshot::{Snapshot, SnapshotEntry};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -21,6 +22,19 @@ pub struct Changes<'a> {
 
 /// The changes from `before` to `after`.
 pub fn changes<'a>(before: &'a Snapshot, after: &'a Snapshot) -> Changes<'a> {
+    let (upserts, removed) = changed_rows(before, after);
+    Changes {
+        upserts: upserts.into_iter().map(|row| &row.json[..]).collect(),
+        removed: removed.into_iter().map(Key::as_str).collect(),
+    }
+}
+
+/// The rows of `after` that are new or rewritten since `before`, in list
+/// order, and the keys of `before` that `after` no longer has.
+pub fn changed_rows<'a>(
+    before: &'a Snapshot,
+    after: &'a Snapshot,
+) -> (Vec<&'a SnapshotEntry>, Vec<&'a Key>) {
     let old: HashMap<&str, &Arc<super::Entry>> = before
         .entries()
         .iter()
@@ -33,31 +47,33 @@ pub fn changes<'a>(before: &'a Snapshot, after: &'a Snapshot) -> Changes<'a> {
             !old.get(row.key.as_str())
                 .is_some_and(|e| Arc::ptr_eq(e, &row.entry))
         })
-        .map(|row| &row.json[..])
         .collect();
     let now: HashSet<&str> = after.entries().iter().map(|row| row.key.as_str()).collect();
     let removed = before
         .entries()
         .iter()
-        .map(|row| row.key.as_str())
-        .filter(|key| !now.contains(key))
+        .map(|row| &row.key)
+        .filter(|key| !now.contains(key.as_str()))
         .collect();
-    Changes { upserts, removed }
+    (upserts, removed)
+}
+
+/// A store with the defaults and a self entry on host `gw` (tests).
+#[cfg(test)]
+pub(super) fn test_store() -> super::Store {
+    let me = super::Entry {
+        host: Some("gw".into()),
+        instance_id: Some("self".into()),
+        ..super::Entry::default()
+    };
+    super::Store::new(super::StoreConfig::default(), me)
 }
 
 #[cfg(test)]
 mod tests {
+    use super::test_store as store;
     use super::*;
-    use crate::presence::{Entry, Key, Patch, Store, StoreConfig};
-
-    fn store() -> Store {
-        let me = Entry {
-            host: Some("gw".into()),
-            instance_id: Some("self".into()),
-            ..Entry::default()
-        };
-        Store::new(StoreConfig::default(), me)
-    }
+    use crate::presence::{Key, Patch};
 
     fn patch(host: &str) -> Patch {
         Patch {

@@ -1,5 +1,6 @@
 //! Presence semantics (PROTOCOL.md §5, §6): pure, deterministic, no I/O.
 
+mod changelog;
 mod diff;
 mod entry;
 mod key;
@@ -9,7 +10,8 @@ mod status;
 mod store;
 pub mod text;
 
-pub use diff::{Changes, changes};
+pub use changelog::{ChangeLog, DEFAULT_LOG_KEYS, Merged};
+pub use diff::{Changes, changed_rows, changes};
 pub use entry::{Entry, Millis, Patch, fallback_text, is_loopback};
 pub use key::Key;
 pub use snapshot::{Snapshot, SnapshotEntry};

@@ -50,6 +50,8 @@ impl Close {
     pub const TOO_LARGE: Close = Close::new(CloseCode::TooBig, "message too large");
     /// A binary frame (§1).
     pub const BINARY: Close = Close::new(CloseCode::Unsupported, "binary frames are not supported");
+    /// A frame that breaks RFC 6455 (unmasked, reserved bits, bad fragments).
+    pub const PROTOCOL_ERROR: Close = Close::new(CloseCode::ProtocolError, "protocol error");
     /// A text message that is not UTF-8.
     pub const INVALID_UTF8: Close = Close::new(CloseCode::InvalidPayload, "invalid UTF-8");
 
@@ -83,6 +85,7 @@ mod tests {
             Close::TOO_LARGE,
             Close::BINARY,
             Close::INVALID_UTF8,
+            Close::PROTOCOL_ERROR,
         ] {
             assert!(close.reason.len() <= 123, "{close:?}");
         }

@@ -202,6 +202,9 @@ pub struct ConnectParams {
     pub locale: Option<String>,
     /// `userAgent`; `None` when absent or blank.
     pub user_agent: Option<String>,
+    /// `presenceSince` (rollcall): the last presence version a delta client
+    /// holds; `None` when absent.
+    pub presence_since: Option<u64>,
 }
 
 impl ConnectParams {
@@ -287,6 +290,7 @@ pub fn parse_connect(params: Option<&OwnedValue>) -> Result<ConnectParams, Conne
     };
     let locale = fields.optional_text("locale", MAX_NAME_LEN)?;
     let user_agent = fields.optional_text("userAgent", MAX_USER_AGENT_LEN)?;
+    let presence_since = fields.optional_u64("presenceSince", "an integer >= 0")?;
 
     // Accepted but not used by presence: checked for type only, and bounded by the frame size.
     fields.check_string_array("commands")?;
@@ -305,6 +309,7 @@ pub fn parse_connect(params: Option<&OwnedValue>) -> Result<ConnectParams, Conne
         device_id,
         locale,
         user_agent,
+        presence_since,
     })
 }
 

@@ -8,6 +8,7 @@
 
 use super::frame::{StateVersion, write_event_with, write_json, write_json_str};
 use crate::clock::Millis;
+use bytes::Bytes;
 
 /// The `health` half of `stateVersion`; rollcall publishes no health changes.
 pub const HEALTH_VERSION: u64 = 1;
@@ -41,51 +42,126 @@ pub fn write_challenge(out: &mut Vec<u8>, nonce: &str, ts: Millis) {
     );
 }
 
-/// `tick` `{"ts":TS}` (§7).
-pub fn write_tick(out: &mut Vec<u8>, ts: Millis, seq: u64) {
-    write_event_with(
-        out,
-        "tick",
-        |out| {
-            out.extend_from_slice(br#"{"ts":"#);
-            write_json(out, &ts);
-            out.push(b'}');
-        },
-        Some(seq),
-        None,
-    );
+/// A broadcast event as every connection shares it: the frame's bytes up to
+/// where the per-connection part begins. Each connection's writer appends
+/// [`SharedEvent::write_tail`] with its own `seq` (§2: numbered per
+/// connection when written), so the large part is encoded once and shared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedEvent {
+    /// `{"type":"event","event":NAME,"payload":PAYLOAD` with no closing brace.
+    head: Bytes,
+    /// The `stateVersion` the tail carries, for presence events.
+    state_version: Option<StateVersion>,
 }
 
-/// `shutdown` `{"reason":…}` (§7). `seq` is `None` for a connection that
-/// never completed its handshake (it has no broadcast numbering).
-pub fn write_shutdown(out: &mut Vec<u8>, seq: Option<u64>) {
-    write_event_with(
-        out,
-        "shutdown",
-        |out| {
-            out.extend_from_slice(br#"{"reason":"#);
-            write_json_str(out, SHUTDOWN_REASON);
-            out.push(b'}');
-        },
-        seq,
-        None,
-    );
-}
+impl SharedEvent {
+    fn build(
+        event: &str,
+        state_version: Option<StateVersion>,
+        payload: impl FnOnce(&mut Vec<u8>),
+        hint: usize,
+    ) -> SharedEvent {
+        let mut head = Vec::with_capacity(hint + 48);
+        head.extend_from_slice(br#"{"type":"event","event":"#);
+        write_json_str(&mut head, event);
+        head.extend_from_slice(br#","payload":"#);
+        payload(&mut head);
+        SharedEvent {
+            head: Bytes::from(head),
+            state_version,
+        }
+    }
 
-/// `presence` `{"presence":[…]}` with `seq` and `stateVersion` (§7); `list`
-/// appends the list.
-pub fn write_presence(out: &mut Vec<u8>, version: u64, seq: u64, list: impl FnOnce(&mut Vec<u8>)) {
-    write_event_with(
-        out,
-        "presence",
-        |out| {
-            out.extend_from_slice(br#"{"presence":"#);
-            list(out);
-            out.push(b'}');
-        },
-        Some(seq),
-        Some(state_version(version)),
-    );
+    /// `presence` `{"presence":[…]}` at `version` (§7); `list` appends the
+    /// list, about `hint` bytes.
+    pub fn presence(version: u64, hint: usize, list: impl FnOnce(&mut Vec<u8>)) -> SharedEvent {
+        SharedEvent::build(
+            "presence",
+            Some(state_version(version)),
+            |out| {
+                out.extend_from_slice(br#"{"presence":"#);
+                list(out);
+                out.push(b'}');
+            },
+            hint,
+        )
+    }
+
+    /// `presence.delta` `{"from":V1,"to":V2,"upserts":[…],"removed":[…]}` (§7).
+    pub fn delta<'a, U, R>(delta: Delta<'a, U, R>) -> SharedEvent
+    where
+        U: IntoIterator<Item = &'a [u8]>,
+        R: IntoIterator<Item = &'a str>,
+    {
+        let to = delta.to;
+        SharedEvent::build(
+            "presence.delta",
+            Some(state_version(to)),
+            |out| write_delta_payload(out, delta),
+            256,
+        )
+    }
+
+    /// `tick` `{"ts":TS}` (§7).
+    pub fn tick(ts: Millis) -> SharedEvent {
+        SharedEvent::build(
+            "tick",
+            None,
+            |out| {
+                out.extend_from_slice(br#"{"ts":"#);
+                write_json(out, &ts);
+                out.push(b'}');
+            },
+            16,
+        )
+    }
+
+    /// `shutdown` `{"reason":…}` (§7).
+    pub fn shutdown() -> SharedEvent {
+        SharedEvent::build(
+            "shutdown",
+            None,
+            |out| {
+                out.extend_from_slice(br#"{"reason":"#);
+                write_json_str(out, SHUTDOWN_REASON);
+                out.push(b'}');
+            },
+            48,
+        )
+    }
+
+    /// The shared bytes.
+    pub fn head(&self) -> &Bytes {
+        &self.head
+    }
+
+    /// The presence version it brings the client to, if it is a presence event.
+    pub fn presence_version(&self) -> Option<u64> {
+        self.state_version.map(|v| v.presence)
+    }
+
+    /// Appends the per-connection end of the frame: `,"seq":N`, the
+    /// `stateVersion` if any, and the closing brace. `None` leaves `seq`
+    /// out (an event to a connection that has no broadcast numbering yet).
+    pub fn write_tail(&self, seq: Option<u64>, out: &mut Vec<u8>) {
+        if let Some(seq) = seq {
+            out.extend_from_slice(br#","seq":"#);
+            write_json(out, &seq);
+        }
+        if let Some(version) = self.state_version {
+            out.extend_from_slice(br#","stateVersion":"#);
+            write_json(out, &version);
+        }
+        out.push(b'}');
+    }
+
+    /// The whole frame with `seq`, as one buffer.
+    pub fn to_frame(&self, seq: Option<u64>) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.head.len() + 64);
+        out.extend_from_slice(&self.head);
+        self.write_tail(seq, &mut out);
+        out
+    }
 }
 
 /// What changed between two presence versions.
@@ -102,23 +178,6 @@ where
     pub upserts: U,
     /// Keys removed since `from`.
     pub removed: R,
-}
-
-/// `presence.delta` `{"from":V1,"to":V2,"upserts":[…],"removed":[…]}` with
-/// `seq` and `stateVersion` (§7).
-pub fn write_delta<'a, U, R>(out: &mut Vec<u8>, delta: Delta<'a, U, R>, seq: u64)
-where
-    U: IntoIterator<Item = &'a [u8]>,
-    R: IntoIterator<Item = &'a str>,
-{
-    let to = delta.to;
-    write_event_with(
-        out,
-        "presence.delta",
-        |out| write_delta_payload(out, delta),
-        Some(seq),
-        Some(state_version(to)),
-    );
 }
 
 /// The `presence.delta` payload alone.

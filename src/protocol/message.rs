@@ -5,15 +5,10 @@
 //! Invariants: control frames may arrive between the fragments of a message
 //! and never disturb it; a message is never longer than the limit the caller
 //! passes; a completed text message is valid UTF-8; after
-//! [`Reassembler::release`] the buffer holds no more than
-//! [`RETAINED_CAPACITY`] bytes, so an idle reader's memory does not depend on
-//! the largest message it ever read.
+//! [`Reassembler::release`] it holds no buffer, so an idle reader's memory
+//! does not depend on the largest message it ever read.
 
 use thiserror::Error;
-
-/// The buffer capacity kept between messages. Requests and beacons are a
-/// few hundred bytes; a larger buffer, grown by one big message, is freed.
-pub const RETAINED_CAPACITY: usize = 4096;
 
 /// A frame's opcode, as far as reassembly cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,31 +101,45 @@ impl Reassembler {
         payload: &[u8],
         limit: usize,
     ) -> Result<Progress, MessageError> {
-        match opcode {
-            Opcode::Close | Opcode::Ping | Opcode::Pong => Ok(Progress::Control(opcode)),
-            Opcode::Binary => Err(MessageError::Binary),
-            Opcode::Text if self.assembling => Err(MessageError::UnfinishedMessage),
-            Opcode::Continuation if !self.assembling => Err(MessageError::UnexpectedContinuation),
-            Opcode::Text => {
-                self.buf.clear();
-                self.append(payload, fin, limit)
-            }
-            Opcode::Continuation => self.append(payload, fin, limit),
+        if opcode.is_control() {
+            return Ok(Progress::Control(opcode));
         }
+        self.begin_frame(opcode, payload.len(), limit)?
+            .copy_from_slice(payload);
+        self.end_frame(fin)
     }
 
-    fn append(
+    /// Starts a data frame of `len` bytes: checks it against the message in
+    /// progress and the limit, and returns the space its payload goes in.
+    /// Nothing is allocated for a frame that would break the limit, so a
+    /// header alone cannot make the reader reserve memory.
+    pub fn begin_frame(
         &mut self,
-        payload: &[u8],
-        fin: bool,
+        opcode: Opcode,
+        len: usize,
         limit: usize,
-    ) -> Result<Progress, MessageError> {
-        if self.buf.len() + payload.len() > limit {
+    ) -> Result<&mut [u8], MessageError> {
+        match opcode {
+            Opcode::Binary => return Err(MessageError::Binary),
+            Opcode::Text if self.assembling => return Err(MessageError::UnfinishedMessage),
+            Opcode::Continuation if !self.assembling => {
+                return Err(MessageError::UnexpectedContinuation);
+            }
+            Opcode::Text => self.buf.clear(),
+            _ => {}
+        }
+        let start = self.buf.len();
+        if len > limit.saturating_sub(start) {
             self.assembling = false;
             self.release();
             return Err(MessageError::TooLarge { limit });
         }
-        self.buf.extend_from_slice(payload);
+        self.buf.resize(start + len, 0);
+        Ok(&mut self.buf[start..])
+    }
+
+    /// Ends the data frame begun last: the message is complete when `fin`.
+    pub fn end_frame(&mut self, fin: bool) -> Result<Progress, MessageError> {
         if !fin {
             self.assembling = true;
             return Ok(Progress::Partial);
@@ -149,10 +158,9 @@ impl Reassembler {
 
     /// Forgets the last message and gives back memory a large one grew.
     pub fn release(&mut self) {
-        self.buf.clear();
-        if self.buf.capacity() > RETAINED_CAPACITY {
-            self.buf = Vec::new();
-        }
+        // Nothing is kept: an idle reader holds no buffer, and the
+        // allocator makes the next one cheap.
+        self.buf = Vec::new();
     }
 
     /// Bytes the buffer holds allocated (for tests and memory accounting).
@@ -263,10 +271,10 @@ mod tests {
     #[test]
     fn release_frees_a_large_buffer() {
         let mut r = Reassembler::new();
-        let big = vec![b'a'; RETAINED_CAPACITY * 4];
+        let big = vec![b'a'; 16 * 1024];
         r.push(Opcode::Text, true, &big, usize::MAX).unwrap();
         assert!(r.capacity() >= big.len());
         r.release();
-        assert!(r.capacity() <= RETAINED_CAPACITY);
+        assert_eq!(r.capacity(), 0);
     }
 }

@@ -17,6 +17,7 @@ mod replies;
 pub mod system_event;
 #[cfg(test)]
 mod wire_tests;
+pub mod ws;
 
 pub use close::{Close, CloseCode};
 pub use connect::{
@@ -26,8 +27,8 @@ pub use connect::{
 };
 pub use error::{ErrorCode, ErrorShape};
 pub use events::{
-    Delta, HEALTH_VERSION, SHUTDOWN_REASON, state_version, write_challenge, write_delta,
-    write_delta_payload, write_presence, write_shutdown, write_sse_presence, write_tick,
+    Delta, HEALTH_VERSION, SHUTDOWN_REASON, SharedEvent, state_version, write_challenge,
+    write_delta_payload, write_sse_presence,
 };
 pub use frame::{
     FrameError, INVALID_FRAME_ID, Request, StateVersion, parse_request, write_event,
@@ -36,5 +37,5 @@ pub use frame::{
 pub use message::{MessageError, Opcode, Progress, Reassembler};
 pub use method::{EVENTS, METHOD_NAMES, Method};
 pub use params::ParamError;
-pub use replies::{Hello, OK_PAYLOAD, Policy, write_health, write_hello};
+pub use replies::{FanoutHealth, Health, Hello, OK_PAYLOAD, Policy, write_health, write_hello};
 pub use system_event::{SystemEventParams, parse_system_event};

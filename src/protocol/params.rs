@@ -276,6 +276,22 @@ impl<'a> Fields<'a> {
     }
 
     /// A required integer no smaller than `min`; `expected` describes the rule for the error.
+    /// An optional non-negative integer; `null` counts as absent.
+    pub(crate) fn optional_u64(
+        &self,
+        path: &'static str,
+        expected: &'static str,
+    ) -> Result<Option<u64>, ParamError> {
+        match self.value(path) {
+            None => Ok(None),
+            Some(value) if value.is_null() => Ok(None),
+            Some(value) => value.as_u64().map(Some).ok_or(ParamError::WrongType {
+                field: path,
+                expected,
+            }),
+        }
+    }
+
     pub(crate) fn required_u64_at_least(
         &self,
         path: &'static str,

@@ -90,14 +90,44 @@ fn write_policy(out: &mut Vec<u8>, policy: &Policy) {
     out.push(b'}');
 }
 
+/// The fan-out figures `health` reports (rollcall).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FanoutHealth {
+    /// The paced interval between full-list fan-outs, in milliseconds.
+    pub interval_ms: u64,
+    /// Connections that get full lists.
+    pub full: u64,
+    /// Connections that get deltas.
+    pub delta: u64,
+}
+
+/// What `health` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Health {
+    /// Milliseconds since the gateway started.
+    pub uptime_ms: u64,
+    /// Rows in the presence list.
+    pub entries: usize,
+    /// The presence version.
+    pub version: u64,
+    /// Fan-out pacing.
+    pub fanout: FanoutHealth,
+}
+
 /// The `health` payload (§4, rollcall):
-/// `{"ok":true,"uptimeMs":N,"presence":{"entries":N,"version":N}}`.
-pub fn write_health(out: &mut Vec<u8>, uptime_ms: u64, entries: usize, version: u64) {
+/// `{"ok":true,"uptimeMs":N,"presence":{"entries":N,"version":N},"fanout":{…}}`.
+pub fn write_health(out: &mut Vec<u8>, health: &Health) {
     out.extend_from_slice(br#"{"ok":true,"uptimeMs":"#);
-    write_json(out, &uptime_ms);
+    write_json(out, &health.uptime_ms);
     out.extend_from_slice(br#","presence":{"entries":"#);
-    write_json(out, &entries);
+    write_json(out, &health.entries);
     out.extend_from_slice(br#","version":"#);
-    write_json(out, &version);
-    out.extend_from_slice(b"}}");
+    write_json(out, &health.version);
+    out.extend_from_slice(br#"},"fanout":{"intervalMs":"#);
+    write_json(out, &health.fanout.interval_ms);
+    out.extend_from_slice(br#","watchers":{"full":"#);
+    write_json(out, &health.fanout.full);
+    out.extend_from_slice(br#","delta":"#);
+    write_json(out, &health.fanout.delta);
+    out.extend_from_slice(b"}}}");
 }

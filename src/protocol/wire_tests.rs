@@ -44,49 +44,53 @@ fn challenge_carries_nonce_and_ts_and_no_seq() {
 
 #[test]
 fn tick_carries_ts_and_seq() {
-    let mut out = Vec::new();
-    write_tick(&mut out, 7, 3);
-    let v = parse(&out);
+    let v = parse(&SharedEvent::tick(7).to_frame(Some(3)));
+    assert_eq!(v["type"], "event");
     assert_eq!(v["event"], "tick");
     assert_eq!(v["payload"], json!({"ts": 7}));
     assert_eq!(v["seq"], 3);
+    assert!(v.get("stateVersion").is_none());
 }
 
 #[test]
 fn shutdown_carries_a_reason_and_its_seq_when_given() {
-    let mut out = Vec::new();
-    write_shutdown(&mut out, Some(9));
-    let v = parse(&out);
+    let v = parse(&SharedEvent::shutdown().to_frame(Some(9)));
     assert_eq!(v["event"], "shutdown");
     assert_eq!(v["payload"]["reason"], SHUTDOWN_REASON);
     assert_eq!(v["seq"], 9);
-    out.clear();
-    write_shutdown(&mut out, None);
-    assert!(parse(&out).get("seq").is_none());
+    let v = parse(&SharedEvent::shutdown().to_frame(None));
+    assert!(v.get("seq").is_none());
 }
 
 #[test]
 fn presence_event_carries_list_seq_and_state_version() {
-    let mut out = Vec::new();
-    write_presence(&mut out, 5, 2, list);
-    let v = parse(&out);
+    let event = SharedEvent::presence(5, 32, list);
+    let v = parse(&event.to_frame(Some(2)));
     assert_eq!(v["event"], "presence");
     assert_eq!(v["payload"]["presence"][0]["host"], "a");
     assert_eq!(v["seq"], 2);
     assert_eq!(v["stateVersion"], json!({"presence": 5, "health": 1}));
+    assert_eq!(event.presence_version(), Some(5));
+}
+
+#[test]
+fn shared_bytes_are_the_same_for_every_seq() {
+    let event = SharedEvent::presence(5, 32, list);
+    let (a, b) = (event.to_frame(Some(1)), event.to_frame(Some(1_000_000)));
+    let head = event.head().len();
+    assert_eq!(a[..head], b[..head]);
+    assert_eq!(parse(&b)["seq"], 1_000_000);
 }
 
 #[test]
 fn delta_carries_from_to_upserts_and_removed() {
-    let mut out = Vec::new();
     let delta = Delta {
         from: 3,
         to: 5,
         upserts: [&br#"{"ts":1}"#[..], &br#"{"ts":2}"#[..]],
         removed: ["gone", "q\"uote"],
     };
-    write_delta(&mut out, delta, 4);
-    let v = parse(&out);
+    let v = parse(&SharedEvent::delta(delta).to_frame(Some(4)));
     assert_eq!(v["event"], "presence.delta");
     assert_eq!(
         v["payload"],
@@ -151,10 +155,21 @@ fn hello_ok_has_every_field_section_3_7_names() {
 #[test]
 fn health_payload_has_uptime_entries_and_version() {
     let mut out = Vec::new();
-    write_health(&mut out, 10, 3, 7);
+    let health = Health {
+        uptime_ms: 10,
+        entries: 3,
+        version: 7,
+        fanout: FanoutHealth {
+            interval_ms: 100,
+            full: 2,
+            delta: 1,
+        },
+    };
+    write_health(&mut out, &health);
     assert_eq!(
         parse(&out),
-        json!({"ok": true, "uptimeMs": 10, "presence": {"entries": 3, "version": 7}})
+        json!({"ok": true, "uptimeMs": 10, "presence": {"entries": 3, "version": 7},
+               "fanout": {"intervalMs": 100, "watchers": {"full": 2, "delta": 1}}})
     );
     assert_eq!(parse(OK_PAYLOAD), json!({"ok": true}));
 }

@@ -1,0 +1,280 @@
+//! WebSocket framing (RFC 6455 §5): the headers of frames a server reads
+//! from clients and writes to them. Pure; the socket side is
+//! `gateway::connection`.
+//!
+//! Invariants: [`parse_header`] accepts only what §5 allows a client to
+//! send to a server: no reserved bits (no extension is negotiated), a known
+//! opcode, the mask bit set (§5.1: the server must fail the connection on an
+//! unmasked frame), control frames final and at most 125 bytes, and a
+//! 64-bit length with its top bit clear. [`write_header`] writes the
+//! minimal-length header of an unmasked server frame.
+
+use super::message::Opcode;
+use thiserror::Error;
+
+/// Longest frame header: 2 bytes, an 8-byte length, a 4-byte mask.
+pub const MAX_HEADER_LEN: usize = 14;
+
+/// Longest control frame payload (§5.5).
+pub const MAX_CONTROL_PAYLOAD: usize = 125;
+
+/// A parsed frame header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameHeader {
+    /// The final fragment of its message.
+    pub fin: bool,
+    /// What the frame is.
+    pub opcode: Opcode,
+    /// The masking key.
+    pub mask: [u8; 4],
+    /// Payload length in bytes.
+    pub len: u64,
+}
+
+/// A header that breaks a rule of RFC 6455 §5; each names the rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum HeaderError {
+    /// RSV1-3 set with no extension negotiated (§5.2).
+    #[error("reserved bits set")]
+    ReservedBits,
+    /// An opcode §5.2 reserves.
+    #[error("unknown opcode {0:#x}")]
+    UnknownOpcode(u8),
+    /// A client frame without a mask (§5.1).
+    #[error("client frame not masked")]
+    Unmasked,
+    /// A fragmented control frame (§5.5).
+    #[error("fragmented control frame")]
+    FragmentedControl,
+    /// A control frame over 125 bytes (§5.5).
+    #[error("control frame over 125 bytes")]
+    ControlTooLong,
+    /// A 64-bit length with its most significant bit set (§5.2).
+    #[error("payload length out of range")]
+    LengthOutOfRange,
+}
+
+/// What [`parse_header`] found at the start of a buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parsed {
+    /// The header is this long in all; the buffer holds fewer bytes.
+    Incomplete(usize),
+    /// A whole header, and how many bytes it took.
+    Header(FrameHeader, usize),
+}
+
+impl Opcode {
+    /// The opcode with this 4-bit code, if §5.2 defines it.
+    pub fn from_code(code: u8) -> Option<Opcode> {
+        Some(match code {
+            0x0 => Opcode::Continuation,
+            0x1 => Opcode::Text,
+            0x2 => Opcode::Binary,
+            0x8 => Opcode::Close,
+            0x9 => Opcode::Ping,
+            0xA => Opcode::Pong,
+            _ => return None,
+        })
+    }
+
+    /// The 4-bit code on the wire.
+    pub fn code(self) -> u8 {
+        match self {
+            Opcode::Continuation => 0x0,
+            Opcode::Text => 0x1,
+            Opcode::Binary => 0x2,
+            Opcode::Close => 0x8,
+            Opcode::Ping => 0x9,
+            Opcode::Pong => 0xA,
+        }
+    }
+
+    /// Close, ping or pong.
+    pub fn is_control(self) -> bool {
+        matches!(self, Opcode::Close | Opcode::Ping | Opcode::Pong)
+    }
+}
+
+/// Parses the header of a client frame at the start of `buf`.
+pub fn parse_header(buf: &[u8]) -> Result<Parsed, HeaderError> {
+    let [b0, b1, ..] = *buf else {
+        return Ok(Parsed::Incomplete(2));
+    };
+    if b0 & 0x70 != 0 {
+        return Err(HeaderError::ReservedBits);
+    }
+    let fin = b0 & 0x80 != 0;
+    let opcode = Opcode::from_code(b0 & 0x0f).ok_or(HeaderError::UnknownOpcode(b0 & 0x0f))?;
+    if b1 & 0x80 == 0 {
+        return Err(HeaderError::Unmasked);
+    }
+    let short = b1 & 0x7f;
+    let ext = match short {
+        126 => 2,
+        127 => 8,
+        _ => 0,
+    };
+    if opcode.is_control() {
+        if !fin {
+            return Err(HeaderError::FragmentedControl);
+        }
+        if ext != 0 || usize::from(short) > MAX_CONTROL_PAYLOAD {
+            return Err(HeaderError::ControlTooLong);
+        }
+    }
+    let total = 2 + ext + 4;
+    if buf.len() < total {
+        return Ok(Parsed::Incomplete(total));
+    }
+    let len = match ext {
+        0 => u64::from(short),
+        2 => u64::from(u16::from_be_bytes([buf[2], buf[3]])),
+        _ => {
+            let mut be = [0u8; 8];
+            be.copy_from_slice(&buf[2..10]);
+            u64::from_be_bytes(be)
+        }
+    };
+    if len >> 63 != 0 {
+        return Err(HeaderError::LengthOutOfRange);
+    }
+    let mut mask = [0u8; 4];
+    mask.copy_from_slice(&buf[2 + ext..total]);
+    Ok(Parsed::Header(
+        FrameHeader {
+            fin,
+            opcode,
+            mask,
+            len,
+        },
+        total,
+    ))
+}
+
+/// Unmasks `payload` in place; `offset` is how many payload bytes came
+/// before it in the same frame (the key rotates through the payload).
+pub fn unmask(payload: &mut [u8], mask: [u8; 4], offset: usize) {
+    for (i, byte) in payload.iter_mut().enumerate() {
+        *byte ^= mask[(offset + i) & 3];
+    }
+}
+
+/// Writes the header of an unmasked, final server frame of `len` bytes
+/// into `out`; returns how many bytes it took (2, 4 or 10).
+pub fn write_header(out: &mut [u8; MAX_HEADER_LEN], opcode: Opcode, len: usize) -> usize {
+    out[0] = 0x80 | opcode.code();
+    if len < 126 {
+        out[1] = len as u8;
+        2
+    } else if let Ok(len) = u16::try_from(len) {
+        out[1] = 126;
+        out[2..4].copy_from_slice(&len.to_be_bytes());
+        4
+    } else {
+        out[1] = 127;
+        out[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+        10
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn masked(b0: u8, len_byte: u8, ext: &[u8]) -> Vec<u8> {
+        let mut v = vec![b0, 0x80 | len_byte];
+        v.extend_from_slice(ext);
+        v.extend_from_slice(&[1, 2, 3, 4]);
+        v
+    }
+
+    #[test]
+    fn short_masked_text_frame_parses() {
+        let buf = masked(0x81, 5, &[]);
+        assert_eq!(
+            parse_header(&buf),
+            Ok(Parsed::Header(
+                FrameHeader {
+                    fin: true,
+                    opcode: Opcode::Text,
+                    mask: [1, 2, 3, 4],
+                    len: 5
+                },
+                6
+            ))
+        );
+    }
+
+    #[test]
+    fn partial_headers_ask_for_the_whole_header() {
+        let buf = masked(0x81, 126, &[1, 0]);
+        assert_eq!(parse_header(&buf[..1]), Ok(Parsed::Incomplete(2)));
+        assert_eq!(parse_header(&buf[..5]), Ok(Parsed::Incomplete(8)));
+        assert!(matches!(parse_header(&buf), Ok(Parsed::Header(h, 8)) if h.len == 256));
+    }
+
+    #[test]
+    fn unmasked_client_frame_is_refused() {
+        assert_eq!(parse_header(&[0x81, 0x05]), Err(HeaderError::Unmasked));
+    }
+
+    #[test]
+    fn reserved_bits_and_opcodes_are_refused() {
+        assert_eq!(
+            parse_header(&masked(0xC1, 1, &[])),
+            Err(HeaderError::ReservedBits)
+        );
+        assert_eq!(
+            parse_header(&masked(0x83, 1, &[])),
+            Err(HeaderError::UnknownOpcode(3))
+        );
+    }
+
+    #[test]
+    fn control_frames_must_be_final_and_short() {
+        assert_eq!(
+            parse_header(&masked(0x09, 0, &[])),
+            Err(HeaderError::FragmentedControl)
+        );
+        assert_eq!(
+            parse_header(&masked(0x89, 126, &[0, 126])),
+            Err(HeaderError::ControlTooLong)
+        );
+    }
+
+    #[test]
+    fn huge_length_is_refused() {
+        let buf = masked(0x82, 127, &[0x80, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(parse_header(&buf), Err(HeaderError::LengthOutOfRange));
+    }
+
+    #[test]
+    fn unmask_rotates_the_key_across_chunks() {
+        let mask = [9, 8, 7, 6];
+        let data: Vec<u8> = (0..11).collect();
+        let mut whole = data.clone();
+        unmask(&mut whole, mask, 0);
+        let mut split = data.clone();
+        let (a, b) = split.split_at_mut(5);
+        unmask(a, mask, 0);
+        unmask(b, mask, 5);
+        assert_eq!(whole, split);
+    }
+
+    proptest! {
+        #[test]
+        fn written_headers_read_back(len in 0usize..200_000, op in prop::sample::select(vec![Opcode::Text, Opcode::Pong, Opcode::Close])) {
+            let len = if op.is_control() { len % 126 } else { len };
+            let mut out = [0u8; MAX_HEADER_LEN];
+            let n = write_header(&mut out, op, len);
+            // A server frame has no mask; set the bit and add a key to
+            // read it back as a client frame would be read.
+            let mut client = out[..n].to_vec();
+            client[1] |= 0x80;
+            client.extend_from_slice(&[0, 0, 0, 0]);
+            let parsed = parse_header(&client).unwrap();
+            prop_assert_eq!(parsed, Parsed::Header(FrameHeader { fin: true, opcode: op, mask: [0; 4], len: len as u64 }, n + 4));
+        }
+    }
+}
