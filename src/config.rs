@@ -14,6 +14,13 @@ use thiserror::Error;
 pub const DEFAULT_BIND: &str = "127.0.0.1:18789";
 /// OpenClaw closes connections that have not said `connect` by then.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// "A few seconds" (PROTOCOL.md §3.2): a real client sends its request
+/// head in one segment, and a dashboard re-opens an idle connection cheaply.
+pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections that may wait for their first request at once: far more
+/// than a ramp of thousands of clients per second has in flight (each
+/// waits milliseconds), far fewer than the file limit.
+pub const DEFAULT_MAX_WAITING_CONNECTIONS: usize = 1024;
 /// OpenClaw's `policy.tickIntervalMs`.
 pub const DEFAULT_TICK_INTERVAL: Duration = Duration::from_secs(30);
 /// At most one `presence` event per this interval (PROTOCOL.md §7).
@@ -34,13 +41,15 @@ pub const DEFAULT_FANOUT_BUDGET: u64 = 256 * 1024 * 1024;
 /// How long graceful shutdown waits for connections to close.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-/// Scopes a token grants.
+/// What a token grants: scopes, and whether it may connect as a node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenGrant {
     /// The secret.
     pub token: String,
     /// Full scope names, e.g. `operator.read`.
     pub scopes: Vec<String>,
+    /// May connect as role `node` (and then beacon its own entry).
+    pub node: bool,
 }
 
 /// Why a `--token` value was refused.
@@ -49,43 +58,57 @@ pub enum TokenParseError {
     /// Nothing before the colon.
     #[error("token is empty")]
     Empty,
-    /// A scope after the colon is not read, write or admin.
-    #[error("unknown scope {0:?} in token (use read, write, admin or operator.*)")]
+    /// A grant after the colon is not read, write, admin or node.
+    #[error("unknown grant {0:?} in token (use read, write, admin, node or operator.*)")]
     UnknownScope(String),
 }
 
-impl FromStr for TokenGrant {
-    type Err = TokenParseError;
-
-    /// `SECRET` grants every scope; `SECRET:read,write` grants those. Scope
-    /// names may be short (`read`) or full (`operator.read`). A secret that
-    /// itself contains `:` must be given with an explicit scope list.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (token, scopes) = match s.rsplit_once(':') {
-            None => (s, KNOWN_SCOPES.iter().map(|s| s.to_string()).collect()),
-            Some((token, list)) => {
-                let mut scopes = Vec::new();
-                for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-                    let full = match name {
-                        "read" | "operator.read" => "operator.read",
-                        "write" | "operator.write" => "operator.write",
-                        "admin" | "operator.admin" => "operator.admin",
-                        other => return Err(TokenParseError::UnknownScope(other.to_owned())),
-                    };
-                    if !scopes.iter().any(|s| s == full) {
-                        scopes.push(full.to_owned());
-                    }
-                }
-                (token, scopes)
-            }
-        };
+impl TokenGrant {
+    fn new(token: &str, scopes: Vec<String>, node: bool) -> Result<TokenGrant, TokenParseError> {
         if token.is_empty() {
             return Err(TokenParseError::Empty);
         }
         Ok(TokenGrant {
             token: token.to_owned(),
             scopes,
+            node,
         })
+    }
+}
+
+impl FromStr for TokenGrant {
+    type Err = TokenParseError;
+
+    /// `SECRET` grants every scope and role `node`; `SECRET:read,node`
+    /// grants those. Scope names may be short (`read`) or full
+    /// (`operator.read`). A secret that itself contains `:` must be given
+    /// with an explicit list.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let Some((token, list)) = s.rsplit_once(':') else {
+            return TokenGrant::new(
+                s,
+                KNOWN_SCOPES.iter().map(|s| s.to_string()).collect(),
+                true,
+            );
+        };
+        let mut scopes: Vec<String> = Vec::new();
+        let mut node = false;
+        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            let full = match name {
+                "node" => {
+                    node = true;
+                    continue;
+                }
+                "read" | "operator.read" => "operator.read",
+                "write" | "operator.write" => "operator.write",
+                "admin" | "operator.admin" => "operator.admin",
+                other => return Err(TokenParseError::UnknownScope(other.to_owned())),
+            };
+            if !scopes.iter().any(|s| s == full) {
+                scopes.push(full.to_owned());
+            }
+        }
+        TokenGrant::new(token, scopes, node)
     }
 }
 
@@ -96,8 +119,9 @@ pub struct ServeConfig {
     #[arg(long, env = "ROLLCALL_BIND", default_value = DEFAULT_BIND)]
     pub bind: SocketAddr,
 
-    /// Accepted token, repeatable. `SECRET` grants all scopes;
-    /// `SECRET:read`, `SECRET:read,write`, `SECRET:admin` grant those.
+    /// Accepted token, repeatable. `SECRET` grants all scopes and role
+    /// `node`; `SECRET:read`, `SECRET:read,write`, `SECRET:admin`,
+    /// `SECRET:node` grant those.
     /// In ROLLCALL_TOKEN, separate several tokens with spaces.
     #[arg(
         long = "token",
@@ -132,6 +156,16 @@ pub struct ServeConfig {
     /// kernel's accept backlog.
     #[arg(long, env = "ROLLCALL_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,
+
+    /// Close HTTP connections that have not sent a whole request head by
+    /// then, and keep-alive connections idle that long.
+    #[arg(long, env = "ROLLCALL_HTTP_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub http_timeout: Duration,
+
+    /// Most connections that have not sent a request yet; past it the
+    /// oldest of them is closed to make room.
+    #[arg(long, env = "ROLLCALL_MAX_WAITING_CONNECTIONS", default_value_t = DEFAULT_MAX_WAITING_CONNECTIONS)]
+    pub max_waiting_connections: usize,
 
     /// Close connections that have not completed `connect` by then.
     #[arg(long, env = "ROLLCALL_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
@@ -205,6 +239,8 @@ impl ServeConfig {
             trusted_proxies: Vec::new(),
             max_connections: DEFAULT_MAX_CONNECTIONS,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            http_timeout: DEFAULT_HTTP_TIMEOUT,
+            max_waiting_connections: DEFAULT_MAX_WAITING_CONNECTIONS,
             tick_interval: DEFAULT_TICK_INTERVAL,
             coalesce: DEFAULT_COALESCE,
             fanout_budget: DEFAULT_FANOUT_BUDGET,
@@ -223,6 +259,7 @@ impl ServeConfig {
         }
         for (name, value) in [
             ("--max-connections", self.max_connections),
+            ("--max-waiting-connections", self.max_waiting_connections),
             ("--max-payload", self.max_payload),
             ("--queue-capacity", self.queue_capacity),
             ("--max-batch", self.max_batch),
@@ -238,6 +275,7 @@ impl ServeConfig {
         for (name, value) in [
             ("--tick-interval", self.tick_interval),
             ("--handshake-timeout", self.handshake_timeout),
+            ("--http-timeout", self.http_timeout),
             ("--presence-ttl", self.presence_ttl),
         ] {
             if value.is_zero() {
@@ -265,6 +303,16 @@ mod tests {
         let grant: TokenGrant = "secret".parse().unwrap();
         assert_eq!(grant.token, "secret");
         assert_eq!(grant.scopes, KNOWN_SCOPES);
+        assert!(grant.node, "a bare secret keeps granting everything");
+    }
+
+    #[test]
+    fn node_is_granted_only_when_listed() {
+        let read: TokenGrant = "r:read".parse().unwrap();
+        assert!(!read.node);
+        let node: TokenGrant = "n:node".parse().unwrap();
+        assert!(node.node);
+        assert!(node.scopes.is_empty(), "node grants no operator scope");
     }
 
     #[test]

@@ -72,6 +72,8 @@ pub struct Metrics {
     pub watchers: Family<FeedLabels, Gauge>,
     /// Connections closed as slow consumers.
     pub slow_consumers: Counter,
+    /// Connections closed before their first request to make room.
+    pub waiting_evicted: Counter,
     writer_batch: Histogram,
     writer_apply: Histogram,
     queue_depth: Gauge,
@@ -110,6 +112,7 @@ impl Metrics {
             fanout_interval: Gauge::default(),
             watchers: Family::default(),
             slow_consumers: Counter::default(),
+            waiting_evicted: Counter::default(),
             writer_batch: Histogram::new(exponential_buckets(1.0, 4.0, 9)),
             writer_apply: Histogram::new(exponential_buckets(1e-6, 4.0, 12)),
             queue_depth: Gauge::default(),
@@ -161,6 +164,11 @@ impl Metrics {
             "slow_consumer_closes",
             "Connections closed for falling behind on replies",
             self.slow_consumers.clone(),
+        );
+        registry.register(
+            "waiting_evictions",
+            "Connections closed before their first request to make room for new ones",
+            self.waiting_evicted.clone(),
         );
     }
 

@@ -253,7 +253,7 @@ async fn protocol_range_without_supported_version_answers_mismatch_and_closes_10
         assert_invalid(&reply, "c1", "protocol mismatch");
         assert_eq!(
             reply["error"]["details"],
-            json!({"expectedProtocol": 4, "supported": [3, 4]})
+            json!({"code": "PROTOCOL_MISMATCH", "expectedProtocol": 4, "supported": [3, 4]})
         );
         assert_eq!(code, 1002, "[{min}, {max}]");
     }
@@ -385,16 +385,23 @@ fn with_token(token: Option<&str>, scopes: &[&str]) -> Value {
 #[tokio::test]
 async fn missing_or_wrong_token_answers_unauthorized_and_closes_1008() {
     let server = TestServer::start_with(|c| c.tokens = vec!["s3cret".parse().unwrap()]).await;
-    for token in [
-        None,
-        Some("wrong"),
-        Some("s3cre"),
-        Some("s3cretx"),
-        Some(""),
+    // OpenClaw clients read `details.code` to tell an auth failure (stop
+    // and ask for a token) from an outage (retry).
+    for (token, detail) in [
+        (None, "AUTH_TOKEN_MISSING"),
+        (Some(""), "AUTH_TOKEN_MISSING"),
+        (Some("wrong"), "AUTH_TOKEN_MISMATCH"),
+        (Some("s3cre"), "AUTH_TOKEN_MISMATCH"),
+        (Some("s3cretx"), "AUTH_TOKEN_MISMATCH"),
     ] {
         let params = with_token(token, &["operator.read"]);
         let (reply, code) = refused(&server, connect_frame("c1", params)).await;
         assert_invalid(&reply, "c1", "unauthorized");
+        assert_eq!(
+            reply["error"]["details"],
+            json!({"code": detail}),
+            "{token:?}"
+        );
         assert_eq!(code, 1008, "{token:?}");
     }
     // An `auth` object without a token is no token.
@@ -402,6 +409,7 @@ async fn missing_or_wrong_token_answers_unauthorized_and_closes_1008() {
     params["auth"] = json!({"password": "s3cret"});
     let (reply, code) = refused(&server, connect_frame("c1", params)).await;
     assert_invalid(&reply, "c1", "unauthorized");
+    assert_eq!(reply["error"]["details"]["code"], "AUTH_TOKEN_MISSING");
     assert_eq!(code, 1008);
 }
 

@@ -13,7 +13,7 @@ use super::self_entry::VERSION;
 use super::state::State;
 use crate::clock::now_millis;
 use crate::engine::Event;
-use crate::presence::{self, ConnectInfo, Key};
+use crate::presence::{self, ConnectInfo, Key, Patch};
 use crate::protocol::{
     Close, CloseCode, ConnectParams, ErrorShape, Hello, Policy, Role, grants_read, parse_connect,
     parse_request, write_challenge, write_hello, write_response_err,
@@ -31,6 +31,9 @@ pub struct Session {
     pub mode: &'static str,
     /// The presence key, when the connection is tracked.
     pub tracked: Option<Key>,
+    /// The key its connect upserts under (or would, if untracked): the
+    /// only entry a node may beacon (§5.2). `None` for the reserved key.
+    pub own_key: Option<Key>,
 }
 
 /// A refused handshake: the close was queued; the reason names it.
@@ -87,23 +90,32 @@ impl Handshake<'_> {
             let close = Close::new(CloseCode::ProtocolError, "protocol mismatch");
             return Err(self.refuse(Some((id, ErrorShape::protocol_mismatch())), close));
         };
-        let Ok(scopes) = self
-            .state
-            .auth()
-            .grant(params.auth.token.as_deref(), &params.scopes)
-        else {
-            return Err(self.refuse(
-                Some((id, ErrorShape::unauthorized())),
-                policy("unauthorized"),
-            ));
+        let token = params.auth.token.as_deref();
+        let scopes = match self.state.auth().grant(token, &params.scopes, params.role) {
+            Ok(scopes) => scopes,
+            Err(e) => {
+                let error = ErrorShape::unauthorized(e.detail_code());
+                return Err(self.refuse(Some((id, error)), policy("unauthorized")));
+            }
         };
         let conn_uuid = uuid::Uuid::new_v4().to_string();
-        let tracked = self.track(id, &params, &conn_uuid, &scopes).await?;
+        let (own_key, patch) =
+            presence::connect(connect_info(&params, &conn_uuid, &scopes, self.client_ip));
+        // The gateway's own key is reserved (§5.1): a client claiming it is
+        // served, but neither tracked nor allowed to beacon it.
+        let own_key = (own_key != *self.state.self_key()).then_some(own_key);
+        let tracked = match &own_key {
+            Some(key) if !self.state.config.is_untracked(params.client.mode.as_str()) => {
+                self.track(id, key.clone(), patch).await?
+            }
+            _ => None,
+        };
         let session = Session {
             role: params.role,
             mode: params.client.mode.as_str(),
             scopes,
             tracked,
+            own_key,
         };
         let feed = feed(&session, &params);
         let hello = HelloParts {
@@ -117,25 +129,9 @@ impl Handshake<'_> {
         Ok(session)
     }
 
-    /// Upserts the connection's entry unless its mode is untracked; the key
-    /// it was written under.
-    async fn track(
-        &self,
-        id: &str,
-        params: &ConnectParams,
-        conn_uuid: &str,
-        scopes: &[String],
-    ) -> Result<Option<Key>, Refused> {
-        if self.state.config.is_untracked(params.client.mode.as_str()) {
-            return Ok(None);
-        }
-        let (key, patch) =
-            presence::connect(connect_info(params, conn_uuid, scopes, self.client_ip));
-        // A client claiming the gateway's own key is served but not
-        // tracked: the self entry is reserved (§5.1).
-        if key == *self.state.self_key() {
-            return Ok(None);
-        }
+    /// Upserts the connection's entry and waits until it is applied, so
+    /// the hello's list holds it; the key it was written under.
+    async fn track(&self, id: &str, key: Key, patch: Patch) -> Result<Option<Key>, Refused> {
         let event = Event::Connect {
             conn: self.conn,
             key: key.clone(),

@@ -20,6 +20,7 @@ mod self_entry;
 mod server;
 mod session;
 mod state;
+mod waiting;
 
 pub use connection::{FrameReader, Obligation, ReadEnd, ReadError};
 pub use server::{ACCEPT_BACKLOG, ServeError, Server, listen};

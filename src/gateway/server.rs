@@ -1,18 +1,29 @@
 //! The listener: accepts TCP connections up to the connection limit,
 //! serves HTTP/1 on each, hands WebSocket upgrades on `/` and `/ws` to the
 //! connection task, and runs graceful shutdown.
+//!
+//! Invariants against clients that never finish a request:
+//! - every HTTP connection must send a complete request head within
+//!   `--http-timeout`, and an idle keep-alive connection is closed after it
+//!   (hyper's header read timeout runs whenever it waits for a head);
+//! - connections that have not sent a request yet are also held in a pool
+//!   of their own, smaller than the connection limit; when it is full, the
+//!   oldest is closed to make room (`waiting.rs`), so silent or slowloris
+//!   sockets can never lock WebSocket clients out.
 
 use super::client_ip::client_ip;
 use super::session::{self, CloseReason};
 use super::state::State;
+use super::waiting::{Waiting, WaitingPool};
 use crate::config::{ConfigError, ServeConfig};
 use crate::http::{Body, route};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use hyper::header::{HeaderValue, SEC_WEBSOCKET_VERSION};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -20,7 +31,7 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
 use thiserror::Error;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
@@ -44,6 +55,17 @@ pub enum ServeError {
 pub struct Server {
     listener: TcpListener,
     state: Arc<State>,
+}
+
+/// What one accepted connection's HTTP side holds.
+struct Accepted {
+    state: Arc<State>,
+    peer: SocketAddr,
+    /// Its place under `--max-connections`; handed to the WebSocket task on
+    /// upgrade, so an upgraded connection keeps counting.
+    slot: PermitSlot,
+    /// Its place in the pool of connections that have not sent a request.
+    waiting: Waiting,
 }
 
 impl Server {
@@ -77,6 +99,7 @@ impl Server {
         let state = self.state;
         let broadcaster = tokio::spawn(super::broadcast::run(Arc::clone(&state)));
         let limit = Arc::new(Semaphore::new(state.config.max_connections));
+        let pool = WaitingPool::new(state.config.max_waiting_connections);
         let mut connections = JoinSet::new();
         tokio::pin!(shutdown);
         loop {
@@ -85,59 +108,94 @@ impl Server {
                 _ = &mut shutdown => break,
             };
             let (socket, peer) = tokio::select! {
-                accepted = self.listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(e) => {
-                        // Typically EMFILE: back off instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
+                accepted = accept(&self.listener) => accepted,
                 _ = &mut shutdown => break,
             };
-            // A reply written as two segments would otherwise wait for the
-            // peer's delayed ACK (about 40 ms).
-            let _ = socket.set_nodelay(true);
-            let state = Arc::clone(&state);
-            // The slot goes to the WebSocket task on upgrade, so an upgraded
-            // connection keeps counting against the limit after hyper's part
-            // of it has ended; otherwise it is released with the HTTP task.
-            let slot: PermitSlot = Arc::new(Mutex::new(Some(permit)));
-            connections.spawn(async move {
-                let service =
-                    service_fn(move |req| handle(req, Arc::clone(&state), peer, Arc::clone(&slot)));
-                let conn = http1::Builder::new()
-                    .serve_connection(TokioIo::new(socket), service)
-                    .with_upgrades();
-                if let Err(e) = conn.await {
-                    tracing::debug!(%peer, error = %e, "http connection ended with an error");
-                }
-            });
+            if pool.is_full() {
+                state.metrics().waiting_evicted.inc();
+            }
+            let accepted = Accepted {
+                state: Arc::clone(&state),
+                peer,
+                slot: Arc::new(Mutex::new(Some(permit))),
+                waiting: pool.enter(),
+            };
+            connections.spawn(serve_http(socket, accepted));
             // Reap finished tasks so the set does not grow with history.
             while connections.try_join_next().is_some() {}
         }
-        tracing::info!("shutting down: notifying connections");
-        state.shutdown.send_replace(true);
-        let _ = broadcaster.await;
-        let grace = state.config.shutdown_grace;
-        let drained = tokio::time::timeout(grace, async {
-            while !state.registry.is_empty() {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-        .await;
-        if drained.is_err() {
-            tracing::warn!(
-                remaining = state.registry.len(),
-                "grace period over; closing the rest"
-            );
-        }
-        connections.abort_all();
-        let engine_state = Arc::clone(&state);
-        let _ = tokio::task::spawn_blocking(move || engine_state.stop_engine()).await;
-        tracing::info!("stopped");
+        drain(state, broadcaster, connections).await;
     }
+}
+
+/// Accepts the next connection, backing off on errors such as EMFILE
+/// instead of spinning.
+async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok((socket, peer)) => {
+                // A reply written as two segments would otherwise wait for
+                // the peer's delayed ACK (about 40 ms).
+                let _ = socket.set_nodelay(true);
+                return (socket, peer);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Serves HTTP/1 on one connection until it ends, upgrades, times out, or
+/// is evicted from the waiting pool before sending a request.
+async fn serve_http(socket: TcpStream, accepted: Accepted) {
+    let timeout = accepted.state.config.http_timeout;
+    let peer = accepted.peer;
+    let evicted = accepted.waiting.evicted();
+    let accepted = Arc::new(accepted);
+    let service = service_fn(move |req| handle(req, Arc::clone(&accepted)));
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(timeout)
+        .serve_connection(TokioIo::new(socket), service)
+        .with_upgrades();
+    tokio::select! {
+        result = conn => {
+            if let Err(e) = result {
+                tracing::debug!(%peer, error = %e, "http connection ended with an error");
+            }
+        }
+        () = evicted => tracing::debug!(%peer, "closed to make room: no request yet"),
+    }
+}
+
+/// Tells every connection that the gateway is going away, waits up to the
+/// grace period for them to close, and drains the presence engine.
+async fn drain(
+    state: Arc<State>,
+    broadcaster: tokio::task::JoinHandle<()>,
+    mut connections: JoinSet<()>,
+) {
+    tracing::info!("shutting down: notifying connections");
+    state.shutdown.send_replace(true);
+    let _ = broadcaster.await;
+    let drained = tokio::time::timeout(state.config.shutdown_grace, async {
+        while !state.registry.is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            remaining = state.registry.len(),
+            "grace period over; closing the rest"
+        );
+    }
+    connections.abort_all();
+    let engine_state = Arc::clone(&state);
+    let _ = tokio::task::spawn_blocking(move || engine_state.stop_engine()).await;
+    tracing::info!("stopped");
 }
 
 /// Connections the kernel queues before `accept`: a fleet ramping up at
@@ -161,40 +219,59 @@ type PermitSlot = Arc<Mutex<Option<OwnedSemaphorePermit>>>;
 
 async fn handle(
     mut req: Request<Incoming>,
-    state: Arc<State>,
-    peer: SocketAddr,
-    slot: PermitSlot,
+    accepted: Arc<Accepted>,
 ) -> Result<Response<Body>, Infallible> {
+    // A whole request head arrived: the connection is no longer waiting.
+    accepted.waiting.leave();
+    let state = &accepted.state;
     let path = req.uri().path();
     let ws_path = path == "/" || path == "/ws";
-    if ws_path && fastwebsockets::upgrade::is_upgrade_request(&req) {
-        if state.is_shutting_down() {
-            return Ok(crate::http::rest_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "gateway is shutting down",
-            ));
-        }
-        let ip = client_ip(peer.ip(), req.headers(), &state.config.trusted_proxies);
-        return Ok(match fastwebsockets::upgrade::upgrade(&mut req) {
-            Ok((response, upgrade)) => {
-                let permit = slot.lock().ok().and_then(|mut p| p.take());
-                tokio::spawn(async move {
-                    let _permit = permit;
-                    let reason = session::serve(upgrade, state, ip).await;
-                    match reason {
-                        CloseReason::ClientClosed | CloseReason::Shutdown => {
-                            tracing::trace!(%peer, ?reason, "connection closed")
-                        }
-                        _ => tracing::debug!(%peer, ?reason, "connection closed"),
-                    }
-                });
-                response.map(|body| body.map_err(|never| match never {}).boxed())
-            }
-            Err(e) => crate::http::rest_error(
-                StatusCode::BAD_REQUEST,
-                &format!("bad WebSocket upgrade: {e}"),
-            ),
-        });
+    if !(ws_path && fastwebsockets::upgrade::is_upgrade_request(&req)) {
+        return Ok(route(req, &state.http).await);
     }
-    Ok(route(req, &state.http).await)
+    if state.is_shutting_down() {
+        return Ok(crate::http::rest_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "gateway is shutting down",
+        ));
+    }
+    let ip = client_ip(
+        accepted.peer.ip(),
+        req.headers(),
+        &state.config.trusted_proxies,
+    );
+    Ok(match fastwebsockets::upgrade::upgrade(&mut req) {
+        Ok((response, upgrade)) => {
+            let permit = accepted.slot.lock().ok().and_then(|mut p| p.take());
+            let (state, peer) = (Arc::clone(state), accepted.peer);
+            tokio::spawn(async move {
+                let _permit = permit;
+                log_close(peer, session::serve(upgrade, state, ip).await);
+            });
+            response.map(|body| body.map_err(|never| match never {}).boxed())
+        }
+        Err(e) => bad_upgrade(&e),
+    })
+}
+
+/// A refused upgrade: 400, naming the version this server speaks
+/// (RFC 6455 §4.4).
+fn bad_upgrade(e: &fastwebsockets::WebSocketError) -> Response<Body> {
+    let mut response = crate::http::rest_error(
+        StatusCode::BAD_REQUEST,
+        &format!("bad WebSocket upgrade: {e}"),
+    );
+    response
+        .headers_mut()
+        .insert(SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+    response
+}
+
+fn log_close(peer: SocketAddr, reason: CloseReason) {
+    match reason {
+        CloseReason::ClientClosed | CloseReason::Shutdown => {
+            tracing::trace!(%peer, ?reason, "connection closed")
+        }
+        _ => tracing::debug!(%peer, ?reason, "connection closed"),
+    }
 }

@@ -104,6 +104,16 @@ impl ErrorShape {
         }))
     }
 
+    /// `FORBIDDEN` `a node may only write its own entry` (§5.2, rollcall):
+    /// a node's beacon named another key.
+    pub fn not_own_entry(key: &str) -> Self {
+        Self::new(
+            ErrorCode::Forbidden,
+            format!("a node may only write its own entry, not {key:?}"),
+        )
+        .with_details(json!({ "code": "NOT_OWN_ENTRY", "key": key }))
+    }
+
     /// `UNAVAILABLE`, retryable, asking the client to wait `retry_after_ms` first.
     pub fn unavailable(message: impl Into<String>, retry_after_ms: u64) -> Self {
         Self {
@@ -114,17 +124,20 @@ impl ErrorShape {
     }
 
     /// `INVALID_REQUEST` `protocol mismatch` with
-    /// `{"expectedProtocol":4,"supported":[3,4]}` (§3.5).
+    /// `{"code":"PROTOCOL_MISMATCH","expectedProtocol":4,"supported":[3,4]}` (§3.5).
     pub fn protocol_mismatch() -> Self {
         Self::invalid_request("protocol mismatch").with_details(json!({
+            "code": "PROTOCOL_MISMATCH",
             "expectedProtocol": PROTOCOL_VERSION,
             "supported": SUPPORTED_PROTOCOLS,
         }))
     }
 
-    /// `INVALID_REQUEST` `unauthorized`: missing or wrong token (§3.6).
-    pub fn unauthorized() -> Self {
-        Self::invalid_request("unauthorized")
+    /// `INVALID_REQUEST` `unauthorized` with `{"code": CODE}`: a missing or
+    /// wrong token, or a role the token does not grant (§3.6). OpenClaw
+    /// clients read the code to stop retrying and ask for a token.
+    pub fn unauthorized(code: &str) -> Self {
+        Self::invalid_request("unauthorized").with_details(json!({ "code": code }))
     }
 
     /// `INVALID_REQUEST` `first request must be connect` (§3.3).
@@ -215,14 +228,17 @@ mod tests {
             json!({
                 "code": "INVALID_REQUEST",
                 "message": "protocol mismatch",
-                "details": {"expectedProtocol": 4, "supported": [3, 4]},
+                "details": {"code": "PROTOCOL_MISMATCH", "expectedProtocol": 4, "supported": [3, 4]},
             })
         );
     }
 
     #[test]
     fn handshake_messages_match_the_contract() {
-        assert_eq!(ErrorShape::unauthorized().message, "unauthorized");
+        assert_eq!(
+            ErrorShape::unauthorized("AUTH_TOKEN_MISSING").message,
+            "unauthorized"
+        );
         assert_eq!(
             ErrorShape::first_request_must_be_connect().message,
             "first request must be connect"

@@ -477,7 +477,11 @@ mod tests {
         write_response_ok(&mut out, id, b"[]");
         assert_eq!(as_json(&out)["id"], json!(id));
         out.clear();
-        write_response_err(&mut out, id, &ErrorShape::unauthorized());
+        write_response_err(
+            &mut out,
+            id,
+            &ErrorShape::unauthorized("AUTH_TOKEN_MISMATCH"),
+        );
         assert_eq!(as_json(&out)["id"], json!(id));
     }
 

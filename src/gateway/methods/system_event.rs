@@ -1,5 +1,6 @@
 //! `system-event`: a presence beacon (§5.2), from an `operator.admin`
-//! connection or a node. Acknowledged only once applied (read-your-writes).
+//! connection, or from a node for its own entry only. Acknowledged only
+//! once applied (read-your-writes).
 
 use super::Reply;
 use crate::engine::Event;
@@ -7,7 +8,7 @@ use crate::gateway::handshake::Session;
 use crate::gateway::outbox::Out;
 use crate::gateway::push::unavailable;
 use crate::gateway::state::State;
-use crate::presence;
+use crate::presence::{self, BeaconInput, Key};
 use crate::protocol::{ErrorShape, OPERATOR_ADMIN, Role, parse_system_event};
 use simd_json::OwnedValue;
 
@@ -23,7 +24,16 @@ pub fn call(state: &State, session: &Session, id: String, params: Option<&OwnedV
         Ok(params) => params,
         Err(why) => return Reply::Refuse(id, ErrorShape::invalid_params("system-event", why)),
     };
+    let own = match session.role {
+        Role::Node => match node_key(session, &params.beacon) {
+            Ok(own) => Some(own),
+            Err(error) => return Reply::Refuse(id, error),
+        },
+        Role::Operator => None,
+    };
     let (key, patch) = presence::beacon(params.beacon, &state.self_info.host);
+    // A node always writes its own entry, whatever the text parses to.
+    let key = own.unwrap_or(key);
     if key == *state.self_key() {
         let error = ErrorShape::invalid_request(
             "invalid system-event params: the key is reserved for the gateway's own entry",
@@ -37,4 +47,20 @@ pub fn call(state: &State, session: &Session, id: String, params: Option<&OwnedV
         }
         Err(e) => Reply::Refuse(id, unavailable(&e)),
     }
+}
+
+/// The key a node's beacon writes: its own (the key its connect upserted).
+/// A `deviceId` or `instanceId` naming another key is refused.
+fn node_key(session: &Session, beacon: &BeaconInput) -> Result<Key, ErrorShape> {
+    let Some(own) = &session.own_key else {
+        return Err(ErrorShape::not_own_entry(""));
+    };
+    for named in [&beacon.device_id, &beacon.instance_id] {
+        if let Some(key) = named.as_deref().and_then(Key::parse) {
+            if key != *own {
+                return Err(ErrorShape::not_own_entry(key.as_str()));
+            }
+        }
+    }
+    Ok(own.clone())
 }
