@@ -99,7 +99,10 @@ impl Server {
         let state = self.state;
         let broadcaster = tokio::spawn(super::broadcast::run(Arc::clone(&state)));
         let limit = Arc::new(Semaphore::new(state.config.max_connections));
-        let pool = WaitingPool::new(state.config.max_waiting_connections);
+        // Never more than half the connection limit: however many sockets
+        // wait without a request, half the slots stay for the rest.
+        let waiting = (state.config.max_connections / 2).max(1);
+        let pool = WaitingPool::new(state.config.max_waiting_connections.min(waiting));
         let mut connections = JoinSet::new();
         tokio::pin!(shutdown);
         loop {

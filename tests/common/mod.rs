@@ -8,6 +8,8 @@
 // Each test crate compiles this module and uses a different subset of it.
 #![allow(dead_code)]
 
+pub mod raw;
+
 use futures_util::{SinkExt, StreamExt};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
