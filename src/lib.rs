@@ -64,8 +64,9 @@
 //! # Data flow
 //!
 //! ```text
-//! WebSocket connections            gateway::connection (one task per socket)
-//!   │  parse frames (simd-json)    protocol::{parse_request, parse_connect, …}
+//! WebSocket connections            gateway::session (one task per socket) reads
+//!   │  frames, reassembly, limits  gateway::connection over protocol::{ws, message}
+//!   │  parse requests (simd-json)  protocol::{parse_request, parse_connect, …}
 //!   │  compute key + patch         presence::{connect, beacon}
 //!   └─ try_push(Event)             engine::EventSender: bounded queue, never blocks;
 //!        │                         a full queue hands the event back (UNAVAILABLE)
@@ -76,23 +77,42 @@
 //!        ▼
 //!   SnapshotCell (arc-swap)        engine::SnapshotCell: readers load() wait-free
 //!        │
-//!        ├─ system-presence        rendered from the snapshot's bytes
-//!        ├─ presence events        gateway::broadcast: coalesced, encoded once
-//!        └─ HTTP / SSE / page      http::{rest, sse, dashboard}
+//!        ├─ system-presence        rendered from the snapshot's bytes when the
+//!        │                         reply's turn comes (gateway::render)
+//!        ├─ presence events        gateway::broadcast: encoded once, offered to
+//!        │                         every outbox (latest wins), numbered per
+//!        │                         connection when written; full lists paced
+//!        └─ HTTP / SSE / page      http::{rest, sse, dashboard} via http::Context
 //! ```
 //!
 //! # Layout
 //!
 //! - [`presence`]: entries, keys, merge rules, the beacon text parser, the
-//!   store (TTL, cap, list order) and snapshots. Pure: no I/O, no clock.
-//! - [`protocol`]: frames, `connect` and `system-event` params, wire errors,
-//!   outbound encoders. Pure.
+//!   store (TTL, cap, list order), snapshots, their diffs and the change log
+//!   delta clients resume from. Pure: no I/O, no clock reads.
+//! - [`protocol`]: WebSocket frame headers and reassembly, request frames,
+//!   `connect` and `system-event` params, wire errors, close codes, the
+//!   method list, and a pure `write_*` encoder for every frame rollcall
+//!   sends. Pure.
 //! - [`engine`]: the hand-off from producers to the single writer and from
 //!   the writer to readers; `engine/sync.rs` is the seam loom replaces.
-//! - [`gateway`]: the listener, WebSocket upgrade, connection tasks, their
-//!   outboxes, broadcasts, auth and client IPs.
-//! - [`http`]: the dashboard page, REST routes and the SSE stream.
-//! - [`client`]: `rollcall presence`, `rollcall beacon` and `rollcall load`.
+//! - [`gateway`]: in the mini-redis mould: `server` (accept loop, limits,
+//!   timeouts, shutdown), `session` (one connection's life), `connection`
+//!   (frames in and out over any `AsyncRead`/`AsyncWrite`), `handshake`,
+//!   `methods/` (one file per method), `outbox`, `registry`, `broadcast`,
+//!   `pacing`, `state` (the composition root).
+//! - [`http`]: the dashboard page, REST routes and the SSE stream, behind a
+//!   narrow [`http::Context`]: it never imports the gateway.
+//! - [`auth`], [`clock`]: token grants and constant-time checks; the wall
+//!   clock every module may read without importing the engine.
+//! - [`client`]: `rollcall presence` and `rollcall beacon`, and the one
+//!   WebSocket client they share with the load generator: dial and upgrade
+//!   (`ws`), whole messages through `protocol::Reassembler` (`reader`), and
+//!   the `connect` handshake (`handshake`).
+//! - [`load`]: `rollcall load`, the fleet simulator and load generator, and
+//!   the `--echo` transport baseline server. It returns a `Summary` and
+//!   reports progress through a callback; the binary prints both (the
+//!   library never prints).
 //! - [`metrics`], [`config`]: Prometheus metrics; `rollcall serve` flags.
 //!
 //! # Trade-offs
@@ -107,11 +127,15 @@
 //!   (O(entries)); reads are then a pointer load and a byte copy. Good for
 //!   the default 200 entries and fine at 100k (tens of publishes per
 //!   second), wasteful for a million entries changing constantly.
-//! - **Per-connection outbox with a byte budget.** Broadcasts never wait for
-//!   a socket; a slow client loses events (and is told by `seq` gaps), and
-//!   one that cannot take its own replies is closed.
-//! - **Two tasks per connection.** fastwebsockets' reads are not cancel
-//!   safe, so the read half and the write half each get a task. That costs
+//! - **Latest wins per connection.** Broadcasts never wait for a socket and
+//!   never pile up: a slow client gets the newest list (or a merged delta)
+//!   when it catches up, never every list it missed, and its `seq` has no
+//!   gaps. One that cannot take its own replies is closed.
+//! - **Paced full lists.** Full-list egress is bounded by a budget, so with
+//!   thousands of watchers a full list arrives less often than every
+//!   change; clients that need every change should ask for deltas.
+//! - **Two tasks per connection.** The read half and the write half each get
+//!   a task, so a socket that does not read never blocks reading. That costs
 //!   memory per idle connection (see the README's performance section).
 #![warn(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
