@@ -1,8 +1,9 @@
-//! Presence semantics (PROTOCOL.md §5, §6): pure, deterministic, no I/O.
+//! Presence semantics (PROTOCOL.md §5, §6, §8): pure, deterministic, no I/O.
 
 mod diff;
 mod entry;
 mod key;
+mod remote;
 mod snapshot;
 mod source;
 mod status;
@@ -12,6 +13,7 @@ pub mod text;
 pub use diff::{Changes, changes};
 pub use entry::{Entry, Millis, Patch, fallback_text, is_loopback};
 pub use key::Key;
+pub use remote::{Holder, NodeId, RemoteOp, RemoteRow, Verdict, arbitrate, mark_disconnected};
 pub use snapshot::{Snapshot, SnapshotEntry};
 pub use source::{
     BeaconInput, ConnectInfo, TEXT_KEY_CHARS, beacon, connect, connect_reason, disconnect_reason,
