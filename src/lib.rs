@@ -93,6 +93,8 @@
 //!   outboxes, broadcasts, auth and client IPs.
 //! - [`http`]: the dashboard page, REST routes and the SSE stream.
 //! - [`client`]: `rollcall presence`, `rollcall beacon` and `rollcall load`.
+//! - [`fleet`]: fleet mode on Redis (other gateways' rows enter the
+//!   writer as `Event::Remote`) and warm restarts (Redis or a state file).
 //! - [`metrics`], [`config`]: Prometheus metrics; `rollcall serve` flags.
 //!
 //! # Trade-offs
@@ -110,6 +112,10 @@
 //! - **Per-connection outbox with a byte budget.** Broadcasts never wait for
 //!   a socket; a slow client loses events (and is told by `seq` gaps), and
 //!   one that cannot take its own replies is closed.
+//! - **Fleets share through Redis, not with each other.** Each gateway
+//!   writes only its own rows and merges the others' as events; there is no
+//!   ordering across gateways beyond "a live connection wins, then the
+//!   newer `ts`", and a dead gateway is noticed within one lease.
 //! - **Two tasks per connection.** fastwebsockets' reads are not cancel
 //!   safe, so the read half and the write half each get a task. That costs
 //!   memory per idle connection (see the README's performance section).
@@ -121,6 +127,7 @@ pub mod client;
 pub mod clock;
 pub mod config;
 pub mod engine;
+pub mod fleet;
 pub mod gateway;
 pub mod http;
 pub mod metrics;

@@ -4,16 +4,19 @@
 
 use crate::clock::now_millis;
 use crate::engine::SnapshotReader;
+use crate::fleet::FleetStatus;
 use crate::protocol::{
-    ErrorShape, OK_PAYLOAD, write_health, write_response_err, write_response_ok,
+    ErrorShape, OK_PAYLOAD, write_health_with, write_response_err, write_response_ok,
     write_response_ok_with,
 };
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Renders the late-bound replies from the published snapshot.
 pub struct Renderer {
     reader: SnapshotReader,
     started: Instant,
+    fleet: Option<Arc<FleetStatus>>,
 }
 
 impl Renderer {
@@ -22,7 +25,14 @@ impl Renderer {
         Renderer {
             reader,
             started: Instant::now(),
+            fleet: None,
         }
+    }
+
+    /// Adds the fleet link's state to `health` (fleet mode only).
+    pub fn with_fleet(mut self, fleet: Option<Arc<FleetStatus>>) -> Renderer {
+        self.fleet = fleet;
+        self
     }
 
     /// Milliseconds since the gateway started.
@@ -41,11 +51,13 @@ impl Renderer {
     pub fn health(&self, id: &str, out: &mut Vec<u8>) {
         let snapshot = self.reader.load();
         let mut payload = Vec::with_capacity(96);
-        write_health(
+        let fleet = self.fleet.as_ref().map(|f| f.to_json().to_string());
+        write_health_with(
             &mut payload,
             self.uptime_ms(),
             snapshot.len(),
             snapshot.version(),
+            fleet.as_deref(),
         );
         write_response_ok(out, id, &payload);
     }

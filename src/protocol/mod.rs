@@ -36,5 +36,5 @@ pub use frame::{
 pub use message::{MessageError, Opcode, Progress, Reassembler};
 pub use method::{EVENTS, METHOD_NAMES, Method};
 pub use params::ParamError;
-pub use replies::{Hello, OK_PAYLOAD, Policy, write_health, write_hello};
+pub use replies::{Hello, OK_PAYLOAD, Policy, write_health, write_health_with, write_hello};
 pub use system_event::{SystemEventParams, parse_system_event};

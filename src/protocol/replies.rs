@@ -93,11 +93,28 @@ fn write_policy(out: &mut Vec<u8>, policy: &Policy) {
 /// The `health` payload (§4, rollcall):
 /// `{"ok":true,"uptimeMs":N,"presence":{"entries":N,"version":N}}`.
 pub fn write_health(out: &mut Vec<u8>, uptime_ms: u64, entries: usize, version: u64) {
+    write_health_with(out, uptime_ms, entries, version, None);
+}
+
+/// The `health` payload with, in fleet mode, `"fleet":FLEET` appended
+/// (`fleet` is one JSON object, e.g. `{"state":"degraded",…}`).
+pub fn write_health_with(
+    out: &mut Vec<u8>,
+    uptime_ms: u64,
+    entries: usize,
+    version: u64,
+    fleet: Option<&str>,
+) {
     out.extend_from_slice(br#"{"ok":true,"uptimeMs":"#);
     write_json(out, &uptime_ms);
     out.extend_from_slice(br#","presence":{"entries":"#);
     write_json(out, &entries);
     out.extend_from_slice(br#","version":"#);
     write_json(out, &version);
-    out.extend_from_slice(b"}}");
+    out.push(b'}');
+    if let Some(fleet) = fleet {
+        out.extend_from_slice(br#","fleet":"#);
+        out.extend_from_slice(fleet.as_bytes());
+    }
+    out.push(b'}');
 }
