@@ -117,7 +117,7 @@ mod tests {
         };
         s.apply_remote(RemoteOp::Upsert {
             node: "b".into(),
-            row,
+            row: Box::new(row),
         });
         let first = s.publish(1);
         let full = diff(None, &first, "a", 100);

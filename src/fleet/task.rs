@@ -194,6 +194,7 @@ impl Task {
         let node: Arc<str> = Arc::from(message.node.as_str());
         for row in message.upserts.into_iter().filter_map(|r| r.into_row()) {
             let node = Arc::clone(&node);
+            let row = Box::new(row);
             self.push(RemoteOp::Upsert { node, row }).await?;
         }
         for key in message

@@ -41,8 +41,8 @@ pub enum RemoteOp {
     Upsert {
         /// The origin.
         node: NodeId,
-        /// What it holds now.
-        row: RemoteRow,
+        /// What it holds now (boxed: events stay small in the queue).
+        row: Box<RemoteRow>,
     },
     /// `node` no longer holds `key` (expired, evicted or handed over).
     Remove {

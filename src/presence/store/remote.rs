@@ -22,7 +22,7 @@ impl Store {
     pub fn apply_remote(&mut self, op: RemoteOp) {
         match op {
             RemoteOp::Upsert { node, row } => {
-                self.put_remote(&node, row);
+                self.put_remote(&node, *row);
             }
             RemoteOp::Remove { node, key } => self.remove_remote(&node, &key),
             RemoteOp::Lapse { node } => self.lapse(&node),
@@ -262,7 +262,7 @@ mod tests {
     fn upsert(s: &mut Store, node: &str, r: RemoteRow) {
         s.apply_remote(RemoteOp::Upsert {
             node: node.into(),
-            row: r,
+            row: Box::new(r),
         });
     }
 
