@@ -1,5 +1,5 @@
 #!/bin/bash
-# Usage: cargo build --release && bash benches/fleet_cost.sh (needs redis-server on PATH)
+# Usage: cargo build --release && bash examples/fleet_cost.sh (needs redis-server on PATH)
 # Fleet cost: same load against a lone gateway and a fleet gateway (plus a
 # second, idle fleet member that receives everything), release build.
 BIN="$(dirname "$0")/../target/release/rollcall"
