@@ -6,6 +6,7 @@ use crate::presence::{DEFAULT_MAX_ENTRIES, DEFAULT_TTL};
 use crate::protocol::KNOWN_SCOPES;
 use ipnet::IpNet;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 use thiserror::Error;
@@ -40,6 +41,15 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 200_000;
 pub const DEFAULT_FANOUT_BUDGET: u64 = 256 * 1024 * 1024;
 /// How long graceful shutdown waits for connections to close.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Prefix of the fleet's Redis keys: one Redis can serve several fleets.
+pub const DEFAULT_FLEET_PREFIX: &str = "rollcall";
+/// A gateway silent this long is dead: short enough that its clients read
+/// as disconnected within seconds, long enough to ride out a GC-free stall
+/// of a loaded Redis.
+pub const DEFAULT_FLEET_LEASE: Duration = Duration::from_secs(5);
+/// How much presence a crash can lose without a fleet: at most this much.
+pub const DEFAULT_STATE_INTERVAL: Duration = Duration::from_secs(10);
 
 /// What a token grants: scopes, and whether it may connect as a node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -203,6 +213,34 @@ pub struct ServeConfig {
     /// How long graceful shutdown waits for connections to close.
     #[arg(long, env = "ROLLCALL_SHUTDOWN_GRACE", default_value = "5s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
+
+    /// Share presence with the other gateways of a fleet through this Redis
+    /// or Valkey (`redis://HOST:PORT`). Without it, the gateway runs alone.
+    #[arg(long, env = "ROLLCALL_FLEET")]
+    pub fleet: Option<String>,
+
+    /// Prefix of every Redis key and channel the fleet uses.
+    #[arg(long, env = "ROLLCALL_FLEET_PREFIX", default_value = DEFAULT_FLEET_PREFIX)]
+    pub fleet_prefix: String,
+
+    /// This gateway's id in the fleet (default: host name and port, stable
+    /// across restarts, so a restart is warm).
+    #[arg(long, env = "ROLLCALL_NODE_ID")]
+    pub node_id: Option<String>,
+
+    /// How long the fleet waits for a silent gateway before marking its
+    /// connections disconnected; its heartbeat runs three times as often.
+    #[arg(long, env = "ROLLCALL_FLEET_LEASE", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub fleet_lease: Duration,
+
+    /// Without a fleet: keep presence across restarts in this file (written
+    /// atomically on shutdown and periodically, read at start).
+    #[arg(long, env = "ROLLCALL_STATE_FILE")]
+    pub state_file: Option<PathBuf>,
+
+    /// How often the state file is rewritten while running.
+    #[arg(long, env = "ROLLCALL_STATE_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub state_interval: Duration,
 }
 
 fn parse_net(s: &str) -> Result<IpNet, String> {
@@ -222,6 +260,9 @@ pub enum ConfigError {
         "refusing to listen on {0} without a token: anyone who can reach it could read and write presence. Pass --token (or ROLLCALL_TOKEN), or bind to a loopback address"
     )]
     OpenNonLoopback(SocketAddr),
+    /// `--fleet` is not a Redis URL.
+    #[error("--fleet {0:?} is not a redis:// URL")]
+    FleetUrl(String),
     /// A limit that makes the server useless.
     #[error("{0} must be greater than zero")]
     Zero(&'static str),
@@ -249,6 +290,12 @@ impl ServeConfig {
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             max_batch: DEFAULT_MAX_BATCH,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            fleet: None,
+            fleet_prefix: DEFAULT_FLEET_PREFIX.into(),
+            node_id: None,
+            fleet_lease: DEFAULT_FLEET_LEASE,
+            state_file: None,
+            state_interval: DEFAULT_STATE_INTERVAL,
         }
     }
 
@@ -272,17 +319,36 @@ impl ServeConfig {
                 return Err(ConfigError::Zero(name));
             }
         }
+        if let Some(url) = &self.fleet {
+            if redis::Client::open(url.as_str()).is_err() {
+                return Err(ConfigError::FleetUrl(url.clone()));
+            }
+        }
         for (name, value) in [
             ("--tick-interval", self.tick_interval),
             ("--handshake-timeout", self.handshake_timeout),
             ("--http-timeout", self.http_timeout),
             ("--presence-ttl", self.presence_ttl),
+            ("--fleet-lease", self.fleet_lease),
+            ("--state-interval", self.state_interval),
         ] {
             if value.is_zero() {
                 return Err(ConfigError::Zero(name));
             }
         }
         Ok(())
+    }
+
+    /// This gateway's fleet node id: `--node-id`, else host name and port.
+    pub fn node_id(&self) -> String {
+        match self.node_id.as_deref().map(str::trim) {
+            Some(id) if !id.is_empty() => id.to_owned(),
+            _ => format!(
+                "{}:{}",
+                gethostname::gethostname().to_string_lossy(),
+                self.bind.port()
+            ),
+        }
     }
 
     /// True if connections in `mode` get no presence entry.
@@ -342,6 +408,16 @@ mod tests {
         config.tokens.push("t".parse().unwrap());
         assert!(config.validate().is_ok());
         assert!(ServeConfig::defaults().validate().is_ok());
+    }
+
+    #[test]
+    fn default_node_id_is_stable_host_and_port() {
+        let config = ServeConfig::defaults();
+        assert_eq!(config.node_id(), config.node_id());
+        assert!(config.node_id().ends_with(":18789"));
+        let mut named = ServeConfig::defaults();
+        named.node_id = Some(" gw-1 ".into());
+        assert_eq!(named.node_id(), "gw-1");
     }
 
     #[test]

@@ -113,6 +113,8 @@
 //!   the `--echo` transport baseline server. It returns a `Summary` and
 //!   reports progress through a callback; the binary prints both (the
 //!   library never prints).
+//! - [`fleet`]: fleet mode on Redis (other gateways' rows enter the
+//!   writer as `Event::Remote`) and warm restarts (Redis or a state file).
 //! - [`metrics`], [`config`]: Prometheus metrics; `rollcall serve` flags.
 //!
 //! # Trade-offs
@@ -134,6 +136,10 @@
 //! - **Paced full lists.** Full-list egress is bounded by a budget, so with
 //!   thousands of watchers a full list arrives less often than every
 //!   change; clients that need every change should ask for deltas.
+//! - **Fleets share through Redis, not with each other.** Each gateway
+//!   writes only its own rows and merges the others' as events; there is no
+//!   ordering across gateways beyond "a live connection wins, then the
+//!   newer `ts`", and a dead gateway is noticed within one lease.
 //! - **Two tasks per connection.** The read half and the write half each get
 //!   a task, so a socket that does not read never blocks reading. That costs
 //!   memory per idle connection (see the README's performance section).
@@ -145,6 +151,7 @@ pub mod client;
 pub mod clock;
 pub mod config;
 pub mod engine;
+pub mod fleet;
 pub mod gateway;
 pub mod http;
 pub mod load;

@@ -5,14 +5,15 @@
 //! version, expirations) are copied in at scrape time.
 
 use crate::engine::{BatchReport, Event, EventSender, SnapshotReader, WriterStats};
+use crate::fleet::FleetStatus;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 
 /// Label set of connection gauges.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -84,6 +85,8 @@ pub struct Metrics {
     evicted: Counter,
     /// Last totals copied into the counters above, to add only the growth.
     seen: Mutex<Seen>,
+    /// The fleet link and its series, in fleet mode only.
+    fleet: Option<(Arc<FleetStatus>, FleetMetrics)>,
 }
 
 #[derive(Default)]
@@ -91,7 +94,37 @@ struct Seen {
     rejections: u64,
     expired: u64,
     evicted: u64,
+    /// Fleet totals, in [`FleetMetrics::totals`] order.
+    fleet: [u64; 5],
 }
+
+/// The fleet link's series; values are copied from [`FleetStatus`] at
+/// scrape time.
+#[derive(Default)]
+struct FleetMetrics {
+    degraded: Gauge,
+    peers: Gauge,
+    /// Batches, rows out, messages in, resyncs, lapses.
+    totals: [Counter; 5],
+}
+
+/// Names and help of [`FleetMetrics::totals`].
+const FLEET_TOTALS: [(&str, &str); 5] = [
+    ("fleet_batches", "Batches of own rows written to Redis"),
+    (
+        "fleet_rows_written",
+        "Own rows written to or removed from Redis",
+    ),
+    (
+        "fleet_messages",
+        "Change messages applied from other gateways",
+    ),
+    (
+        "fleet_resyncs",
+        "Full resyncs with Redis (start and each reconnect)",
+    ),
+    ("fleet_lapses", "Gateways whose lease lapsed"),
+];
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -102,6 +135,11 @@ impl Default for Metrics {
 impl Metrics {
     /// Registers every metric under the `rollcall` prefix.
     pub fn new() -> Metrics {
+        Metrics::with_fleet(None)
+    }
+
+    /// Like [`Metrics::new`], plus the fleet link's series when there is one.
+    pub fn with_fleet(fleet: Option<Arc<FleetStatus>>) -> Metrics {
         let mut metrics = Metrics {
             registry: Registry::with_prefix("rollcall"),
             connections: Family::default(),
@@ -122,13 +160,58 @@ impl Metrics {
             expired: Counter::default(),
             evicted: Counter::default(),
             seen: Mutex::new(Seen::default()),
+            fleet: fleet.map(|status| (status, FleetMetrics::default())),
         };
         // The exposition lists metrics in the order they are registered.
         metrics.register_connections();
         metrics.register_fanout();
         metrics.register_writer();
         metrics.register_presence();
+        metrics.register_fleet();
         metrics
+    }
+
+    /// Registers the fleet link's series, in fleet mode.
+    fn register_fleet(&mut self) {
+        let Some((_, fleet)) = &self.fleet else {
+            return;
+        };
+        let registry = &mut self.registry;
+        registry.register(
+            "fleet_degraded",
+            "1 while the fleet link to Redis is down and only local presence is served",
+            fleet.degraded.clone(),
+        );
+        registry.register(
+            "fleet_peers",
+            "Other gateways whose lease is held",
+            fleet.peers.clone(),
+        );
+        for ((name, help), counter) in FLEET_TOTALS.iter().zip(&fleet.totals) {
+            registry.register(*name, *help, counter.clone());
+        }
+    }
+
+    /// Copies the fleet link's values into its series.
+    fn refresh_fleet(&self, seen: &mut Seen) {
+        let Some((status, fleet)) = &self.fleet else {
+            return;
+        };
+        let load = |v: &AtomicU64| v.load(std::sync::atomic::Ordering::Relaxed);
+        fleet.degraded.set(i64::from(!status.is_connected()));
+        fleet.peers.set(load(&status.peers) as i64);
+        let totals = [
+            &status.batches,
+            &status.rows_out,
+            &status.messages_in,
+            &status.resyncs,
+            &status.lapses,
+        ];
+        for ((total, counter), last) in totals.iter().zip(&fleet.totals).zip(&mut seen.fleet) {
+            let now = load(total);
+            counter.inc_by(now.saturating_sub(*last));
+            *last = now;
+        }
     }
 
     /// Registers what the connection tasks count.
@@ -320,6 +403,7 @@ impl Metrics {
             let evicted = load(&writer.evicted);
             self.evicted.inc_by(evicted.saturating_sub(seen.evicted));
             seen.evicted = evicted;
+            self.refresh_fleet(&mut seen);
         }
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)

@@ -12,7 +12,7 @@ use super::queue::{self, EventSender};
 use super::stats::{StatsMachine, WriterStats};
 use super::writer::{self, BatchReport, WriterConfig};
 use crate::clock::{Millis, now_millis};
-use crate::presence::{Entry, Snapshot, Store};
+use crate::presence::{Entry, RemoteOp, Snapshot, Store};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -39,10 +39,28 @@ impl Engine {
         config: EngineConfig,
         self_entry: Entry,
         clock: impl Fn() -> Millis + Send + 'static,
+        observe: impl FnMut(BatchReport) + Send + 'static,
+    ) -> Engine {
+        Engine::start_from(config, self_entry, Vec::new(), clock, observe)
+    }
+
+    /// Like [`Engine::start_with`], with rows of a previous run or of other
+    /// fleet gateways applied before the first snapshot is published, so
+    /// the very first read already shows them (warm restart).
+    pub fn start_from(
+        config: EngineConfig,
+        self_entry: Entry,
+        preload: Vec<RemoteOp>,
+        clock: impl Fn() -> Millis + Send + 'static,
         mut observe: impl FnMut(BatchReport) + Send + 'static,
     ) -> Engine {
         let mut store = Store::new(config.store, self_entry);
-        let initial = store.publish(clock());
+        for op in preload {
+            store.apply_remote(op);
+        }
+        let now = clock();
+        store.expire(now);
+        let initial = store.publish(now);
         let reader = Arc::new(SnapshotCell::new(Arc::new(initial), store.version()));
         let (sender, queues) = queue::queues(config.queue_capacity.max(1));
         let stats = Arc::new(WriterStats::default());

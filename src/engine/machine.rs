@@ -2,14 +2,15 @@
 //! and how each one maps onto a store operation.
 
 use super::writer::{Machine, Millis};
-use crate::presence::{ConnId, Key, Patch, Snapshot, Store, StoreStats};
+use crate::presence::{ConnId, Key, Patch, RemoteOp, Snapshot, Store, StoreStats};
 
 /// One thing that happened to presence. Keys and patches are computed by
 /// the producer (see `presence::connect` and `presence::beacon`), so the
 /// writer only merges.
 ///
-/// Fleet mode will add a variant carrying entries from other gateways;
-/// the writer and store need no other change for that.
+/// Rows from other fleet gateways and from a previous run arrive as
+/// [`Event::Remote`], through the same queue and writer as everything else,
+/// so readers stay wait-free and every change stays ordered.
 #[derive(Debug, Clone)]
 pub enum Event {
     /// A tracked connection completed its handshake.
@@ -37,6 +38,8 @@ pub enum Event {
         /// What it reported.
         patch: Patch,
     },
+    /// A change from another fleet gateway, or rows of a previous run.
+    Remote(RemoteOp),
 }
 
 /// The store plus what the writer reports about it.
@@ -70,6 +73,10 @@ impl Machine for PresenceMachine {
                 self.store.disconnect(conn, key, is_node, now)
             }
             Event::Beacon { key, patch } => self.store.upsert(key, patch, now),
+            Event::Remote(op) => {
+                self.store.apply_remote(op);
+                return;
+            }
         };
     }
 

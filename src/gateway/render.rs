@@ -5,6 +5,7 @@
 use super::pacing::Pacing;
 use crate::clock::now_millis;
 use crate::engine::SnapshotReader;
+use crate::fleet::FleetStatus;
 use crate::protocol::{
     ErrorShape, FanoutHealth, Health, OK_PAYLOAD, write_health, write_response_err,
     write_response_ok, write_response_ok_with,
@@ -17,6 +18,7 @@ pub struct Renderer {
     reader: SnapshotReader,
     pacing: Arc<Pacing>,
     started: Instant,
+    fleet: Option<Arc<FleetStatus>>,
 }
 
 impl Renderer {
@@ -26,7 +28,14 @@ impl Renderer {
             reader,
             pacing,
             started: Instant::now(),
+            fleet: None,
         }
+    }
+
+    /// Adds the fleet link's state to `health` (fleet mode only).
+    pub fn with_fleet(mut self, fleet: Option<Arc<FleetStatus>>) -> Renderer {
+        self.fleet = fleet;
+        self
     }
 
     /// Milliseconds since the gateway started.
@@ -45,6 +54,7 @@ impl Renderer {
     pub fn health(&self, id: &str, out: &mut Vec<u8>) {
         let snapshot = self.reader.load();
         let pacing = self.pacing.read();
+        let fleet = self.fleet.as_ref().map(|f| f.to_json().to_string());
         let health = Health {
             uptime_ms: self.uptime_ms(),
             entries: snapshot.len(),
@@ -54,6 +64,7 @@ impl Renderer {
                 full: pacing.full,
                 delta: pacing.delta,
             },
+            fleet: fleet.as_deref(),
         };
         let mut payload = Vec::with_capacity(160);
         write_health(&mut payload, &health);

@@ -3,6 +3,10 @@
 //! writers a [`Renderer`]), keeping for the connection tasks what only they
 //! use.
 //!
+//! In fleet mode it also starts the fleet task, after reading what Redis
+//! holds into the engine's first snapshot; without a fleet, a state file
+//! (if configured) plays that part. Both stop after the engine drained.
+//!
 //! [`http::Context`]: crate::http::Context
 
 use super::pacing::Pacing;
@@ -13,9 +17,10 @@ use crate::auth::Auth;
 use crate::clock::now_millis;
 use crate::config::ServeConfig;
 use crate::engine::{Engine, EngineConfig, Event, EventSender, SnapshotReader, WriterStats};
+use crate::fleet::{Fleet, FleetConfig, FleetStatus, StateFile};
 use crate::http::{Context, SseFeed};
 use crate::metrics::Metrics;
-use crate::presence::{DEFAULT_LOG_KEYS, Key, StoreConfig};
+use crate::presence::{DEFAULT_LOG_KEYS, Entry, Key, RemoteOp, StoreConfig};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::watch;
@@ -47,16 +52,40 @@ pub struct State {
     self_key: Key,
     next_conn: AtomicU64,
     engine: Engine,
+    fleet: Option<Fleet>,
+    state_file: Option<StateFile>,
 }
 
 impl State {
     /// Starts the engine and builds the state.
     pub fn new(config: ServeConfig) -> Arc<State> {
         let self_info = SelfInfo::detect();
-        let metrics = Arc::new(Metrics::new());
-        let engine = start_engine(&config, &self_info, Arc::clone(&metrics));
+        let fleet_config = fleet_config(&config);
+        let status = fleet_config
+            .as_ref()
+            .map(|c| Arc::new(FleetStatus::new(&c.node_id)));
+        let metrics = Arc::new(Metrics::with_fleet(status.clone()));
+        let state_file = config
+            .state_file
+            .as_deref()
+            .filter(|_| fleet_config.is_none())
+            .map(|path| StateFile::new(path, config.presence_ttl));
+        let mut self_entry = self_info.entry();
+        self_entry.gateway_id = fleet_config.as_ref().map(|c| c.node_id.clone());
+        let (preload, restored) = preload(fleet_config.as_ref(), state_file.as_ref());
+        let engine = start_engine(&config, self_entry, preload, Arc::clone(&metrics));
         let (shutdown, _) = watch::channel(false);
+        if let Some(file) = &state_file {
+            file.spawn_saver(engine.reader(), config.state_interval, shutdown.subscribe());
+        }
+        let fleet = fleet_config.zip(status.clone()).and_then(|(c, status)| {
+            let handles = (engine.sender(), engine.reader());
+            Fleet::start(c, status, handles, restored)
+                .inspect_err(|error| tracing::error!(%error, "fleet mode not started"))
+                .ok()
+        });
         let http = Arc::new(Context {
+            fleet: status.clone(),
             reader: engine.reader(),
             sse: SseFeed::default(),
             auth: Arc::new(Auth::new(config.tokens.clone())),
@@ -74,12 +103,16 @@ impl State {
             reader: engine.reader(),
             writer_stats: engine.stats(),
             registry: Registry::new(engine.reader().load_full(), DEFAULT_LOG_KEYS),
-            renderer: Arc::new(Renderer::new(engine.reader(), Arc::clone(&pacing))),
+            renderer: Arc::new(
+                Renderer::new(engine.reader(), Arc::clone(&pacing)).with_fleet(status),
+            ),
             pacing,
             http,
             shutdown,
             next_conn: AtomicU64::new(1),
             engine,
+            fleet,
+            state_file,
             config,
         })
     }
@@ -110,14 +143,57 @@ impl State {
         *self.shutdown.borrow()
     }
 
-    /// Drains and stops the presence engine. Blocks.
+    /// Drains and stops the presence engine, then writes the last rows to
+    /// the fleet or the state file. Blocks.
     pub fn stop_engine(&self) {
         self.engine.shutdown();
+        if let Some(fleet) = &self.fleet {
+            fleet.stop_blocking(std::time::Duration::from_secs(5));
+        }
+        if let Some(file) = &self.state_file {
+            let snapshot = self.engine.reader().load_full();
+            if let Err(error) = file.save(&snapshot, now_millis()) {
+                tracing::warn!(%error, "could not save presence on shutdown");
+            }
+        }
     }
 }
 
-fn start_engine(config: &ServeConfig, self_info: &SelfInfo, metrics: Arc<Metrics>) -> Engine {
-    Engine::start_with(
+/// The fleet this gateway joins, if `--fleet` is set.
+fn fleet_config(config: &ServeConfig) -> Option<FleetConfig> {
+    Some(FleetConfig {
+        url: config.fleet.clone()?,
+        prefix: config.fleet_prefix.clone(),
+        node_id: config.node_id(),
+        lease: config.fleet_lease,
+        ttl: config.presence_ttl,
+    })
+}
+
+/// What the first snapshot starts from (warm restart), and whether it
+/// holds this gateway's own rows of the previous run.
+fn preload(fleet: Option<&FleetConfig>, file: Option<&StateFile>) -> (Vec<RemoteOp>, bool) {
+    if let Some(fleet) = fleet {
+        return crate::fleet::preload(fleet);
+    }
+    let rows = match file.map(|f| f.load(now_millis())) {
+        Some(Ok(rows)) => rows,
+        Some(Err(error)) => {
+            tracing::warn!(%error, "ignoring the state file");
+            Vec::new()
+        }
+        None => Vec::new(),
+    };
+    (vec![RemoteOp::Restore { rows }], true)
+}
+
+fn start_engine(
+    config: &ServeConfig,
+    self_entry: Entry,
+    preload: Vec<RemoteOp>,
+    metrics: Arc<Metrics>,
+) -> Engine {
+    Engine::start_from(
         EngineConfig {
             store: StoreConfig {
                 ttl: config.presence_ttl,
@@ -126,7 +202,8 @@ fn start_engine(config: &ServeConfig, self_info: &SelfInfo, metrics: Arc<Metrics
             queue_capacity: config.queue_capacity,
             max_batch: config.max_batch,
         },
-        self_info.entry(),
+        self_entry,
+        preload,
         now_millis,
         move |report| metrics.observe_batch(&report),
     )

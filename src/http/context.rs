@@ -5,6 +5,7 @@
 use super::sse::SseFeed;
 use crate::auth::Auth;
 use crate::engine::{Event, EventSender, SnapshotReader, WriterStats};
+use crate::fleet::FleetStatus;
 use crate::metrics::Metrics;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -25,4 +26,6 @@ pub struct Context {
     pub writer_stats: Arc<WriterStats>,
     /// Flips to `true` when graceful shutdown begins: streams end.
     pub shutdown: watch::Receiver<bool>,
+    /// The fleet link, in fleet mode: `/healthz` and stats report it.
+    pub fleet: Option<Arc<FleetStatus>>,
 }

@@ -24,7 +24,7 @@ pub async fn route<B>(req: Request<B>, state: &Context) -> Response<Body> {
     }
     match path {
         "/" | "/index.html" => page(),
-        "/healthz" => text(StatusCode::OK, "ok"),
+        "/healthz" => healthz(state),
         "/v1/presence" | "/v1/presence/stats" | "/v1/presence/stream" | "/metrics" => {
             let query_token = (path == "/v1/presence/stream")
                 .then(|| query_param(req.uri().query(), "token"))
@@ -80,6 +80,20 @@ fn presence<B>(req: &Request<B>, state: &Context) -> Response<Body> {
     response
 }
 
+/// Always 200 while serving; in fleet mode the body says whether the
+/// fleet link is up (`ok`) or the gateway serves its own presence alone.
+fn healthz(state: &Context) -> Response<Body> {
+    match state.fleet.as_deref().filter(|f| !f.is_connected()) {
+        None => text(StatusCode::OK, "ok"),
+        Some(fleet) => {
+            let error = fleet.last_error().unwrap_or_default();
+            let mut response = text(StatusCode::OK, "");
+            *response.body_mut() = full(format!("degraded: fleet: {error}"));
+            response
+        }
+    }
+}
+
 fn stats(state: &Context) -> Response<Body> {
     let snapshot = state.reader.load();
     let now = now_millis();
@@ -95,12 +109,15 @@ fn stats(state: &Context) -> Response<Body> {
         let ts = if i == 0 { now } else { row.entry.ts };
         *by_status.entry(Status::of(ts, now).as_str()).or_default() += 1;
     }
-    let body = serde_json::json!({
+    let mut body = serde_json::json!({
         "entries": snapshot.len(),
         "version": snapshot.version(),
         "byMode": by_mode,
         "byStatus": by_status,
     });
+    if let Some(fleet) = &state.fleet {
+        body["fleet"] = fleet.to_json();
+    }
     json_response(StatusCode::OK, body.to_string().into_bytes())
 }
 

@@ -6,7 +6,7 @@
 //! - `ip` is never a loopback address;
 //! - no string field is blank: a blank value in a patch counts as absent.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 
 pub use crate::clock::Millis;
@@ -14,8 +14,8 @@ pub use crate::clock::Millis;
 /// One row of the presence list. Field order is the wire order of
 /// PROTOCOL.md §5; `ts` is last, which lets a snapshot refresh the self
 /// entry's `ts` by splicing digits instead of re-encoding it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct Entry {
     /// Stable identity of the instance, when it reported one.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -59,6 +59,11 @@ pub struct Entry {
     /// Union of every scope reported for this key.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub scopes: Vec<String>,
+    /// **(rollcall)** Node id of the fleet gateway holding the live
+    /// connection (PROTOCOL.md §8). Only set in fleet mode, so a lone
+    /// gateway's rows are unchanged; the store stamps it, never a client.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gateway_id: Option<String>,
     /// Human-readable summary line; never empty once merged.
     pub text: String,
     /// Server time of the last write, ms since the epoch.
@@ -167,6 +172,7 @@ impl Entry {
             client_id: keep(&patch.client_id, &self.client_id),
             roles: self.roles.clone(),
             scopes: self.scopes.clone(),
+            gateway_id: self.gateway_id.clone(),
             text: if carried(&patch.text) {
                 String::new()
             } else {

@@ -1,9 +1,10 @@
-//! Presence semantics (PROTOCOL.md §5, §6): pure, deterministic, no I/O.
+//! Presence semantics (PROTOCOL.md §5, §6, §8): pure, deterministic, no I/O.
 
 mod changelog;
 mod diff;
 mod entry;
 mod key;
+mod remote;
 mod snapshot;
 mod source;
 mod status;
@@ -14,6 +15,7 @@ pub use changelog::{ChangeLog, DEFAULT_LOG_KEYS, Merged};
 pub use diff::{Changes, changed_rows, changes};
 pub use entry::{Entry, Millis, Patch, fallback_text, is_loopback};
 pub use key::Key;
+pub use remote::{Holder, NodeId, RemoteOp, RemoteRow, Verdict, arbitrate, mark_disconnected};
 pub use snapshot::{Snapshot, SnapshotEntry};
 pub use source::{
     BeaconInput, ConnectInfo, TEXT_KEY_CHARS, beacon, connect, connect_reason, disconnect_reason,

@@ -24,6 +24,9 @@ pub struct SnapshotEntry {
     pub entry: Arc<Entry>,
     /// The row encoded as a JSON object.
     pub json: Bytes,
+    /// A connection for this row is live: on this gateway, or on the
+    /// fleet gateway named by its `gatewayId`. The self entry's is true.
+    pub live: bool,
 }
 
 /// One published version of the presence list.

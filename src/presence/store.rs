@@ -20,10 +20,19 @@
 //!   slot with `json == None` is in `written`;
 //! - `listed` holds the slots of the last publish in list order: `ts`
 //!   descending, ties by key ascending;
-//! - `owners[k]` lists the live connections that connected under `k`.
+//! - `owners[k]` lists the live connections that connected under `k`;
+//! - a slot is local when its entry's `gateway_id` equals the self entry's
+//!   (both `None` outside a fleet), and a local slot's `live` is true
+//!   exactly when `owners` has its key; every other slot came from another
+//!   gateway (`remote.rs`) and `live` is what that gateway said;
+//! - `pinned` counts the live slots with `pinned` set (other gateways' own
+//!   entries); the cap counts only the others;
+//! - `shadows[k]` is a live row of another gateway for `k` that a live row
+//!   here outranks: it shows once `k`'s row stops being live.
 
 use super::entry::{Entry, Millis, Patch};
 use super::key::Key;
+use super::remote::RemoteRow;
 use super::snapshot::{ListPool, Snapshot, SnapshotEntry};
 use super::source::disconnect_reason;
 use bytes::Bytes;
@@ -31,6 +40,8 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
+
+mod remote;
 
 /// OpenClaw's presence TTL; dashboards derive Idle/Stale from it.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(5 * 60);
@@ -89,6 +100,10 @@ struct Slot {
     json: Option<Bytes>,
     /// This slot's key in `by_age`; `.0` is the `ts` the list sorts by.
     age: (Millis, u64),
+    /// A connection for this row is live (here, or at its origin).
+    live: bool,
+    /// Another gateway's own entry: exempt from the cap.
+    pinned: bool,
 }
 
 impl Slot {
@@ -123,6 +138,12 @@ pub struct Store {
     /// Buffers of dropped snapshots' lists, for the next publish.
     lists: ListPool,
     owners: HashMap<Key, Vec<ConnId>>,
+    /// This gateway's fleet node id (the self entry's `gateway_id`).
+    local_gateway: Option<String>,
+    /// Live rows of other gateways outranked by a live row here.
+    shadows: HashMap<Key, RemoteRow>,
+    /// Live slots that are pinned.
+    pinned: usize,
     /// Increases on every write; orders equal `ts` by recency.
     write_seq: u64,
     /// `stateVersion.presence` of the last publish.
@@ -143,6 +164,7 @@ impl Store {
             .expect("the self entry has a non-blank instanceId");
         Store {
             config,
+            local_gateway: self_entry.gateway_id.clone(),
             self_key,
             self_entry,
             slots: Vec::new(),
@@ -153,6 +175,8 @@ impl Store {
             listed: Vec::new(),
             lists: ListPool::default(),
             owners: HashMap::new(),
+            shadows: HashMap::new(),
+            pinned: 0,
             write_seq: 0,
             version: 1,
             changed: false,
@@ -211,57 +235,78 @@ impl Store {
     }
 
     /// Merges `patch` into the entry under `key`, creating it if needed.
+    /// The row becomes this gateway's; a live row of another gateway it
+    /// replaces is kept as the key's shadow.
     pub fn upsert(&mut self, key: Key, patch: Patch, now: Millis) -> Outcome {
         if key == self.self_key {
             return Outcome::Reserved;
         }
+        let live = self.owners.contains_key(&key);
+        let Some(&id) = self.index.get(&key) else {
+            let mut entry = Entry::default();
+            entry.merge(patch, now);
+            entry.gateway_id.clone_from(&self.local_gateway);
+            self.insert_slot(key, Arc::new(entry), live, false);
+            return Outcome::Applied;
+        };
+        self.shadow_if_remote_live(id);
         self.write_seq += 1;
         let age = (now, self.write_seq);
-        match self.index.get(&key) {
-            Some(&id) => {
-                let slot = self.slots[id]
-                    .as_mut()
-                    .expect("index names only live slots");
-                // A row still shared with a published snapshot is rebuilt,
-                // not cloned and then overwritten.
-                match Arc::get_mut(&mut slot.entry) {
-                    Some(entry) => entry.merge(patch, now),
-                    None => slot.entry = Arc::new(slot.entry.merged(patch, now)),
-                }
-                if slot.json.take().is_some() {
-                    self.written.push(id);
-                }
-                let old = std::mem::replace(&mut slot.age, age);
-                self.by_age.remove(&old);
-                self.by_age.insert(age, id);
-            }
-            None => {
-                let mut entry = Entry::default();
-                entry.merge(patch, now);
-                let slot = Slot {
-                    key: key.clone(),
-                    entry: Arc::new(entry),
-                    json: None,
-                    age,
-                };
-                let id = match self.free.pop() {
-                    Some(id) => {
-                        self.slots[id] = Some(slot);
-                        id
-                    }
-                    None => {
-                        self.slots.push(Some(slot));
-                        self.slots.len() - 1
-                    }
-                };
-                self.index.insert(key, id);
-                self.by_age.insert(age, id);
-                self.written.push(id);
-                self.enforce_cap();
-            }
+        let local = self.local_gateway.clone();
+        let slot = self.slots[id]
+            .as_mut()
+            .expect("index names only live slots");
+        // A row still shared with a published snapshot is rebuilt, not
+        // cloned and then overwritten.
+        match Arc::get_mut(&mut slot.entry) {
+            Some(entry) => entry.merge(patch, now),
+            None => slot.entry = Arc::new(slot.entry.merged(patch, now)),
         }
+        if slot.entry.gateway_id != local {
+            Arc::make_mut(&mut slot.entry).gateway_id = local;
+        }
+        slot.live = live;
+        if std::mem::take(&mut slot.pinned) {
+            self.pinned -= 1;
+        }
+        if slot.json.take().is_some() {
+            self.written.push(id);
+        }
+        let old = std::mem::replace(&mut slot.age, age);
+        self.by_age.remove(&old);
+        self.by_age.insert(age, id);
         self.changed = true;
         Outcome::Applied
+    }
+
+    /// Adds a row under a key that has none, then enforces the cap.
+    fn insert_slot(&mut self, key: Key, entry: Arc<Entry>, live: bool, pinned: bool) {
+        self.write_seq += 1;
+        let age = (entry.ts, self.write_seq);
+        let slot = Slot {
+            key: key.clone(),
+            entry,
+            json: None,
+            age,
+            live,
+            pinned,
+        };
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.slots[id] = Some(slot);
+                id
+            }
+            None => {
+                self.slots.push(Some(slot));
+                self.slots.len() - 1
+            }
+        };
+        self.pinned += usize::from(pinned);
+        self.index.insert(key, id);
+        self.by_age.insert(age, id);
+        self.written.push(id);
+        self.changed = true;
+        self.enforce_cap();
     }
 
     /// A tracked connection completed its handshake under `key`.
@@ -288,6 +333,11 @@ impl Store {
                 return Outcome::Superseded;
             }
             self.owners.remove(&key);
+        }
+        // A live row of another gateway waited behind this connection.
+        if let Some(row) = self.shadows.remove(&key) {
+            self.place_remote(row);
+            return Outcome::Applied;
         }
         self.upsert(key, Patch::reason(disconnect_reason(is_node)), now)
     }
@@ -317,9 +367,16 @@ impl Store {
         Some(ts.saturating_add(millis(self.config.ttl)).saturating_add(1))
     }
 
+    /// Evicts the oldest rows that are not pinned while the unpinned ones
+    /// exceed the cap.
     fn enforce_cap(&mut self) {
-        while self.index.len() > self.config.max_entries {
-            let Some((_, id)) = self.by_age.pop_first() else {
+        while self.index.len() - self.pinned > self.config.max_entries {
+            let oldest = self
+                .by_age
+                .iter()
+                .find(|&(_, &id)| !self.slot(id).pinned)
+                .map(|(&age, _)| age);
+            let Some(id) = oldest.and_then(|age| self.by_age.remove(&age)) else {
                 break;
             };
             self.remove_slot(id);
@@ -330,6 +387,7 @@ impl Store {
     /// Empties slot `id`, already taken out of `by_age`.
     fn remove_slot(&mut self, id: SlotId) {
         let slot = self.slots[id].take().expect("by_age names only live slots");
+        self.pinned -= usize::from(slot.pinned);
         self.index.remove(&slot.key);
         self.free.push(id);
     }
@@ -387,6 +445,7 @@ impl Store {
             key: self.self_key.clone(),
             entry: Arc::new(self.self_entry.clone()),
             json: encode(&self.self_entry),
+            live: true,
         });
         rows.extend(listed.iter().map(|&id| {
             let slot = self.slot(id);
@@ -397,6 +456,7 @@ impl Store {
                     .json
                     .clone()
                     .expect("every listed slot was encoded above or before"),
+                live: slot.live,
             }
         }));
         self.listed = listed;
@@ -404,7 +464,8 @@ impl Store {
     }
 }
 
-fn encode(entry: &Entry) -> Bytes {
+/// Writes a row's JSON the way every snapshot carries it.
+pub(crate) fn encode(entry: &Entry) -> Bytes {
     let mut out = Vec::with_capacity(256);
     serde_json::to_writer(&mut out, entry).expect("an Entry always encodes");
     Bytes::from(out)

@@ -103,7 +103,7 @@ pub struct FanoutHealth {
 
 /// What `health` reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Health {
+pub struct Health<'a> {
     /// Milliseconds since the gateway started.
     pub uptime_ms: u64,
     /// Rows in the presence list.
@@ -112,11 +112,14 @@ pub struct Health {
     pub version: u64,
     /// Fan-out pacing.
     pub fanout: FanoutHealth,
+    /// In fleet mode, the fleet's state: one JSON object, e.g.
+    /// `{"state":"degraded",…}`.
+    pub fleet: Option<&'a str>,
 }
 
 /// The `health` payload (§4, rollcall):
-/// `{"ok":true,"uptimeMs":N,"presence":{"entries":N,"version":N},"fanout":{…}}`.
-pub fn write_health(out: &mut Vec<u8>, health: &Health) {
+/// `{"ok":true,"uptimeMs":N,"presence":{"entries":N,"version":N},"fanout":{…},"fleet":{…}?}`.
+pub fn write_health(out: &mut Vec<u8>, health: &Health<'_>) {
     out.extend_from_slice(br#"{"ok":true,"uptimeMs":"#);
     write_json(out, &health.uptime_ms);
     out.extend_from_slice(br#","presence":{"entries":"#);
@@ -129,5 +132,10 @@ pub fn write_health(out: &mut Vec<u8>, health: &Health) {
     write_json(out, &health.fanout.full);
     out.extend_from_slice(br#","delta":"#);
     write_json(out, &health.fanout.delta);
-    out.extend_from_slice(b"}}}");
+    out.extend_from_slice(b"}}");
+    if let Some(fleet) = health.fleet {
+        out.extend_from_slice(br#","fleet":"#);
+        out.extend_from_slice(fleet.as_bytes());
+    }
+    out.push(b'}');
 }

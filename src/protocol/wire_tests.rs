@@ -164,6 +164,7 @@ fn health_payload_has_uptime_entries_and_version() {
             full: 2,
             delta: 1,
         },
+        fleet: None,
     };
     write_health(&mut out, &health);
     assert_eq!(

@@ -1,0 +1,23 @@
+//! Fleet mode and warm restarts (PROTOCOL.md §8): several gateways share
+//! one presence view through Redis or Valkey, and a restarted gateway shows
+//! what it held (from Redis in a fleet, else from a state file).
+//!
+//! Each gateway stays the single writer of its own rows; rows of the
+//! others reach its store as `engine::Event::Remote`, through the same
+//! queue and writer as local events, so readers stay wait-free.
+
+mod handle;
+mod link;
+mod outbound;
+mod peers;
+mod state_file;
+mod status;
+mod task;
+mod wire;
+
+pub use handle::{Fleet, FleetConfig, FleetError, preload};
+pub use outbound::{Outbound, diff};
+pub use peers::{Action, OnMessage, Peers};
+pub use state_file::{StateFile, StateFileError};
+pub use status::FleetStatus;
+pub use wire::{Keys, Message, Record};

@@ -1,0 +1,152 @@
+//! What this gateway owes the fleet: the difference between the last
+//! snapshot it synced and the newest one, restricted to its own rows.
+//!
+//! Invariant: a row is this gateway's when its `gatewayId` is this node id;
+//! a key whose row stopped being ours (expired, evicted, or taken over by
+//! another gateway) is removed from our hash, never left behind.
+
+use super::wire::Record;
+use crate::presence::{Key, Millis, Snapshot, SnapshotEntry};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Own rows to write and keys to drop, as one Redis batch.
+#[derive(Debug, Default)]
+pub struct Outbound {
+    /// (key, encoded [`Record`], expiry in ms) per written row.
+    pub records: Vec<(Key, Vec<u8>, Millis)>,
+    /// Keys of ours that are gone.
+    pub removed: Vec<Key>,
+}
+
+impl Outbound {
+    /// True if there is nothing to send.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty() && self.removed.is_empty()
+    }
+}
+
+fn is_ours(row: &SnapshotEntry, node: &str) -> bool {
+    row.entry.gateway_id.as_deref() == Some(node)
+}
+
+/// Encodes one row as the record the fleet stores.
+pub fn record(row: &SnapshotEntry, pinned: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(row.json.len() + row.key.as_str().len() + 48);
+    Record::write(&mut out, row.key.as_str(), row.live, pinned, &row.json);
+    out
+}
+
+/// The own rows (the self entry left out) that differ between `before`
+/// and `after`; every own row of `after` when there is no `before`.
+pub fn diff(before: Option<&Snapshot>, after: &Snapshot, node: &str, ttl: Millis) -> Outbound {
+    let own = |snap: &Snapshot| -> HashMap<Key, Arc<crate::presence::Entry>> {
+        snap.entries()[1..]
+            .iter()
+            .filter(|row| is_ours(row, node))
+            .map(|row| (row.key.clone(), Arc::clone(&row.entry)))
+            .collect()
+    };
+    let old = before.map(own).unwrap_or_default();
+    let mut out = Outbound::default();
+    let mut still = 0;
+    for row in after.entries()[1..].iter().filter(|row| is_ours(row, node)) {
+        match old.get(&row.key) {
+            Some(entry) if Arc::ptr_eq(entry, &row.entry) => still += 1,
+            found => {
+                still += usize::from(found.is_some());
+                let expiry = row.entry.ts.saturating_add(ttl);
+                out.records
+                    .push((row.key.clone(), record(row, false), expiry));
+            }
+        }
+    }
+    if still < old.len() {
+        let now: std::collections::HashSet<&Key> = after.entries()[1..]
+            .iter()
+            .filter(|row| is_ours(row, node))
+            .map(|row| &row.key)
+            .collect();
+        out.removed = old.into_keys().filter(|k| !now.contains(k)).collect();
+    }
+    out
+}
+
+/// The self entry as a pinned record, its `ts` set to `now`.
+pub fn self_record(snapshot: &Snapshot, now: Millis) -> (Key, Vec<u8>) {
+    let row = &snapshot.entries()[0];
+    let mut entry = crate::presence::Entry::clone(&row.entry);
+    entry.ts = now;
+    let json = serde_json::to_vec(&entry).expect("an Entry always encodes");
+    let mut out = Vec::with_capacity(json.len() + 64);
+    Record::write(&mut out, row.key.as_str(), true, true, &json);
+    (row.key.clone(), out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::presence::{Entry, Patch, RemoteOp, RemoteRow, Store, StoreConfig};
+
+    fn store() -> Store {
+        let me = Entry {
+            instance_id: Some("me".into()),
+            gateway_id: Some("a".into()),
+            ..Entry::default()
+        };
+        Store::new(StoreConfig::default(), me)
+    }
+
+    fn keys(list: &[(Key, Vec<u8>, Millis)]) -> Vec<&str> {
+        list.iter().map(|(k, _, _)| k.as_str()).collect()
+    }
+
+    #[test]
+    fn only_own_changed_rows_are_sent_and_lost_ones_removed() {
+        let mut s = store();
+        s.upsert(Key::parse("x").unwrap(), Patch::reason("periodic"), 1);
+        s.upsert(Key::parse("y").unwrap(), Patch::reason("periodic"), 1);
+        let row = RemoteRow {
+            key: Key::parse("r").unwrap(),
+            entry: Entry {
+                ts: 1,
+                ..Entry::default()
+            },
+            live: true,
+            pinned: false,
+        };
+        s.apply_remote(RemoteOp::Upsert {
+            node: "b".into(),
+            row: Box::new(row),
+        });
+        let first = s.publish(1);
+        let full = diff(None, &first, "a", 100);
+        assert_eq!(keys(&full.records), ["x", "y"]);
+        assert_eq!(full.records[0].2, 101);
+        s.upsert(Key::parse("y").unwrap(), Patch::reason("periodic"), 2);
+        s.expire(1 + crate::presence::DEFAULT_TTL.as_millis() as Millis);
+        let second = s.publish(3);
+        let out = diff(Some(&first), &second, "a", 100);
+        assert_eq!(keys(&out.records), ["y"]);
+        assert!(out.removed.is_empty());
+        let record: Record = serde_json::from_slice(&out.records[0].1).unwrap();
+        assert_eq!(record.entry.gateway_id.as_deref(), Some("a"));
+        s.expire(10 * crate::presence::DEFAULT_TTL.as_millis() as Millis);
+        let third = s.publish(4);
+        let out = diff(Some(&second), &third, "a", 100);
+        let mut removed: Vec<&str> = out.removed.iter().map(Key::as_str).collect();
+        removed.sort();
+        assert_eq!(removed, ["x", "y"]);
+    }
+
+    #[test]
+    fn the_self_record_is_pinned_and_fresh() {
+        let mut s = store();
+        let snap = s.publish(1);
+        let (key, bytes) = self_record(&snap, 77);
+        let record: Record = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(key.as_str(), "me");
+        assert!(record.pinned && record.live);
+        assert_eq!(record.entry.ts, 77);
+    }
+}
