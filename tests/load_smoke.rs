@@ -1,6 +1,7 @@
-//! Smoke run of `rollcall load` against the real gateway: about 200
+//! Smoke runs of `rollcall load` against the real gateway: about 200
 //! clients for about 5 s must see no error, and every simulated client
-//! must appear in `system-presence`.
+//! must appear in `system-presence`; watchers on either feed must all hold
+//! on, converge on the gateway's version, and see no `seq` or delta gaps.
 
 mod common;
 
@@ -14,24 +15,21 @@ struct Cli {
     load: LoadArgs,
 }
 
+/// `rollcall load --url URL FLAGS` as the binary would parse it; `flags`
+/// is split on whitespace.
+fn load_args(url: &str, flags: &str) -> LoadArgs {
+    let mut argv = vec!["load", "--url", url];
+    argv.extend(flags.split_whitespace());
+    Cli::parse_from(argv).load
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_clients_for_five_seconds_see_no_errors() {
     let server = TestServer::start_with(|c| c.max_entries = 1000).await;
     let url = server.ws_url("/");
-    let cli = Cli::parse_from([
-        "load",
-        "--url",
-        &url,
-        "--clients",
-        "200",
-        "--duration",
-        "5s",
-        "--in-flight",
-        "1",
-        "--ramp-rate",
-        "1000",
-    ]);
-    let summary = run(cli.load).await.expect("the run starts");
+    let flags = "--clients 200 --duration 5s --in-flight 1 --ramp-rate 1000";
+    let args = load_args(&url, flags);
+    let summary = run(args).await.expect("the run starts");
 
     assert_eq!(summary.ramp.connected, 200, "{summary}");
     assert_eq!(summary.ramp.failed, 0, "{summary}");
@@ -57,4 +55,50 @@ async fn two_hundred_clients_for_five_seconds_see_no_errors() {
         })
         .count();
     assert_eq!(fleet, 200, "every simulated client is in system-presence");
+}
+
+/// A watcher run against the real gateway: `watchers` on `feed` while five
+/// beacon clients change presence, then the summary's watcher figures.
+async fn watcher_run(feed: &str) -> rollcall::load::WatchSummary {
+    let server = TestServer::start().await;
+    let url = server.ws_url("/");
+    let flags = format!(
+        "--clients 5 --beacon-interval 200ms --watchers 10 --watch-feed {feed} \
+         --duration 2s --settle 10s"
+    );
+    let args = load_args(&url, &flags);
+    let summary = run(args).await.expect("the run starts");
+    assert!(summary.connection_failures.is_empty(), "{summary}");
+    assert!(summary.errors_by_code.is_empty(), "{summary}");
+    summary.watchers.expect("a run with watchers reports them")
+}
+
+/// What every watcher run must show: all held on, all converged on the
+/// gateway's version, no gaps, bytes and delays recorded.
+fn assert_watchers_kept_up(w: &rollcall::load::WatchSummary) {
+    assert_eq!(w.watchers, 10, "{w:?}");
+    assert_eq!(w.held, 10, "every watcher held: {w:?}");
+    assert_eq!(w.converged, 10, "every watcher converged: {w:?}");
+    assert_eq!(w.final_version_from, "health", "{w:?}");
+    assert_eq!(w.seq_gaps, 0, "{w:?}");
+    assert_eq!(w.delta_gaps, 0, "{w:?}");
+    assert_eq!(w.handshake_latency_us.count, 10, "{w:?}");
+    assert!(w.bytes_per_watcher > 0.0, "{w:?}");
+    // Five beacons every 200 ms for 2 s: each watcher sees many versions.
+    assert!(w.presence_events >= 10 * 5, "{w:?}");
+    assert!(w.delay_us.count > 0, "delay recorded: {w:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_list_watchers_hold_converge_and_see_no_seq_gaps() {
+    let w = watcher_run("full").await;
+    assert_eq!(w.feed, "full");
+    assert_watchers_kept_up(&w);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delta_watchers_hold_converge_and_see_no_gaps() {
+    let w = watcher_run("delta").await;
+    assert_eq!(w.feed, "delta");
+    assert_watchers_kept_up(&w);
 }

@@ -10,6 +10,7 @@ use rollcall::load::{LoadArgs, Progress};
 use serde_json::Value;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
+use std::time::Duration;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -183,13 +184,34 @@ fn show_progress(bar: &ProgressBar, progress: Progress) {
             per_sec,
             errors,
         } => {
-            bar.set_prefix("steady");
-            bar.set_length(length.as_millis() as u64);
-            bar.set_position(elapsed.as_millis() as u64);
-            bar.set_message(format!("held {held}  {per_sec:.0} req/s  errors {errors}"));
+            let message = format!("held {held}  {per_sec:.0} req/s  errors {errors}");
+            show_timed(bar, "steady", elapsed, length, message);
+        }
+        Progress::Settle {
+            elapsed,
+            length,
+            held,
+            converged,
+        } => {
+            let message = format!("watchers {converged}/{held} converged");
+            show_timed(bar, "settle", elapsed, length, message);
         }
         Progress::Done => bar.finish_and_clear(),
     }
+}
+
+/// A phase of known length, drawn as time elapsed out of it.
+fn show_timed(
+    bar: &ProgressBar,
+    phase: &'static str,
+    elapsed: Duration,
+    length: Duration,
+    message: String,
+) {
+    bar.set_prefix(phase);
+    bar.set_length(length.as_millis() as u64);
+    bar.set_position(elapsed.as_millis() as u64);
+    bar.set_message(message);
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -76,6 +76,8 @@ pub struct Reader {
     messages: Reassembler,
     /// The last call returned a text message, still in `messages`.
     delivered: bool,
+    /// Bytes taken off the socket so far, frame headers included.
+    received: u64,
 }
 
 /// A frame header: where the payload starts and how long it is.
@@ -99,6 +101,7 @@ impl Reader {
             pending,
             messages: Reassembler::new(),
             delivered: false,
+            received: early.len() as u64,
         }
     }
 
@@ -132,6 +135,12 @@ impl Reader {
                 Progress::Control(_) => return Ok(Message::Pong),
             }
         }
+    }
+
+    /// Bytes read from the socket since the `101`, frame headers included:
+    /// what the server sent, whether or not it has been parsed yet.
+    pub fn bytes_received(&self) -> u64 {
+        self.received
     }
 
     /// The text of the last [`Message::Text`] returned, until the next read.
@@ -195,9 +204,11 @@ impl Reader {
     async fn fill(&mut self, n: usize) -> io::Result<()> {
         while self.pending.len() < n {
             self.pending.reserve(n - self.pending.len());
-            if self.read.read_buf(&mut self.pending).await? == 0 {
+            let n = self.read.read_buf(&mut self.pending).await?;
+            if n == 0 {
                 return Err(io::ErrorKind::UnexpectedEof.into());
             }
+            self.received += n as u64;
         }
         Ok(())
     }
@@ -258,6 +269,7 @@ mod tests {
         );
         assert_eq!(text(&mut reader).await, b"hello");
         assert_eq!(text(&mut reader).await, vec![b'a'; 200]);
+        assert!(reader.bytes_received() >= 5 + 3 + 4 + 8 + 200);
         assert!(matches!(
             reader.read_message().await.unwrap(),
             Message::Close(_)

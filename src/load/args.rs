@@ -12,6 +12,29 @@ pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
 /// Longest `--handshake-timeout` accepted.
 const MAX_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(600);
 
+/// Longest `--settle` accepted: long enough for any paced fan-out, short
+/// enough that a run that never converges still ends.
+const MAX_SETTLE: Duration = Duration::from_secs(600);
+
+/// Which presence feed a watcher asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WatchFeed {
+    /// `presence` events, each the whole list (what OpenClaw clients get).
+    Full,
+    /// `presence.delta` events (`caps: ["presence.delta"]` in `connect`).
+    Delta,
+}
+
+impl WatchFeed {
+    /// The feed's name in the summary.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WatchFeed::Full => "full",
+            WatchFeed::Delta => "delta",
+        }
+    }
+}
+
 fn parse_duration(s: &str) -> Result<Duration, humantime::DurationError> {
     humantime::parse_duration(s)
 }
@@ -35,6 +58,32 @@ pub struct LoadArgs {
     /// `system-presence` in a closed loop, `--reader-in-flight` at a time.
     #[arg(long, default_value_t = 0)]
     pub readers: u32,
+
+    /// Watchers: operators (`operator.read`) that hold a presence feed open and
+    /// track the version they hold, the `seq` of every event, and how late
+    /// each version arrives.
+    #[arg(long, default_value_t = 0)]
+    pub watchers: u32,
+
+    /// The feed each watcher asks for: whole lists or deltas.
+    #[arg(long, value_enum, default_value = "full")]
+    pub watch_feed: WatchFeed,
+
+    /// `client.mode` of the watchers. `ui` (the macOS app) gets a presence
+    /// entry; `cli` is untracked by default, so its watchers add no changes.
+    #[arg(long, default_value = "ui")]
+    pub watch_mode: String,
+
+    /// Watcher connections started per second during the ramp, alongside
+    /// the other clients. Default: `--ramp-rate`.
+    #[arg(long)]
+    pub watch_ramp_rate: Option<u32>,
+
+    /// After the steady phase the other clients stop, and the watchers get
+    /// this long to catch up with the gateway's last version (less if they all
+    /// hold it sooner).
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub settle: Duration,
 
     /// Length of the steady phase after the ramp (humantime: `10s`, `2m`).
     /// Request rates and latencies cover this phase only.
@@ -111,8 +160,8 @@ pub enum LoadError {
     /// `--url` is not a usable `ws://` URL, or its host did not resolve.
     #[error(transparent)]
     Url(#[from] UrlError),
-    /// Neither beacon clients nor readers were asked for.
-    #[error("nothing to run: --clients and --readers are both 0")]
+    /// No beacon clients, readers or watchers were asked for.
+    #[error("nothing to run: --clients, --readers and --watchers are all 0")]
     NoClients,
     /// An option is outside its range.
     #[error("--{option} {reason}")]
@@ -127,7 +176,7 @@ pub enum LoadError {
         "{connections} connections need {needed} file descriptors, but RLIMIT_NOFILE allows \
          {soft} (hard limit {hard}). Raise the hard limit (as root: `ulimit -Hn {needed}`; for \
          a service: LimitNOFILE=; for a login: nofile in /etc/security/limits.conf) or use \
-         fewer --clients/--readers"
+         fewer --clients/--readers/--watchers"
     )]
     FdLimit {
         /// Connections asked for.
@@ -153,9 +202,10 @@ pub(super) fn out_of_range(option: &'static str, reason: impl Into<String>) -> L
 
 /// Checks the options that clap's types do not.
 pub fn validate(args: &LoadArgs) -> Result<(), LoadError> {
-    if args.clients == 0 && args.readers == 0 {
+    if args.clients == 0 && args.readers == 0 && args.watchers == 0 {
         return Err(LoadError::NoClients);
     }
+    validate_watchers(args)?;
     if args.duration.is_zero() || args.duration > MAX_DURATION {
         return Err(out_of_range(
             "duration",
@@ -188,6 +238,26 @@ pub fn validate(args: &LoadArgs) -> Result<(), LoadError> {
     }
     if args.mode.trim().is_empty() {
         return Err(out_of_range("mode", "must not be empty"));
+    }
+    Ok(())
+}
+
+/// Checks the watcher options.
+fn validate_watchers(args: &LoadArgs) -> Result<(), LoadError> {
+    if args.watchers > 0 && args.echo {
+        return Err(out_of_range(
+            "watchers",
+            "needs the gateway protocol; an echo server sends no presence",
+        ));
+    }
+    if matches!(args.watch_ramp_rate, Some(0)) {
+        return Err(out_of_range("watch-ramp-rate", "must be at least 1"));
+    }
+    if args.watch_mode.trim().is_empty() {
+        return Err(out_of_range("watch-mode", "must not be empty"));
+    }
+    if args.settle > MAX_SETTLE {
+        return Err(out_of_range("settle", "must be at most 10m"));
     }
     Ok(())
 }
@@ -230,5 +300,18 @@ pub(super) mod tests {
     fn zero_duration_is_rejected() {
         assert!(validate(&args(&["--duration", "0s"])).is_err());
         assert!(validate(&args(&["--clients", "0"])).is_err());
+    }
+
+    #[test]
+    fn watchers_alone_are_a_run_but_not_against_an_echo_server() {
+        let a = args(&["--clients", "0", "--watchers", "5", "--watch-feed", "delta"]);
+        assert!(validate(&a).is_ok());
+        assert_eq!(
+            (a.watch_feed, a.watch_mode.as_str()),
+            (WatchFeed::Delta, "ui")
+        );
+        assert_eq!(a.settle, Duration::from_secs(5));
+        assert!(validate(&args(&["--watchers", "1", "--echo"])).is_err());
+        assert!(validate(&args(&["--watchers", "1", "--watch-ramp-rate", "0"])).is_err());
     }
 }

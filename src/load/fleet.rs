@@ -1,5 +1,6 @@
 //! What every simulated client of one run shares: where to connect, which
-//! protocol to speak, the frames to send, the churn wake-ups and the stats.
+//! protocol to speak, the frames to send, the churn wake-ups and the stats
+//! (the watchers' among them).
 //!
 //! Invariant: built once before the ramp and read-only afterwards, except
 //! through its atomics, `Notify`s and the stats' shard locks.
@@ -9,8 +10,10 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
+use super::args::WatchFeed;
 use super::requests::{Kind, Requests};
 use super::stats::Stats;
+use super::watch_stats::WatchStats;
 use crate::client::Target;
 
 /// Which wire protocol the fleet speaks.
@@ -47,6 +50,12 @@ pub struct Fleet {
     pub churn: Box<[Notify]>,
     /// Where every figure goes.
     pub stats: Stats,
+    /// The feed watchers ask for.
+    pub watch_feed: WatchFeed,
+    /// The watchers' `client.mode`.
+    pub watch_mode: String,
+    /// What the watchers hold and record; its length is the number of watchers.
+    pub watch: WatchStats,
 }
 
 impl Fleet {

@@ -20,7 +20,10 @@
 //! Layout: [`args`] (options and their checks), [`run`](mod@run) (the phases),
 //! `session.rs` (one client), `fleet.rs` (what the clients share), `requests.rs` (the frames it sends), [`stats`]
 //! (what is recorded), [`summary`] (the report), `source.rs` (loopback source
-//! addresses), [`fdlimit`] (`RLIMIT_NOFILE`), [`echo`] (the baseline server).
+//! addresses), [`fdlimit`] (`RLIMIT_NOFILE`), [`echo`] (the baseline server);
+//! `crew.rs` (starting and stopping the client tasks), `progress.rs` (what
+//! the callback gets); for `--watchers`: `watch.rs` (one watcher), `watch_stats.rs` (what watchers
+//! record) and `settle.rs` (the wait for them to converge at the end).
 
 pub mod args;
 pub mod echo;
@@ -29,12 +32,20 @@ pub mod run;
 pub mod stats;
 pub mod summary;
 
+mod crew;
 mod fleet;
+mod progress;
 mod requests;
 mod session;
+mod settle;
 mod source;
+mod watch;
+mod watch_stats;
 
+pub use args::WatchFeed;
 pub use args::{LoadArgs, LoadError, MAX_DURATION};
+pub use crew::STOP_GRACE;
 pub use fdlimit::{NofileShortfall, raise_nofile};
-pub use run::{Progress, STOP_GRACE, run, run_with_progress};
-pub use summary::Summary;
+pub use progress::Progress;
+pub use run::{run, run_with_progress};
+pub use summary::{Summary, WatchSummary};

@@ -75,6 +75,34 @@ impl Requests {
             Kind::Beacon => (self.mode.as_str(), "node", json!([])),
             Kind::Reader => ("cli", "operator", json!(["operator.read"])),
         };
+        self.connect_as(mode, role, scopes, self.instance_id(client, kind), None)
+    }
+
+    /// The `connect` request of watcher `watcher` (`instanceId`
+    /// `load-RUN-wN`): an operator with `operator.read` in `mode`, listing
+    /// the `presence.delta` cap when `delta`.
+    pub fn watcher_connect(&self, watcher: u32, mode: &str, delta: bool) -> Vec<u8> {
+        let id = format!("load-{}-w{watcher}", self.run_id);
+        let caps = delta.then(|| json!(["presence.delta"]));
+        self.connect_as(mode, "operator", json!(["operator.read"]), id, caps)
+    }
+
+    /// The `connect` request of the probe that reads the gateway's version at
+    /// the end of a watcher run: mode `cli` (untracked by default) and no
+    /// scopes, so it neither changes presence nor receives it.
+    pub fn probe_connect(&self) -> Vec<u8> {
+        let id = format!("load-{}-probe", self.run_id);
+        self.connect_as("cli", "operator", json!([]), id, None)
+    }
+
+    fn connect_as(
+        &self,
+        mode: &str,
+        role: &str,
+        scopes: serde_json::Value,
+        instance_id: String,
+        caps: Option<serde_json::Value>,
+    ) -> Vec<u8> {
         let mut params = json!({
             "minProtocol": 3,
             "maxProtocol": 4,
@@ -83,13 +111,16 @@ impl Requests {
                 "version": env!("CARGO_PKG_VERSION"),
                 "platform": "linux",
                 "mode": mode,
-                "instanceId": self.instance_id(client, kind),
+                "instanceId": instance_id,
             },
             "role": role,
             "scopes": scopes,
         });
         if let Some(token) = &self.token {
             params["auth"] = json!({ "token": token });
+        }
+        if let Some(caps) = caps {
+            params["caps"] = caps;
         }
         let req = json!({"type": "req", "id": "connect", "method": "connect", "params": params});
         // A json! value always serializes.
@@ -137,6 +168,11 @@ impl Requests {
     pub fn presence(&self, id: u64) -> Vec<u8> {
         format!(r#"{{"type":"req","id":"{id}","method":"system-presence","params":{{}}}}"#)
             .into_bytes()
+    }
+
+    /// A `health` request with id `id`.
+    pub fn health(&self, id: u64) -> Vec<u8> {
+        format!(r#"{{"type":"req","id":"{id}","method":"health","params":{{}}}}"#).into_bytes()
     }
 
     /// The largest `--frame-bytes` whose beacon text still fits [`MAX_TEXT_LEN`]
@@ -228,6 +264,16 @@ mod tests {
         assert_eq!(v["params"]["scopes"][0], "operator.read");
         assert_eq!(v["params"]["client"]["mode"], "cli");
         assert_eq!(v["params"]["client"]["instanceId"], "load-abc-r1");
+        let v: serde_json::Value =
+            serde_json::from_slice(&r.watcher_connect(4, "ui", true)).unwrap();
+        assert_eq!(v["params"]["caps"][0], "presence.delta");
+        assert_eq!(v["params"]["client"]["instanceId"], "load-abc-w4");
+        assert_eq!(v["params"]["scopes"][0], "operator.read");
+        let v: serde_json::Value =
+            serde_json::from_slice(&r.watcher_connect(4, "cli", false)).unwrap();
+        assert!(v["params"].get("caps").is_none());
+        let v: serde_json::Value = serde_json::from_slice(&r.probe_connect()).unwrap();
+        assert_eq!(v["params"]["scopes"], json!([]));
         let b: serde_json::Value = serde_json::from_slice(&r.beacon(1, 1)).unwrap();
         assert!(
             b["params"]["text"]

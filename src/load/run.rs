@@ -8,7 +8,11 @@
 //!    `clients / ramp-rate + handshake-timeout + 1 s`.
 //! 2. **Steady.** For `--duration`, request figures are recorded and churn runs.
 //! 3. **Stop.** Connections held are counted and memory read, every client is told
-//!    to stop, and clients still running after [`STOP_GRACE`] are aborted.
+//!    to stop, and clients still running after
+//!    [`STOP_GRACE`](crate::load::STOP_GRACE) are aborted.
+//!    With `--watchers`, the beacon clients and readers stop first; the
+//!    watchers then settle (`settle.rs`: up to `--settle`, until each holds the
+//!    gateway's last version) and stop last.
 //!
 //! Invariants:
 //! - One task per client; a client's state between frames is its socket, its
@@ -24,62 +28,33 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tokio::sync::{Notify, watch};
-use tokio::task::JoinSet;
+use tokio::sync::Notify;
 use tokio::time::{Instant, Interval};
 
 use super::args::{LoadArgs, LoadError, out_of_range, validate};
+use super::crew::{Crew, Schedule};
 use super::fdlimit;
 use super::fleet::{Fleet, Protocol};
+pub use super::progress::Progress;
 use super::requests::{Kind, Requests};
 use super::session::run_client;
+use super::settle::settle;
 use super::source::source_ips;
 use super::stats::Stats;
 use super::summary::{RssSummary, RunInfo, Summary, SummaryFrame, read_vm_rss_kib};
+use super::watch::run_watcher;
+use super::watch_stats::{WatchFrame, WatchStats};
 use crate::client::resolve;
 use crate::protocol::system_event::MAX_TEXT_LEN;
 
 /// Descriptors kept free for stdio, the runtime's epoll and eventfd, and files.
 const FD_RESERVE: u64 = 64;
 
-/// How long stopped clients get to finish before they are aborted.
-pub const STOP_GRACE: Duration = Duration::from_secs(5);
-
 /// Spawn and churn scheduling granularity.
 const TICK: Duration = Duration::from_millis(5);
 
 /// Progress refresh period.
 const PROGRESS_EVERY: Duration = Duration::from_millis(200);
-
-/// How a run is going, handed to the caller's callback about every
-/// 200 ms (`PROGRESS_EVERY`).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Progress {
-    /// The ramp: connections open out of those asked for.
-    Ramp {
-        /// Connections open now.
-        held: u64,
-        /// Connections asked for.
-        total: u64,
-        /// Connection failures so far.
-        failed: u64,
-    },
-    /// The steady phase.
-    Steady {
-        /// Time since the phase started.
-        elapsed: Duration,
-        /// The phase's length (`--duration`).
-        length: Duration,
-        /// Connections open now.
-        held: u64,
-        /// Replies per second since the last report.
-        per_sec: f64,
-        /// Error replies plus connection failures so far.
-        errors: u64,
-    },
-    /// Measuring is over; clients are being stopped.
-    Done,
-}
 
 /// Why a phase loop returned early.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -113,11 +88,10 @@ pub async fn run_with_progress(
     let server_rss_start = args.rss_pid.and_then(|p| read_vm_rss_kib(Some(p)));
     let client_rss_start = read_vm_rss_kib(None);
     let mut phases = Phases::new(&args, fleet.clone(), progress);
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut tasks = JoinSet::new();
+    let mut crew = Crew::new();
 
     let run_start = Instant::now();
-    let mut halt = phases.ramp(&mut tasks, &stop_rx).await;
+    let mut halt = phases.ramp(&mut crew).await;
     let ramp_secs = run_start.elapsed().as_secs_f64();
     let steady_start = Instant::now();
     fleet.stats.measuring.store(true, Ordering::Relaxed);
@@ -126,29 +100,31 @@ pub async fn run_with_progress(
     }
     let duration_secs = steady_start.elapsed().as_secs_f64();
     fleet.stats.measuring.store(false, Ordering::Relaxed);
-    let held_at_end = fleet.stats.held.load(Ordering::Relaxed);
-    let rss = |pid: u32, start: Option<u64>, end: u64| {
-        RssSummary::new(pid, start.unwrap_or(0), end, held_at_end)
-    };
-    let server_rss = args
-        .rss_pid
-        .and_then(|pid| Some(rss(pid, server_rss_start, read_vm_rss_kib(Some(pid))?)));
-    let client_rss =
-        read_vm_rss_kib(None).map(|end| rss(std::process::id(), client_rss_start, end));
-    (phases.progress)(Progress::Done);
-    stop(tasks, stop_tx).await;
-
     let mut run = run_info(&args, &fleet);
     run.duration_secs = duration_secs;
-    run.held_at_end = held_at_end;
-    run.server_rss = server_rss;
-    run.client_rss = client_rss;
+    run.held_at_end = fleet.stats.held.load(Ordering::Relaxed);
+    let rss = |pid: u32, start: Option<u64>, end: u64| {
+        RssSummary::new(pid, start.unwrap_or(0), end, run.held_at_end)
+    };
+    run.server_rss = args
+        .rss_pid
+        .and_then(|pid| Some(rss(pid, server_rss_start, read_vm_rss_kib(Some(pid))?)));
+    run.client_rss =
+        read_vm_rss_kib(None).map(|end| rss(std::process::id(), client_rss_start, end));
     run.stopped_by = halt.map_or("duration", Halt::as_str);
-    Ok(fleet.stats.summarize(SummaryFrame {
+    let settled = phases.watchers_settle(&mut crew, halt).await;
+    (phases.progress)(Progress::Done);
+    crew.stop().await;
+    // After the stop: each watcher adds its bytes when its connection ends.
+    let watchers = settled.map(|frame| fleet.watch.summarize(frame));
+
+    let mut summary = fleet.stats.summarize(SummaryFrame {
         run,
         ramp_secs,
         run_secs: run_start.elapsed().as_secs_f64(),
-    }))
+    });
+    summary.watchers = watchers;
+    Ok(summary)
 }
 
 /// Checks the options, resolves the target, and raises the fd limit: all
@@ -201,11 +177,16 @@ async fn prepare(args: &LoadArgs) -> Result<Fleet, LoadError> {
         source_ips,
         churn,
         stats: Stats::new(),
+        watch_feed: args.watch_feed,
+        watch_mode: args.watch_mode.clone(),
+        watch: WatchStats::new(args.watchers),
     })
 }
 
+/// Connections a run opens: every client, and the settle's probe.
 fn connections(args: &LoadArgs) -> u64 {
-    u64::from(args.clients) + u64::from(args.readers)
+    let probe = u64::from(args.watchers > 0);
+    u64::from(args.clients) + u64::from(args.readers) + u64::from(args.watchers) + probe
 }
 
 /// The run's description; the end-of-run fields are filled in by the caller.
@@ -231,21 +212,6 @@ fn run_info(args: &LoadArgs, fleet: &Fleet) -> RunInfo {
         server_rss: None,
         client_rss: None,
         stopped_by: "duration",
-    }
-}
-
-/// Tells every client to stop, and aborts those still running after
-/// [`STOP_GRACE`].
-async fn stop(mut tasks: JoinSet<()>, stop_tx: watch::Sender<bool>) {
-    // The receivers may all be gone already (every client ended); that is fine.
-    let _ = stop_tx.send(true);
-    let grace = tokio::time::sleep(STOP_GRACE);
-    tokio::pin!(grace);
-    loop {
-        tokio::select! {
-            joined = tasks.join_next() => if joined.is_none() { break },
-            _ = &mut grace => { tasks.shutdown().await; break; }
-        }
     }
 }
 
@@ -298,39 +264,42 @@ impl<'a, P: FnMut(Progress)> Phases<'a, P> {
         true
     }
 
-    /// Phase 1: starts clients at `--ramp-rate` until every first attempt
-    /// has finished or the ramp deadline passes.
-    async fn ramp(
-        &mut self,
-        tasks: &mut JoinSet<()>,
-        stop_rx: &watch::Receiver<bool>,
-    ) -> Option<Halt> {
-        let total = connections(self.args);
-        let rate = f64::from(self.args.ramp_rate);
+    /// Phase 1: starts clients at `--ramp-rate` (and watchers at
+    /// `--watch-ramp-rate`) until every first attempt has finished or the
+    /// ramp deadline passes.
+    async fn ramp(&mut self, crew: &mut Crew) -> Option<Halt> {
+        let args = self.args;
+        let mut clients = Schedule::new(
+            u64::from(args.clients) + u64::from(args.readers),
+            args.ramp_rate,
+        );
+        let watch_rate = args.watch_ramp_rate.unwrap_or(args.ramp_rate);
+        let mut watchers = Schedule::new(u64::from(args.watchers), watch_rate);
+        let total = clients.total + watchers.total;
         let start = Instant::now();
         let deadline = start
-            + Duration::from_secs_f64(total as f64 / rate)
-            + self.args.handshake_timeout
+            + clients.span().max(watchers.span())
+            + args.handshake_timeout
             + Duration::from_secs(1);
-        let mut spawned: u64 = 0;
         loop {
             tokio::select! {
                 _ = self.ticker.tick() => {}
                 _ = &mut self.interrupt => return Some(Halt::Interrupted),
             }
             let now = Instant::now();
-            let due = ((now - start).as_secs_f64() * rate) as u64 + 1;
-            while spawned < due.min(total) {
-                let (client, kind) = self.client_of(spawned);
-                tasks.spawn(run_client(
-                    self.fleet.clone(),
-                    client,
-                    kind,
-                    stop_rx.clone(),
-                ));
-                spawned += 1;
+            for n in clients.due(now - start) {
+                let (client, kind) = self.client_of(n);
+                let stop = crew.stop_clients.subscribe();
+                crew.clients
+                    .spawn(run_client(self.fleet.clone(), client, kind, stop));
             }
-            let attempted = self.stats().first_attempts.load(Ordering::Relaxed);
+            for w in watchers.due(now - start) {
+                // Watchers take the source slots after the other clients'.
+                let source = (clients.total + w) as u32;
+                let stop = crew.stop_watchers.subscribe();
+                crew.watchers
+                    .spawn(run_watcher(self.fleet.clone(), w as u32, source, stop));
+            }
             if self.progress_due(now) {
                 let held = self.stats().held.load(Ordering::Relaxed);
                 let failed = self.stats().failure_count();
@@ -343,6 +312,7 @@ impl<'a, P: FnMut(Progress)> Phases<'a, P> {
             if self.over_errors() {
                 return Some(Halt::MaxErrors);
             }
+            let attempted = self.stats().first_attempts.load(Ordering::Relaxed);
             if attempted >= total || now >= deadline {
                 return None;
             }
@@ -393,6 +363,28 @@ impl<'a, P: FnMut(Progress)> Phases<'a, P> {
                 }
             }
         }
+    }
+
+    /// With watchers: stops the other clients, lets the watchers settle
+    /// (not at all after Ctrl-C), and says how they ended.
+    async fn watchers_settle(&mut self, crew: &mut Crew, halt: Option<Halt>) -> Option<WatchFrame> {
+        if self.fleet.watch.is_empty() {
+            return None;
+        }
+        crew.stop_clients().await;
+        let (length, interrupt) = match halt {
+            Some(Halt::Interrupted) => (Duration::ZERO, None),
+            _ => (self.args.settle, Some(&mut self.interrupt)),
+        };
+        let settled = settle(&self.fleet, length, interrupt, &mut self.progress).await;
+        Some(WatchFrame {
+            feed: self.args.watch_feed.as_str(),
+            mode: self.args.watch_mode.clone(),
+            end: settled.end,
+            final_version: settled.final_version,
+            final_version_from: settled.final_version_from,
+            settle_secs: settled.secs,
+        })
     }
 
     fn steady_progress(&self, elapsed: Duration, per_sec: f64) -> Progress {

@@ -26,7 +26,7 @@ use super::requests::Kind;
 use super::source::socket_from;
 use super::stats::{Failure, Method, Stats};
 use crate::client::{
-    ConnectError, Envelope, HandshakeError, Message, ReadError, WsConn, connect_from, hello,
+    ConnectError, Envelope, HandshakeError, Hello, Message, ReadError, WsConn, connect_from, hello,
 };
 use crate::protocol::MessageError;
 
@@ -47,7 +47,7 @@ enum End {
     Lost(Failure),
 }
 
-fn micros(d: Duration) -> u64 {
+pub(super) fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
@@ -111,7 +111,7 @@ async fn attempt(
 
 /// Counts a finished attempt: toward the ramp if it was the first, as a
 /// reconnect if a later one succeeded while measuring.
-fn count_attempt(stats: &Stats, first: bool, connected: bool) {
+pub(super) fn count_attempt(stats: &Stats, first: bool, connected: bool) {
     // Relaxed on these counters: they are read for progress and, once the
     // tasks are joined, for the summary; nothing is published through them.
     if first {
@@ -128,7 +128,7 @@ fn count_attempt(stats: &Stats, first: bool, connected: bool) {
 /// until the server has answered and closed TCP, bounded by [`CLOSE_WAIT`].
 /// The server closing first leaves TIME_WAIT on its side, not on this
 /// client's ephemeral port, which a churning fleet would otherwise run out of.
-async fn close(conn: &mut WsConn) {
+pub(super) async fn close(conn: &mut WsConn) {
     let WsConn { read, write } = conn;
     if write.write_frame(Frame::close(1000, b"")).await.is_err() {
         return;
@@ -143,26 +143,48 @@ async fn close(conn: &mut WsConn) {
 /// Connects and, in the rollcall protocol, completes the handshake.
 async fn open(fleet: &Fleet, client: u32, kind: Kind) -> Result<WsConn, Failure> {
     let started = Instant::now();
-    let socket = socket_from(&fleet.target, fleet.source_ip(client))
-        .map_err(|e| connect_failure(ConnectError::Tcp(e)))?;
-    let mut conn = connect_from(&fleet.target, socket)
-        .await
-        .map_err(connect_failure)?;
+    let mut conn = dial(fleet, client).await?;
     if fleet.protocol == Protocol::Rollcall {
-        let request = fleet.requests.connect(client, kind);
-        let reply = hello(&mut conn, request).await.map_err(handshake_failure)?;
-        let outcome = reply.error_code.as_deref().map_or(Ok(()), Err);
-        fleet
-            .stats
-            .record_reply(client, Method::Connect, micros(reply.latency), outcome);
-        if !reply.ok {
-            return Err(Failure::ConnectRejected);
-        }
+        handshake(
+            fleet,
+            client,
+            &mut conn,
+            fleet.requests.connect(client, kind),
+        )
+        .await?;
     }
     fleet
         .stats
         .record_handshake(client, micros(started.elapsed()));
     Ok(conn)
+}
+
+/// Opens a WebSocket from the source address of slot `source`.
+pub(super) async fn dial(fleet: &Fleet, source: u32) -> Result<WsConn, Failure> {
+    let socket = socket_from(&fleet.target, fleet.source_ip(source))
+        .map_err(|e| connect_failure(ConnectError::Tcp(e)))?;
+    connect_from(&fleet.target, socket)
+        .await
+        .map_err(connect_failure)
+}
+
+/// Runs the gateway handshake with `request` and records the `connect`
+/// reply (as `client`'s); a refusal is [`Failure::ConnectRejected`].
+pub(super) async fn handshake(
+    fleet: &Fleet,
+    client: u32,
+    conn: &mut WsConn,
+    request: Vec<u8>,
+) -> Result<Hello, Failure> {
+    let reply = hello(conn, request).await.map_err(handshake_failure)?;
+    let outcome = reply.error_code.as_deref().map_or(Ok(()), Err);
+    fleet
+        .stats
+        .record_reply(client, Method::Connect, micros(reply.latency), outcome);
+    if !reply.ok {
+        return Err(Failure::ConnectRejected);
+    }
+    Ok(reply)
 }
 
 fn connect_failure(e: ConnectError) -> Failure {
@@ -190,7 +212,7 @@ fn handshake_failure(e: HandshakeError) -> Failure {
 }
 
 /// Why a read ended an established connection.
-fn read_failure(e: &ReadError) -> Failure {
+pub(super) fn read_failure(e: &ReadError) -> Failure {
     match e {
         e if e.is_closed() => Failure::ClosedByServer,
         ReadError::Io(_) => Failure::Io,
@@ -199,7 +221,7 @@ fn read_failure(e: &ReadError) -> Failure {
 }
 
 /// Why a first send on an established connection failed.
-fn write_failure(e: &WebSocketError) -> Failure {
+pub(super) fn write_failure(e: &WebSocketError) -> Failure {
     match e {
         WebSocketError::UnexpectedEOF | WebSocketError::ConnectionClosed => Failure::ClosedByServer,
         WebSocketError::IoError(io)

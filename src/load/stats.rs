@@ -23,7 +23,7 @@ pub const LATENCY_MAX_US: u64 = 600_000_000;
 
 /// Number of histogram shards. Two runtime workers need few; more only cost memory
 /// (each shard holds one histogram per method, about 160 KiB each).
-const SHARDS: usize = 8;
+pub(super) const SHARDS: usize = 8;
 
 /// A request method whose replies are timed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,7 +124,7 @@ struct Shard {
     errors: [BTreeMap<String, u64>; 3],
 }
 
-fn histogram() -> Histogram<u64> {
+pub(super) fn histogram() -> Histogram<u64> {
     // 3 significant figures over 1 us ..= 10 min: the bounds are valid constants.
     Histogram::new_with_bounds(1, LATENCY_MAX_US, 3).expect("valid histogram bounds")
 }
@@ -316,6 +316,7 @@ impl Stats {
             in_flight_at_stop: self.unanswered.load(Ordering::Relaxed),
             skipped_beacons: self.skipped.load(Ordering::Relaxed),
             unmatched_replies: self.unmatched.load(Ordering::Relaxed),
+            watchers: None,
             run: f.run,
         }
     }

@@ -150,6 +150,44 @@ pub struct RunInfo {
     pub stopped_by: &'static str,
 }
 
+/// The watchers' figures: how many held on and converged, what it cost
+/// them, and how late presence versions reached them.
+#[derive(Debug, Clone, Serialize)]
+pub struct WatchSummary {
+    /// Watchers asked for.
+    pub watchers: u64,
+    /// The feed they asked for: `full` (`presence`) or `delta` (`presence.delta`).
+    pub feed: &'static str,
+    /// Their `client.mode` (`ui` is tracked: each watcher has a presence entry).
+    pub mode: String,
+    /// Watchers connected at the end of settle.
+    pub held: u64,
+    /// Watchers holding the final version (or a later one) at the end of settle.
+    pub converged: u64,
+    /// The version they were compared with.
+    pub final_version: u64,
+    /// Where it came from: `health` (the gateway, asked at the end of
+    /// settle), or `watchers` (the highest any held, when the gateway did not answer).
+    pub final_version_from: &'static str,
+    /// Seconds from the other clients' stop to the comparison.
+    pub settle_secs: f64,
+    /// Socket open to `hello-ok`, microseconds.
+    pub handshake_latency_us: Latency,
+    /// Mean bytes received per watcher (every frame after the `101`).
+    pub bytes_per_watcher: f64,
+    /// Bytes received by all watchers.
+    pub bytes_total: u64,
+    /// `presence` and `presence.delta` events received.
+    pub presence_events: u64,
+    /// Publication (the newest non-gateway `ts` in the event) to arrival,
+    /// microseconds; whole-millisecond resolution, as `ts` has.
+    pub delay_us: Latency,
+    /// Events whose `seq` was not the previous one plus one (should be 0).
+    pub seq_gaps: u64,
+    /// Deltas whose `from` was not the version held.
+    pub delta_gaps: u64,
+}
+
 /// Everything a load run reports. Serializes to the `--json` output (the
 /// [`RunInfo`] fields at the top level).
 #[derive(Debug, Clone, Serialize)]
@@ -178,6 +216,9 @@ pub struct Summary {
     pub skipped_beacons: u64,
     /// Replies whose id matched no request in flight.
     pub unmatched_replies: u64,
+    /// The watchers' figures, when the run had watchers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub watchers: Option<WatchSummary>,
 }
 
 /// The parts of a summary that come from the run's configuration and clock.
@@ -273,6 +314,12 @@ impl Summary {
             fmt_latency(f, name, &m.latency_us)?;
             writeln!(f, " {:>12.0} {:>8}", m.per_sec, m.errors)?;
         }
+        if let Some(w) = &self.watchers {
+            fmt_latency(f, "watch handshake", &w.handshake_latency_us)?;
+            writeln!(f)?;
+            fmt_latency(f, "watch delay", &w.delay_us)?;
+            writeln!(f)?;
+        }
         Ok(())
     }
 
@@ -332,9 +379,35 @@ impl Summary {
     }
 }
 
+impl fmt::Display for WatchSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "  watchers: {} asked ({} feed, mode {}), {} held, {} converged on version {} \
+             (from {}) after {:.2}s of settle",
+            self.watchers,
+            self.feed,
+            self.mode,
+            self.held,
+            self.converged,
+            self.final_version,
+            self.final_version_from,
+            self.settle_secs
+        )?;
+        writeln!(
+            f,
+            "    {} presence events, {:.0} bytes per watcher, {} seq gaps, {} delta gaps",
+            self.presence_events, self.bytes_per_watcher, self.seq_gaps, self.delta_gaps
+        )
+    }
+}
+
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.fmt_overview(f)?;
+        if let Some(w) = &self.watchers {
+            w.fmt(f)?;
+        }
         self.fmt_latencies(f)?;
         self.fmt_errors(f)?;
         self.fmt_extras(f)
