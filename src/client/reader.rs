@@ -18,6 +18,7 @@ use bytes::BytesMut;
 use tokio::io::AsyncReadExt;
 use tokio::net::tcp::OwnedReadHalf;
 
+use crate::protocol::ws::{self, HeaderError, Parsed};
 use crate::protocol::{MessageError, Opcode, Progress, Reassembler};
 
 /// Largest message a client accepts. A `system-presence` reply with a full
@@ -47,9 +48,9 @@ pub enum ReadError {
     /// The socket failed or reached EOF (`UnexpectedEof`).
     #[error("read failed")]
     Io(#[from] io::Error),
-    /// A frame header the client does not accept.
+    /// A frame header that breaks RFC 6455 §5.
     #[error("bad frame: {0}")]
-    Frame(&'static str),
+    Frame(#[from] HeaderError),
     /// The frames do not make a valid message.
     #[error(transparent)]
     Message(#[from] MessageError),
@@ -83,11 +84,10 @@ pub struct Reader {
 /// A frame header: where the payload starts and how long it is.
 struct Header {
     fin: bool,
-    opcode: u8,
-    /// Header bytes, including the mask key.
+    opcode: Opcode,
+    /// Header bytes (a server's frames carry no mask key).
     len: usize,
     payload: usize,
-    mask: Option<[u8; 4]>,
 }
 
 impl Reader {
@@ -116,14 +116,10 @@ impl Reader {
         loop {
             let header = self.header().await?;
             self.fill(header.len + header.payload).await?;
-            let mut payload = self.take_frame(&header);
-            if let Some(mask) = header.mask {
-                fastwebsockets::unmask(&mut payload, mask);
-            }
-            let opcode = opcode(header.opcode)?;
+            let payload = self.take_frame(&header);
             match self
                 .messages
-                .push(opcode, header.fin, &payload, MAX_MESSAGE_BYTES)?
+                .push(header.opcode, header.fin, &payload, MAX_MESSAGE_BYTES)?
             {
                 Progress::Partial => {}
                 Progress::Complete => {
@@ -150,39 +146,25 @@ impl Reader {
 
     /// Buffers and decodes the next frame's header, consuming nothing.
     async fn header(&mut self) -> Result<Header, ReadError> {
-        self.fill(2).await?;
-        let (b0, b1) = (self.pending[0], self.pending[1]);
-        if b0 & 0x70 != 0 {
-            return Err(ReadError::Frame("reserved bits set"));
-        }
-        let ext = match b1 & 0x7f {
-            126 => 2,
-            127 => 8,
-            _ => 0,
+        let mut need = 2;
+        let (frame, len) = loop {
+            self.fill(need).await?;
+            match ws::parse_header(&self.pending, ws::Sender::Server)? {
+                Parsed::Incomplete(n) => need = n,
+                Parsed::Header(frame, len) => break (frame, len),
+            }
         };
-        let masked = b1 & 0x80 != 0;
-        let len = 2 + ext + if masked { 4 } else { 0 };
-        self.fill(len).await?;
-        let p = &self.pending;
-        let payload = match ext {
-            0 => u64::from(b1 & 0x7f),
-            2 => u64::from(u16::from_be_bytes([p[2], p[3]])),
-            // Eight length bytes were just buffered.
-            _ => u64::from_be_bytes(p[2..10].try_into().expect("8 bytes")),
-        };
-        let payload = usize::try_from(payload)
+        let payload = usize::try_from(frame.len)
             .ok()
             .filter(|&n| n <= MAX_MESSAGE_BYTES)
             .ok_or(ReadError::Message(MessageError::TooLarge {
                 limit: MAX_MESSAGE_BYTES,
             }))?;
-        let mask = masked.then(|| [p[len - 4], p[len - 3], p[len - 2], p[len - 1]]);
         Ok(Header {
-            fin: b0 & 0x80 != 0,
-            opcode: b0 & 0x0f,
+            fin: frame.fin,
+            opcode: frame.opcode,
             len,
             payload,
-            mask,
         })
     }
 
@@ -212,18 +194,6 @@ impl Reader {
         }
         Ok(())
     }
-}
-
-fn opcode(bits: u8) -> Result<Opcode, ReadError> {
-    Ok(match bits {
-        0x0 => Opcode::Continuation,
-        0x1 => Opcode::Text,
-        0x2 => Opcode::Binary,
-        0x8 => Opcode::Close,
-        0x9 => Opcode::Ping,
-        0xa => Opcode::Pong,
-        _ => return Err(ReadError::Frame("unknown opcode")),
-    })
 }
 
 #[cfg(test)]
@@ -258,9 +228,9 @@ mod tests {
         wire.extend_from_slice(&[0x89, 1, b'p']); // a ping between the fragments
         wire.extend_from_slice(&[0x80, 2]);
         wire.extend_from_slice(b"lo");
-        // A masked frame with a 16-bit length: 200 bytes of 'a' masked with 0x01.
-        wire.extend_from_slice(&[0x81, 0x80 | 126, 0, 200, 1, 1, 1, 1]);
-        wire.extend(std::iter::repeat_n(b'a' ^ 1, 200));
+        // A frame with a 16-bit length: 200 bytes of 'a'.
+        wire.extend_from_slice(&[0x81, 126, 0, 200]);
+        wire.extend(std::iter::repeat_n(b'a', 200));
         wire.extend_from_slice(&[0x88, 0]);
         server.write_all(&wire).await.unwrap();
         assert_eq!(
@@ -269,7 +239,7 @@ mod tests {
         );
         assert_eq!(text(&mut reader).await, b"hello");
         assert_eq!(text(&mut reader).await, vec![b'a'; 200]);
-        assert!(reader.bytes_received() >= 5 + 3 + 4 + 8 + 200);
+        assert!(reader.bytes_received() >= 5 + 3 + 4 + 4 + 200);
         assert!(matches!(
             reader.read_message().await.unwrap(),
             Message::Close(_)
@@ -308,6 +278,20 @@ mod tests {
         assert!(
             reader.messages.capacity() < big,
             "the large message's buffer is gone"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_masked_server_frame_is_refused() {
+        let (mut reader, mut server) = reader_pair().await;
+        server
+            .write_all(&[0x81, 0x81, 1, 1, 1, 1, b'a' ^ 1])
+            .await
+            .unwrap();
+        let err = reader.read_message().await.unwrap_err();
+        assert!(
+            matches!(err, ReadError::Frame(HeaderError::Masked)),
+            "{err:?}"
         );
     }
 

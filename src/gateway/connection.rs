@@ -135,7 +135,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         let mut need = 2;
         loop {
             self.fill(need).await?;
-            match ws::parse_header(&self.buf[self.start..])? {
+            match ws::parse_header(&self.buf[self.start..], ws::Sender::Client)? {
                 Parsed::Incomplete(n) => need = n,
                 Parsed::Header(header, used) => {
                     self.start += used;
@@ -151,7 +151,9 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         self.fill(len).await?;
         let mut payload = self.buf[self.start..self.start + len].to_vec();
         self.start += len;
-        ws::unmask(&mut payload, header.mask, 0);
+        if let Some(mask) = header.mask {
+            ws::unmask(&mut payload, mask, 0);
+        }
         Ok(payload)
     }
 
@@ -177,7 +179,9 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             }
             filled += n;
         }
-        ws::unmask(slot, header.mask, 0);
+        if let Some(mask) = header.mask {
+            ws::unmask(slot, mask, 0);
+        }
         Ok(())
     }
 

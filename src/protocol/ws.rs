@@ -1,13 +1,15 @@
-//! WebSocket framing (RFC 6455 §5): the headers of frames a server reads
-//! from clients and writes to them. Pure; the socket side is
-//! `gateway::connection`.
+//! WebSocket framing (RFC 6455 §5): frame headers, read by the gateway from
+//! clients and by rollcall's client from servers, and written by the
+//! gateway. Pure; the socket sides are `gateway::connection` and
+//! `client::reader`.
 //!
-//! Invariants: [`parse_header`] accepts only what §5 allows a client to
-//! send to a server: no reserved bits (no extension is negotiated), a known
-//! opcode, the mask bit set (§5.1: the server must fail the connection on an
-//! unmasked frame), control frames final and at most 125 bytes, and a
-//! 64-bit length with its top bit clear. [`write_header`] writes the
-//! minimal-length header of an unmasked server frame.
+//! Invariants: [`parse_header`] accepts only what §5 allows the given
+//! sender: no reserved bits (no extension is negotiated), a known opcode,
+//! the mask bit set on a client's frames and clear on a server's (§5.1: the
+//! receiver must fail the connection otherwise), control frames final and
+//! at most 125 bytes, and a 64-bit length with its top bit clear.
+//! [`write_header`] writes the minimal-length header of an unmasked server
+//! frame.
 
 use super::message::Opcode;
 use thiserror::Error;
@@ -25,8 +27,9 @@ pub struct FrameHeader {
     pub fin: bool,
     /// What the frame is.
     pub opcode: Opcode,
-    /// The masking key.
-    pub mask: [u8; 4],
+    /// The masking key: always present on a client's frame, never on a
+    /// server's.
+    pub mask: Option<[u8; 4]>,
     /// Payload length in bytes.
     pub len: u64,
 }
@@ -43,6 +46,9 @@ pub enum HeaderError {
     /// A client frame without a mask (§5.1).
     #[error("client frame not masked")]
     Unmasked,
+    /// A server frame with a mask (§5.1).
+    #[error("server frame masked")]
+    Masked,
     /// A fragmented control frame (§5.5).
     #[error("fragmented control frame")]
     FragmentedControl,
@@ -52,6 +58,15 @@ pub enum HeaderError {
     /// A 64-bit length with its most significant bit set (§5.2).
     #[error("payload length out of range")]
     LengthOutOfRange,
+}
+
+/// Who sent the frame being parsed: it decides the masking rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sender {
+    /// A client: every frame is masked.
+    Client,
+    /// A server: no frame is masked.
+    Server,
 }
 
 /// What [`parse_header`] found at the start of a buffer.
@@ -95,8 +110,8 @@ impl Opcode {
     }
 }
 
-/// Parses the header of a client frame at the start of `buf`.
-pub fn parse_header(buf: &[u8]) -> Result<Parsed, HeaderError> {
+/// Parses the header of a frame from `sender` at the start of `buf`.
+pub fn parse_header(buf: &[u8], sender: Sender) -> Result<Parsed, HeaderError> {
     let [b0, b1, ..] = *buf else {
         return Ok(Parsed::Incomplete(2));
     };
@@ -105,8 +120,11 @@ pub fn parse_header(buf: &[u8]) -> Result<Parsed, HeaderError> {
     }
     let fin = b0 & 0x80 != 0;
     let opcode = Opcode::from_code(b0 & 0x0f).ok_or(HeaderError::UnknownOpcode(b0 & 0x0f))?;
-    if b1 & 0x80 == 0 {
-        return Err(HeaderError::Unmasked);
+    let masked = b1 & 0x80 != 0;
+    match sender {
+        Sender::Client if !masked => return Err(HeaderError::Unmasked),
+        Sender::Server if masked => return Err(HeaderError::Masked),
+        _ => {}
     }
     let short = b1 & 0x7f;
     let ext = match short {
@@ -122,7 +140,7 @@ pub fn parse_header(buf: &[u8]) -> Result<Parsed, HeaderError> {
             return Err(HeaderError::ControlTooLong);
         }
     }
-    let total = 2 + ext + 4;
+    let total = 2 + ext + if masked { 4 } else { 0 };
     if buf.len() < total {
         return Ok(Parsed::Incomplete(total));
     }
@@ -138,8 +156,11 @@ pub fn parse_header(buf: &[u8]) -> Result<Parsed, HeaderError> {
     if len >> 63 != 0 {
         return Err(HeaderError::LengthOutOfRange);
     }
-    let mut mask = [0u8; 4];
-    mask.copy_from_slice(&buf[2 + ext..total]);
+    let mask = masked.then(|| {
+        let mut key = [0u8; 4];
+        key.copy_from_slice(&buf[2 + ext..total]);
+        key
+    });
     Ok(Parsed::Header(
         FrameHeader {
             fin,
@@ -193,12 +214,12 @@ mod tests {
     fn short_masked_text_frame_parses() {
         let buf = masked(0x81, 5, &[]);
         assert_eq!(
-            parse_header(&buf),
+            parse_header(&buf, Sender::Client),
             Ok(Parsed::Header(
                 FrameHeader {
                     fin: true,
                     opcode: Opcode::Text,
-                    mask: [1, 2, 3, 4],
+                    mask: Some([1, 2, 3, 4]),
                     len: 5
                 },
                 6
@@ -209,24 +230,45 @@ mod tests {
     #[test]
     fn partial_headers_ask_for_the_whole_header() {
         let buf = masked(0x81, 126, &[1, 0]);
-        assert_eq!(parse_header(&buf[..1]), Ok(Parsed::Incomplete(2)));
-        assert_eq!(parse_header(&buf[..5]), Ok(Parsed::Incomplete(8)));
-        assert!(matches!(parse_header(&buf), Ok(Parsed::Header(h, 8)) if h.len == 256));
+        assert_eq!(
+            parse_header(&buf[..1], Sender::Client),
+            Ok(Parsed::Incomplete(2))
+        );
+        assert_eq!(
+            parse_header(&buf[..5], Sender::Client),
+            Ok(Parsed::Incomplete(8))
+        );
+        assert!(
+            matches!(parse_header(&buf, Sender::Client), Ok(Parsed::Header(h, 8)) if h.len == 256)
+        );
     }
 
     #[test]
     fn unmasked_client_frame_is_refused() {
-        assert_eq!(parse_header(&[0x81, 0x05]), Err(HeaderError::Unmasked));
+        assert_eq!(
+            parse_header(&[0x81, 0x05], Sender::Client),
+            Err(HeaderError::Unmasked)
+        );
+    }
+
+    #[test]
+    fn masked_server_frame_is_refused_and_unmasked_one_parses() {
+        assert_eq!(
+            parse_header(&masked(0x81, 2, &[]), Sender::Server),
+            Err(HeaderError::Masked)
+        );
+        let parsed = parse_header(&[0x81, 0x02], Sender::Server).unwrap();
+        assert!(matches!(parsed, Parsed::Header(h, 2) if h.mask.is_none() && h.len == 2));
     }
 
     #[test]
     fn reserved_bits_and_opcodes_are_refused() {
         assert_eq!(
-            parse_header(&masked(0xC1, 1, &[])),
+            parse_header(&masked(0xC1, 1, &[]), Sender::Client),
             Err(HeaderError::ReservedBits)
         );
         assert_eq!(
-            parse_header(&masked(0x83, 1, &[])),
+            parse_header(&masked(0x83, 1, &[]), Sender::Client),
             Err(HeaderError::UnknownOpcode(3))
         );
     }
@@ -234,11 +276,11 @@ mod tests {
     #[test]
     fn control_frames_must_be_final_and_short() {
         assert_eq!(
-            parse_header(&masked(0x09, 0, &[])),
+            parse_header(&masked(0x09, 0, &[]), Sender::Client),
             Err(HeaderError::FragmentedControl)
         );
         assert_eq!(
-            parse_header(&masked(0x89, 126, &[0, 126])),
+            parse_header(&masked(0x89, 126, &[0, 126]), Sender::Client),
             Err(HeaderError::ControlTooLong)
         );
     }
@@ -246,7 +288,10 @@ mod tests {
     #[test]
     fn huge_length_is_refused() {
         let buf = masked(0x82, 127, &[0x80, 0, 0, 0, 0, 0, 0, 0]);
-        assert_eq!(parse_header(&buf), Err(HeaderError::LengthOutOfRange));
+        assert_eq!(
+            parse_header(&buf, Sender::Client),
+            Err(HeaderError::LengthOutOfRange)
+        );
     }
 
     #[test]
@@ -268,13 +313,8 @@ mod tests {
             let len = if op.is_control() { len % 126 } else { len };
             let mut out = [0u8; MAX_HEADER_LEN];
             let n = write_header(&mut out, op, len);
-            // A server frame has no mask; set the bit and add a key to
-            // read it back as a client frame would be read.
-            let mut client = out[..n].to_vec();
-            client[1] |= 0x80;
-            client.extend_from_slice(&[0, 0, 0, 0]);
-            let parsed = parse_header(&client).unwrap();
-            prop_assert_eq!(parsed, Parsed::Header(FrameHeader { fin: true, opcode: op, mask: [0; 4], len: len as u64 }, n + 4));
+            let parsed = parse_header(&out[..n], Sender::Server).unwrap();
+            prop_assert_eq!(parsed, Parsed::Header(FrameHeader { fin: true, opcode: op, mask: None, len: len as u64 }, n));
         }
     }
 }
