@@ -12,12 +12,15 @@
 #              build: beacon throughput ratio and p99
 #
 # Usage: benches/fanout.sh [SCENARIO...]   (default: all; builds release first)
-# Environment: ROLLCALL_BIN (default target/release/rollcall), PORT=28801,
+# Environment: ROLLCALL_BIN (default target/release/rollcall; runs `load`),
+#   SERVE_BIN (default ROLLCALL_BIN; runs `serve`, e.g. an older build for a
+#   before/after comparison), PORT=28801,
 #   OUT=target/fanout, SKIP_BUILD=1, SERVE_ARGS (extra `serve` flags).
 # Every run is bounded by `timeout`; the server is killed on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${ROLLCALL_BIN:-target/release/rollcall}
+SERVE_BIN=${SERVE_BIN:-$BIN}
 PORT=${PORT:-28801}
 OUT=${OUT:-target/fanout}
 URL="ws://127.0.0.1:$PORT/"
@@ -36,7 +39,7 @@ stop() {
 trap stop EXIT
 start() {
     # shellcheck disable=SC2086
-    "$BIN" serve --bind "127.0.0.1:$PORT" ${SERVE_ARGS:-} "$@" >"$OUT/serve.log" 2>&1 &
+    "$SERVE_BIN" serve --bind "127.0.0.1:$PORT" ${SERVE_ARGS:-} "$@" >"$OUT/serve.log" 2>&1 &
     SERVER=$!
     for _ in $(seq 100); do
         (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && return 0

@@ -28,6 +28,11 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 /// and the start of a large payload.
 const READ_CHUNK: usize = 4096;
 
+/// How long a client may take to read its `hello-ok`, which holds a share
+/// of the gateway's hello budget until it is written: as long as it had to
+/// send `connect`.
+const HELLO_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A write buffer grown past this by one large reply is freed after it.
 const WRITE_BUFFER_KEEP: usize = 64 * 1024;
 
@@ -308,6 +313,20 @@ pub async fn write_loop<W: AsyncWrite + Unpin>(io: W, outbox: Receiver, renderer
         buf.clear();
         let result = match out {
             Out::Text(bytes) => ws.write_frame(Opcode::Text, &[&bytes]).await,
+            // The permit goes with the frame: the next hello may be rendered.
+            // The permit goes with the frame: the next hello may be
+            // rendered. A client that does not take its hello in time gives
+            // its share of the budget back by losing the connection.
+            Out::Hello {
+                frame,
+                permit: _permit,
+            } => {
+                let parts: [&[u8]; 1] = [&frame];
+                let write = ws.write_frame(Opcode::Text, &parts);
+                tokio::time::timeout(HELLO_WRITE_TIMEOUT, write)
+                    .await
+                    .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
+            }
             Out::Event(event) => ws.write_event(&event).await,
             Out::Applied { id, applied } => {
                 renderer.applied(&id, applied.await.is_ok(), &mut buf);

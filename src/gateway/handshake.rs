@@ -20,6 +20,7 @@ use crate::protocol::{
 };
 use bytes::Bytes;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// What the handshake established.
 pub struct Session {
@@ -124,7 +125,7 @@ impl Handshake<'_> {
             conn_uuid: &conn_uuid,
             resume_from: params.presence_since,
         };
-        self.send_hello(&hello, &session, feed);
+        self.send_hello(&hello, &session, feed).await;
         self.state.metrics().handshake(None);
         Ok(session)
     }
@@ -169,7 +170,22 @@ impl Handshake<'_> {
     /// The list is shown only to a connection that may read presence
     /// (§3.7); a delta client resuming from a version the log covers gets
     /// none either, and a merged delta instead.
-    fn send_hello(&self, parts: &HelloParts<'_>, session: &Session, feed: PresenceFeed) {
+    async fn send_hello(&self, parts: &HelloParts<'_>, session: &Session, feed: PresenceFeed) {
+        // A hello carrying the list waits for its share of the budget for
+        // hellos in flight: thousands of clients joining a large list must
+        // not each hold a copy of it at once. An empty hello does not wait.
+        let permit = if feed == PresenceFeed::None {
+            None
+        } else {
+            let kib = self.state.reader.load().list_json().len().div_ceil(1024);
+            let want = u32::try_from(kib)
+                .unwrap_or(u32::MAX)
+                .clamp(1, HELLO_BUDGET_KIB);
+            Arc::clone(&self.state.hellos)
+                .acquire_many_owned(want)
+                .await
+                .ok()
+        };
         let config = &self.state.config;
         let policy = Policy {
             max_payload: config.max_payload,
@@ -209,11 +225,15 @@ impl Handshake<'_> {
             // `join` sets it to the hello's version.
             held: 0,
         };
-        self.state
-            .registry
-            .join(self.conn, subscriber, parts.resume_from, render);
+        let registry = &self.state.registry;
+        registry.join(self.conn, subscriber, parts.resume_from, permit, render);
     }
 }
+
+/// List bytes that `hello-ok` frames may hold at once, queued or being
+/// written, in KiB: a few hundred full 200-entry lists, or a dozen of
+/// 20,000 entries. A single hello larger than this still goes, alone.
+pub const HELLO_BUDGET_KIB: u32 = 64 * 1024;
 
 /// What `hello-ok` needs from the request.
 struct HelloParts<'a> {

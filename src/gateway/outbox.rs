@@ -23,12 +23,20 @@ use bytes::Bytes;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::{Notify, OwnedSemaphorePermit, oneshot};
 
 /// Something for the writer to send.
 pub enum Out {
-    /// A complete text frame (a reply, the challenge, `hello-ok`).
+    /// A complete text frame (a reply, the challenge).
     Text(Bytes),
+    /// `hello-ok`, holding its share of the gateway's budget for hellos in
+    /// flight until it is written.
+    Hello {
+        /// The frame.
+        frame: Bytes,
+        /// Released when the frame is written (or dropped).
+        permit: Option<OwnedSemaphorePermit>,
+    },
     /// The `{"ok":true}` reply to `id`, sent once the event was applied.
     Applied {
         /// Request id.

@@ -17,6 +17,7 @@ use crate::protocol::{Close, Delta, SharedEvent};
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::OwnedSemaphorePermit;
 
 /// Which presence broadcasts a connection gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -112,17 +113,16 @@ impl Registry {
         id: u64,
         mut subscriber: Subscriber,
         resume_from: Option<u64>,
+        permit: Option<OwnedSemaphorePermit>,
         render: impl Fn(HelloList) -> (u64, Bytes),
     ) {
         if let Some(from) = resume_from.filter(|_| subscriber.feed == PresenceFeed::Delta) {
             let inner = self.lock();
             if let Some(merged) = inner.0.log.since(from, &inner.0.log_snapshot) {
                 let event = delta_event(&merged);
-                let (version, hello) = render(HelloList::Resumed(merged.to));
-                subscriber
-                    .outbox
-                    .reply(Out::Text(hello.clone()), hello.len())
-                    .ok();
+                let (version, frame) = render(HelloList::Resumed(merged.to));
+                let size = frame.len();
+                let _ = subscriber.outbox.reply(Out::Hello { frame, permit }, size);
                 subscriber.outbox.offer_presence(from, |_| event);
                 subscriber.held = version;
                 return inner.admit(id, subscriber);
@@ -130,7 +130,7 @@ impl Registry {
         }
         let mut attempts = 0;
         loop {
-            let (version, hello) = render(HelloList::Full);
+            let (version, frame) = render(HelloList::Full);
             let inner = self.lock();
             let settled = attempts >= JOIN_ATTEMPTS || subscriber.feed == PresenceFeed::None;
             if inner.sent_for(subscriber.feed) > version && !settled {
@@ -139,8 +139,8 @@ impl Registry {
             }
             // The hello is the reply to `connect`: it is sent whatever the
             // budget, like any first reply.
-            let size = hello.len();
-            let _ = subscriber.outbox.reply(Out::Text(hello), size);
+            let size = frame.len();
+            let _ = subscriber.outbox.reply(Out::Hello { frame, permit }, size);
             subscriber.held = version;
             return inner.admit(id, subscriber);
         }
@@ -327,7 +327,7 @@ mod tests {
 
     fn text(out: Option<Out>) -> Bytes {
         match out {
-            Some(Out::Text(bytes)) => bytes,
+            Some(Out::Hello { frame, .. }) => frame,
             _ => panic!("expected a text frame"),
         }
     }
@@ -336,7 +336,7 @@ mod tests {
     fn join_records_the_hello_version() {
         let registry = registry();
         let (sub, rx) = subscriber(PresenceFeed::Full);
-        registry.join(7, sub, None, |_| (5, Bytes::from_static(b"hello")));
+        registry.join(7, sub, None, None, |_| (5, Bytes::from_static(b"hello")));
         assert_eq!(&text(rx.try_take())[..], b"hello");
         assert_eq!(registry.lock().0.subscribers[&7].held, 5);
     }
@@ -346,7 +346,7 @@ mod tests {
         let registry = registry();
         registry.lock().farewell(SharedEvent::shutdown());
         let (sub, rx) = subscriber(PresenceFeed::Full);
-        registry.join(7, sub, None, |_| (1, Bytes::from_static(b"hello")));
+        registry.join(7, sub, None, None, |_| (1, Bytes::from_static(b"hello")));
         assert_eq!(&text(rx.try_take())[..], b"hello");
         assert!(matches!(rx.try_take(), Some(Out::Event(e)) if e == SharedEvent::shutdown()));
         assert!(matches!(rx.try_take(), Some(Out::Close(Close::SHUTDOWN))));

@@ -78,15 +78,23 @@ pub async fn serve(
         client_ip,
         session: None,
     };
-    let reason = conn.run(&mut FrameReader::new(reader)).await;
+    let mut reader = FrameReader::new(reader);
+    // A writer that ends first (the socket failed, or a hello was not taken
+    // in time) ends the connection: nothing more could be sent on it.
+    let (reason, writer_done) = tokio::select! {
+        biased;
+        reason = conn.run(&mut reader) => (reason, false),
+        _ = &mut writer_task => (CloseReason::Transport("writing failed or stalled".into()), true),
+    };
     conn.finish(&reason);
     conn.outbox.end();
     drop(conn);
     // The writer ends once a close is written or the ended outbox is
     // drained; a client that stopped reading gets a bounded grace period.
-    if tokio::time::timeout(WRITER_LINGER, &mut writer_task)
-        .await
-        .is_err()
+    if !writer_done
+        && tokio::time::timeout(WRITER_LINGER, &mut writer_task)
+            .await
+            .is_err()
     {
         writer_task.abort();
     }

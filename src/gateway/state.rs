@@ -9,6 +9,7 @@
 //!
 //! [`http::Context`]: crate::http::Context
 
+use super::handshake::HELLO_BUDGET_KIB;
 use super::pacing::Pacing;
 use super::registry::Registry;
 use super::render::Renderer;
@@ -23,7 +24,7 @@ use crate::metrics::Metrics;
 use crate::presence::{DEFAULT_LOG_KEYS, Entry, Key, RemoteOp, StoreConfig};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 
 /// The gateway's shared state.
 pub struct State {
@@ -47,6 +48,9 @@ pub struct State {
     pub pacing: Arc<Pacing>,
     /// Flips to `true` when graceful shutdown begins.
     pub shutdown: watch::Sender<bool>,
+    /// The budget for `hello-ok` lists in flight, in KiB (see
+    /// `handshake::HELLO_BUDGET_KIB`).
+    pub hellos: Arc<Semaphore>,
     /// The reserved key of the gateway's own entry, parsed once: every
     /// connect and beacon is checked against it.
     self_key: Key,
@@ -109,6 +113,7 @@ impl State {
             pacing,
             http,
             shutdown,
+            hellos: Arc::new(Semaphore::new(HELLO_BUDGET_KIB as usize)),
             next_conn: AtomicU64::new(1),
             engine,
             fleet,
