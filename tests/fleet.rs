@@ -301,7 +301,7 @@ async fn a_restarted_fleet_gateway_shows_its_rows_at_once() {
     assert_eq!(restored["reason"], "disconnect");
     // Its `ts` is the connect's, or the disconnect's when graceful shutdown
     // closed the connection first; never later than the restart.
-    assert_ts_kept(&restored, &before);
+    assert_ts_kept(restored, &before);
     assert_eq!(restored["gatewayId"], "gw-a");
 }
 
