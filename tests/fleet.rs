@@ -338,7 +338,7 @@ async fn a_restart_with_a_state_file_shows_the_rows_at_once() {
     let list = Client::observer(second.addr).await.presence().await;
     let restored = row(&list, "kept").expect("restored at once");
     assert_eq!(restored["reason"], "disconnect");
-    assert_ts_kept(&restored, &before);
+    assert_ts_kept(restored, &before);
     let _ = std::fs::remove_file(&path);
 }
 
