@@ -13,6 +13,9 @@
 #   idle N      N connections (default 10k, 50k, 100k), a beacon every 10 s each;
 #               server VmRSS growth per connection, read from /proc/PID/status
 #
+# Each run also records the server's CPU time (utime + stime from
+# /proc/PID/stat) over the load run, so CPU per request can be compared.
+#
 # Echo mode sends the same bytes, but its answer is the request itself: for
 # readers, the gap includes serializing the presence list.
 #
@@ -103,6 +106,10 @@ start_server() {
     die "$kind server did not listen on 127.0.0.1:$port within 10 s"
 }
 
+cpu_ticks() { # utime + stime of a process, in clock ticks
+    awk '{ print $14 + $15 }' "/proc/$1/stat"
+}
+
 secs() { # humantime-ish "10s"/"2m" -> seconds, for timeouts only
     local d=$1
     case $d in
@@ -131,11 +138,16 @@ run() {
         "${mode[@]}" --json --rss-pid "$SERVER_PID" --duration "$duration" "$@" \
         >"$OUT/$name.$kind.json" &
     LOAD_PID=$!
+    local cpu_before
+    cpu_before=$(cpu_ticks "$SERVER_PID")
     if ! wait "$LOAD_PID"; then
         echo "e2e: $name on $kind failed" >&2
         echo '{}' >"$OUT/$name.$kind.json"
     fi
     LOAD_PID=""
+    # Server CPU seconds over the whole load run (ramp included).
+    awk -v a="$cpu_before" -v b="$(cpu_ticks "$SERVER_PID")" -v hz="$(getconf CLK_TCK)" \
+        'BEGIN { printf "%.3f\n", (b - a) / hz }' >"$OUT/$name.$kind.cpu"
     stop_server
 }
 
@@ -168,6 +180,21 @@ for n in $SCALES; do
         --ramp-rate "$IDLE_RAMP_RATE" --handshake-timeout 30s
 done
 
+# cpu_row LABEL NAME JQ-COUNT: server CPU microseconds per counted request.
+cpu_row() {
+    local label=$1 name=$2 expr=$3 r e
+    r=$(awk -v c="$(cat "$OUT/$name.rollcall.cpu" 2>/dev/null || echo 0)" \
+        -v n="$(jq -r "($expr) // 0" "$OUT/$name.rollcall.json" 2>/dev/null || echo 0)" \
+        'BEGIN { if (n > 0) printf "%.2f", c * 1e6 / n; else print "-" }')
+    e=$(awk -v c="$(cat "$OUT/$name.echo.cpu" 2>/dev/null || echo 0)" \
+        -v n="$(jq -r "($expr) // 0" "$OUT/$name.echo.json" 2>/dev/null || echo 0)" \
+        'BEGIN { if (n > 0) printf "%.2f", c * 1e6 / n; else print "-" }')
+    awk -v l="$label" -v r="$r" -v e="$e" 'BEGIN {
+        ratio = (r ~ /^[0-9.]+$/ && e ~ /^[0-9.]+$/ && e + 0 > 0) ? sprintf("%.2f", r / e) : "-"
+        printf "%-44s %14s %14s %9s\n", l, r, e, ratio
+    }'
+}
+
 # row LABEL NAME JQ-EXPR: one table line from both summaries of run NAME.
 row() {
     local label=$1 name=$2 expr=$3 rc ec
@@ -191,6 +218,7 @@ row "beacons: system-event p50 us" beacons "$ev.latency_us.p50"
 row "beacons: system-event p99 us" beacons "$ev.latency_us.p99"
 row "beacons: system-event p99.9 us" beacons "$ev.latency_us.p999"
 row "beacons: errors" beacons "[.errors_by_code[]] | add // 0"
+cpu_row "beacons: server CPU us per system-event" beacons "$ev.ok"
 row "half of max: system-event/s" half "$ev.per_sec"
 row "half of max: system-event p50 us" half "$ev.latency_us.p50"
 row "half of max: system-event p99 us" half "$ev.latency_us.p99"

@@ -10,7 +10,7 @@ use super::outbox::{Out, Outbox};
 use super::push::unavailable;
 use super::registry::{HelloList, PresenceFeed, Subscriber};
 use super::self_entry::VERSION;
-use super::state::State;
+use super::state::{HELLO_BUDGET_KIB, State};
 use crate::clock::now_millis;
 use crate::engine::Event;
 use crate::presence::{self, ConnectInfo, Key, Patch};
@@ -229,11 +229,6 @@ impl Handshake<'_> {
         registry.join(self.conn, subscriber, parts.resume_from, permit, render);
     }
 }
-
-/// List bytes that `hello-ok` frames may hold at once, queued or being
-/// written, in KiB: a few hundred full 200-entry lists, or a dozen of
-/// 20,000 entries. A single hello larger than this still goes, alone.
-pub const HELLO_BUDGET_KIB: u32 = 64 * 1024;
 
 /// What `hello-ok` needs from the request.
 struct HelloParts<'a> {

@@ -9,7 +9,6 @@
 //!
 //! [`http::Context`]: crate::http::Context
 
-use super::handshake::HELLO_BUDGET_KIB;
 use super::pacing::Pacing;
 use super::registry::Registry;
 use super::render::Renderer;
@@ -25,6 +24,11 @@ use crate::presence::{DEFAULT_LOG_KEYS, Entry, Key, RemoteOp, StoreConfig};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{Semaphore, watch};
+
+/// List bytes that `hello-ok` frames may hold at once, queued or being
+/// written, in KiB: a few hundred full 200-entry lists, or a dozen of
+/// 20,000 entries. A single hello larger than this still goes, alone.
+pub const HELLO_BUDGET_KIB: u32 = 64 * 1024;
 
 /// The gateway's shared state.
 pub struct State {
@@ -49,7 +53,7 @@ pub struct State {
     /// Flips to `true` when graceful shutdown begins.
     pub shutdown: watch::Sender<bool>,
     /// The budget for `hello-ok` lists in flight, in KiB (see
-    /// `handshake::HELLO_BUDGET_KIB`).
+    /// `HELLO_BUDGET_KIB`).
     pub hellos: Arc<Semaphore>,
     /// The reserved key of the gateway's own entry, parsed once: every
     /// connect and beacon is checked against it.
