@@ -8,13 +8,14 @@
 //!   (hyper's header read timeout runs whenever it waits for a head);
 //! - connections that have not sent a request yet are also held in a pool
 //!   of their own, smaller than the connection limit; when it is full, the
-//!   oldest is closed to make room (`waiting.rs`), so silent or slowloris
-//!   sockets can never lock WebSocket clients out.
+//!   oldest is closed to make room once it has waited a second
+//!   (`waiting.rs`), so silent or slowloris sockets can never lock
+//!   WebSocket clients out.
 
 use super::client_ip::client_ip;
 use super::session::{self, CloseReason};
 use super::state::State;
-use super::waiting::{Waiting, WaitingPool};
+use super::waiting::{MIN_WAIT, Waiting, WaitingPool};
 use crate::config::{ConfigError, ServeConfig};
 use crate::http::{Body, route};
 use http_body_util::BodyExt;
@@ -107,27 +108,46 @@ impl Server {
         tokio::pin!(shutdown);
         loop {
             let permit = tokio::select! {
-                permit = Arc::clone(&limit).acquire_owned() => permit.expect("the semaphore is never closed"),
+                permit = slot(&limit, &pool, &state) => permit,
                 _ = &mut shutdown => break,
             };
             let (socket, peer) = tokio::select! {
                 accepted = accept(&self.listener) => accepted,
                 _ = &mut shutdown => break,
             };
-            if pool.is_full() {
-                state.metrics().waiting_evicted.inc();
-            }
+            let (waiting, evicted) = pool.enter();
+            state.metrics().waiting_evicted.inc_by(evicted);
             let accepted = Accepted {
                 state: Arc::clone(&state),
                 peer,
                 slot: Arc::new(Mutex::new(Some(permit))),
-                waiting: pool.enter(),
+                waiting,
             };
             connections.spawn(serve_http(socket, accepted));
             // Reap finished tasks so the set does not grow with history.
             while connections.try_join_next().is_some() {}
         }
         drain(state, broadcaster, connections).await;
+    }
+}
+
+/// A place under `--max-connections`. While there is none, connections
+/// that have waited long enough without a request are closed to make one.
+async fn slot(limit: &Arc<Semaphore>, pool: &WaitingPool, state: &State) -> OwnedSemaphorePermit {
+    loop {
+        if let Ok(permit) = Arc::clone(limit).try_acquire_owned() {
+            return permit;
+        }
+        if pool.evict_oldest() {
+            state.metrics().waiting_evicted.inc();
+        }
+        // The evicted connection's task releases its place as it ends.
+        tokio::select! {
+            permit = Arc::clone(limit).acquire_owned() => {
+                return permit.expect("the semaphore is never closed");
+            }
+            () = tokio::time::sleep(MIN_WAIT / 4) => {}
+        }
     }
 }
 

@@ -1,13 +1,22 @@
 //! The pool of connections that have not sent a request yet.
 //!
-//! Invariant: at most `capacity` connections are in the pool; admitting one
-//! more evicts the oldest (its task closes it). A client that completes its
-//! request head within milliseconds is almost never the oldest, while a
-//! silent or slowloris socket is, so a flood of them cannot lock others out.
+//! Invariant: admitting a connection into a full pool evicts the oldest
+//! (its task closes it), as long as that one has waited at least
+//! [`MIN_WAIT`]; connections younger than that are never evicted, so the
+//! pool may exceed its capacity by what arrives within [`MIN_WAIT`]. A
+//! silent or slowloris socket soon becomes the oldest and goes, while a
+//! client whose request head is merely waiting for a busy server to read
+//! it is not punished for the server's delay.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
+
+/// How long a connection waits for its first request before it may be
+/// evicted to make room: far longer than a real client takes to send a
+/// request head, even to a server busy with a ramp of thousands.
+pub const MIN_WAIT: Duration = Duration::from_secs(1);
 
 /// The pool.
 #[derive(Clone)]
@@ -18,8 +27,8 @@ pub struct WaitingPool {
 struct Inner {
     capacity: usize,
     next: u64,
-    /// Oldest first: (id, the sender that evicts it by sending).
-    members: VecDeque<(u64, oneshot::Sender<()>)>,
+    /// Oldest first: (id, when it entered, the sender that evicts it).
+    members: VecDeque<(u64, Instant, oneshot::Sender<()>)>,
 }
 
 /// One connection's place in the pool.
@@ -41,30 +50,56 @@ impl WaitingPool {
         }
     }
 
-    /// True when admitting one more evicts the oldest.
-    pub fn is_full(&self) -> bool {
-        let inner = self.lock();
-        inner.members.len() >= inner.capacity
+    /// Admits a connection, evicting the oldest while the pool is full and
+    /// the oldest has waited [`MIN_WAIT`]; how many were evicted.
+    pub fn enter(&self) -> (Waiting, u64) {
+        self.enter_at(Instant::now())
     }
 
-    /// Admits a connection, evicting the oldest if the pool is full.
-    pub fn enter(&self) -> Waiting {
+    fn enter_at(&self, now: Instant) -> (Waiting, u64) {
         let mut inner = self.lock();
+        let mut evicted = 0;
         while inner.members.len() >= inner.capacity {
-            if let Some((_, evict)) = inner.members.pop_front() {
+            let old_enough = inner
+                .members
+                .front()
+                .is_some_and(|(_, since, _)| now.duration_since(*since) >= MIN_WAIT);
+            if !old_enough {
+                break;
+            }
+            if let Some((_, _, evict)) = inner.members.pop_front() {
                 // The receiver is gone only if that connection already ended.
                 let _ = evict.send(());
+                evicted += 1;
             }
         }
         let id = inner.next;
         inner.next += 1;
         let (tx, rx) = oneshot::channel();
-        inner.members.push_back((id, tx));
-        Waiting {
+        inner.members.push_back((id, now, tx));
+        let waiting = Waiting {
             id,
             pool: self.clone(),
             evicted: Mutex::new(Some(rx)),
+        };
+        (waiting, evicted)
+    }
+
+    /// Evicts the oldest connection if it has waited [`MIN_WAIT`]: the
+    /// server is out of connection slots. True if one was evicted.
+    pub fn evict_oldest(&self) -> bool {
+        let mut inner = self.lock();
+        let old_enough = inner
+            .members
+            .front()
+            .is_some_and(|(_, since, _)| since.elapsed() >= MIN_WAIT);
+        if !old_enough {
+            return false;
         }
+        inner
+            .members
+            .pop_front()
+            .is_some_and(|(_, _, evict)| evict.send(()).is_ok())
     }
 
     /// Connections in the pool.
@@ -90,7 +125,7 @@ impl Waiting {
     /// Leaves the pool: the connection sent a request. Idempotent.
     pub fn leave(&self) {
         let mut inner = self.pool.lock();
-        if let Some(at) = inner.members.iter().position(|(id, _)| *id == self.id) {
+        if let Some(at) = inner.members.iter().position(|(id, _, _)| *id == self.id) {
             // Dropping the sender unsent tells the receiver: not evicted.
             inner.members.remove(at);
         }
@@ -125,26 +160,32 @@ mod tests {
     use futures_util::FutureExt;
 
     #[tokio::test]
-    async fn admitting_past_capacity_evicts_the_oldest() {
+    async fn admitting_past_capacity_evicts_the_oldest_that_waited_long_enough() {
         let pool = WaitingPool::new(2);
-        let (a, b) = (pool.enter(), pool.enter());
+        let start = Instant::now();
+        let (a, _) = pool.enter_at(start);
+        let (b, _) = pool.enter_at(start);
         let (evicted_a, evicted_b) = (a.evicted(), b.evicted());
-        assert!(pool.is_full());
-        let _c = pool.enter();
-        assert_eq!(evicted_a.now_or_never(), Some(()), "the oldest goes");
-        assert_eq!(evicted_b.now_or_never(), None);
+        let (_young, evicted) = pool.enter_at(start + MIN_WAIT / 2);
+        assert_eq!(evicted, 0, "nobody has waited long enough yet");
+        assert_eq!(pool.len(), 3);
+        let (_c, evicted) = pool.enter_at(start + MIN_WAIT);
+        assert_eq!(evicted, 2, "back to capacity, oldest first");
+        assert_eq!(evicted_a.now_or_never(), Some(()));
+        assert_eq!(evicted_b.now_or_never(), Some(()));
         assert_eq!(pool.len(), 2);
     }
 
     #[tokio::test]
     async fn a_connection_that_left_is_never_evicted() {
         let pool = WaitingPool::new(1);
-        let a = pool.enter();
+        let start = Instant::now();
+        let (a, _) = pool.enter_at(start);
         let evicted = a.evicted();
         a.leave();
         assert!(pool.is_empty());
-        let _b = pool.enter();
-        let _c = pool.enter();
+        let _b = pool.enter_at(start);
+        let _c = pool.enter_at(start + MIN_WAIT);
         let waited = tokio::time::timeout(std::time::Duration::from_millis(20), evicted).await;
         assert!(waited.is_err(), "left before the pool filled");
     }
