@@ -31,7 +31,9 @@ PIDS+=($!)
 sleep 0.5
 GPIDS=()
 for i in $(seq 1 "$GW"); do
-    timeout 900 "$BIN" serve --bind "127.0.0.1:$((BASE + i))" --fleet "redis://127.0.0.1:$REDIS_PORT" \
+    # Not under `timeout`: $! must be the gateway itself (its RSS is read);
+    # the EXIT trap stops it.
+    "$BIN" serve --bind "127.0.0.1:$((BASE + i))" --fleet "redis://127.0.0.1:$REDIS_PORT" \
         --node-id "gw$i" --max-entries "$TOTAL" --max-connections "$((PER + 500))" \
         --handshake-timeout 60s >"$OUT/gw$i.log" 2>&1 &
     GPIDS+=($!)
@@ -44,11 +46,13 @@ for i in $(seq 1 "$GW"); do RSS0[$i]=$(rss "${GPIDS[$((i - 1))]}"); done
 # Ramp PER/RAMP seconds, then hold; the load runs long enough to be
 # connected while the convergence is measured.
 HOLD=$((PER / RAMP + 60))
+LPIDS=()
 for i in $(seq 1 "$GW"); do
     timeout $((HOLD + 120)) "$BIN" load --url "ws://127.0.0.1:$((BASE + i))/" --clients "$PER" \
         --beacon-interval 60s --ramp-rate "$RAMP" --duration "${HOLD}s" --handshake-timeout 60s \
         --json >"$OUT/load$i.json" 2>"$OUT/load$i.log" &
     PIDS+=($!)
+    LPIDS+=($!)
 done
 START=$(date +%s.%N)
 # Wait for every gateway to list every client (plus the self rows).
@@ -75,11 +79,13 @@ else
     echo "NOT converged: not every gateway listed $((TOTAL + GW)) rows"
 fi
 for i in $(seq 1 "$GW"); do
-    jq -c --arg gw "gw$i" '{gateway: $gw, connected: .ramp.connected, failed: .ramp.failed, failures: .connection_failures}' "$OUT/load$i.json" 2>/dev/null || true
-done
-for i in $(seq 1 "$GW"); do
     pid=${GPIDS[$((i - 1))]}
     now=$(rss "$pid")
     echo "gw$i: RSS $((now / 1024)) MiB ($(( (now - RSS0[$i]) * 1024 / PER )) B per connection over $PER connections)"
 done
 echo "redis: $(redis-cli -p "$REDIS_PORT" info memory | grep used_memory_human | tr -d '\r')"
+# The load generators report when their run ends.
+wait "${LPIDS[@]}" 2>/dev/null || true
+for i in $(seq 1 "$GW"); do
+    jq -c --arg gw "gw$i" '{gateway: $gw, connected: .ramp.connected, failed: .ramp.failed, failures: .connection_failures}' "$OUT/load$i.json" 2>/dev/null || true
+done
