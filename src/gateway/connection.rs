@@ -36,6 +36,10 @@ const HELLO_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 /// A write buffer grown past this by one large reply is freed after it.
 const WRITE_BUFFER_KEEP: usize = 64 * 1024;
 
+/// Most payload parts one frame is written from (an event's shared head
+/// and its per-connection tail; a close's code and reason).
+pub const MAX_PARTS: usize = 2;
+
 /// A control frame the peer is owed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Obligation {
@@ -262,28 +266,40 @@ pub struct FrameWriter<W> {
     io: W,
     /// The `seq` of the last broadcast event written.
     seq: u64,
+    /// The per-connection tail of the last event (`,"seq":N,…}`), kept for
+    /// the next one.
+    tail: Vec<u8>,
 }
 
 impl<W: AsyncWrite + Unpin> FrameWriter<W> {
     /// Writes to `io`, the write half of an upgraded connection.
     pub fn new(io: W) -> Self {
-        FrameWriter { io, seq: 0 }
+        FrameWriter {
+            io,
+            seq: 0,
+            tail: Vec::new(),
+        }
     }
 
-    /// Writes one frame whose payload is `parts` joined.
+    /// Writes one frame whose payload is `parts` joined (at most
+    /// [`MAX_PARTS`] of them), header included, in vectored writes and
+    /// without allocating.
     pub async fn write_frame(&mut self, opcode: Opcode, parts: &[&[u8]]) -> io::Result<()> {
+        debug_assert!(
+            parts.len() <= MAX_PARTS,
+            "a frame has at most {MAX_PARTS} parts"
+        );
         let mut header = [0u8; ws::MAX_HEADER_LEN];
         let len = parts.iter().map(|p| p.len()).sum();
         let n = ws::write_header(&mut header, opcode, len);
-        let mut slices = Vec::with_capacity(parts.len() + 1);
-        slices.push(IoSlice::new(&header[..n]));
-        slices.extend(
-            parts
-                .iter()
-                .filter(|p| !p.is_empty())
-                .map(|p| IoSlice::new(p)),
-        );
-        let mut slices = &mut slices[..];
+        let mut slices = [IoSlice::new(&[]); MAX_PARTS + 1];
+        slices[0] = IoSlice::new(&header[..n]);
+        let mut used = 1;
+        for part in parts.iter().filter(|p| !p.is_empty()).take(MAX_PARTS) {
+            slices[used] = IoSlice::new(part);
+            used += 1;
+        }
+        let mut slices = &mut slices[..used];
         while !slices.is_empty() {
             let written = self.io.write_vectored(slices).await?;
             if written == 0 {
@@ -297,9 +313,13 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
     /// Writes a broadcast event numbered with this connection's next `seq`.
     pub async fn write_event(&mut self, event: &crate::protocol::SharedEvent) -> io::Result<()> {
         self.seq += 1;
-        let mut tail = Vec::with_capacity(64);
+        // Reused: no allocation per event after the first.
+        let mut tail = std::mem::take(&mut self.tail);
+        tail.clear();
         event.write_tail(Some(self.seq), &mut tail);
-        self.write_frame(Opcode::Text, &[event.head(), &tail]).await
+        let written = self.write_frame(Opcode::Text, &[event.head(), &tail]).await;
+        self.tail = tail;
+        written
     }
 }
 
