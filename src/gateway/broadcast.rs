@@ -114,12 +114,12 @@ impl Broadcaster {
 
     /// Logs the step to `latest` and offers it to delta subscribers.
     fn delta_step(&mut self, latest: &Arc<Snapshot>, now: Instant) {
-        let mut registry = self.state.registry.lock();
-        registry.log_step(&self.delta_sent, Arc::clone(latest));
-        let from = self.delta_sent.version();
+        // One diff per step: it is logged and sent.
         let merged = Merged::between(&self.delta_sent, latest);
         let step = delta_event(&merged);
-        let offered = registry.offer_delta(&step, from);
+        let mut registry = self.state.registry.lock();
+        registry.log_step(&merged, Arc::clone(latest));
+        let offered = registry.offer_delta(&step, merged.from);
         drop(registry);
         self.count("presence.delta", offered, step.head().len());
         self.delta_sent = Arc::clone(latest);

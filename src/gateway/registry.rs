@@ -185,9 +185,9 @@ impl Locked<'_> {
         (count(PresenceFeed::Full), count(PresenceFeed::Delta))
     }
 
-    /// Records the delta step from `before` to `after` in the log.
-    pub fn log_step(&mut self, before: &Snapshot, after: Arc<Snapshot>) {
-        self.0.log.record(before, &after);
+    /// Records `step`, which ends at `after`, in the log.
+    pub fn log_step(&mut self, step: &Merged<'_>, after: Arc<Snapshot>) {
+        self.0.log.record(step);
         self.0.log_snapshot = after;
     }
 

@@ -83,24 +83,24 @@ impl ChangeLog {
         self.records.back().map_or(self.base, |r| r.to)
     }
 
-    /// Records the step from `before` to `after`, which must start at
+    /// Records `step` (see [`Merged::between`]), which must start at
     /// [`ChangeLog::newest`]; a step that does not is a restart: the log
-    /// forgets everything and starts at `after`.
-    pub fn record(&mut self, before: &Snapshot, after: &Snapshot) {
-        if before.version() != self.newest() || after.version() <= before.version() {
-            *self = ChangeLog::new(after.version(), self.max_keys);
+    /// forgets everything and starts where the step ends.
+    pub fn record(&mut self, step: &Merged<'_>) {
+        if step.from != self.newest() || step.to <= step.from {
+            *self = ChangeLog::new(step.to, self.max_keys);
             return;
         }
-        let (upserts, removed) = changed_rows(before, after);
-        let keys: Vec<Key> = upserts
-            .into_iter()
+        let keys: Vec<Key> = step
+            .upserts
+            .iter()
             .map(|row| row.key.clone())
-            .chain(removed.into_iter().cloned())
+            .chain(step.removed.iter().cloned())
             .collect();
         self.keys += keys.len();
         self.records.push_back(Record {
-            from: before.version(),
-            to: after.version(),
+            from: step.from,
+            to: step.to,
             keys,
         });
         while self.keys > self.max_keys {
@@ -182,11 +182,11 @@ mod tests {
         let mut log = ChangeLog::new(v1.version(), 100);
         upsert(&mut s, "a", "a1", 2);
         let v2 = s.publish(2);
-        log.record(&v1, &v2);
+        log.record(&Merged::between(&v1, &v2));
         upsert(&mut s, "b", "b1", 3);
         upsert(&mut s, "a", "a2", 3);
         let v3 = s.publish(3);
-        log.record(&v2, &v3);
+        log.record(&Merged::between(&v2, &v3));
         let from_v1 = log.since(v1.version(), &v3).unwrap();
         assert_eq!(from_v1.to, v3.version());
         let mut got = hosts(&from_v1);
@@ -209,7 +209,7 @@ mod tests {
         let ttl = crate::presence::DEFAULT_TTL.as_millis() as i64;
         s.expire(ttl + 2);
         let v2 = s.publish(ttl + 2);
-        log.record(&v1, &v2);
+        log.record(&Merged::between(&v1, &v2));
         let merged = log.since(v1.version(), &v2).unwrap();
         assert_eq!(merged.removed, vec![key("a")]);
     }
@@ -222,10 +222,10 @@ mod tests {
         let mut log = ChangeLog::new(v1.version(), 3);
         upsert(&mut s, "a", "a", 2);
         let v2 = s.publish(2);
-        log.record(&v1, &v2);
+        log.record(&Merged::between(&v1, &v2));
         upsert(&mut s, "b", "b", 3);
         let v3 = s.publish(3);
-        log.record(&v2, &v3);
+        log.record(&Merged::between(&v2, &v3));
         assert_eq!(
             log.oldest(),
             v2.version(),

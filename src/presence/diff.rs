@@ -10,25 +10,6 @@ use super::snapshot::{Snapshot, SnapshotEntry};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-/// The changes from one snapshot to a later one.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Changes<'a> {
-    /// Rows of the later snapshot that are new or rewritten, in list order,
-    /// each one serialized entry.
-    pub upserts: Vec<&'a [u8]>,
-    /// Keys of the earlier snapshot that the later one no longer has.
-    pub removed: Vec<&'a str>,
-}
-
-/// The changes from `before` to `after`.
-pub fn changes<'a>(before: &'a Snapshot, after: &'a Snapshot) -> Changes<'a> {
-    let (upserts, removed) = changed_rows(before, after);
-    Changes {
-        upserts: upserts.into_iter().map(|row| &row.json[..]).collect(),
-        removed: removed.into_iter().map(Key::as_str).collect(),
-    }
-}
-
 /// The rows of `after` that are new or rewritten since `before`, in list
 /// order, and the keys of `before` that `after` no longer has.
 pub fn changed_rows<'a>(
@@ -90,11 +71,10 @@ mod tests {
         let before = s.publish(1);
         s.upsert(Key::parse("b").unwrap(), patch("b2"), 2);
         let after = s.publish(2);
-        let c = changes(&before, &after);
-        let rows: Vec<&str> = c
-            .upserts
+        let (upserts, removed) = changed_rows(&before, &after);
+        let rows: Vec<&str> = upserts
             .iter()
-            .map(|row| std::str::from_utf8(row).unwrap())
+            .map(|row| std::str::from_utf8(&row.json).unwrap())
             .collect();
         assert!(
             rows.iter().any(|r| r.contains(r#""host":"b2""#)),
@@ -104,7 +84,7 @@ mod tests {
             !rows.iter().any(|r| r.contains(r#""host":"a""#)),
             "{rows:?}"
         );
-        assert!(c.removed.is_empty());
+        assert!(removed.is_empty());
     }
 
     #[test]
@@ -114,8 +94,8 @@ mod tests {
         let before = s.publish(1);
         s.expire(1 + crate::presence::DEFAULT_TTL.as_millis() as i64 + 1);
         let after = s.publish(1 + crate::presence::DEFAULT_TTL.as_millis() as i64 + 1);
-        let c = changes(&before, &after);
-        assert_eq!(c.removed, vec!["a"]);
+        let (_, removed) = changed_rows(&before, &after);
+        assert_eq!(removed, vec![&Key::parse("a").unwrap()]);
     }
 
     #[test]
@@ -123,6 +103,7 @@ mod tests {
         let mut s = store();
         s.upsert(Key::parse("a").unwrap(), patch("a"), 1);
         let snap = s.publish(1);
-        assert_eq!(changes(&snap, &snap), Changes::default());
+        let (upserts, removed) = changed_rows(&snap, &snap);
+        assert!(upserts.is_empty() && removed.is_empty());
     }
 }

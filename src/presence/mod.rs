@@ -12,7 +12,7 @@ mod store;
 pub mod text;
 
 pub use changelog::{ChangeLog, DEFAULT_LOG_KEYS, Merged};
-pub use diff::{Changes, changed_rows, changes};
+pub use diff::changed_rows;
 pub use entry::{Entry, Millis, Patch, fallback_text, is_loopback};
 pub use key::Key;
 pub use remote::{Holder, NodeId, RemoteOp, RemoteRow, Verdict, arbitrate, mark_disconnected};

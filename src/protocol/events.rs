@@ -135,11 +135,6 @@ impl SharedEvent {
         &self.head
     }
 
-    /// The presence version it brings the client to, if it is a presence event.
-    pub fn presence_version(&self) -> Option<u64> {
-        self.state_version.map(|v| v.presence)
-    }
-
     /// Appends the per-connection end of the frame: `,"seq":N`, the
     /// `stateVersion` if any, and the closing brace. `None` leaves `seq`
     /// out (an event to a connection that has no broadcast numbering yet).

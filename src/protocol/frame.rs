@@ -208,27 +208,12 @@ pub fn write_response_err(out: &mut Vec<u8>, id: &str, error: &super::ErrorShape
     out.push(b'}');
 }
 
-/// Appends `{"type":"event","event":NAME,"payload":PAYLOAD,"seq":N,"stateVersion":{..}}` to
-/// `out`.
-///
-/// `payload_json` is inserted verbatim and left out when empty. `seq` is for broadcast events
-/// only (§2); `None` leaves `seq` out, as does `None` for `state_version`.
-pub fn write_event(
-    out: &mut Vec<u8>,
-    event: &str,
-    payload_json: &[u8],
-    seq: Option<u64>,
-    state_version: Option<StateVersion>,
-) {
-    out.extend_from_slice(br#"{"type":"event","event":"#);
-    write_json_str(out, event);
-    write_payload(out, payload_json);
-    write_event_tail(out, seq, state_version);
-}
-
-/// Like [`write_event`], with the payload written in place by `payload`,
-/// which must append exactly one JSON value. Saves a copy when the payload
-/// is large (a presence list).
+/// Appends `{"type":"event","event":NAME,"payload":PAYLOAD,"seq":N,"stateVersion":{..}}`
+/// to `out`, the payload written in place by `payload`, which must append
+/// exactly one JSON value. `seq` is for broadcast events only (§2); `None`
+/// leaves `seq` out, as does `None` for `state_version`. Broadcasts are
+/// encoded by `SharedEvent` instead, which leaves the `seq` to each
+/// connection.
 pub fn write_event_with(
     out: &mut Vec<u8>,
     event: &str,
@@ -284,37 +269,29 @@ mod tests {
     use serde_json::{Value, json};
     use simd_json::prelude::*;
 
+    /// An event whose payload is already JSON.
+    fn write_event(
+        out: &mut Vec<u8>,
+        event: &str,
+        payload: &[u8],
+        seq: Option<u64>,
+        state_version: Option<StateVersion>,
+    ) {
+        write_event_with(
+            out,
+            event,
+            |o| o.extend_from_slice(payload),
+            seq,
+            state_version,
+        );
+    }
+
     fn parse(frame: &str) -> Result<Request, FrameError> {
         parse_request(&mut frame.as_bytes().to_vec())
     }
 
     fn as_json(bytes: &[u8]) -> Value {
         serde_json::from_slice(bytes).expect("encoders write valid JSON")
-    }
-
-    #[test]
-    fn event_with_inline_payload_matches_copied_payload() {
-        let version = Some(StateVersion {
-            presence: 3,
-            health: 1,
-        });
-        let mut copied = Vec::new();
-        write_event(
-            &mut copied,
-            "presence",
-            br#"{"presence":[]}"#,
-            Some(9),
-            version,
-        );
-        let mut inline = Vec::new();
-        write_event_with(
-            &mut inline,
-            "presence",
-            |out| out.extend_from_slice(br#"{"presence":[]}"#),
-            Some(9),
-            version,
-        );
-        assert_eq!(copied, inline);
     }
 
     #[test]

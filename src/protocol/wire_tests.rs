@@ -70,7 +70,6 @@ fn presence_event_carries_list_seq_and_state_version() {
     assert_eq!(v["payload"]["presence"][0]["host"], "a");
     assert_eq!(v["seq"], 2);
     assert_eq!(v["stateVersion"], json!({"presence": 5, "health": 1}));
-    assert_eq!(event.presence_version(), Some(5));
 }
 
 #[test]
