@@ -289,6 +289,16 @@ impl Metrics {
         }
     }
 
+    /// The fan-out's last pacing decision, as `health` reports it.
+    pub fn fanout(&self) -> crate::protocol::FanoutHealth {
+        let watchers = |feed| self.watchers.get_or_create(&FeedLabels { feed }).get();
+        crate::protocol::FanoutHealth {
+            interval_ms: (self.fanout_interval.get() * 1000.0).round() as u64,
+            full: u64::try_from(watchers("full")).unwrap_or(0),
+            delta: u64::try_from(watchers("delta")).unwrap_or(0),
+        }
+    }
+
     /// Records the fan-out's pacing decision.
     pub fn paced(&self, interval: std::time::Duration, full: usize, delta: usize) {
         self.fanout_interval.set(interval.as_secs_f64());

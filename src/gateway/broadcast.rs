@@ -140,7 +140,6 @@ impl Broadcaster {
         self.count("presence", offered, event.head().len());
         let config = &self.state.config;
         self.full_interval = full_interval(config.coalesce, list_bytes, full, config.fanout_budget);
-        self.state.pacing.set(self.full_interval, full, delta);
         self.state.metrics().paced(self.full_interval, full, delta);
         self.full_sent = Arc::clone(latest);
         self.full_at = now;

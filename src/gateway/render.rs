@@ -2,13 +2,13 @@
 //! when they are queued: `system-presence` then shows every beacon the
 //! connection sent before it (read-your-writes), and `health` is current.
 
-use super::pacing::Pacing;
 use crate::clock::now_millis;
 use crate::engine::SnapshotReader;
 use crate::fleet::FleetStatus;
+use crate::metrics::Metrics;
 use crate::protocol::{
-    ErrorShape, FanoutHealth, Health, OK_PAYLOAD, write_health, write_response_err,
-    write_response_ok, write_response_ok_with,
+    ErrorShape, Health, OK_PAYLOAD, write_health, write_response_err, write_response_ok,
+    write_response_ok_with,
 };
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,17 +16,18 @@ use std::time::Instant;
 /// Renders the late-bound replies from the published snapshot.
 pub struct Renderer {
     reader: SnapshotReader,
-    pacing: Arc<Pacing>,
+    metrics: Arc<Metrics>,
     started: Instant,
     fleet: Option<Arc<FleetStatus>>,
 }
 
 impl Renderer {
-    /// A renderer reading `reader` and `pacing`; uptime counts from now.
-    pub fn new(reader: SnapshotReader, pacing: Arc<Pacing>) -> Renderer {
+    /// A renderer reading `reader` and the fan-out figures in `metrics`;
+    /// uptime counts from now.
+    pub fn new(reader: SnapshotReader, metrics: Arc<Metrics>) -> Renderer {
         Renderer {
             reader,
-            pacing,
+            metrics,
             started: Instant::now(),
             fleet: None,
         }
@@ -53,17 +54,12 @@ impl Renderer {
     /// The `health` reply to `id`.
     pub fn health(&self, id: &str, out: &mut Vec<u8>) {
         let snapshot = self.reader.load();
-        let pacing = self.pacing.read();
         let fleet = self.fleet.as_ref().map(|f| f.to_json().to_string());
         let health = Health {
             uptime_ms: self.uptime_ms(),
             entries: snapshot.len(),
             version: snapshot.version(),
-            fanout: FanoutHealth {
-                interval_ms: pacing.interval_ms,
-                full: pacing.full,
-                delta: pacing.delta,
-            },
+            fanout: self.metrics.fanout(),
             fleet: fleet.as_deref(),
         };
         let mut payload = Vec::with_capacity(160);

@@ -9,7 +9,6 @@
 //!
 //! [`http::Context`]: crate::http::Context
 
-use super::pacing::Pacing;
 use super::registry::Registry;
 use super::render::Renderer;
 use super::self_entry::SelfInfo;
@@ -48,8 +47,6 @@ pub struct State {
     pub http: Arc<Context>,
     /// Renders the replies an outbox writer sends.
     pub renderer: Arc<Renderer>,
-    /// The broadcaster's pacing decision, for `health`.
-    pub pacing: Arc<Pacing>,
     /// Flips to `true` when graceful shutdown begins.
     pub shutdown: watch::Sender<bool>,
     /// The budget for `hello-ok` lists in flight, in KiB (see
@@ -97,13 +94,13 @@ impl State {
             reader: engine.reader(),
             sse: SseFeed::default(),
             auth: Arc::new(Auth::new(config.tokens.clone())),
-            metrics,
+            metrics: Arc::clone(&metrics),
             sender: engine.sender(),
             writer_stats: engine.stats(),
             shutdown: shutdown.subscribe(),
         });
-        let pacing = Arc::new(Pacing::default());
-        pacing.set(config.coalesce, 0, 0);
+        // Until the first fan-out, the interval is the coalescing one.
+        metrics.paced(config.coalesce, 0, 0);
         Arc::new(State {
             self_key: Key::parse(&self_info.instance_id).expect("a UUID is not blank"),
             self_info,
@@ -112,9 +109,8 @@ impl State {
             writer_stats: engine.stats(),
             registry: Registry::new(engine.reader().load_full(), DEFAULT_LOG_KEYS),
             renderer: Arc::new(
-                Renderer::new(engine.reader(), Arc::clone(&pacing)).with_fleet(status),
+                Renderer::new(engine.reader(), Arc::clone(&metrics)).with_fleet(status),
             ),
-            pacing,
             http,
             shutdown,
             hellos: Arc::new(Semaphore::new(HELLO_BUDGET_KIB as usize)),
