@@ -59,19 +59,8 @@ impl WaitingPool {
     fn enter_at(&self, now: Instant) -> (Waiting, u64) {
         let mut inner = self.lock();
         let mut evicted = 0;
-        while inner.members.len() >= inner.capacity {
-            let old_enough = inner
-                .members
-                .front()
-                .is_some_and(|(_, since, _)| now.duration_since(*since) >= MIN_WAIT);
-            if !old_enough {
-                break;
-            }
-            if let Some((_, _, evict)) = inner.members.pop_front() {
-                // The receiver is gone only if that connection already ended.
-                let _ = evict.send(());
-                evicted += 1;
-            }
+        while inner.members.len() >= inner.capacity && inner.evict_oldest(now) {
+            evicted += 1;
         }
         let id = inner.next;
         inner.next += 1;
@@ -88,18 +77,7 @@ impl WaitingPool {
     /// Evicts the oldest connection if it has waited [`MIN_WAIT`]: the
     /// server is out of connection slots. True if one was evicted.
     pub fn evict_oldest(&self) -> bool {
-        let mut inner = self.lock();
-        let old_enough = inner
-            .members
-            .front()
-            .is_some_and(|(_, since, _)| since.elapsed() >= MIN_WAIT);
-        if !old_enough {
-            return false;
-        }
-        inner
-            .members
-            .pop_front()
-            .is_some_and(|(_, _, evict)| evict.send(()).is_ok())
+        self.lock().evict_oldest(Instant::now())
     }
 
     /// Connections in the pool.
@@ -118,6 +96,23 @@ impl WaitingPool {
         // Push, pop and remove leave the deque consistent even if a holder
         // panicked.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Inner {
+    /// Evicts the oldest member if it has waited [`MIN_WAIT`] by `now`.
+    fn evict_oldest(&mut self, now: Instant) -> bool {
+        let old_enough = self
+            .members
+            .front()
+            .is_some_and(|(_, since, _)| now.duration_since(*since) >= MIN_WAIT);
+        // Sending fails only if that connection already ended: it counts
+        // as evicted all the same, its place is free.
+        old_enough
+            && self.members.pop_front().is_some_and(|(_, _, evict)| {
+                let _ = evict.send(());
+                true
+            })
     }
 }
 
