@@ -27,6 +27,8 @@
 #   IDLE_RAMP_RATE=5000 connections/s while ramping the idle runs
 #   SKIP_BUILD=1        use the binaries as they are
 #   ROLLCALL_BIN, ECHO_BIN   binaries to use (default target/release/...)
+#   SERVE_BIN           the binary that runs `serve` (default ROLLCALL_BIN; an
+#                       older build gives a before/after with the same load)
 #   RC_PORT=28789 ECHO_PORT=28790   loopback ports
 #   OUT=target/e2e      where each run's JSON summary is kept
 # Every run is bounded by `timeout`; servers are killed on exit (trap).
@@ -34,6 +36,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 ROLLCALL_BIN=${ROLLCALL_BIN:-target/release/rollcall}
+SERVE_BIN=${SERVE_BIN:-$ROLLCALL_BIN}
 ECHO_BIN=${ECHO_BIN:-target/release/examples/echo}
 RC_PORT=${RC_PORT:-28789}
 ECHO_PORT=${ECHO_PORT:-28790}
@@ -93,7 +96,7 @@ start_server() {
         "$ECHO_BIN" --bind "127.0.0.1:$port" >"$OUT/echo.log" 2>&1 &
     else
         port=$RC_PORT
-        "$ROLLCALL_BIN" serve --bind "127.0.0.1:$port" >"$OUT/rollcall.log" 2>&1 &
+        "$SERVE_BIN" serve --bind "127.0.0.1:$port" >"$OUT/rollcall.log" 2>&1 &
     fi
     SERVER_PID=$!
     for _ in $(seq 100); do

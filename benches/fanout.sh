@@ -5,8 +5,11 @@
 #   ui12k      12,000 `ui` watchers (tracked, operator.read, full lists,
 #              default cap 200) connecting at 1,000/s; handshakes, convergence
 #              after the last connect, server peak RSS (VmHWM)
-#   delta12k   12,000 delta watchers, --max-entries 20000, connecting at
-#              1,000/s; convergence and publication-to-arrival delay
+#   delta12k   12,000 delta watchers (tracked: each adds a row),
+#              --max-entries 20000, connecting at 1,000/s; convergence and
+#              publication-to-arrival delay
+#   delta12kcli  the same with untracked (`cli`) watchers while 20 beacon
+#              clients change presence every second
 #   beacons    100 beacon clients x 4 in flight, alone and then with 2,000
 #              full-list watchers connected (two load processes), same server
 #              build: beacon throughput ratio and p99
@@ -50,33 +53,42 @@ start() {
 }
 hwm() { awk '/VmHWM/ {print $2}' "/proc/$SERVER/status"; }
 
-ui12k() {
-    start
-    timeout 300 "$BIN" load --url "$URL" --json --clients 0 --watchers 12000 \
-        --watch-feed full --watch-mode ui --watch-ramp-rate 1000 --duration 1s \
-        --settle 15s --handshake-timeout 30s --rss-pid "$SERVER" >"$OUT/ui12k.json"
-    echo "ui12k: peak server RSS $(hwm) KiB"
+# watchers NAME SERVE-ARGS -- LOAD-ARGS...: 12,000 watchers ramping at 1,000/s
+# against a fresh server, with a 15 s settle; prints the peak server RSS and
+# the watchers' summary.
+watchers() {
+    local name=$1 serve=()
+    shift
+    while [[ $1 != -- ]]; do serve+=("$1"); shift; done
+    shift
+    start "${serve[@]}"
+    timeout 300 "$BIN" load --url "$URL" --json --watchers 12000 --watch-ramp-rate 1000 \
+        --settle 15s --handshake-timeout 30s --rss-pid "$SERVER" "$@" >"$OUT/$name.json"
+    echo "$name: peak server RSS $(hwm) KiB"
     stop
-    jq '{held: .watchers.held, converged: .watchers.converged,
+    jq -c '{held: .watchers.held, converged: .watchers.converged,
          settle_s: .watchers.settle_secs, failed: .ramp.failed,
          handshake_p50_us: .watchers.handshake_latency_us.p50,
          handshake_p99_us: .watchers.handshake_latency_us.p99,
-         delay_p99_us: .watchers.delay_us.p99,
+         delay_p50_us: .watchers.delay_us.p50, delay_p99_us: .watchers.delay_us.p99,
          bytes_per_watcher: .watchers.bytes_per_watcher,
-         seq_gaps: .watchers.seq_gaps}' "$OUT/ui12k.json"
+         seq_gaps: .watchers.seq_gaps, delta_gaps: .watchers.delta_gaps}' "$OUT/$name.json"
 }
 
+ui12k() {
+    watchers ui12k -- --clients 0 --watch-feed full --watch-mode ui --duration 1s
+}
+
+# Tracked delta watchers: each adds a row, so each hello grows with the ramp.
 delta12k() {
-    start --max-entries 20000
-    timeout 300 "$BIN" load --url "$URL" --json --clients 0 --watchers 12000 \
-        --watch-feed delta --watch-mode ui --watch-ramp-rate 1000 --duration 1s \
-        --settle 15s --handshake-timeout 30s --rss-pid "$SERVER" >"$OUT/delta12k.json"
-    echo "delta12k: peak server RSS $(hwm) KiB"
-    stop
-    jq '{held: .watchers.held, converged: .watchers.converged,
-         settle_s: .watchers.settle_secs, delay_p50_us: .watchers.delay_us.p50,
-         delay_p99_us: .watchers.delay_us.p99, seq_gaps: .watchers.seq_gaps,
-         delta_gaps: .watchers.delta_gaps}' "$OUT/delta12k.json"
+    watchers delta12k --max-entries 20000 -- --clients 0 --watch-feed delta --watch-mode ui \
+        --duration 1s
+}
+
+# Untracked delta watchers; 20 beacon clients make the changes.
+delta12kcli() {
+    watchers delta12kcli --max-entries 20000 -- --clients 20 --beacon-interval 1s \
+        --watch-feed delta --watch-mode cli --duration 10s
 }
 
 beacons() {
@@ -102,6 +114,6 @@ beacons() {
         "ratio $(awk -v a="$alone" -v w="$with" 'BEGIN { printf "%.2f", w / a }')"
 }
 
-for scenario in "${@:-ui12k delta12k beacons}"; do
+for scenario in "${@:-ui12k delta12k delta12kcli beacons}"; do
     for s in $scenario; do "$s"; done
 done
