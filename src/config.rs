@@ -241,6 +241,12 @@ pub struct ServeConfig {
     /// How often the state file is rewritten while running.
     #[arg(long, env = "ROLLCALL_STATE_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
     pub state_interval: Duration,
+
+    /// The doctor reports a connected row nothing wrote for longer than
+    /// this as stale (the client stopped beaconing). Default: the age at
+    /// which the dashboard stops showing a row as Active.
+    #[arg(long, env = "ROLLCALL_STALE_AFTER", default_value = "120s", value_parser = humantime::parse_duration)]
+    pub stale_after: Duration,
 }
 
 fn parse_net(s: &str) -> Result<IpNet, String> {
@@ -296,6 +302,7 @@ impl ServeConfig {
             fleet_lease: DEFAULT_FLEET_LEASE,
             state_file: None,
             state_interval: DEFAULT_STATE_INTERVAL,
+            stale_after: crate::presence::ACTIVE_MAX_AGE,
         }
     }
 
@@ -331,6 +338,7 @@ impl ServeConfig {
             ("--presence-ttl", self.presence_ttl),
             ("--fleet-lease", self.fleet_lease),
             ("--state-interval", self.state_interval),
+            ("--stale-after", self.stale_after),
         ] {
             if value.is_zero() {
                 return Err(ConfigError::Zero(name));

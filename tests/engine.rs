@@ -203,6 +203,7 @@ fn disconnect_stays_behind_the_same_producers_beacons() {
                 conn: i,
                 key,
                 is_node: false,
+                tag: None,
             })
             .unwrap();
     }

@@ -144,7 +144,7 @@ proptest! {
                 }
                 Op::Disconnect { conn } => {
                     let Some(k) = conns.remove(&conn) else { continue };
-                    store.disconnect(conn, Key::parse(&k).unwrap(), false, now);
+                    store.disconnect(conn, Key::parse(&k).unwrap(), false, None, now);
                     if k == "self" { continue; }
                     let owners = model.owners.get_mut(&k).unwrap();
                     owners.retain(|&c| c != conn);

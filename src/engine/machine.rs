@@ -2,7 +2,7 @@
 //! and how each one maps onto a store operation.
 
 use super::writer::{Machine, Millis};
-use crate::presence::{ConnId, Key, Patch, RemoteOp, Snapshot, Store, StoreStats};
+use crate::presence::{ConnId, ConnTag, Key, Patch, RemoteOp, Snapshot, Store, StoreStats};
 
 /// One thing that happened to presence. Keys and patches are computed by
 /// the producer (see `presence::connect` and `presence::beacon`), so the
@@ -30,6 +30,8 @@ pub enum Event {
         key: Key,
         /// Role `node` writes `node-disconnected`.
         is_node: bool,
+        /// The connection as its `hello-ok` named it, for provenance.
+        tag: Option<ConnTag>,
     },
     /// A `system-event` beacon.
     Beacon {
@@ -69,9 +71,12 @@ impl Machine for PresenceMachine {
         // no-op (PROTOCOL.md §5.1).
         let _ = match event {
             Event::Connect { conn, key, patch } => self.store.connect(conn, key, patch, now),
-            Event::Disconnect { conn, key, is_node } => {
-                self.store.disconnect(conn, key, is_node, now)
-            }
+            Event::Disconnect {
+                conn,
+                key,
+                is_node,
+                tag,
+            } => self.store.disconnect(conn, key, is_node, tag, now),
             Event::Beacon { key, patch } => self.store.upsert(key, patch, now),
             Event::Remote(op) => {
                 self.store.apply_remote(op);

@@ -13,7 +13,7 @@ use super::self_entry::VERSION;
 use super::state::{HELLO_BUDGET_KIB, State};
 use crate::clock::now_millis;
 use crate::engine::Event;
-use crate::presence::{self, ConnectInfo, Key, Patch};
+use crate::presence::{self, ConnTag, ConnectInfo, Key, KeySource, Patch};
 use crate::protocol::{
     Close, CloseCode, ConnectParams, ErrorShape, Hello, Policy, Role, grants_read, parse_connect,
     parse_request, write_challenge, write_hello, write_response_err,
@@ -35,6 +35,10 @@ pub struct Session {
     /// The key its connect upserts under (or would, if untracked): the
     /// only entry a node may beacon (§5.2). `None` for the reserved key.
     pub own_key: Option<Key>,
+    /// Where `own_key` came from, for the provenance of a node's beacons.
+    pub own_source: KeySource,
+    /// The connection as `hello-ok` names it (`server.connId`).
+    pub conn_tag: ConnTag,
 }
 
 /// A refused handshake: the close was queued; the reason names it.
@@ -99,9 +103,12 @@ impl Handshake<'_> {
                 return Err(self.refuse(Some((id, error)), policy("unauthorized")));
             }
         };
-        let conn_uuid = uuid::Uuid::new_v4().to_string();
-        let (own_key, patch) =
-            presence::connect(connect_info(&params, &conn_uuid, &scopes, self.client_ip));
+        let conn_tag = ConnTag(uuid::Uuid::new_v4().as_u128());
+        let conn_uuid = conn_tag.to_string();
+        let mut info = connect_info(&params, &conn_uuid, &scopes, self.client_ip);
+        info.conn = Some(conn_tag);
+        let (own_key, patch) = presence::connect(info);
+        let own_source = patch.by.source;
         // The gateway's own key is reserved (§5.1): a client claiming it is
         // served, but neither tracked nor allowed to beacon it.
         let own_key = (own_key != *self.state.self_key()).then_some(own_key);
@@ -117,6 +124,8 @@ impl Handshake<'_> {
             scopes,
             tracked,
             own_key,
+            own_source,
+            conn_tag,
         };
         let feed = feed(&session, &params);
         let hello = HelloParts {
@@ -276,5 +285,6 @@ fn connect_info(
         role: params.role.as_str().to_owned(),
         scopes: scopes.to_vec(),
         ip: Some(ip.to_string()),
+        conn: None,
     }
 }

@@ -270,6 +270,7 @@ impl Connection {
                 conn: self.id,
                 key,
                 is_node: session.role == Role::Node,
+                tag: Some(session.conn_tag),
             };
             // Fails only when the engine has stopped; nothing is left to mark.
             let _ = self.state.sender.push_control(event);

@@ -17,9 +17,9 @@ use crate::clock::now_millis;
 use crate::config::ServeConfig;
 use crate::engine::{Engine, EngineConfig, Event, EventSender, SnapshotReader, WriterStats};
 use crate::fleet::{Fleet, FleetConfig, FleetStatus, StateFile};
-use crate::http::{Context, SseFeed};
+use crate::http::{Context, Doctor, SseFeed};
 use crate::metrics::Metrics;
-use crate::presence::{DEFAULT_LOG_KEYS, Entry, Key, RemoteOp, StoreConfig};
+use crate::presence::{DEFAULT_LOG_KEYS, DoctorConfig, Entry, Key, RemoteOp, StoreConfig};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{Semaphore, watch};
@@ -98,6 +98,9 @@ impl State {
             sender: engine.sender(),
             writer_stats: engine.stats(),
             shutdown: shutdown.subscribe(),
+            doctor: Doctor::new(DoctorConfig {
+                stale_after: config.stale_after,
+            }),
         });
         // Until the first fan-out, the interval is the coalescing one.
         metrics.paced(config.coalesce, 0, 0);

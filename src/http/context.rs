@@ -2,6 +2,7 @@
 //! SSE feed, metrics and auth. A narrow handle, so `http/` never imports
 //! the gateway that serves it.
 
+use super::doctor::Doctor;
 use super::sse::SseFeed;
 use crate::auth::Auth;
 use crate::engine::{Event, EventSender, SnapshotReader, WriterStats};
@@ -28,4 +29,6 @@ pub struct Context {
     pub shutdown: watch::Receiver<bool>,
     /// The fleet link, in fleet mode: `/healthz` and stats report it.
     pub fleet: Option<Arc<FleetStatus>>,
+    /// `/v1/presence/doctor`: its settings and its last answer.
+    pub doctor: Doctor,
 }

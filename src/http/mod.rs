@@ -4,10 +4,12 @@
 mod body;
 mod context;
 mod dashboard;
+mod doctor;
 mod rest;
 mod sse;
 
 pub use body::{Body, empty, full};
 pub use context::Context;
+pub use doctor::Doctor;
 pub use rest::{error as rest_error, route};
 pub use sse::SseFeed;

@@ -1,5 +1,6 @@
 //! Routing and the JSON routes: `/healthz`, `/v1/presence`,
-//! `/v1/presence/stats`, `/metrics`, and the dashboard page.
+//! `/v1/presence/stats`, `/v1/presence/doctor`, `/metrics`, and the
+//! dashboard page.
 //!
 //! Every `/v1/*` route and `/metrics` require a bearer token with a read
 //! scope when tokens are configured; the page itself does not.
@@ -25,7 +26,11 @@ pub async fn route<B>(req: Request<B>, state: &Context) -> Response<Body> {
     match path {
         "/" | "/index.html" => page(),
         "/healthz" => healthz(state),
-        "/v1/presence" | "/v1/presence/stats" | "/v1/presence/stream" | "/metrics" => {
+        "/v1/presence"
+        | "/v1/presence/stats"
+        | "/v1/presence/doctor"
+        | "/v1/presence/stream"
+        | "/metrics" => {
             let query_token = (path == "/v1/presence/stream")
                 .then(|| query_param(req.uri().query(), "token"))
                 .flatten();
@@ -35,6 +40,9 @@ pub async fn route<B>(req: Request<B>, state: &Context) -> Response<Body> {
             match path {
                 "/v1/presence" => presence(&req, state),
                 "/v1/presence/stats" => stats(state),
+                "/v1/presence/doctor" => {
+                    json_response(StatusCode::OK, state.doctor.answer(&state.reader))
+                }
                 "/v1/presence/stream" => sse::stream(&state.sse, state.shutdown.clone()),
                 _ => metrics(state),
             }
@@ -176,7 +184,7 @@ fn query_param(query: Option<&str>, name: &str) -> Option<String> {
         .map(|(_, value)| value.into_owned())
 }
 
-fn json_response(status: StatusCode, body: Vec<u8>) -> Response<Body> {
+fn json_response(status: StatusCode, body: impl Into<bytes::Bytes>) -> Response<Body> {
     let mut response = Response::new(full(body));
     *response.status_mut() = status;
     response

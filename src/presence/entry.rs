@@ -6,6 +6,7 @@
 //! - `ip` is never a loopback address;
 //! - no string field is blank: a blank value in a patch counts as absent.
 
+use super::origin::Writer;
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 
@@ -104,6 +105,9 @@ pub struct Patch {
     pub scopes: Vec<String>,
     /// See [`Entry::text`].
     pub text: Option<String>,
+    /// Who sent it and where its key came from: kept by the store as the
+    /// row's provenance, never merged into the entry.
+    pub by: Writer,
 }
 
 impl Patch {

@@ -2,8 +2,12 @@
 
 mod changelog;
 mod diff;
+mod doctor;
+mod duplicates;
 mod entry;
 mod key;
+mod origin;
+mod pressure;
 mod remote;
 mod snapshot;
 mod source;
@@ -13,8 +17,14 @@ pub mod text;
 
 pub use changelog::{ChangeLog, DEFAULT_LOG_KEYS, Merged};
 pub use diff::changed_rows;
+pub use doctor::{
+    CapReport, DoctorConfig, Finding, FindingKind, MAX_FINDINGS_PER_KIND, Report, RowReport,
+    diagnose, human, write_name,
+};
 pub use entry::{Entry, Millis, Patch, fallback_text, is_loopback};
 pub use key::Key;
+pub use origin::{ConnTag, KeySource, Origin, RECENT_WRITES, Write, WriteKind, Writer};
+pub use pressure::Pressure;
 pub use remote::{Holder, NodeId, RemoteOp, RemoteRow, Verdict, arbitrate, mark_disconnected};
 pub use snapshot::{Snapshot, SnapshotEntry};
 pub use source::{

@@ -10,6 +10,8 @@
 
 use super::entry::{Entry, Millis};
 use super::key::Key;
+use super::origin::Origin;
+use super::pressure::Pressure;
 use bytes::Bytes;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
@@ -27,6 +29,9 @@ pub struct SnapshotEntry {
     /// A connection for this row is live: on this gateway, or on the
     /// fleet gateway named by its `gatewayId`. The self entry's is true.
     pub live: bool,
+    /// Why the row has its key and who wrote it last. Not part of `json`:
+    /// only the doctor reads it.
+    pub origin: Arc<Origin>,
 }
 
 /// One published version of the presence list.
@@ -38,6 +43,7 @@ pub struct Snapshot {
     pub(crate) list: Bytes,
     pub(crate) self_prefix: Range<usize>,
     pub(crate) rest: Range<usize>,
+    pub(crate) pressure: Pressure,
 }
 
 impl Snapshot {
@@ -64,6 +70,17 @@ impl Snapshot {
     /// Always false: the self entry is always present.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    /// The cap and the removals of the last TTL, as of this snapshot.
+    pub fn pressure(&self) -> Pressure {
+        self.pressure
+    }
+
+    /// The same snapshot, reporting `pressure`.
+    pub(crate) fn with_pressure(mut self, pressure: Pressure) -> Self {
+        self.pressure = pressure;
+        self
     }
 
     /// The list as a JSON array, as of [`Snapshot::published_at`].
@@ -120,6 +137,7 @@ impl Snapshot {
             }),
             self_prefix,
             rest,
+            pressure: Pressure::default(),
         }
     }
 }

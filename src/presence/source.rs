@@ -6,6 +6,7 @@
 
 use super::entry::Patch;
 use super::key::Key;
+use super::origin::{ConnTag, KeySource, WriteKind, Writer};
 use super::text;
 
 /// How many characters of a beacon's text may serve as its key.
@@ -42,17 +43,28 @@ pub struct ConnectInfo {
     pub scopes: Vec<String>,
     /// The client IP (§5.3); loopback is dropped by the merge.
     pub ip: Option<String>,
+    /// The connection, as its `hello-ok` names it, for provenance.
+    pub conn: Option<ConnTag>,
 }
 
 /// The key and patch a tracked connection upserts after its handshake.
+/// The patch's writer says which of `device.id`, `client.instanceId` or
+/// the connection id the key came from.
 pub fn connect(info: ConnectInfo) -> (Key, Patch) {
-    let instance_id = [info.device_id.as_deref(), info.instance_id.as_deref()]
-        .into_iter()
-        .flatten()
-        .find(|s| !s.trim().is_empty())
-        .map(str::to_owned);
-    let key = Key::first_of([instance_id.as_deref(), Some(info.conn_id.as_str())])
-        .unwrap_or_else(|| fallback_key(&info.conn_id));
+    let stable = [
+        (info.device_id.as_deref(), KeySource::DeviceId),
+        (info.instance_id.as_deref(), KeySource::InstanceId),
+    ]
+    .into_iter()
+    .find_map(|(id, source)| id.filter(|s| !s.trim().is_empty()).map(|id| (id, source)));
+    let instance_id = stable.map(|(id, _)| id.to_owned());
+    let (key, source) = match stable.and_then(|(id, source)| Some((Key::parse(id)?, source))) {
+        Some(keyed) => keyed,
+        None => (
+            Key::parse(&info.conn_id).unwrap_or_else(|| fallback_key(&info.conn_id)),
+            KeySource::ConnectionId,
+        ),
+    };
     let host = match info.display_name {
         Some(name) if !name.trim().is_empty() => name,
         _ => info.client_id.clone(),
@@ -71,6 +83,11 @@ pub fn connect(info: ConnectInfo) -> (Key, Patch) {
         client_id: Some(info.client_id),
         roles: vec![info.role],
         scopes: info.scopes,
+        by: Writer {
+            kind: WriteKind::Connect,
+            conn: info.conn,
+            source,
+        },
         ..Patch::default()
     };
     (key, patch)
@@ -125,18 +142,25 @@ pub struct BeaconInput {
 
 /// The key and patch of a beacon. Explicit params win over values parsed
 /// from the text; both win over what is stored (the merge keeps the rest).
+/// The patch's writer says which source gave the key; its connection is
+/// the caller's to fill in.
 pub fn beacon(input: BeaconInput, gateway_host: &str) -> (Key, Patch) {
     let parsed = text::parse(&input.text);
     let trimmed_text = input.text.trim();
-    let key = Key::first_of([
-        input.device_id.as_deref(),
-        input.instance_id.as_deref(),
-        parsed.as_ref().map(|p| p.host),
-        parsed.as_ref().map(|p| p.ip),
-        Some(text::prefix_chars(trimmed_text, TEXT_KEY_CHARS)),
-        Some(gateway_host),
-    ])
-    .unwrap_or_else(|| fallback_key(gateway_host));
+    let (key, source) = [
+        (input.device_id.as_deref(), KeySource::BeaconDeviceId),
+        (input.instance_id.as_deref(), KeySource::BeaconInstanceId),
+        (parsed.as_ref().map(|p| p.host), KeySource::TextHost),
+        (parsed.as_ref().map(|p| p.ip), KeySource::TextIp),
+        (
+            Some(text::prefix_chars(trimmed_text, TEXT_KEY_CHARS)),
+            KeySource::Text,
+        ),
+        (Some(gateway_host), KeySource::GatewayHost),
+    ]
+    .into_iter()
+    .find_map(|(s, source)| Some((Key::parse(s?)?, source)))
+    .unwrap_or_else(|| (fallback_key(gateway_host), KeySource::GatewayHost));
     let or_parsed = |explicit: Option<String>,
                      pick: for<'t> fn(&'t text::ParsedText<'t>) -> &'t str| {
         explicit
@@ -161,6 +185,11 @@ pub fn beacon(input: BeaconInput, gateway_host: &str) -> (Key, Patch) {
         roles: input.roles,
         scopes: input.scopes,
         text: Some(trimmed_text.to_owned()),
+        by: Writer {
+            kind: WriteKind::Beacon,
+            conn: None,
+            source,
+        },
     };
     (key, patch)
 }

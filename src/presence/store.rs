@@ -32,8 +32,10 @@
 
 use super::entry::{Entry, Millis, Patch};
 use super::key::Key;
+use super::origin::{ConnTag, KeySource, Origin, Write, WriteKind, Writer};
+use super::pressure::Removals;
 use super::remote::RemoteRow;
-use super::snapshot::{ListPool, Snapshot, SnapshotEntry};
+use super::snapshot::ListPool;
 use super::source::disconnect_reason;
 use bytes::Bytes;
 use std::cmp::Ordering;
@@ -41,6 +43,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+mod publish;
 mod remote;
 
 /// OpenClaw's presence TTL; dashboards derive Idle/Stale from it.
@@ -104,6 +107,9 @@ struct Slot {
     live: bool,
     /// Another gateway's own entry: exempt from the cap.
     pinned: bool,
+    /// Why the row has its key, and who wrote it last. Shared with the
+    /// snapshots that list it, copied on the next write (like `entry`).
+    origin: Arc<Origin>,
 }
 
 impl Slot {
@@ -123,6 +129,8 @@ pub struct Store {
     config: StoreConfig,
     self_key: Key,
     self_entry: Entry,
+    /// The self entry's provenance: the gateway wrote it at start.
+    self_origin: Arc<Origin>,
     /// The rows; `None` marks a free slot.
     slots: Vec<Option<Slot>>,
     /// Empty slots, reused before `slots` grows.
@@ -146,6 +154,11 @@ pub struct Store {
     pinned: usize,
     /// Increases on every write; orders equal `ts` by recency.
     write_seq: u64,
+    /// Expirations and evictions over the last TTL, for the doctor.
+    removals: Removals,
+    /// The latest `now` a caller passed: when an eviction happened, for
+    /// fleet rows that arrive without one.
+    clock: Millis,
     /// `stateVersion.presence` of the last publish.
     version: u64,
     /// Something changed since the last publish.
@@ -165,6 +178,14 @@ impl Store {
         Store {
             config,
             local_gateway: self_entry.gateway_id.clone(),
+            self_origin: Arc::new(Origin::new(Write {
+                by: Writer {
+                    kind: WriteKind::Start,
+                    conn: None,
+                    source: KeySource::Gateway,
+                },
+                at: self_entry.ts,
+            })),
             self_key,
             self_entry,
             slots: Vec::new(),
@@ -177,6 +198,8 @@ impl Store {
             owners: HashMap::new(),
             shadows: HashMap::new(),
             pinned: 0,
+            removals: Removals::new(config.ttl, config.max_entries),
+            clock: 0,
             write_seq: 0,
             version: 1,
             changed: false,
@@ -241,12 +264,17 @@ impl Store {
         if key == self.self_key {
             return Outcome::Reserved;
         }
+        self.clock = self.clock.max(now);
         let live = self.owners.contains_key(&key);
+        let write = Write {
+            by: patch.by,
+            at: now,
+        };
         let Some(&id) = self.index.get(&key) else {
             let mut entry = Entry::default();
             entry.merge(patch, now);
             entry.gateway_id.clone_from(&self.local_gateway);
-            self.insert_slot(key, Arc::new(entry), live, false);
+            self.insert_slot(key, Arc::new(entry), Origin::new(write), live, false);
             return Outcome::Applied;
         };
         self.shadow_if_remote_live(id);
@@ -265,6 +293,7 @@ impl Store {
         if slot.entry.gateway_id != local {
             Arc::make_mut(&mut slot.entry).gateway_id = local;
         }
+        Arc::make_mut(&mut slot.origin).record(write);
         slot.live = live;
         if std::mem::take(&mut slot.pinned) {
             self.pinned -= 1;
@@ -280,7 +309,14 @@ impl Store {
     }
 
     /// Adds a row under a key that has none, then enforces the cap.
-    fn insert_slot(&mut self, key: Key, entry: Arc<Entry>, live: bool, pinned: bool) {
+    fn insert_slot(
+        &mut self,
+        key: Key,
+        entry: Arc<Entry>,
+        origin: Origin,
+        live: bool,
+        pinned: bool,
+    ) {
         self.write_seq += 1;
         let age = (entry.ts, self.write_seq);
         let slot = Slot {
@@ -290,6 +326,7 @@ impl Store {
             age,
             live,
             pinned,
+            origin: Arc::new(origin),
         };
         let id = match self.free.pop() {
             Some(id) => {
@@ -322,8 +359,16 @@ impl Store {
     }
 
     /// A tracked connection closed. Marks the entry disconnected unless
-    /// another live connection still owns the key.
-    pub fn disconnect(&mut self, conn: ConnId, key: Key, is_node: bool, now: Millis) -> Outcome {
+    /// another live connection still owns the key. `tag` is the
+    /// connection as its `hello-ok` named it, for the row's provenance.
+    pub fn disconnect(
+        &mut self,
+        conn: ConnId,
+        key: Key,
+        is_node: bool,
+        tag: Option<ConnTag>,
+        now: Millis,
+    ) -> Outcome {
         if key == self.self_key {
             return Outcome::Reserved;
         }
@@ -339,11 +384,18 @@ impl Store {
             self.place_remote(row);
             return Outcome::Applied;
         }
-        self.upsert(key, Patch::reason(disconnect_reason(is_node)), now)
+        let mut patch = Patch::reason(disconnect_reason(is_node));
+        patch.by = Writer {
+            kind: WriteKind::Disconnect,
+            conn: tag,
+            source: KeySource::Unknown,
+        };
+        self.upsert(key, patch, now)
     }
 
     /// Removes entries older than the TTL; returns how many.
     pub fn expire(&mut self, now: Millis) -> usize {
+        self.clock = self.clock.max(now);
         let ttl = millis(self.config.ttl);
         let mut removed = 0;
         while let Some(entry) = self.by_age.first_entry() {
@@ -356,6 +408,7 @@ impl Store {
         }
         if removed > 0 {
             self.stats.expired += removed as u64;
+            self.removals.expired(now, removed as u64);
             self.changed = true;
         }
         removed
@@ -381,6 +434,7 @@ impl Store {
             };
             self.remove_slot(id);
             self.stats.evicted += 1;
+            self.removals.evicted(self.clock, 1);
         }
     }
 
@@ -391,84 +445,6 @@ impl Store {
         self.index.remove(&slot.key);
         self.free.push(id);
     }
-
-    /// Builds the snapshot for the current state. The version rises by one
-    /// if anything changed since the last publish. Only entries written
-    /// since then are encoded again, and only they are sorted: the rest
-    /// keep their order from the last publish.
-    pub fn publish(&mut self, now: Millis) -> Snapshot {
-        if self.changed {
-            self.version += 1;
-            self.changed = false;
-        }
-        // The rows written since the last publish, once each, in list
-        // order. A slot listed twice (written, removed, reused) compares
-        // equal to itself, so sorting puts its copies side by side.
-        let mut written = std::mem::take(&mut self.written);
-        written.retain(|&id| self.slots[id].as_ref().is_some_and(|s| s.json.is_none()));
-        written.sort_unstable_by(|&a, &b| self.slot(a).list_cmp(self.slot(b)));
-        written.dedup();
-        // The rows of the last publish that are still there and were not
-        // written since: their relative order still holds.
-        let mut kept = std::mem::take(&mut self.listed);
-        kept.retain(|&id| self.slots[id].as_ref().is_some_and(|s| s.json.is_some()));
-        for &id in &written {
-            let slot = self.slots[id]
-                .as_mut()
-                .expect("written keeps only live slots");
-            slot.json = Some(encode(&slot.entry));
-        }
-
-        let mut listed = Vec::with_capacity(kept.len() + written.len());
-        let (mut a, mut b) = (kept.iter().peekable(), written.iter().peekable());
-        loop {
-            let next = match (a.peek(), b.peek()) {
-                (Some(&&x), Some(&&y)) => {
-                    if self.slot(y).list_cmp(self.slot(x)) == Ordering::Less {
-                        b.next()
-                    } else {
-                        a.next()
-                    }
-                }
-                (Some(_), None) => a.next(),
-                (None, Some(_)) => b.next(),
-                (None, None) => break,
-            };
-            listed.extend(next);
-        }
-        written.clear();
-        self.written = written;
-
-        let mut rows = Vec::with_capacity(listed.len() + 1);
-        self.self_entry.ts = now;
-        rows.push(SnapshotEntry {
-            key: self.self_key.clone(),
-            entry: Arc::new(self.self_entry.clone()),
-            json: encode(&self.self_entry),
-            live: true,
-        });
-        rows.extend(listed.iter().map(|&id| {
-            let slot = self.slot(id);
-            SnapshotEntry {
-                key: slot.key.clone(),
-                entry: Arc::clone(&slot.entry),
-                json: slot
-                    .json
-                    .clone()
-                    .expect("every listed slot was encoded above or before"),
-                live: slot.live,
-            }
-        }));
-        self.listed = listed;
-        Snapshot::build(self.version, now, rows, &self.lists)
-    }
-}
-
-/// Writes a row's JSON the way every snapshot carries it.
-pub(crate) fn encode(entry: &Entry) -> Bytes {
-    let mut out = Vec::with_capacity(256);
-    serde_json::to_writer(&mut out, entry).expect("an Entry always encodes");
-    Bytes::from(out)
 }
 
 fn millis(duration: Duration) -> Millis {
@@ -478,6 +454,8 @@ fn millis(duration: Duration) -> Millis {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::presence::Snapshot;
+    use publish::encode;
 
     const MIN: Millis = 60_000;
 
@@ -610,13 +588,16 @@ mod tests {
     fn disconnect_keeps_the_row_with_reason() {
         let mut s = store(10);
         s.connect(1, key("dev"), host("mini"), 1);
-        assert_eq!(s.disconnect(1, key("dev"), false, 2), Outcome::Applied);
+        assert_eq!(
+            s.disconnect(1, key("dev"), false, None, 2),
+            Outcome::Applied
+        );
         let e = s.get(&key("dev")).unwrap();
         assert_eq!(e.reason.as_deref(), Some("disconnect"));
         assert_eq!(e.host.as_deref(), Some("mini"));
         assert_eq!(e.ts, 2);
         s.connect(2, key("node"), host("n"), 3);
-        s.disconnect(2, key("node"), true, 4);
+        s.disconnect(2, key("node"), true, None, 4);
         assert_eq!(
             s.get(&key("node")).unwrap().reason.as_deref(),
             Some("node-disconnected")
@@ -629,10 +610,16 @@ mod tests {
         s.connect(1, key("dev"), host("first"), 1);
         s.connect(2, key("dev"), host("second"), 2);
         s.publish(2);
-        assert_eq!(s.disconnect(1, key("dev"), false, 3), Outcome::Superseded);
+        assert_eq!(
+            s.disconnect(1, key("dev"), false, None, 3),
+            Outcome::Superseded
+        );
         assert!(!s.has_changes());
         assert_eq!(s.get(&key("dev")).unwrap().ts, 2);
-        assert_eq!(s.disconnect(2, key("dev"), false, 4), Outcome::Applied);
+        assert_eq!(
+            s.disconnect(2, key("dev"), false, None, 4),
+            Outcome::Applied
+        );
         assert_eq!(
             s.get(&key("dev")).unwrap().reason.as_deref(),
             Some("disconnect")

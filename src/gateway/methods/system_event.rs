@@ -31,9 +31,16 @@ pub fn call(state: &State, session: &Session, id: String, params: Option<&OwnedV
         },
         Role::Operator => None,
     };
-    let (key, patch) = presence::beacon(params.beacon, &state.self_info.host);
+    let (key, mut patch) = presence::beacon(params.beacon, &state.self_info.host);
+    patch.by.conn = Some(session.conn_tag);
     // A node always writes its own entry, whatever the text parses to.
-    let key = own.unwrap_or(key);
+    let key = match own {
+        Some(own) => {
+            patch.by.source = session.own_source;
+            own
+        }
+        None => key,
+    };
     if key == *state.self_key() {
         let error = ErrorShape::invalid_request(
             "invalid system-event params: the key is reserved for the gateway's own entry",

@@ -13,6 +13,7 @@
 use super::{SlotId, Store};
 use crate::presence::entry::{Entry, Millis};
 use crate::presence::key::Key;
+use crate::presence::origin::{Origin, Write, WriteKind, Writer};
 use crate::presence::remote::{Holder, RemoteOp, RemoteRow, Verdict, arbitrate, mark_disconnected};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -91,8 +92,12 @@ impl Store {
             live,
             pinned,
         } = row;
+        let write = Write {
+            by: Writer::elsewhere(WriteKind::Remote),
+            at: entry.ts,
+        };
         let Some(&id) = self.index.get(&key) else {
-            self.insert_slot(key, Arc::new(entry), live, pinned);
+            self.insert_slot(key, Arc::new(entry), Origin::new(write), live, pinned);
             return;
         };
         if self.slot(id).entry.gateway_id != entry.gateway_id {
@@ -104,6 +109,7 @@ impl Store {
             .as_mut()
             .expect("index names only live slots");
         slot.entry = Arc::new(entry);
+        Arc::make_mut(&mut slot.origin).record(write);
         slot.live = live;
         let was_pinned = std::mem::replace(&mut slot.pinned, pinned);
         if slot.json.take().is_some() {
@@ -173,6 +179,11 @@ impl Store {
             }
             slot.live = false;
             mark_disconnected(Arc::make_mut(&mut slot.entry));
+            let write = Write {
+                by: Writer::elsewhere(WriteKind::Lapse),
+                at: slot.entry.ts,
+            };
+            Arc::make_mut(&mut slot.origin).record(write);
             if slot.json.take().is_some() {
                 self.written.push(id);
             }
@@ -215,7 +226,11 @@ impl Store {
             if row.live {
                 mark_disconnected(&mut entry);
             }
-            self.insert_slot(row.key, Arc::new(entry), false, false);
+            let write = Write {
+                by: Writer::elsewhere(WriteKind::Restore),
+                at: entry.ts,
+            };
+            self.insert_slot(row.key, Arc::new(entry), Origin::new(write), false, false);
         }
     }
 }
@@ -305,7 +320,7 @@ mod tests {
         s.connect(1, key("x"), Patch::reason("connect"), 5);
         upsert(&mut s, "b", row("x", "b", true, 6));
         assert_eq!(gateway(&s, "x").as_deref(), Some("a"), "live here wins");
-        s.disconnect(1, key("x"), false, 9);
+        s.disconnect(1, key("x"), false, None, 9);
         let x = s.get(&key("x")).unwrap();
         assert_eq!(x.gateway_id.as_deref(), Some("b"));
         assert_eq!(x.reason.as_deref(), Some("connect"));

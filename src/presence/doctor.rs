@@ -1,0 +1,725 @@
+//! The doctor: findings about a snapshot, in plain words, for the operator
+//! debugging "duplicated or stale instance rows" (issue 12). Pure: it reads
+//! one snapshot and a time, and never the store.
+//!
+//! Findings, each naming the rows it is about:
+//! - `duplicate`: rows that describe one client under several keys, with
+//!   the row lacking a stable id and what to change (see `duplicates.rs`);
+//! - `stale-connected`: a row whose connection is open but which nothing
+//!   wrote for longer than `stale_after` (the client stopped beaconing);
+//! - `gone`: a row kept after its disconnect, until the TTL removes it;
+//! - `cap-pressure`: the cap evicted rows within the last TTL, or is
+//!   nearly full.
+//!
+//! Invariants of a [`Report`]: every key a finding names is in `rows`, and
+//! each row's `findings` lists exactly the findings naming it; at most
+//! [`MAX_FINDINGS_PER_KIND`] findings of a kind are listed, `counts` has
+//! them all.
+
+use super::duplicates::{self, Group};
+use super::entry::Millis;
+use super::origin::{ConnTag, KeySource, Write, WriteKind};
+use super::snapshot::{Snapshot, SnapshotEntry};
+use super::status::{ACTIVE_MAX_AGE, Status};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Findings of one kind listed in a report; the count says how many more.
+/// A dashboard marks rows, and a person reads the list: a thousand is
+/// more than either uses, and bounds the report of a 100k-row fleet view.
+pub const MAX_FINDINGS_PER_KIND: usize = 1000;
+
+/// A cap this full counts as pressure before anything is evicted: the
+/// next few new instances evict the oldest rows.
+const NEARLY_FULL_PERCENT: usize = 90;
+
+/// What the doctor may be told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DoctorConfig {
+    /// A connected row not written for longer than this is
+    /// `stale-connected`. Default: the Idle threshold (PROTOCOL.md §6), the
+    /// age at which the dashboard stops showing the row as Active.
+    pub stale_after: Duration,
+}
+
+impl Default for DoctorConfig {
+    fn default() -> Self {
+        DoctorConfig {
+            stale_after: ACTIVE_MAX_AGE,
+        }
+    }
+}
+
+/// What a finding is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FindingKind {
+    /// Several rows describe one client.
+    Duplicate,
+    /// Connected, but not written for longer than `stale_after`.
+    StaleConnected,
+    /// Kept after a disconnect until the TTL removes it.
+    Gone,
+    /// The cap evicts rows, or is about to.
+    CapPressure,
+}
+
+impl FindingKind {
+    /// Every kind, in report order.
+    pub const ALL: [FindingKind; 4] = [
+        FindingKind::Duplicate,
+        FindingKind::StaleConnected,
+        FindingKind::Gone,
+        FindingKind::CapPressure,
+    ];
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FindingKind::Duplicate => "duplicate",
+            FindingKind::StaleConnected => "stale-connected",
+            FindingKind::Gone => "gone",
+            FindingKind::CapPressure => "cap-pressure",
+        }
+    }
+}
+
+/// One finding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Finding {
+    /// What it is about.
+    pub kind: FindingKind,
+    /// The row the finding is about: for a duplicate, the one lacking a
+    /// stable id.
+    pub key: String,
+    /// Every row involved, `key` first.
+    pub keys: Vec<String>,
+    /// What is wrong, in plain words.
+    pub summary: String,
+    /// What to change, when something should.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+    /// Age of `key`'s row, ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub age_ms: Option<u64>,
+    /// Time until the TTL removes `key`'s row, ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub removed_in_ms: Option<u64>,
+}
+
+/// The provenance of one row a finding names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RowReport {
+    /// Where its key came from.
+    pub key_source: KeySource,
+    /// The same in plain words.
+    pub key_explained: &'static str,
+    /// A connection for it is open (here or on its fleet gateway).
+    pub live: bool,
+    /// Active, Idle or Stale (PROTOCOL.md §6).
+    pub status: &'static str,
+    /// Age of its `ts`, ms.
+    pub age_ms: u64,
+    /// The write that created it.
+    pub created: Write,
+    /// The last few writes, oldest first.
+    pub writes: Vec<Write>,
+    /// Indexes into `findings` of the findings naming this row.
+    pub findings: Vec<usize>,
+}
+
+/// The cap and its use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CapReport {
+    /// Rows besides the gateway's own.
+    pub entries: usize,
+    /// The cap (`--max-entries`).
+    pub max_entries: usize,
+    /// Rows the cap removed within the last TTL.
+    pub evicted_recent: u64,
+    /// Rows the TTL removed within the last TTL.
+    pub expired_recent: u64,
+    /// The TTL, ms: the window of both counts.
+    pub ttl_ms: u64,
+    /// The oldest row: the next the cap would evict.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oldest_key: Option<String>,
+    /// Its age, ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oldest_age_ms: Option<u64>,
+}
+
+/// The doctor's answer for one snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    /// When it was made, ms since the epoch.
+    pub generated_at: Millis,
+    /// The presence version it describes.
+    pub version: u64,
+    /// Rows, the gateway's own included.
+    pub entries: usize,
+    /// Findings per kind, all of them (the list may stop short).
+    pub counts: BTreeMap<&'static str, usize>,
+    /// The findings: duplicates, then stale, gone and cap pressure.
+    pub findings: Vec<Finding>,
+    /// Provenance of every row a listed finding names, by key.
+    pub rows: BTreeMap<String, RowReport>,
+    /// The cap.
+    pub cap: CapReport,
+}
+
+impl Report {
+    /// True when nothing was found.
+    pub fn is_clean(&self) -> bool {
+        self.findings.is_empty()
+    }
+}
+
+/// Examines `snapshot` as of `now`.
+pub fn diagnose(snapshot: &Snapshot, now: Millis, config: DoctorConfig) -> Report {
+    // The self entry is the gateway's own: never a finding.
+    let rows = snapshot.entries().get(1..).unwrap_or_default();
+    let ttl_ms = snapshot.pressure().ttl_ms;
+    let mut counts = BTreeMap::new();
+    let mut findings = Vec::new();
+    let mut add = |kind: FindingKind, found: Vec<Finding>| {
+        counts.insert(kind.as_str(), found.len());
+        findings.extend(found.into_iter().take(MAX_FINDINGS_PER_KIND));
+    };
+    let groups = duplicates::groups(rows);
+    add(
+        FindingKind::Duplicate,
+        duplicate_findings(rows, &groups, now),
+    );
+    add(FindingKind::StaleConnected, stale(rows, now, config));
+    add(FindingKind::Gone, gone(rows, now, ttl_ms));
+    let cap = cap_report(snapshot, now);
+    add(
+        FindingKind::CapPressure,
+        cap_pressure(&cap).into_iter().collect(),
+    );
+    let rows = row_reports(rows, &findings, now);
+    Report {
+        generated_at: now,
+        version: snapshot.version(),
+        entries: snapshot.len(),
+        counts,
+        findings,
+        rows,
+        cap,
+    }
+}
+
+fn age_ms(row: &SnapshotEntry, now: Millis) -> u64 {
+    u64::try_from(now.saturating_sub(row.entry.ts)).unwrap_or(0)
+}
+
+/// A duration as a person says it: `4m 18s`, `2h 5m`, `0s`.
+pub fn human(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    match (h, m) {
+        (0, 0) => format!("{s}s"),
+        (0, _) => format!("{m}m {s}s"),
+        _ => format!("{h}h {m}m"),
+    }
+}
+
+/// The newest write a connection made, and that connection.
+fn last_conn(row: &SnapshotEntry) -> Option<(ConnTag, WriteKind)> {
+    row.origin
+        .recent()
+        .rev()
+        .find_map(|w| Some((w.by.conn?, w.by.kind)))
+}
+
+fn stale(rows: &[SnapshotEntry], now: Millis, config: DoctorConfig) -> Vec<Finding> {
+    let limit = u64::try_from(config.stale_after.as_millis()).unwrap_or(u64::MAX);
+    let mut found: Vec<(u64, Finding)> = rows
+        .iter()
+        .filter(|row| row.live && age_ms(row, now) > limit)
+        .map(|row| {
+            let age = age_ms(row, now);
+            let last = row.origin.last();
+            let conn = match last_conn(row) {
+                Some((tag, _)) => format!("its connection {tag}"),
+                None => "its connection".to_owned(),
+            };
+            let summary = format!(
+                "`{key}` is connected but nothing wrote it for {age_h} (last: {kind} {ago} ago): \
+                 the client stopped sending beacons, or never sends them. It shows {status} \
+                 while {conn} stays open.",
+                key = row.key,
+                age_h = human(age),
+                kind = write_name(last.by.kind),
+                ago = human(u64::try_from(now.saturating_sub(last.at)).unwrap_or(0)),
+                status = Status::of(row.entry.ts, now).as_str(),
+            );
+            let fix = format!(
+                "Make the client send a `system-event` beacon at least every {}, or close its \
+                 connection when it stops.",
+                human(limit)
+            );
+            (
+                age,
+                finding(FindingKind::StaleConnected, row, summary, Some(fix), age),
+            )
+        })
+        .collect();
+    // The longest silent first.
+    found.sort_by_key(|f| std::cmp::Reverse(f.0));
+    found.into_iter().map(|(_, f)| f).collect()
+}
+
+fn is_disconnect_reason(reason: Option<&str>) -> bool {
+    matches!(reason, Some("disconnect" | "node-disconnected"))
+}
+
+fn gone(rows: &[SnapshotEntry], now: Millis, ttl_ms: u64) -> Vec<Finding> {
+    // List order is newest first: the most recent disconnects lead.
+    rows.iter()
+        .filter(|row| !row.live && is_disconnect_reason(row.entry.reason.as_deref()))
+        .map(|row| {
+            let age = age_ms(row, now);
+            let left = ttl_ms.saturating_sub(age);
+            let by = match last_conn(row) {
+                Some((tag, WriteKind::Disconnect)) => format!(" (connection {tag})"),
+                _ => String::new(),
+            };
+            let summary = format!(
+                "`{key}` disconnected {ago} ago{by}; its row stays, as {status}, until the TTL \
+                 removes it in {left_h}.",
+                key = row.key,
+                ago = human(age),
+                status = Status::of(row.entry.ts, now).as_str(),
+                left_h = human(left),
+            );
+            let mut f = finding(FindingKind::Gone, row, summary, None, age);
+            f.removed_in_ms = Some(left);
+            f
+        })
+        .collect()
+}
+
+fn cap_report(snapshot: &Snapshot, now: Millis) -> CapReport {
+    let pressure = snapshot.pressure();
+    let oldest = snapshot.entries().get(1..).and_then(<[_]>::last);
+    CapReport {
+        entries: snapshot.len().saturating_sub(1),
+        max_entries: pressure.max_entries,
+        evicted_recent: pressure.evicted_recent,
+        expired_recent: pressure.expired_recent,
+        ttl_ms: pressure.ttl_ms,
+        oldest_key: oldest.map(|row| row.key.to_string()),
+        oldest_age_ms: oldest.map(|row| age_ms(row, now)),
+    }
+}
+
+fn cap_pressure(cap: &CapReport) -> Option<Finding> {
+    let nearly_full = cap.entries * 100 >= cap.max_entries * NEARLY_FULL_PERCENT;
+    if cap.evicted_recent == 0 && !nearly_full {
+        return None;
+    }
+    let key = cap.oldest_key.clone()?;
+    let age = cap.oldest_age_ms.unwrap_or(0);
+    let state = if cap.evicted_recent > 0 {
+        format!(
+            "The cap ({max}) evicted {n} row(s) in the last {ttl}: more instances report than \
+             it holds, so rows vanish before the TTL.",
+            max = cap.max_entries,
+            n = cap.evicted_recent,
+            ttl = human(cap.ttl_ms),
+        )
+    } else {
+        format!(
+            "{used} of {max} rows are in use: the next new instances evict the oldest rows.",
+            used = cap.entries,
+            max = cap.max_entries,
+        )
+    };
+    let summary = format!("{state} Next to go: `{key}`, {} old.", human(age));
+    let fix = format!(
+        "Raise --max-entries above {} if this many instances are expected; look for duplicates \
+         first, they fill the cap too.",
+        cap.max_entries
+    );
+    Some(Finding {
+        kind: FindingKind::CapPressure,
+        keys: vec![key.clone()],
+        key,
+        summary,
+        fix: Some(fix),
+        age_ms: Some(age),
+        removed_in_ms: None,
+    })
+}
+
+fn finding(
+    kind: FindingKind,
+    row: &SnapshotEntry,
+    summary: String,
+    fix: Option<String>,
+    age: u64,
+) -> Finding {
+    Finding {
+        kind,
+        key: row.key.to_string(),
+        keys: vec![row.key.to_string()],
+        summary,
+        fix,
+        age_ms: Some(age),
+        removed_in_ms: None,
+    }
+}
+
+/// How a write reads in a sentence.
+pub fn write_name(kind: WriteKind) -> &'static str {
+    match kind {
+        WriteKind::Connect => "connect",
+        WriteKind::Beacon => "beacon",
+        WriteKind::Disconnect => "disconnect",
+        WriteKind::Remote => "fleet update",
+        WriteKind::Lapse => "gateway lease lapsed",
+        WriteKind::Restore => "restored at start",
+        WriteKind::Start => "gateway start",
+    }
+}
+
+fn duplicate_findings(rows: &[SnapshotEntry], groups: &[Group], now: Millis) -> Vec<Finding> {
+    groups
+        .iter()
+        .map(|group| {
+            let suspect = &rows[group.suspect];
+            let mut keys = vec![suspect.key.to_string()];
+            keys.extend(
+                group
+                    .members
+                    .iter()
+                    .filter(|&&i| i != group.suspect)
+                    .map(|&i| rows[i].key.to_string()),
+            );
+            Finding {
+                kind: FindingKind::Duplicate,
+                key: keys[0].clone(),
+                keys,
+                summary: group.summary.clone(),
+                fix: Some(group.fix.clone()),
+                age_ms: Some(age_ms(suspect, now)),
+                removed_in_ms: None,
+            }
+        })
+        .collect()
+}
+
+fn row_reports(
+    rows: &[SnapshotEntry],
+    findings: &[Finding],
+    now: Millis,
+) -> BTreeMap<String, RowReport> {
+    let by_key: BTreeMap<&str, &SnapshotEntry> =
+        rows.iter().map(|row| (row.key.as_str(), row)).collect();
+    let mut out: BTreeMap<String, RowReport> = BTreeMap::new();
+    for (index, finding) in findings.iter().enumerate() {
+        for key in &finding.keys {
+            let Some(row) = by_key.get(key.as_str()) else {
+                continue;
+            };
+            out.entry(key.clone())
+                .or_insert_with(|| RowReport {
+                    key_source: row.origin.key_source(),
+                    key_explained: row.origin.key_source().explain(),
+                    live: row.live,
+                    status: Status::of(row.entry.ts, now).as_str(),
+                    age_ms: age_ms(row, now),
+                    created: row.origin.created(),
+                    writes: row.origin.recent().collect(),
+                    findings: Vec::new(),
+                })
+                .findings
+                .push(index);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::presence::origin::ConnTag;
+    use crate::presence::source::{BeaconInput, ConnectInfo, beacon, connect};
+    use crate::presence::{Entry, Store, StoreConfig};
+
+    const T0: Millis = 1_000_000_000;
+
+    fn store(max_entries: usize) -> Store {
+        let me = Entry {
+            instance_id: Some("gw-self".into()),
+            host: Some("gw".into()),
+            mode: Some("gateway".into()),
+            text: "Gateway: gw".into(),
+            ..Entry::default()
+        };
+        let config = StoreConfig {
+            ttl: Duration::from_secs(300),
+            max_entries,
+        };
+        Store::new(config, me)
+    }
+
+    fn info(conn: u64, instance_id: Option<&str>) -> ConnectInfo {
+        ConnectInfo {
+            conn_id: format!("conn-{conn}"),
+            client_id: "openclaw-macos".into(),
+            display_name: Some("Ada's Mac".into()),
+            version: "2.0".into(),
+            platform: "darwin".into(),
+            mode: "ui".into(),
+            role: "operator".into(),
+            instance_id: instance_id.map(str::to_owned),
+            conn: Some(ConnTag(u128::from(conn))),
+            ..ConnectInfo::default()
+        }
+    }
+
+    fn open(s: &mut Store, conn: u64, instance_id: Option<&str>, at: Millis) -> String {
+        let (key, patch) = connect(info(conn, instance_id));
+        s.connect(conn, key.clone(), patch, at);
+        key.to_string()
+    }
+
+    fn close(s: &mut Store, conn: u64, key: &str, at: Millis) {
+        let key = crate::presence::Key::parse(key).unwrap();
+        s.disconnect(conn, key, false, Some(ConnTag(u128::from(conn))), at);
+    }
+
+    fn send_beacon(s: &mut Store, conn: u64, input: BeaconInput, at: Millis) -> String {
+        let (key, mut patch) = beacon(input, "gw");
+        patch.by.conn = Some(ConnTag(u128::from(conn)));
+        s.upsert(key.clone(), patch, at);
+        key.to_string()
+    }
+
+    fn report(s: &mut Store, now: Millis) -> Report {
+        diagnose(&s.publish(now), now, DoctorConfig::default())
+    }
+
+    fn of_kind(r: &Report, kind: FindingKind) -> Vec<&Finding> {
+        r.findings.iter().filter(|f| f.kind == kind).collect()
+    }
+
+    #[test]
+    fn a_reconnect_without_instance_id_is_a_duplicate_of_its_old_row() {
+        let mut s = store(10);
+        let first = open(&mut s, 1, None, T0);
+        close(&mut s, 1, &first, T0 + 1_000);
+        let second = open(&mut s, 2, None, T0 + 2_000);
+        let r = report(&mut s, T0 + 3_000);
+        let dup = of_kind(&r, FindingKind::Duplicate);
+        assert_eq!(dup.len(), 1, "{r:#?}");
+        assert_eq!(dup[0].key, second, "the newest row without a stable id");
+        assert_eq!(dup[0].keys, [second.clone(), first.clone()]);
+        let fix = dup[0].fix.as_deref().unwrap();
+        assert!(fix.contains("sends no `client.instanceId`"), "{fix}");
+        assert!(dup[0].summary.contains("host \"Ada's Mac\""));
+        assert_eq!(r.rows[&second].key_source, KeySource::ConnectionId);
+        assert_eq!(
+            r.rows[&first].writes.last().unwrap().by.kind,
+            WriteKind::Disconnect
+        );
+    }
+
+    #[test]
+    fn beacons_with_another_instance_id_than_the_connect_are_named() {
+        let mut s = store(10);
+        let home = open(&mut s, 3, Some("Mac-1"), T0);
+        let input = BeaconInput {
+            text: "Node: ada (10.0.0.9) · app 2.0 · last input 1 s ago · mode ui · reason periodic"
+                .into(),
+            instance_id: Some("Mac-2".into()),
+            ..BeaconInput::default()
+        };
+        let other = send_beacon(&mut s, 3, input, T0 + 1_000);
+        let r = report(&mut s, T0 + 2_000);
+        let dup = of_kind(&r, FindingKind::Duplicate);
+        assert_eq!(dup.len(), 1, "{r:#?}");
+        assert_eq!(dup[0].key, other);
+        assert_eq!(dup[0].keys, [other, home]);
+        let fix = dup[0].fix.as_deref().unwrap();
+        assert!(
+            fix.contains("beacons use `instanceId` Mac-2 while its connect used Mac-1"),
+            "{fix}"
+        );
+    }
+
+    #[test]
+    fn beacons_with_an_id_the_connect_lacked_say_to_send_it_in_connect() {
+        let mut s = store(10);
+        open(&mut s, 4, None, T0);
+        let input = BeaconInput {
+            text: "periodic".into(),
+            instance_id: Some("mac-9".into()),
+            ..BeaconInput::default()
+        };
+        send_beacon(&mut s, 4, input, T0 + 1_000);
+        let r = report(&mut s, T0 + 2_000);
+        let dup = of_kind(&r, FindingKind::Duplicate);
+        assert_eq!(dup.len(), 1, "{r:#?}");
+        assert_eq!(dup[0].key, "conn-4", "the row lacking a stable id");
+        let fix = dup[0].fix.as_deref().unwrap();
+        assert!(
+            fix.contains("send `client.instanceId` mac-9 in `connect`"),
+            "{fix}"
+        );
+    }
+
+    #[test]
+    fn stable_rows_on_one_host_are_distinct_instances() {
+        let mut s = store(10);
+        open(&mut s, 1, Some("a"), T0);
+        open(&mut s, 2, Some("b"), T0);
+        let r = report(&mut s, T0 + 1_000);
+        assert!(r.is_clean(), "{r:#?}");
+        assert_eq!(r.counts["duplicate"], 0);
+    }
+
+    #[test]
+    fn rows_on_one_host_with_different_ips_stay_apart() {
+        let mut s = store(10);
+        for (conn, ip) in [(1, "10.0.0.1"), (2, "10.0.0.2")] {
+            let mut i = info(conn, None);
+            i.ip = Some(ip.into());
+            let (key, patch) = connect(i);
+            s.connect(conn, key, patch, T0);
+        }
+        let r = report(&mut s, T0 + 1_000);
+        assert!(of_kind(&r, FindingKind::Duplicate).is_empty(), "{r:#?}");
+    }
+
+    #[test]
+    fn a_connection_relaying_beacons_for_many_rows_links_none() {
+        let mut s = store(10);
+        open(&mut s, 5, Some("relay"), T0);
+        for id in ["x", "y"] {
+            let input = BeaconInput {
+                text: format!("beacon for {id}"),
+                instance_id: Some(id.into()),
+                mode: Some(id.into()),
+                ..BeaconInput::default()
+            };
+            send_beacon(&mut s, 5, input, T0 + 1_000);
+        }
+        let r = report(&mut s, T0 + 2_000);
+        assert!(of_kind(&r, FindingKind::Duplicate).is_empty(), "{r:#?}");
+    }
+
+    #[test]
+    fn a_connected_row_nothing_wrote_for_long_is_stale_connected() {
+        let mut s = store(10);
+        let quiet = open(&mut s, 1, Some("quiet"), T0);
+        let closed = open(&mut s, 2, Some("closed"), T0);
+        close(&mut s, 2, &closed, T0);
+        let fresh = open(&mut s, 3, Some("fresh"), T0 + 200_000);
+        let now = T0 + 200_500;
+        let r = report(&mut s, now);
+        let stale = of_kind(&r, FindingKind::StaleConnected);
+        assert_eq!(stale.len(), 1, "{r:#?}");
+        assert_eq!(stale[0].key, quiet);
+        assert_eq!(stale[0].age_ms, Some(200_500));
+        assert!(stale[0].summary.contains("stopped sending beacons"));
+        assert!(!r.rows.contains_key(&fresh));
+        assert_eq!(r.rows[&quiet].status, "idle");
+    }
+
+    #[test]
+    fn stale_after_is_the_doctors_to_set() {
+        let mut s = store(10);
+        open(&mut s, 1, Some("quiet"), T0);
+        let snapshot = s.publish(T0 + 2_000);
+        let short = DoctorConfig {
+            stale_after: Duration::from_secs(1),
+        };
+        assert_eq!(
+            diagnose(&snapshot, T0 + 2_000, short).counts["stale-connected"],
+            1
+        );
+        let default = diagnose(&snapshot, T0 + 2_000, DoctorConfig::default());
+        assert_eq!(default.counts["stale-connected"], 0);
+    }
+
+    #[test]
+    fn a_disconnected_row_is_gone_with_the_time_the_ttl_leaves_it() {
+        let mut s = store(10);
+        let key = open(&mut s, 1, Some("left"), T0);
+        close(&mut s, 1, &key, T0 + 10_000);
+        let r = report(&mut s, T0 + 40_000);
+        let gone = of_kind(&r, FindingKind::Gone);
+        assert_eq!(gone.len(), 1, "{r:#?}");
+        assert_eq!(gone[0].removed_in_ms, Some(270_000));
+        assert!(
+            gone[0].summary.contains("disconnected 30s ago"),
+            "{}",
+            gone[0].summary
+        );
+        assert!(gone[0].summary.contains("in 4m 30s"));
+    }
+
+    #[test]
+    fn evictions_in_the_last_ttl_are_cap_pressure() {
+        let mut s = store(2);
+        for (conn, id) in [(1, "a"), (2, "b"), (3, "c")] {
+            open(&mut s, conn, Some(id), T0 + i64::from(conn as u8) * 1000);
+        }
+        let r = report(&mut s, T0 + 5_000);
+        let cap = of_kind(&r, FindingKind::CapPressure);
+        assert_eq!(cap.len(), 1, "{r:#?}");
+        assert_eq!(r.cap.evicted_recent, 1);
+        assert_eq!(cap[0].key, "b", "the oldest left goes next");
+        assert!(cap[0].summary.contains("evicted 1 row(s)"));
+        // Once the TTL has passed, the evictions are forgotten; 2 of 2 is
+        // still nearly full.
+        let later = report(&mut s, T0 + 5_000 + 320_000);
+        assert_eq!(later.cap.evicted_recent, 0);
+    }
+
+    #[test]
+    fn a_cap_with_room_is_no_finding() {
+        let mut s = store(10);
+        open(&mut s, 1, Some("a"), T0);
+        let r = report(&mut s, T0 + 1_000);
+        assert!(r.is_clean(), "{r:#?}");
+        assert_eq!(r.cap.entries, 1);
+        assert_eq!(r.cap.oldest_key.as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn every_named_row_has_its_provenance_and_findings() {
+        let mut s = store(3);
+        let first = open(&mut s, 1, None, T0);
+        close(&mut s, 1, &first, T0 + 1_000);
+        open(&mut s, 2, None, T0 + 2_000);
+        open(&mut s, 3, Some("x"), T0 + 3_000);
+        let r = report(&mut s, T0 + 4_000);
+        assert!(!r.is_clean());
+        for (index, finding) in r.findings.iter().enumerate() {
+            assert_eq!(finding.keys[0], finding.key);
+            for key in &finding.keys {
+                assert!(r.rows[key].findings.contains(&index), "{key}");
+            }
+        }
+        let named: usize = r.findings.iter().map(|f| f.keys.len()).sum();
+        let indexed: usize = r.rows.values().map(|row| row.findings.len()).sum();
+        assert_eq!(named, indexed);
+    }
+
+    #[test]
+    fn human_durations() {
+        assert_eq!(human(999), "0s");
+        assert_eq!(human(61_000), "1m 1s");
+        assert_eq!(human(7_500_000), "2h 5m");
+    }
+}

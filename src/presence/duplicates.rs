@@ -1,0 +1,336 @@
+//! Likely duplicates: rows that describe one client under several keys,
+//! and which of them lacks a stable id (issue 12).
+//!
+//! Two rows are linked when
+//! - one connection's `connect` wrote one row and its beacons another (the
+//!   beacons carry another `instanceId`, or none), as the rows' provenance
+//!   shows; or
+//! - they have the same mode and host and no two different ips; or
+//! - they have the same mode and ip, and one of them is keyed by a beacon's
+//!   text (the ip is one a client reported).
+//!
+//! Linked rows form groups; a group is a finding only when one of its rows
+//! is weakly keyed (a connection id, or something parsed from a beacon's
+//! text) or written by beacons of another row's connection. Rows that all
+//! carry stable ids are distinct instances, even on one host.
+//!
+//! Cost: O(rows) hashing, whatever the groups look like.
+
+use super::origin::{ConnTag, KeySource, WriteKind};
+use super::snapshot::SnapshotEntry;
+use std::collections::{HashMap, HashSet};
+
+/// One finding's worth of rows, by index into the rows given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    /// Every row of the group, in list order.
+    pub members: Vec<usize>,
+    /// The row lacking a stable id (or, failing that, written by another
+    /// row's connection).
+    pub suspect: usize,
+    /// What the rows are, in plain words.
+    pub summary: String,
+    /// What to change.
+    pub fix: String,
+}
+
+/// Why a row is suspect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cause {
+    /// Keyed by its connection id: the connect sent no stable id.
+    NoConnectId,
+    /// Written by beacons of the connection whose connect wrote `connect`.
+    BeaconElsewhere { conn: ConnTag, connect: usize },
+    /// Keyed by a beacon's text: the beacons sent no id.
+    BeaconWithoutId,
+    /// No provenance here, and no `instanceId` or `deviceId` either.
+    NoStableId,
+}
+
+/// The groups among `rows` (the self entry excluded).
+pub fn groups(rows: &[SnapshotEntry]) -> Vec<Group> {
+    let mut sets = DisjointSets::new(rows.len());
+    let relayed = link_by_connection(rows, &mut sets);
+    link_by_host(rows, &mut sets);
+    link_by_reported_ip(rows, &mut sets);
+    let mut members: HashMap<usize, Vec<usize>> = HashMap::new();
+    for i in 0..rows.len() {
+        members.entry(sets.find(i)).or_default().push(i);
+    }
+    let mut found: Vec<Group> = members
+        .into_values()
+        .filter(|m| m.len() > 1)
+        .filter_map(|m| describe(rows, m, &relayed))
+        .collect();
+    // Newest suspect first, like the list.
+    found.sort_by_key(|g| g.suspect);
+    found
+}
+
+fn cause(
+    rows: &[SnapshotEntry],
+    i: usize,
+    relayed: &HashMap<usize, (ConnTag, usize)>,
+) -> Option<Cause> {
+    let source = rows[i].origin.key_source();
+    match source {
+        KeySource::ConnectionId => Some(Cause::NoConnectId),
+        _ if relayed.contains_key(&i) => {
+            let (conn, connect) = relayed[&i];
+            Some(Cause::BeaconElsewhere { conn, connect })
+        }
+        s if s.is_weak() => Some(Cause::BeaconWithoutId),
+        KeySource::Unknown | KeySource::Elsewhere => {
+            let entry = &rows[i].entry;
+            (entry.instance_id.is_none() && entry.device_id.is_none()).then_some(Cause::NoStableId)
+        }
+        _ => None,
+    }
+}
+
+/// Links each row written by a connection's beacons to the row its
+/// connect wrote, when those beacons wrote exactly one other row: a
+/// connection whose beacons write many rows relays for others. Returns
+/// the beacon rows, with the connection and its connect row.
+fn link_by_connection(
+    rows: &[SnapshotEntry],
+    sets: &mut DisjointSets,
+) -> HashMap<usize, (ConnTag, usize)> {
+    let mut connect_of: HashMap<ConnTag, usize> = HashMap::new();
+    let mut beacons_of: HashMap<ConnTag, HashSet<usize>> = HashMap::new();
+    for (i, row) in rows.iter().enumerate() {
+        let created = std::iter::once(row.origin.created());
+        for write in created.chain(row.origin.recent()) {
+            let Some(conn) = write.by.conn else { continue };
+            match write.by.kind {
+                WriteKind::Connect => {
+                    connect_of.insert(conn, i);
+                }
+                WriteKind::Beacon => {
+                    beacons_of.entry(conn).or_default().insert(i);
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut relayed = HashMap::new();
+    for (conn, targets) in beacons_of {
+        let Some(&connect) = connect_of.get(&conn) else {
+            continue;
+        };
+        let others: Vec<usize> = targets.into_iter().filter(|&t| t != connect).collect();
+        if let [beacon] = others[..] {
+            sets.union(beacon, connect);
+            relayed.insert(beacon, (conn, connect));
+        }
+    }
+    relayed
+}
+
+fn lower(value: Option<&str>) -> Option<String> {
+    value
+        .map(|v| v.trim().to_lowercase())
+        .filter(|v| !v.is_empty())
+}
+
+fn mode_of(row: &SnapshotEntry) -> String {
+    lower(row.entry.mode.as_deref()).unwrap_or_default()
+}
+
+/// Same mode and host; rows with different ips stay apart, and rows
+/// without one join the only ip the others have.
+fn link_by_host(rows: &[SnapshotEntry], sets: &mut DisjointSets) {
+    let mut buckets: HashMap<(String, String), Vec<usize>> = HashMap::new();
+    for (i, row) in rows.iter().enumerate() {
+        if let Some(host) = lower(row.entry.host.as_deref()) {
+            buckets.entry((mode_of(row), host)).or_default().push(i);
+        }
+    }
+    for bucket in buckets.into_values().filter(|b| b.len() > 1) {
+        let mut by_ip: HashMap<&str, usize> = HashMap::new();
+        let mut without_ip: Option<usize> = None;
+        for &i in &bucket {
+            match rows[i].entry.ip.as_deref() {
+                Some(ip) => {
+                    let first = *by_ip.entry(ip).or_insert(i);
+                    sets.union(first, i);
+                }
+                None => {
+                    let first = *without_ip.get_or_insert(i);
+                    sets.union(first, i);
+                }
+            }
+        }
+        if let (Some(i), [only]) = (without_ip, &by_ip.values().copied().collect::<Vec<_>>()[..]) {
+            sets.union(i, *only);
+        }
+    }
+}
+
+/// Same mode and ip, when one of the rows is keyed by a beacon's text.
+fn link_by_reported_ip(rows: &[SnapshotEntry], sets: &mut DisjointSets) {
+    let mut buckets: HashMap<(String, &str), Vec<usize>> = HashMap::new();
+    for (i, row) in rows.iter().enumerate() {
+        if let Some(ip) = row.entry.ip.as_deref() {
+            buckets.entry((mode_of(row), ip)).or_default().push(i);
+        }
+    }
+    for bucket in buckets.into_values().filter(|b| b.len() > 1) {
+        let reported = bucket.iter().copied().find(|&i| {
+            matches!(
+                rows[i].origin.key_source(),
+                KeySource::TextHost | KeySource::TextIp | KeySource::Text
+            )
+        });
+        if let Some(r) = reported {
+            for &i in &bucket {
+                sets.union(r, i);
+            }
+        }
+    }
+}
+
+/// The finding for one group, if a row of it is suspect.
+fn describe(
+    rows: &[SnapshotEntry],
+    mut members: Vec<usize>,
+    relayed: &HashMap<usize, (ConnTag, usize)>,
+) -> Option<Group> {
+    members.sort_unstable();
+    let causes: Vec<(usize, Cause)> = members
+        .iter()
+        .filter_map(|&i| Some((i, cause(rows, i, relayed)?)))
+        .collect();
+    // The row lacking a stable id comes first; a beacon row with a stable
+    // id of its own only when no row lacks one.
+    let rank = |c: &Cause| match c {
+        Cause::NoConnectId => 0,
+        Cause::BeaconWithoutId | Cause::NoStableId => 1,
+        Cause::BeaconElsewhere { .. } => 2,
+    };
+    let &(suspect, _) = causes.iter().min_by_key(|(i, c)| (rank(c), *i))?;
+    let row = &rows[suspect];
+    let place = match (&row.entry.host, &row.entry.ip) {
+        (Some(host), _) => format!("host \"{host}\""),
+        (None, Some(ip)) => format!("ip {ip}"),
+        (None, None) => "an unknown host".to_owned(),
+    };
+    let keys: Vec<String> = members
+        .iter()
+        .map(|&i| format!("`{}`", rows[i].key))
+        .collect();
+    let summary = format!(
+        "{n} rows look like one {mode} client on {place}: {keys}.",
+        n = members.len(),
+        mode = row.entry.mode.as_deref().unwrap_or("unknown-mode"),
+        keys = keys.join(", "),
+    );
+    Some(Group {
+        fix: fixes(rows, &causes),
+        members,
+        suspect,
+        summary,
+    })
+}
+
+/// One sentence per cause, rows of one cause named together.
+fn fixes(rows: &[SnapshotEntry], causes: &[(usize, Cause)]) -> String {
+    let key = |i: usize| format!("`{}`", rows[i].key);
+    let named = |want: fn(&Cause) -> bool| -> Vec<String> {
+        causes
+            .iter()
+            .filter(|(_, c)| want(c))
+            .map(|&(i, _)| key(i))
+            .collect()
+    };
+    let mut out = Vec::new();
+    let unkeyed = named(|c| matches!(c, Cause::NoConnectId));
+    if !unkeyed.is_empty() {
+        out.push(format!(
+            "{} {} keyed by a connection id: this client sends no `client.instanceId` (nor \
+             `device.id`) in `connect`, so every connection makes a new row. Send a stable \
+             `client.instanceId`.",
+            unkeyed.join(", "),
+            if unkeyed.len() == 1 { "is" } else { "are" },
+        ));
+    }
+    for &(i, c) in causes {
+        match c {
+            Cause::BeaconElsewhere { conn, connect } => {
+                out.push(beacon_elsewhere(rows, i, conn, connect));
+            }
+            Cause::BeaconWithoutId => out.push(format!(
+                "{} is keyed by {}. Send the client's `instanceId` with every beacon.",
+                key(i),
+                rows[i].origin.key_source().explain(),
+            )),
+            Cause::NoStableId => out.push(format!(
+                "{} has no `instanceId` or `deviceId`: whatever wrote it sent no stable id.",
+                key(i)
+            )),
+            Cause::NoConnectId => {}
+        }
+    }
+    out.join(" ")
+}
+
+/// The id a row's writes used, as the client spelled it.
+fn id_of(row: &SnapshotEntry) -> String {
+    row.entry
+        .instance_id
+        .clone()
+        .or_else(|| row.entry.device_id.clone())
+        .unwrap_or_else(|| row.key.to_string())
+}
+
+fn beacon_elsewhere(rows: &[SnapshotEntry], i: usize, conn: ConnTag, connect: usize) -> String {
+    let (beacon, home) = (&rows[i], &rows[connect]);
+    let used = match beacon.origin.key_source() {
+        KeySource::BeaconInstanceId => format!("`instanceId` {}", id_of(beacon)),
+        KeySource::BeaconDeviceId => format!("`deviceId` {}", id_of(beacon)),
+        other => format!("no `instanceId` (their key is {})", other.explain()),
+    };
+    if home.origin.key_source() == KeySource::ConnectionId {
+        return format!(
+            "Connection {conn} connected without `client.instanceId`, while its beacons use \
+             {used}: send `client.instanceId` {id} in `connect`, and both write one row.",
+            id = id_of(beacon),
+        );
+    }
+    format!(
+        "Its beacons use {used} while its connect used {id} (connection {conn}, row `{home}`): \
+         send `instanceId` {id} with every beacon.",
+        id = id_of(home),
+        home = home.key,
+    )
+}
+
+/// Union-find over row indexes, with path halving.
+struct DisjointSets {
+    parent: Vec<usize>,
+}
+
+impl DisjointSets {
+    fn new(n: usize) -> Self {
+        DisjointSets {
+            parent: (0..n).collect(),
+        }
+    }
+
+    fn find(&mut self, mut i: usize) -> usize {
+        while self.parent[i] != i {
+            self.parent[i] = self.parent[self.parent[i]];
+            i = self.parent[i];
+        }
+        i
+    }
+
+    fn union(&mut self, a: usize, b: usize) {
+        let (ra, rb) = (self.find(a), self.find(b));
+        if ra != rb {
+            // The lower index (the newer row) stays the root.
+            let (root, child) = if ra < rb { (ra, rb) } else { (rb, ra) };
+            self.parent[child] = root;
+        }
+    }
+}

@@ -1,0 +1,332 @@
+//! Provenance: why a row has its key, and the last few writes that touched
+//! it. The writer keeps one [`Origin`] per row and publishes it next to the
+//! entry, never inside it: the list OpenClaw clients receive is unchanged,
+//! and only the doctor (`presence::doctor`) and its readers look at it.
+//!
+//! Invariants: an origin always has its creating write; `recent` holds the
+//! last [`RECENT_WRITES`] writes, newest last, the creating one included
+//! while it is among them.
+
+use crate::clock::Millis;
+use serde::Serialize;
+use std::fmt;
+
+/// Writes remembered per row: enough to see a connect, a few beacons and
+/// the disconnect that followed, small enough (about 160 bytes a row) that
+/// a 100k-row fleet view pays a few megabytes for it.
+pub const RECENT_WRITES: usize = 4;
+
+/// Where a write's key came from (PROTOCOL.md §5.1, §5.2), in the order of
+/// precedence a connect or beacon applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeySource {
+    /// Not recorded: a row written by a tool that keeps no provenance.
+    Unknown,
+    /// Connect: `device.id`.
+    DeviceId,
+    /// Connect: `client.instanceId`.
+    InstanceId,
+    /// Connect without a stable id: the server-made connection id, new on
+    /// every connection.
+    ConnectionId,
+    /// Beacon: its `deviceId` param.
+    BeaconDeviceId,
+    /// Beacon: its `instanceId` param.
+    BeaconInstanceId,
+    /// Beacon without ids: the host parsed from its text.
+    TextHost,
+    /// Beacon without ids or host: the ip parsed from its text.
+    TextIp,
+    /// Beacon without ids and with free text: the text's first 64 chars.
+    Text,
+    /// Beacon with nothing else to key it: the gateway's host name.
+    GatewayHost,
+    /// Another fleet gateway wrote the row, or a previous run did.
+    Elsewhere,
+    /// The gateway's own entry: its `instanceId`, made at start.
+    Gateway,
+}
+
+impl KeySource {
+    /// True when the key names the instance itself, so it survives a
+    /// reconnect: a `device.id` or an `instanceId`.
+    pub fn is_stable(self) -> bool {
+        matches!(
+            self,
+            KeySource::DeviceId
+                | KeySource::InstanceId
+                | KeySource::BeaconDeviceId
+                | KeySource::BeaconInstanceId
+        )
+    }
+
+    /// True when the key is a stand-in that another write of the same
+    /// instance may not reproduce: a connection id or something parsed.
+    pub fn is_weak(self) -> bool {
+        matches!(
+            self,
+            KeySource::ConnectionId
+                | KeySource::TextHost
+                | KeySource::TextIp
+                | KeySource::Text
+                | KeySource::GatewayHost
+        )
+    }
+
+    /// Plain words for a person reading the doctor's report.
+    pub fn explain(self) -> &'static str {
+        match self {
+            KeySource::Unknown => "not recorded",
+            KeySource::DeviceId => "the connect's device.id",
+            KeySource::InstanceId => "the connect's client.instanceId",
+            KeySource::ConnectionId => {
+                "the connection id (the connect sent no client.instanceId or device.id)"
+            }
+            KeySource::BeaconDeviceId => "the beacon's deviceId",
+            KeySource::BeaconInstanceId => "the beacon's instanceId",
+            KeySource::TextHost => "the host in a beacon's text (the beacon sent no instanceId)",
+            KeySource::TextIp => {
+                "the ip in a beacon's text (the beacon sent no instanceId and no host)"
+            }
+            KeySource::Text => "a beacon's text (the beacon sent no instanceId and no Node: line)",
+            KeySource::GatewayHost => "the gateway's host name (the beacon named nothing else)",
+            KeySource::Elsewhere => "another gateway of the fleet, or a previous run",
+            KeySource::Gateway => "the gateway's own instanceId, made at start",
+        }
+    }
+}
+
+/// What kind of write touched a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WriteKind {
+    /// A tracked connection's handshake.
+    Connect,
+    /// A `system-event`.
+    Beacon,
+    /// A tracked connection closed.
+    Disconnect,
+    /// Another fleet gateway's row arrived.
+    Remote,
+    /// The gateway holding the row's connection stopped renewing its lease.
+    Lapse,
+    /// The row came back from Redis or the state file at start.
+    Restore,
+    /// The gateway wrote its own entry at start.
+    Start,
+}
+
+/// A connection, as its `hello-ok` named it (`server.connId`): the client's
+/// own logs show the same id.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnTag(pub u128);
+
+impl fmt::Display for ConnTag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&uuid::Uuid::from_u128(self.0).hyphenated(), f)
+    }
+}
+
+impl fmt::Debug for ConnTag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl Serialize for ConnTag {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// Who asks for a write, and why its key is what it is. Producers fill it
+/// in with the key; the store stamps the time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Writer {
+    /// What kind of write.
+    pub kind: WriteKind,
+    /// The connection that sent it, if one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conn: Option<ConnTag>,
+    /// Where its key came from.
+    pub source: KeySource,
+}
+
+impl Writer {
+    /// A write whose producer kept no provenance.
+    pub const UNKNOWN: Writer = Writer {
+        kind: WriteKind::Beacon,
+        conn: None,
+        source: KeySource::Unknown,
+    };
+
+    /// A write from outside this gateway (fleet, restore, lapse).
+    pub fn elsewhere(kind: WriteKind) -> Writer {
+        Writer {
+            kind,
+            conn: None,
+            source: KeySource::Elsewhere,
+        }
+    }
+
+    /// The same writer with another connection.
+    pub fn from_conn(self, conn: Option<ConnTag>) -> Writer {
+        Writer { conn, ..self }
+    }
+}
+
+impl Default for Writer {
+    fn default() -> Self {
+        Writer::UNKNOWN
+    }
+}
+
+/// One recorded write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Write {
+    /// Who wrote, and why the key.
+    #[serde(flatten)]
+    pub by: Writer,
+    /// Server time of the write (the row's `ts` it set).
+    pub at: Millis,
+}
+
+/// A row's provenance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    created: Write,
+    /// A ring: `recent[(next + i) % RECENT_WRITES]` for `i` in order is
+    /// oldest to newest once full.
+    recent: [Option<Write>; RECENT_WRITES],
+    next: usize,
+}
+
+impl Origin {
+    /// The origin of a row `write` just created.
+    pub fn new(write: Write) -> Origin {
+        let mut recent = [None; RECENT_WRITES];
+        recent[0] = Some(write);
+        Origin {
+            created: write,
+            recent,
+            next: 1 % RECENT_WRITES,
+        }
+    }
+
+    /// Remembers one more write, forgetting the oldest past the limit.
+    pub fn record(&mut self, write: Write) {
+        self.recent[self.next] = Some(write);
+        self.next = (self.next + 1) % RECENT_WRITES;
+    }
+
+    /// The write that created the row.
+    pub fn created(&self) -> Write {
+        self.created
+    }
+
+    /// The remembered writes, oldest first.
+    pub fn recent(&self) -> impl DoubleEndedIterator<Item = Write> + '_ {
+        (0..RECENT_WRITES).filter_map(|i| self.recent[(self.next + i) % RECENT_WRITES])
+    }
+
+    /// The newest write.
+    pub fn last(&self) -> Write {
+        self.recent()
+            .next_back()
+            .expect("an origin always holds its newest write")
+    }
+
+    /// Where the key came from: the newest write that named it (a
+    /// disconnect or a fleet write repeats what is there), else the
+    /// creating write's source.
+    pub fn key_source(&self) -> KeySource {
+        self.recent()
+            .rev()
+            .map(|w| w.by.source)
+            .find(|s| !matches!(s, KeySource::Unknown | KeySource::Elsewhere))
+            .unwrap_or(self.created.by.source)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(kind: WriteKind, at: Millis) -> Write {
+        Write {
+            by: Writer {
+                kind,
+                conn: Some(ConnTag(7)),
+                source: KeySource::ConnectionId,
+            },
+            at,
+        }
+    }
+
+    #[test]
+    fn recent_keeps_the_newest_writes_in_order() {
+        let mut origin = Origin::new(write(WriteKind::Connect, 1));
+        for at in 2..=6 {
+            origin.record(write(WriteKind::Beacon, at));
+        }
+        let ats: Vec<Millis> = origin.recent().map(|w| w.at).collect();
+        assert_eq!(ats, [3, 4, 5, 6]);
+        assert_eq!(origin.created().at, 1);
+        assert_eq!(origin.created().by.kind, WriteKind::Connect);
+        assert_eq!(origin.last().at, 6);
+    }
+
+    #[test]
+    fn a_new_origin_lists_its_creating_write() {
+        let origin = Origin::new(write(WriteKind::Connect, 1));
+        assert_eq!(origin.recent().count(), 1);
+        assert_eq!(origin.last(), origin.created());
+    }
+
+    #[test]
+    fn key_source_skips_writes_that_did_not_name_the_key() {
+        let mut origin = Origin::new(write(WriteKind::Connect, 1));
+        origin.record(Write {
+            by: Writer::elsewhere(WriteKind::Lapse),
+            at: 2,
+        });
+        assert_eq!(origin.key_source(), KeySource::ConnectionId);
+        let restored = Origin::new(Write {
+            by: Writer::elsewhere(WriteKind::Restore),
+            at: 1,
+        });
+        assert_eq!(restored.key_source(), KeySource::Elsewhere);
+    }
+
+    #[test]
+    fn conn_tags_print_as_the_hello_conn_id() {
+        let tag = ConnTag(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef);
+        assert_eq!(tag.to_string(), "01234567-89ab-cdef-0123-456789abcdef");
+    }
+
+    #[test]
+    fn stable_and_weak_sources_do_not_overlap() {
+        use KeySource::*;
+        let all = [
+            Unknown,
+            DeviceId,
+            InstanceId,
+            ConnectionId,
+            BeaconDeviceId,
+            BeaconInstanceId,
+            TextHost,
+            TextIp,
+            Text,
+            GatewayHost,
+            Elsewhere,
+            Gateway,
+        ];
+        for source in all {
+            assert!(!(source.is_stable() && source.is_weak()), "{source:?}");
+            assert!(!source.explain().is_empty());
+        }
+    }
+}
