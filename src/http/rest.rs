@@ -40,9 +40,7 @@ pub async fn route<B>(req: Request<B>, state: &Context) -> Response<Body> {
             match path {
                 "/v1/presence" => presence(&req, state),
                 "/v1/presence/stats" => stats(state),
-                "/v1/presence/doctor" => {
-                    json_response(StatusCode::OK, state.doctor.answer(&state.reader))
-                }
+                "/v1/presence/doctor" => doctor(state).await,
                 "/v1/presence/stream" => sse::stream(&state.sse, state.shutdown.clone()),
                 _ => metrics(state),
             }
@@ -86,6 +84,13 @@ fn presence<B>(req: &Request<B>, state: &Context) -> Response<Body> {
     );
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
+}
+
+async fn doctor(state: &Context) -> Response<Body> {
+    match state.doctor.answer(&state.reader).await {
+        Ok(body) => json_response(StatusCode::OK, body),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
 }
 
 /// Always 200 while serving; in fleet mode the body says whether the

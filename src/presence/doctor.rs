@@ -22,13 +22,18 @@ use super::origin::{ConnTag, KeySource, Write, WriteKind};
 use super::snapshot::{Snapshot, SnapshotEntry};
 use super::status::{ACTIVE_MAX_AGE, Status};
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 /// Findings of one kind listed in a report; the count says how many more.
-/// A dashboard marks rows, and a person reads the list: a thousand is
-/// more than either uses, and bounds the report of a 100k-row fleet view.
-pub const MAX_FINDINGS_PER_KIND: usize = 1000;
+/// A dashboard marks rows, and a person reads the list: more than the
+/// default cap of rows is more than either uses.
+pub const MAX_FINDINGS_PER_KIND: usize = 500;
+
+/// Rows one finding names; `moreKeys` counts the rest. With the limit
+/// above, a report names at most about 11,000 rows (a few megabytes of
+/// JSON) even for a 100k-row fleet view of one misconfigured client.
+pub const MAX_KEYS_PER_FINDING: usize = 20;
 
 /// A cap this full counts as pressure before anything is evicted: the
 /// next few new instances evict the oldest rows.
@@ -94,8 +99,11 @@ pub struct Finding {
     /// The row the finding is about: for a duplicate, the one lacking a
     /// stable id.
     pub key: String,
-    /// Every row involved, `key` first.
+    /// The rows involved, `key` first, at most [`MAX_KEYS_PER_FINDING`].
     pub keys: Vec<String>,
+    /// Rows involved beyond `keys`.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub more_keys: usize,
     /// What is wrong, in plain words.
     pub summary: String,
     /// What to change, when something should.
@@ -217,6 +225,10 @@ pub fn diagnose(snapshot: &Snapshot, now: Millis, config: DoctorConfig) -> Repor
 
 fn age_ms(row: &SnapshotEntry, now: Millis) -> u64 {
     u64::try_from(now.saturating_sub(row.entry.ts)).unwrap_or(0)
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// A duration as a person says it: `4m 18s`, `2h 5m`, `0s`.
@@ -351,6 +363,7 @@ fn cap_pressure(cap: &CapReport) -> Option<Finding> {
     Some(Finding {
         kind: FindingKind::CapPressure,
         keys: vec![key.clone()],
+        more_keys: 0,
         key,
         summary,
         fix: Some(fix),
@@ -370,6 +383,7 @@ fn finding(
         kind,
         key: row.key.to_string(),
         keys: vec![row.key.to_string()],
+        more_keys: 0,
         summary,
         fix,
         age_ms: Some(age),
@@ -401,11 +415,13 @@ fn duplicate_findings(rows: &[SnapshotEntry], groups: &[Group], now: Millis) -> 
                     .members
                     .iter()
                     .filter(|&&i| i != group.suspect)
+                    .take(MAX_KEYS_PER_FINDING - 1)
                     .map(|&i| rows[i].key.to_string()),
             );
             Finding {
                 kind: FindingKind::Duplicate,
                 key: keys[0].clone(),
+                more_keys: group.members.len() - keys.len(),
                 keys,
                 summary: group.summary.clone(),
                 fix: Some(group.fix.clone()),
@@ -421,27 +437,33 @@ fn row_reports(
     findings: &[Finding],
     now: Millis,
 ) -> BTreeMap<String, RowReport> {
-    let by_key: BTreeMap<&str, &SnapshotEntry> =
-        rows.iter().map(|row| (row.key.as_str(), row)).collect();
-    let mut out: BTreeMap<String, RowReport> = BTreeMap::new();
+    // Only the rows findings name are looked up: one pass, no index of
+    // every key.
+    let mut named: HashMap<&str, Vec<usize>> = HashMap::new();
     for (index, finding) in findings.iter().enumerate() {
         for key in &finding.keys {
-            let Some(row) = by_key.get(key.as_str()) else {
-                continue;
-            };
-            out.entry(key.clone())
-                .or_insert_with(|| RowReport {
-                    key_source: row.origin.key_source(),
-                    key_explained: row.origin.key_source().explain(),
-                    live: row.live,
-                    status: Status::of(row.entry.ts, now).as_str(),
-                    age_ms: age_ms(row, now),
-                    created: row.origin.created(),
-                    writes: row.origin.recent().collect(),
-                    findings: Vec::new(),
-                })
-                .findings
-                .push(index);
+            named.entry(key.as_str()).or_default().push(index);
+        }
+    }
+    let mut out = BTreeMap::new();
+    for row in rows {
+        let Some(indexes) = named.remove(row.key.as_str()) else {
+            continue;
+        };
+        let source = row.origin.key_source();
+        let report = RowReport {
+            key_source: source,
+            key_explained: source.explain(),
+            live: row.live,
+            status: Status::of(row.entry.ts, now).as_str(),
+            age_ms: age_ms(row, now),
+            created: row.origin.created(),
+            writes: row.origin.recent().collect(),
+            findings: indexes,
+        };
+        out.insert(row.key.to_string(), report);
+        if named.is_empty() {
+            break;
         }
     }
     out

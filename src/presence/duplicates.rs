@@ -18,7 +18,7 @@
 
 use super::origin::{ConnTag, KeySource, WriteKind};
 use super::snapshot::SnapshotEntry;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 /// One finding's worth of rows, by index into the rows given.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,13 +53,18 @@ pub fn groups(rows: &[SnapshotEntry]) -> Vec<Group> {
     let relayed = link_by_connection(rows, &mut sets);
     link_by_host(rows, &mut sets);
     link_by_reported_ip(rows, &mut sets);
+    // Most rows are alone: only groups of two or more get a list.
+    let roots: Vec<usize> = (0..rows.len()).map(|i| sets.find(i)).collect();
+    let mut size = vec![0u32; rows.len()];
+    for &root in &roots {
+        size[root] += 1;
+    }
     let mut members: HashMap<usize, Vec<usize>> = HashMap::new();
-    for i in 0..rows.len() {
-        members.entry(sets.find(i)).or_default().push(i);
+    for (i, &root) in roots.iter().enumerate().filter(|&(_, &r)| size[r] > 1) {
+        members.entry(root).or_default().push(i);
     }
     let mut found: Vec<Group> = members
         .into_values()
-        .filter(|m| m.len() > 1)
         .filter_map(|m| describe(rows, m, &relayed))
         .collect();
     // Newest suspect first, like the list.
@@ -97,7 +102,8 @@ fn link_by_connection(
     sets: &mut DisjointSets,
 ) -> HashMap<usize, (ConnTag, usize)> {
     let mut connect_of: HashMap<ConnTag, usize> = HashMap::new();
-    let mut beacons_of: HashMap<ConnTag, HashSet<usize>> = HashMap::new();
+    // The rows a connection's beacons wrote: one, or "several".
+    let mut beacons_of: HashMap<ConnTag, Targets> = HashMap::new();
     for (i, row) in rows.iter().enumerate() {
         let created = std::iter::once(row.origin.created());
         for write in created.chain(row.origin.recent()) {
@@ -107,7 +113,10 @@ fn link_by_connection(
                     connect_of.insert(conn, i);
                 }
                 WriteKind::Beacon => {
-                    beacons_of.entry(conn).or_default().insert(i);
+                    let targets = beacons_of.entry(conn).or_insert(Targets::One(i));
+                    if *targets != Targets::One(i) {
+                        *targets = Targets::Several;
+                    }
                 }
                 _ => {}
             }
@@ -118,35 +127,82 @@ fn link_by_connection(
         let Some(&connect) = connect_of.get(&conn) else {
             continue;
         };
-        let others: Vec<usize> = targets.into_iter().filter(|&t| t != connect).collect();
-        if let [beacon] = others[..] {
-            sets.union(beacon, connect);
-            relayed.insert(beacon, (conn, connect));
+        // A connection beaconing its own row and one other relays for
+        // others as much as one beaconing two others: only a single
+        // target that is not its own row links.
+        if let Targets::One(beacon) = targets {
+            if beacon != connect {
+                sets.union(beacon, connect);
+                relayed.insert(beacon, (conn, connect));
+            }
         }
     }
     relayed
 }
 
-fn lower(value: Option<&str>) -> Option<String> {
-    value
-        .map(|v| v.trim().to_lowercase())
-        .filter(|v| !v.is_empty())
+/// The rows one connection's beacons wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Targets {
+    One(usize),
+    Several,
 }
 
-fn mode_of(row: &SnapshotEntry) -> String {
-    lower(row.entry.mode.as_deref()).unwrap_or_default()
+/// `text` as keys compare it: trimmed, lowercased; no allocation.
+fn folded(text: &str) -> impl Iterator<Item = char> + '_ {
+    text.trim().chars().flat_map(char::to_lowercase)
+}
+
+fn same(a: Option<&str>, b: Option<&str>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => folded(a).eq(folded(b)),
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+fn mode_of(row: &SnapshotEntry) -> Option<&str> {
+    row.entry.mode.as_deref()
+}
+
+/// Runs of rows sharing `field` (folded) and mode, two rows or more each.
+/// Sorting hashes instead of filling a map of owned strings keeps a
+/// 100k-row diagnosis to one allocation per pass; rows whose hashes
+/// collide but whose values differ are left out of the run.
+fn runs(rows: &[SnapshotEntry], field: fn(&SnapshotEntry) -> Option<&str>) -> Vec<Vec<usize>> {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut hashed: Vec<(u64, usize)> = rows
+        .iter()
+        .enumerate()
+        .filter_map(|(i, row)| {
+            let value = field(row).filter(|v| !v.trim().is_empty())?;
+            let mut h = DefaultHasher::new();
+            folded(value).for_each(|c| c.hash(&mut h));
+            0xffu8.hash(&mut h);
+            folded(mode_of(row).unwrap_or("")).for_each(|c| c.hash(&mut h));
+            Some((h.finish(), i))
+        })
+        .collect();
+    hashed.sort_unstable();
+    hashed
+        .chunk_by(|a, b| a.0 == b.0)
+        .filter(|run| run.len() > 1)
+        .map(|run| {
+            let first = &rows[run[0].1];
+            run.iter()
+                .map(|&(_, i)| i)
+                .filter(|&i| {
+                    same(field(&rows[i]), field(first)) && same(mode_of(&rows[i]), mode_of(first))
+                })
+                .collect::<Vec<usize>>()
+        })
+        .filter(|run| run.len() > 1)
+        .collect()
 }
 
 /// Same mode and host; rows with different ips stay apart, and rows
 /// without one join the only ip the others have.
 fn link_by_host(rows: &[SnapshotEntry], sets: &mut DisjointSets) {
-    let mut buckets: HashMap<(String, String), Vec<usize>> = HashMap::new();
-    for (i, row) in rows.iter().enumerate() {
-        if let Some(host) = lower(row.entry.host.as_deref()) {
-            buckets.entry((mode_of(row), host)).or_default().push(i);
-        }
-    }
-    for bucket in buckets.into_values().filter(|b| b.len() > 1) {
+    for bucket in runs(rows, |row| row.entry.host.as_deref()) {
         let mut by_ip: HashMap<&str, usize> = HashMap::new();
         let mut without_ip: Option<usize> = None;
         for &i in &bucket {
@@ -169,13 +225,7 @@ fn link_by_host(rows: &[SnapshotEntry], sets: &mut DisjointSets) {
 
 /// Same mode and ip, when one of the rows is keyed by a beacon's text.
 fn link_by_reported_ip(rows: &[SnapshotEntry], sets: &mut DisjointSets) {
-    let mut buckets: HashMap<(String, &str), Vec<usize>> = HashMap::new();
-    for (i, row) in rows.iter().enumerate() {
-        if let Some(ip) = row.entry.ip.as_deref() {
-            buckets.entry((mode_of(row), ip)).or_default().push(i);
-        }
-    }
-    for bucket in buckets.into_values().filter(|b| b.len() > 1) {
+    for bucket in runs(rows, |row| row.entry.ip.as_deref()) {
         let reported = bucket.iter().copied().find(|&i| {
             matches!(
                 rows[i].origin.key_source(),
@@ -215,15 +265,11 @@ fn describe(
         (None, Some(ip)) => format!("ip {ip}"),
         (None, None) => "an unknown host".to_owned(),
     };
-    let keys: Vec<String> = members
-        .iter()
-        .map(|&i| format!("`{}`", rows[i].key))
-        .collect();
     let summary = format!(
         "{n} rows look like one {mode} client on {place}: {keys}.",
         n = members.len(),
         mode = row.entry.mode.as_deref().unwrap_or("unknown-mode"),
-        keys = keys.join(", "),
+        keys = named_keys(rows, members.iter().copied()),
     );
     Some(Group {
         fix: fixes(rows, &causes),
@@ -233,28 +279,46 @@ fn describe(
     })
 }
 
+/// Keys named in a sentence: the first few, then how many more.
+fn named_keys(rows: &[SnapshotEntry], members: impl ExactSizeIterator<Item = usize>) -> String {
+    const NAMED: usize = 5;
+    let total = members.len();
+    let mut named: Vec<String> = members
+        .take(NAMED)
+        .map(|i| format!("`{}`", rows[i].key))
+        .collect();
+    if total > NAMED {
+        named.push(format!("and {} more", total - NAMED));
+    }
+    named.join(", ")
+}
+
+/// Sentences a fix says about single rows; a group of thousands of rows
+/// gets a readable fix, not one sentence per row.
+const MAX_SENTENCES: usize = 5;
+
 /// One sentence per cause, rows of one cause named together.
 fn fixes(rows: &[SnapshotEntry], causes: &[(usize, Cause)]) -> String {
     let key = |i: usize| format!("`{}`", rows[i].key);
-    let named = |want: fn(&Cause) -> bool| -> Vec<String> {
-        causes
-            .iter()
-            .filter(|(_, c)| want(c))
-            .map(|&(i, _)| key(i))
-            .collect()
-    };
     let mut out = Vec::new();
-    let unkeyed = named(|c| matches!(c, Cause::NoConnectId));
+    let unkeyed: Vec<usize> = causes
+        .iter()
+        .filter(|(_, c)| matches!(c, Cause::NoConnectId))
+        .map(|&(i, _)| i)
+        .collect();
     if !unkeyed.is_empty() {
         out.push(format!(
             "{} {} keyed by a connection id: this client sends no `client.instanceId` (nor \
              `device.id`) in `connect`, so every connection makes a new row. Send a stable \
              `client.instanceId`.",
-            unkeyed.join(", "),
+            named_keys(rows, unkeyed.iter().copied()),
             if unkeyed.len() == 1 { "is" } else { "are" },
         ));
     }
-    for &(i, c) in causes {
+    let single = causes
+        .iter()
+        .filter(|(_, c)| !matches!(c, Cause::NoConnectId));
+    for &(i, c) in single.take(MAX_SENTENCES) {
         match c {
             Cause::BeaconElsewhere { conn, connect } => {
                 out.push(beacon_elsewhere(rows, i, conn, connect));
