@@ -228,7 +228,7 @@ async fn read_text(ws: &mut WsConn) -> Result<Value, CliError> {
 }
 
 /// An error and its causes, `outer: inner: innermost`.
-fn with_sources(error: &dyn std::error::Error) -> String {
+pub(crate) fn with_sources(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -1,9 +1,13 @@
-//! The client side of the protocol: `rollcall presence` / `rollcall beacon`,
-//! and the one WebSocket client they and the load generator
-//! ([`crate::load`]) share: dial and upgrade ([`ws`]), whole messages
-//! ([`reader`]), and the `connect` handshake ([`handshake`]).
+//! The client side of the protocol: `rollcall presence` / `rollcall beacon`;
+//! `rollcall doctor`, over plain HTTP ([`doctor`], with [`doctor_report`]
+//! to read and render its report); and the one WebSocket client the first
+//! two and the load generator ([`crate::load`]) share: dial and upgrade
+//! ([`ws`]), whole messages ([`reader`]), and the `connect` handshake
+//! ([`handshake`]).
 
 pub mod cli;
+pub mod doctor;
+pub mod doctor_report;
 pub mod handshake;
 pub mod reader;
 pub mod ws;
