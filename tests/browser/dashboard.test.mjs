@@ -334,6 +334,9 @@ test('dashboard shows the gateway first, beacons live, filters, and flags a drop
     await server.kill();
     await page.locator('#stream-banner').waitFor({ state: 'visible', timeout: WAIT_MS });
     assert.match(await page.locator('#stream-banner').textContent(), /Reconnecting/);
+    await until(async () => (await page.locator('#doctor').getAttribute('data-state')) === 'error', 'the doctor shows it cannot be asked');
+    assert.equal(await text(page, '#doctor-label'), 'doctor: unavailable');
+    assert.equal((await visibleKeys(page)).length, after.total, 'the list stays');
     assert.deepEqual(page.errors, [], 'no uncaught page errors');
   });
 });
@@ -349,9 +352,11 @@ test('a token-protected gateway asks for a token and accepts #token=', { timeout
   const page = await newPage();
   t.after(() => page.context().close());
   const streamRequests = [];
+  const doctorRequests = [];
   page.on('request', (req) => {
-    if (new URL(req.url()).pathname !== '/v1/presence/stream') return;
-    streamRequests.push(req.allHeaders().then((h) => ({ url: req.url(), auth: h.authorization })));
+    const { pathname } = new URL(req.url());
+    const into = pathname === '/v1/presence/stream' ? streamRequests : pathname === '/v1/presence/doctor' ? doctorRequests : null;
+    into?.push(req.allHeaders().then((h) => ({ url: req.url(), auth: h.authorization })));
   });
 
   await diagnose('token-form', page, server, async () => {
@@ -380,6 +385,15 @@ test('a token-protected gateway asks for a token and accepts #token=', { timeout
     for (const s of streams) assert.ok(!new URL(s.url).searchParams.has('token'), `token in the URL: ${s.url}`);
     assert.equal(streams[0].auth, undefined, 'no token, no header');
     assert.equal(streams.at(-1).auth, 'Bearer secret');
+
+    // The doctor is asked with the same header, and answers.
+    await until(async () => (await page.locator('#doctor').getAttribute('data-state')) === 'clean', 'the doctor answers with the token');
+    const doctors = await Promise.all(doctorRequests);
+    assert.ok(doctors.length >= 1);
+    for (const d of doctors) {
+      assert.equal(d.auth, 'Bearer secret', 'the doctor is only asked with the token');
+      assert.ok(!new URL(d.url).searchParams.has('token'), `token in the URL: ${d.url}`);
+    }
   });
 
   const page2 = await newPage();
@@ -482,8 +496,274 @@ test('the page pins the gateway, escapes text, corrects clock skew and virtualiz
     await until(async () => (await text(page, '#count-shown')).startsWith('11 of 10004'), 'filter count');
     await page.fill('#filter', '');
 
+    // The doctor is not there (404): the header says so, the list is unaffected.
+    await until(async () => (await page.locator('#doctor').getAttribute('data-state')) === 'error', 'doctor error state');
+    assert.match(await page.locator('#doctor').getAttribute('title'), /HTTP 404/);
+    assert.equal(await page.locator('#list .row .why:not([hidden])').count(), 0, 'no markers without a report');
+
     // Ticks keep running without freezing the tab.
     await sleep(2_500);
+    const longest = await page.evaluate(() => Math.max(0, ...window.__longTasks));
+    assert.ok(longest < 1_000, `a task took ${longest} ms`);
+    assert.deepEqual(page.errors, [], 'no uncaught page errors');
+  });
+});
+
+test('the doctor marks duplicated, silent and departed rows, and its panel says why', { timeout: 120_000 }, async (t) => {
+  const server = await startServer(['--stale-after', '1s']);
+  t.after(() => server.kill());
+  const page = await newPage();
+  t.after(() => page.context().close());
+  const doctorFetches = [];
+  page.on('request', (req) => {
+    if (new URL(req.url()).pathname === '/v1/presence/doctor') doctorFetches.push(Date.now());
+  });
+
+  /** A real client through the whole handshake; resolves with its hello-ok connId. */
+  async function join(client, scopes = ['operator.read']) {
+    const c = await openClient(server.ws);
+    t.after(() => c.close());
+    await c.next((f) => f.type === 'event' && f.event === 'connect.challenge', 'connect.challenge');
+    const res = await c.request({
+      type: 'req', id: 'connect', method: 'connect',
+      params: { minProtocol: 3, maxProtocol: 4, client: { version: '1.0.0', platform: 'linux', ...client }, role: 'operator', scopes },
+    });
+    const connId = res.payload?.server?.connId;
+    assert.match(connId ?? '', /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/, 'hello-ok names the connection');
+    return { ...c, connId };
+  }
+
+  const panel = page.locator('#why');
+  const doctorBadge = page.locator('#doctor');
+  const marker = (row) => row.locator('.why');
+  /** Waits for the row's marker to show `kind`, opens its panel, and waits until the panel says `want`. */
+  async function why(row, kind, want, what) {
+    await until(async () => (await marker(row).isVisible()) && (await marker(row).textContent()).includes(kind), `${what}: a "${kind}" marker`);
+    await marker(row).click();
+    await panel.waitFor({ state: 'visible', timeout: WAIT_MS });
+    assert.equal(await marker(row).getAttribute('aria-expanded'), 'true', `${what}: the marker says its panel is open`);
+    return until(async () => {
+      const text = await panel.textContent();
+      return want.every((w) => (w instanceof RegExp ? w.test(text) : text.includes(w))) && text;
+    }, `${what}: the panel to say ${want.join(' / ')}`);
+  }
+  async function closeWith(how) {
+    if (how === 'Escape') await page.keyboard.press('Escape'); else await page.click('#why-close');
+    await panel.waitFor({ state: 'hidden', timeout: WAIT_MS });
+  }
+
+  await diagnose('doctor', page, server, async () => {
+    await page.goto(`${server.base}/`);
+    const gateway = page.locator('#list .row[data-index="0"]');
+    await gateway.waitFor({ state: 'visible', timeout: WAIT_MS });
+    // Nothing but the gateway: nothing to find.
+    await until(async () => (await doctorBadge.getAttribute('data-state')) === 'clean', 'doctor: no findings');
+    assert.match(await doctorBadge.textContent(), /^doctor: no findings · cap 0\/200$/);
+    assert.ok(await marker(gateway).isHidden(), 'the gateway row has no marker');
+
+    // 1. A ui client without client.instanceId reconnects: its second connection makes a second row.
+    const display = 'Dup <img src=x onerror="window.__injected=1">';
+    const first = await join({ id: 'dup-app', mode: 'ui', displayName: display });
+    await first.close();
+    const second = await join({ id: 'dup-app', mode: 'ui', displayName: display });
+    assert.notEqual(first.connId, second.connId);
+    const dupRows = page.locator(ROWS).filter({ has: page.locator('.host', { hasText: 'Dup <img' }) });
+    const newer = dupRows.filter({ has: page.locator('.age', { hasText: /· Connect$/ }) });
+    const older = dupRows.filter({ has: page.locator('.age', { hasText: /· Disconnect$/ }) });
+    let said = await why(newer, 'duplicate', ['sends no client.instanceId', second.connId], 'the newer duplicate');
+    assert.equal(await text(page, '#why-sub'), second.connId, 'the panel is about the newer row, keyed by its connection id');
+    assert.match(said, /Key fromthe connection id \(the connect sent no client\.instanceId or device\.id\)/);
+    assert.match(said, /ConnectionOpen: a connection for this row is open/);
+    assert.ok(said.includes(display), 'the client\'s display name is shown as text');
+    assert.equal(await page.locator('#why img').count(), 0, 'server text is never parsed as markup');
+    assert.equal(await page.evaluate(() => window.__injected), undefined);
+    assert.match(await page.locator('#why .writes').textContent(), new RegExp(`^Connect from connection ${second.connId}`));
+    await closeWith('Escape');
+    assert.equal(await page.evaluate(() => document.activeElement?.classList.contains('why')), true, 'focus goes back to the marker');
+    assert.equal(await marker(newer).getAttribute('aria-expanded'), 'false');
+    // The older row is the other half of the duplicate, and it is gone.
+    await until(async () => /duplicate · gone/.test(await marker(older).textContent()), 'the older duplicate marked duplicate and gone');
+
+    // 2. A client whose beacons carry another instanceId than its connect.
+    const bee = await join({ id: 'bee-app', mode: 'ui', displayName: 'Bee', instanceId: 'bee-connect' }, ['operator.admin', 'operator.read']);
+    await bee.request({
+      type: 'req', id: 'beacon', method: 'system-event',
+      params: { text: 'Node: bee-host (10.0.0.42) · app 3.0.0 · last input 2 s ago · mode ui · reason periodic', instanceId: 'bee-beacon' },
+    });
+    const beeBeacon = page.locator('#list .row[data-key="bee-beacon"]');
+    said = await why(beeBeacon, 'duplicate', ['beacons use instanceId bee-beacon while its connect used bee-connect', bee.connId], 'the beacon row');
+    assert.match(said, /Key fromthe beacon's instanceId/);
+    assert.match(said, /ConnectionNone open/, 'no connection is keyed by the beacon row');
+    assert.match(await page.locator('#why .writes').textContent(), new RegExp(`^Beacon from connection ${bee.connId} · key from beacon instanceId · \\d+s ago$`));
+    await page.screenshot({ path: path.join(ARTIFACTS, 'doctor-panel.png') });
+    await closeWith('button');
+    assert.ok(await page.locator('#list .row[data-key="bee-connect"] .why').isVisible(), 'the connect row is marked too');
+
+    // 3. A connected client that stays silent for longer than --stale-after.
+    const quiet = await join({ id: 'quiet-app', mode: 'ui', displayName: 'Quiet', instanceId: 'quiet-1' });
+    const quietRow = page.locator('#list .row[data-key="quiet-1"]');
+    await quietRow.waitFor({ state: 'visible', timeout: WAIT_MS });
+    said = await why(quietRow, 'stale', ['stopped sending beacons', quiet.connId], 'the silent row');
+    assert.match(said, /ConnectionOpen: a connection for this row is open/);
+    assert.ok(!(await marker(quietRow).textContent()).includes('gone'));
+    await closeWith('Escape');
+
+    // 4. A client that disconnects: its row stays until the TTL.
+    const leaver = await join({ id: 'leaver-app', mode: 'ui', displayName: 'Leaver', instanceId: 'leaver-1' });
+    await leaver.close();
+    const leaverRow = page.locator('#list .row[data-key="leaver-1"]');
+    said = await why(leaverRow, 'gone', [/until the TTL removes it in \d+m \d+s/, leaver.connId], 'the departed row');
+    assert.match(said, /ConnectionNone open/);
+    assert.match(await page.locator('#why .writes').textContent(), new RegExp(`^Disconnect from connection ${leaver.connId}`));
+    await closeWith('button');
+
+    // 5. A row nothing is wrong with: beacons from an untracked (cli) connection, stable id, own host.
+    const tool = await join({ id: 'cli-app', mode: 'cli', instanceId: 'cli-tool' }, ['operator.admin']);
+    await tool.request({
+      type: 'req', id: 'beacon', method: 'system-event',
+      params: { text: 'clean beacon', instanceId: 'clean-1', host: 'clean-host', mode: 'probe' },
+    });
+    const clean = page.locator('#list .row[data-key="clean-1"]');
+    await clean.waitFor({ state: 'visible', timeout: WAIT_MS });
+    const version = Number(await text(page, '#presence-version'));
+    await until(async () => Number(await doctorBadge.getAttribute('data-version')) >= version, `a doctor report of version ${version}`);
+    assert.ok(await marker(clean).isHidden(), 'a row with no finding has no marker');
+    assert.equal(await clean.getAttribute('data-findings'), null);
+    assert.ok(await marker(gateway).isHidden(), 'the gateway row has no marker');
+    assert.equal(await page.locator(`${ROWS} .why:not([hidden])`).count(), 6, 'two duplicates, bee-connect, bee-beacon, quiet-1, leaver-1');
+
+    // The header counts every finding and shows the cap.
+    assert.equal(await doctorBadge.getAttribute('data-state'), 'findings');
+    assert.match(await doctorBadge.textContent(), /^doctor: \d+ findings · cap 7\/200$/);
+    await doctorBadge.click();
+    await panel.waitFor({ state: 'visible', timeout: WAIT_MS });
+    assert.match(await panel.textContent(), /7 of 200 rows in use · 0 evicted and 0 expired in the last 5m/);
+    await closeWith('Escape');
+
+    // Polled, but throttled: not more than one fetch a second on average.
+    const span = (doctorFetches.at(-1) - doctorFetches[0]) / 1000;
+    assert.ok(doctorFetches.length >= 3 && doctorFetches.length <= span / 2 + 2, `${doctorFetches.length} doctor fetches in ${span.toFixed(1)} s`);
+    assert.deepEqual(page.errors, [], 'no uncaught page errors');
+  });
+});
+
+test('doctor marks at 10,000 rows: matched by id or by ts, escaped, on the report\'s clock', { timeout: 60_000 }, async (t) => {
+  // No server: the page, a crafted list and a crafted report. The server's
+  // clock runs an hour ahead, and the stream's list was published 20 s
+  // before the page opened it (the feed keeps the last list, stamped then),
+  // so only the report tells the page what time it is on the server.
+  const html = fs.readFileSync(DASHBOARD_HTML, 'utf8');
+  const AHEAD = 3_600_000;
+  const t0 = Date.now() + AHEAD;
+  const conn = 'c0ffee00-0000-4000-8000-00000000000a';
+  const hostile = '<img src=x onerror="window.__injected=1">';
+  const presence = [
+    { instanceId: 'GW', host: 'gw-host', mode: 'gateway', reason: 'self', ts: t0 - 20_000 },
+    // Two rows keyed by connection ids: the list cannot tell them apart but by ts.
+    { host: 'twin', mode: 'ui', reason: 'connect', ts: t0 - 30_000 },
+    { host: 'twin', mode: 'ui', reason: 'disconnect', ts: t0 - 31_000 },
+    { instanceId: 'Evil-1', host: 'evil', mode: 'ui', reason: 'connect', ts: t0 - 40_000 },
+  ];
+  for (let i = 0; i < 10_000; i++) {
+    presence.push({ instanceId: `filler-${i}`, host: `filler-${i}`, mode: 'node', reason: 'connect', ts: t0 - 50_000 - i });
+  }
+  const list = `event: presence\ndata: ${JSON.stringify({ version: 7, serverTime: t0 - 20_000, presence })}\n\n`;
+
+  function report() {
+    const gen = Date.now() + AHEAD;
+    const findings = [];
+    const rows = {};
+    const row = (key, ts, source, live, extra = {}) => {
+      const write = { kind: 'connect', conn, source, at: ts };
+      rows[key] = { keySource: source, keyExplained: `explained ${source}`, live, status: 'active', ageMs: gen - ts, created: write, writes: [write], findings: [], ...extra };
+    };
+    const find = (f) => { findings.push(f); for (const k of f.keys) rows[k].findings.push(findings.length - 1); };
+    row(conn, t0 - 30_000, 'connection-id', true);
+    row('evil-1', t0 - 40_000, 'instance-id', true, { keyExplained: hostile });
+    find({ kind: 'duplicate', key: conn, keys: [conn], summary: `2 rows look like one ui client: \`${conn}\`.`, fix: 'Send a stable `client.instanceId`.' });
+    find({ kind: 'stale-connected', key: 'evil-1', keys: ['evil-1'], summary: `${hostile} stopped sending beacons`, fix: '<b>bold</b> `<i>code</i>`' });
+    for (let i = 0; i < 1000; i++) {
+      row(`filler-${i}`, t0 - 50_000 - i, 'instance-id', true);
+      find({ kind: 'stale-connected', key: `filler-${i}`, keys: [`filler-${i}`], summary: `filler-${i} is silent` });
+    }
+    row('filler-9999', t0 - 59_999, 'instance-id', true);
+    find({ kind: 'cap-pressure', key: 'filler-9999', keys: ['filler-9999'], summary: 'The cap is nearly full.', fix: 'Raise --max-entries.' });
+    const cap = { entries: 10_003, maxEntries: 10_500, evictedRecent: 0, expiredRecent: 0, ttlMs: 300_000, oldestKey: 'filler-9999', oldestAgeMs: gen - (t0 - 59_999) };
+    return { generatedAt: gen, version: 7, entries: 10_004, counts: { 'cap-pressure': 1, duplicate: 1, gone: 0, 'stale-connected': 1001 }, findings, rows, cap };
+  }
+
+  let streams = 0;
+  let reports = 0;
+  const page = await newPage();
+  t.after(() => page.context().close());
+  await page.route('http://rollcall.test/**', (route) => {
+    const url = new URL(route.request().url());
+    if (url.pathname === '/') return route.fulfill({ status: 200, contentType: 'text/html; charset=utf-8', body: html });
+    if (url.pathname === '/v1/presence/stream') {
+      streams++;
+      if (streams === 1) return route.fulfill({ status: 200, headers: { 'content-type': 'text/event-stream' }, body: list });
+      return route.fulfill({ status: 503, body: 'down' });
+    }
+    if (url.pathname === '/v1/presence/doctor') {
+      reports++;
+      return route.fulfill({ status: 200, contentType: 'application/json', body: JSON.stringify(report()) });
+    }
+    return route.fulfill({ status: 404, body: 'not found' });
+  });
+  await page.addInitScript(() => {
+    window.__longTasks = [];
+    new PerformanceObserver((l) => { for (const e of l.getEntries()) window.__longTasks.push(e.duration); })
+      .observe({ type: 'longtask', buffered: true });
+  });
+
+  await diagnose('doctor-crafted', page, null, async () => {
+    await page.goto('http://rollcall.test/');
+    await until(async () => (await text(page, '#doctor-label')) === 'doctor: 1003 findings', 'the header counts every finding');
+    assert.equal(await text(page, '#doctor-cap'), '· cap 10003/10500');
+
+    // The twin the report names (by its ts) is marked; the other, same host and no id, is not.
+    const twinA = page.locator('#list .row[data-index="1"]');
+    const twinB = page.locator('#list .row[data-index="2"]');
+    await until(async () => (await twinA.locator('.why').textContent()) === 'why: duplicate', 'the twin the report names is marked');
+    assert.ok(await twinB.locator('.why').isHidden(), 'the other twin is not');
+    // Ages use the report's clock: the stream's stale serverTime alone would say about 10 s.
+    await until(async () => /^3\ds ago · Connect$/.test(await twinA.locator('.age').textContent()), 'twin age on the server clock');
+    await twinA.locator('.why').click();
+    await until(async () => /Last writtenactive · 3\ds ago/.test(await page.locator('#why').textContent()), 'the panel ages on the server clock');
+    assert.equal(await text(page, '#why-sub'), conn);
+
+    // Server text is text, also in the panel; `code` spans are code elements.
+    await page.locator('#list .row[data-key="evil-1"] .why').click();
+    await until(async () => (await text(page, '#why-sub')) === 'evil-1', 'the panel follows the marker clicked');
+    const said = await page.locator('#why').textContent();
+    assert.ok(said.includes(`${hostile} stopped sending beacons`), said);
+    assert.ok(said.includes(`Key from${hostile}`), said);
+    assert.ok(said.includes('Fix: <b>bold</b> <i>code</i>'), said);
+    assert.equal(await page.locator('#why code', { hasText: '<i>code</i>' }).count(), 1);
+    assert.equal(await page.locator('#why img, #why b, #why i').count(), 0);
+    assert.equal(await page.evaluate(() => window.__injected), undefined);
+    await page.keyboard.press('Escape');
+    await page.locator('#why').waitFor({ state: 'hidden', timeout: WAIT_MS });
+
+    // Marks far down the virtual list: a stale one, none, and the cap's oldest row.
+    assert.ok(await page.locator('#list .row').count() < 100, 'rows are virtualized');
+    await page.evaluate(() => { const l = document.getElementById('list'); l.scrollTop = (1000 + 4 - 3) * 56; });
+    await until(async () => (await page.locator('#list .row[data-key="filler-999"] .why').textContent()) === 'why: stale', 'filler-999 marked stale');
+    assert.ok(await page.locator('#list .row[data-key="filler-1000"] .why').isHidden(), 'filler-1000 has no finding');
+    await page.evaluate(() => { const l = document.getElementById('list'); l.scrollTop = l.scrollHeight; });
+    await until(async () => (await page.locator('#list .row[data-key="filler-9999"] .why').textContent()) === 'why: cap', 'the oldest row marked cap');
+
+    // The overview lists the first findings and counts the rest; "Show the row" scrolls there.
+    await page.evaluate(() => { document.getElementById('list').scrollTop = 0; });
+    await page.click('#doctor');
+    await until(async () => /And 903 more/.test(await page.locator('#why').textContent()), 'the overview counts what it does not list');
+    assert.equal(await page.locator('#why .finding').count(), 100);
+    assert.match(await page.locator('#why').textContent(), /10003 of 10500 rows in use · 0 evicted and 0 expired in the last 5m · oldest: filler-9999/);
+
+    // Polls keep going, and re-marking 10,000 rows per report stays cheap.
+    const before = reports;
+    await until(() => reports >= before + 1, 'the doctor polled again', 8_000);
+    await sleep(200);
     const longest = await page.evaluate(() => Math.max(0, ...window.__longTasks));
     assert.ok(longest < 1_000, `a task took ${longest} ms`);
     assert.deepEqual(page.errors, [], 'no uncaught page errors');
