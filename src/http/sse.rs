@@ -3,11 +3,14 @@
 //!
 //! Invariants: the feed holds only the latest list (a `watch` channel), so a
 //! slow reader skips to the newest one instead of queueing old ones; every
-//! stream starts with the current list; a comment keeps idle proxies open.
+//! stream starts with the current list, stamped when that stream starts (a
+//! page derives the server's clock from `serverTime`, and the last publish
+//! may be minutes old on a quiet gateway); a comment keeps idle proxies
+//! open.
 
 use super::body::Body;
 use crate::clock::now_millis;
-use crate::presence::Snapshot;
+use crate::presence::{Millis, Snapshot};
 use crate::protocol::write_sse_presence;
 use bytes::Bytes;
 use http_body_util::{BodyExt, StreamBody};
@@ -15,6 +18,7 @@ use hyper::Response;
 use hyper::body::Frame;
 use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -22,9 +26,27 @@ use tokio::sync::watch;
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// The latest coalesced list, as every SSE stream sends it: the bytes of a
-/// whole `event: presence` block.
+/// whole `event: presence` block, and the snapshot they were made from.
 pub struct SseFeed {
-    latest: watch::Sender<Option<Bytes>>,
+    latest: watch::Sender<Option<Latest>>,
+}
+
+/// One published list.
+#[derive(Clone)]
+struct Latest {
+    /// The `event: presence` block, shared by every stream.
+    event: Bytes,
+    /// Its snapshot, for a stream's first block, stamped afresh.
+    snapshot: Arc<Snapshot>,
+}
+
+/// The `event: presence` block of `snapshot` as of `now`.
+fn render(snapshot: &Snapshot, now: Millis) -> Bytes {
+    let mut data = Vec::with_capacity(snapshot.list_json().len() + 96);
+    write_sse_presence(&mut data, snapshot.version(), now, |out| {
+        snapshot.write_list(now, out)
+    });
+    event(&data)
 }
 
 impl Default for SseFeed {
@@ -37,22 +59,20 @@ impl Default for SseFeed {
 
 impl SseFeed {
     /// Makes `snapshot` the list every stream sends next.
-    pub fn publish(&self, snapshot: &Snapshot) {
-        let mut data = Vec::with_capacity(snapshot.list_json().len() + 96);
-        let now = now_millis();
-        write_sse_presence(&mut data, snapshot.version(), now, |out| {
-            snapshot.write_list(now, out)
-        });
-        self.latest.send_replace(Some(event(&data)));
+    pub fn publish(&self, snapshot: &Arc<Snapshot>) {
+        self.latest.send_replace(Some(Latest {
+            event: render(snapshot, now_millis()),
+            snapshot: Arc::clone(snapshot),
+        }));
     }
 
-    fn subscribe(&self) -> watch::Receiver<Option<Bytes>> {
+    fn subscribe(&self) -> watch::Receiver<Option<Latest>> {
         self.latest.subscribe()
     }
 }
 
 struct Stream {
-    updates: watch::Receiver<Option<Bytes>>,
+    updates: watch::Receiver<Option<Latest>>,
     shutdown: watch::Receiver<bool>,
     keep_alive: tokio::time::Interval,
     first: bool,
@@ -62,8 +82,9 @@ impl Stream {
     /// The next chunk of the body; `None` ends the stream.
     async fn next(&mut self) -> Option<Bytes> {
         if std::mem::take(&mut self.first) {
-            if let Some(current) = self.updates.borrow_and_update().clone() {
-                return Some(current);
+            let current = self.updates.borrow_and_update().clone();
+            if let Some(current) = current {
+                return Some(render(&current.snapshot, now_millis()));
             }
         }
         if *self.shutdown.borrow() {
@@ -72,7 +93,7 @@ impl Stream {
         tokio::select! {
             changed = self.updates.changed() => {
                 changed.ok()?;
-                let current = self.updates.borrow_and_update().clone();
+                let current = self.updates.borrow_and_update().as_ref().map(|l| l.event.clone());
                 Some(current.unwrap_or_else(|| Bytes::from_static(b": waiting\n\n")))
             }
             _ = self.keep_alive.tick() => Some(Bytes::from_static(b": keep-alive\n\n")),
