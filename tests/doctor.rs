@@ -563,3 +563,36 @@ async fn an_old_gateway_a_bad_body_and_a_silent_one_have_error_codes() {
         "{message}"
     );
 }
+
+#[tokio::test]
+async fn a_read_only_client_that_never_beacons_is_not_stale() {
+    let server = TestServer::start_with(|c| c.stale_after = Duration::from_secs(1)).await;
+    let mut params = connect_params("ui", &["operator.read"]);
+    params["client"]["instanceId"] = json!("watcher-1");
+    let (_watcher, _) = Client::connect(server.addr, params).await;
+    let (mut admin, _) = Client::connect(
+        server.addr,
+        ui_params(json!({"instanceId": "admin-1", "displayName": "admin"})),
+    )
+    .await;
+    admin
+        .beacon(json!({"text": "once", "instanceId": "admin-1"}))
+        .await;
+    // The admin client beaconed once and went quiet: stale. The read-only
+    // watcher cannot beacon and never did: its row ages by design.
+    let r = report_until(&server, "the admin row stale", |r| {
+        count(r, "stale-connected") >= 1
+    })
+    .await;
+    let stale = the_finding(&r, "stale-connected");
+    assert_eq!(stale["key"], "admin-1", "{r:#}");
+    assert!(
+        stale["summary"]
+            .as_str()
+            .unwrap()
+            .contains("stopped sending beacons"),
+        "{stale}"
+    );
+    assert_eq!(count(&r, "stale-connected"), 1, "{r:#}");
+    assert!(r["rows"].get("watcher-1").is_none(), "{r:#}");
+}

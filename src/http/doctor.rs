@@ -43,7 +43,7 @@ impl Doctor {
     }
 
     /// The report on the current snapshot, as JSON, at most
-    /// [`REPORT_MAX_AGE`] old.
+    /// `REPORT_MAX_AGE` old.
     pub async fn answer(&self, reader: &SnapshotReader) -> Result<Bytes, DoctorFailed> {
         let mut last = self.last.lock().await;
         let now = now_millis();

@@ -18,22 +18,17 @@
 
 use super::duplicates::{self, Group};
 use super::entry::Millis;
-use super::origin::{ConnTag, KeySource, Write, WriteKind};
+use super::origin::{ConnTag, WriteKind};
+use super::report::{CapReport, Finding, FindingKind, MAX_KEYS_PER_FINDING, Report, RowReport};
 use super::snapshot::{Snapshot, SnapshotEntry};
 use super::status::{ACTIVE_MAX_AGE, Status};
-use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 /// Findings of one kind listed in a report; the count says how many more.
 /// A dashboard marks rows, and a person reads the list: more than the
 /// default cap of rows is more than either uses.
 pub const MAX_FINDINGS_PER_KIND: usize = 500;
-
-/// Rows one finding names; `moreKeys` counts the rest. With the limit
-/// above, a report names at most about 11,000 rows (a few megabytes of
-/// JSON) even for a 100k-row fleet view of one misconfigured client.
-pub const MAX_KEYS_PER_FINDING: usize = 20;
 
 /// A cap this full counts as pressure before anything is evicted: the
 /// next few new instances evict the oldest rows.
@@ -56,138 +51,6 @@ impl Default for DoctorConfig {
     }
 }
 
-/// What a finding is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum FindingKind {
-    /// Several rows describe one client.
-    Duplicate,
-    /// Connected, but not written for longer than `stale_after`.
-    StaleConnected,
-    /// Kept after a disconnect until the TTL removes it.
-    Gone,
-    /// The cap evicts rows, or is about to.
-    CapPressure,
-}
-
-impl FindingKind {
-    /// Every kind, in report order.
-    pub const ALL: [FindingKind; 4] = [
-        FindingKind::Duplicate,
-        FindingKind::StaleConnected,
-        FindingKind::Gone,
-        FindingKind::CapPressure,
-    ];
-
-    /// The wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FindingKind::Duplicate => "duplicate",
-            FindingKind::StaleConnected => "stale-connected",
-            FindingKind::Gone => "gone",
-            FindingKind::CapPressure => "cap-pressure",
-        }
-    }
-}
-
-/// One finding.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Finding {
-    /// What it is about.
-    pub kind: FindingKind,
-    /// The row the finding is about: for a duplicate, the one lacking a
-    /// stable id.
-    pub key: String,
-    /// The rows involved, `key` first, at most [`MAX_KEYS_PER_FINDING`].
-    pub keys: Vec<String>,
-    /// Rows involved beyond `keys`.
-    #[serde(skip_serializing_if = "is_zero")]
-    pub more_keys: usize,
-    /// What is wrong, in plain words.
-    pub summary: String,
-    /// What to change, when something should.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub fix: Option<String>,
-    /// Age of `key`'s row, ms.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub age_ms: Option<u64>,
-    /// Time until the TTL removes `key`'s row, ms.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub removed_in_ms: Option<u64>,
-}
-
-/// The provenance of one row a finding names.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RowReport {
-    /// Where its key came from.
-    pub key_source: KeySource,
-    /// The same in plain words.
-    pub key_explained: &'static str,
-    /// A connection for it is open (here or on its fleet gateway).
-    pub live: bool,
-    /// Active, Idle or Stale (PROTOCOL.md §6).
-    pub status: &'static str,
-    /// Age of its `ts`, ms.
-    pub age_ms: u64,
-    /// The write that created it.
-    pub created: Write,
-    /// The last few writes, oldest first.
-    pub writes: Vec<Write>,
-    /// Indexes into `findings` of the findings naming this row.
-    pub findings: Vec<usize>,
-}
-
-/// The cap and its use.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CapReport {
-    /// Rows besides the gateway's own.
-    pub entries: usize,
-    /// The cap (`--max-entries`).
-    pub max_entries: usize,
-    /// Rows the cap removed within the last TTL.
-    pub evicted_recent: u64,
-    /// Rows the TTL removed within the last TTL.
-    pub expired_recent: u64,
-    /// The TTL, ms: the window of both counts.
-    pub ttl_ms: u64,
-    /// The oldest row: the next the cap would evict.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub oldest_key: Option<String>,
-    /// Its age, ms.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub oldest_age_ms: Option<u64>,
-}
-
-/// The doctor's answer for one snapshot.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Report {
-    /// When it was made, ms since the epoch.
-    pub generated_at: Millis,
-    /// The presence version it describes.
-    pub version: u64,
-    /// Rows, the gateway's own included.
-    pub entries: usize,
-    /// Findings per kind, all of them (the list may stop short).
-    pub counts: BTreeMap<&'static str, usize>,
-    /// The findings: duplicates, then stale, gone and cap pressure.
-    pub findings: Vec<Finding>,
-    /// Provenance of every row a listed finding names, by key.
-    pub rows: BTreeMap<String, RowReport>,
-    /// The cap.
-    pub cap: CapReport,
-}
-
-impl Report {
-    /// True when nothing was found.
-    pub fn is_clean(&self) -> bool {
-        self.findings.is_empty()
-    }
-}
-
 /// Examines `snapshot` as of `now`.
 pub fn diagnose(snapshot: &Snapshot, now: Millis, config: DoctorConfig) -> Report {
     // The self entry is the gateway's own: never a finding.
@@ -199,12 +62,16 @@ pub fn diagnose(snapshot: &Snapshot, now: Millis, config: DoctorConfig) -> Repor
         counts.insert(kind.as_str(), found.len());
         findings.extend(found.into_iter().take(MAX_FINDINGS_PER_KIND));
     };
-    let groups = duplicates::groups(rows);
+    let found = duplicates::find(rows);
     add(
         FindingKind::Duplicate,
-        duplicate_findings(rows, &groups, now),
+        duplicate_findings(rows, &found.groups, now),
     );
-    add(FindingKind::StaleConnected, stale(rows, now, config));
+    let elsewhere = &found.beacons_elsewhere;
+    add(
+        FindingKind::StaleConnected,
+        stale(rows, elsewhere, now, config),
+    );
     add(FindingKind::Gone, gone(rows, now, ttl_ms));
     let cap = cap_report(snapshot, now);
     add(
@@ -227,10 +94,6 @@ fn age_ms(row: &SnapshotEntry, now: Millis) -> u64 {
     u64::try_from(now.saturating_sub(row.entry.ts)).unwrap_or(0)
 }
 
-fn is_zero(n: &usize) -> bool {
-    *n == 0
-}
-
 /// A duration as a person says it: `4m 18s`, `2h 5m`, `0s`.
 pub fn human(ms: u64) -> String {
     let secs = ms / 1000;
@@ -250,27 +113,55 @@ fn last_conn(row: &SnapshotEntry) -> Option<(ConnTag, WriteKind)> {
         .find_map(|w| Some((w.by.conn?, w.by.kind)))
 }
 
-fn stale(rows: &[SnapshotEntry], now: Millis, config: DoctorConfig) -> Vec<Finding> {
+/// The scope `system-event` needs from an operator (PROTOCOL.md §4).
+const BEACON_SCOPE: &str = "operator.admin";
+
+/// True if the row's writers may send `system-event` (§4): a node, or an
+/// operator with `operator.admin`.
+fn may_beacon(row: &SnapshotEntry) -> bool {
+    let entry = &row.entry;
+    entry.roles.iter().any(|r| r == "node") || entry.scopes.iter().any(|s| s == BEACON_SCOPE)
+}
+
+/// Connected rows nothing wrote for longer than `stale_after`. Left out:
+/// rows whose client cannot beacon and never did (a read-only client's
+/// row ages by design), and rows whose connection beacons to another row
+/// (`elsewhere`: the duplicate finding explains those).
+fn stale(
+    rows: &[SnapshotEntry],
+    elsewhere: &HashSet<usize>,
+    now: Millis,
+    config: DoctorConfig,
+) -> Vec<Finding> {
     let limit = u64::try_from(config.stale_after.as_millis()).unwrap_or(u64::MAX);
+    let beaconed =
+        |row: &SnapshotEntry| row.origin.recent().any(|w| w.by.kind == WriteKind::Beacon);
     let mut found: Vec<(u64, Finding)> = rows
         .iter()
-        .filter(|row| row.live && age_ms(row, now) > limit)
-        .map(|row| {
+        .enumerate()
+        .filter(|&(i, row)| row.live && age_ms(row, now) > limit && !elsewhere.contains(&i))
+        .filter(|(_, row)| beaconed(row) || may_beacon(row))
+        .map(|(_, row)| {
             let age = age_ms(row, now);
             let last = row.origin.last();
             let conn = match last_conn(row) {
-                Some((tag, _)) => format!("its connection {tag}"),
-                None => "its connection".to_owned(),
+                Some((tag, _)) if tag.to_string() != row.key.as_str() => {
+                    format!("its connection {tag}")
+                }
+                _ => "its connection".to_owned(),
+            };
+            let what = if beaconed(row) {
+                "the client stopped sending beacons"
+            } else {
+                "the client has sent no beacon since it connected"
             };
             let summary = format!(
                 "`{key}` is connected but nothing wrote it for {age_h} (last: {kind} {ago} ago): \
-                 the client stopped sending beacons, or never sends them. It shows {status} \
-                 while {conn} stays open.",
+                 {what}. Its row ages to Idle, then Stale, while {conn} stays open.",
                 key = row.key,
                 age_h = human(age),
                 kind = write_name(last.by.kind),
                 ago = human(u64::try_from(now.saturating_sub(last.at)).unwrap_or(0)),
-                status = Status::of(row.entry.ts, now).as_str(),
             );
             let fix = format!(
                 "Make the client send a `system-event` beacon at least every {}, or close its \
@@ -300,7 +191,9 @@ fn gone(rows: &[SnapshotEntry], now: Millis, ttl_ms: u64) -> Vec<Finding> {
             let age = age_ms(row, now);
             let left = ttl_ms.saturating_sub(age);
             let by = match last_conn(row) {
-                Some((tag, WriteKind::Disconnect)) => format!(" (connection {tag})"),
+                Some((tag, WriteKind::Disconnect)) if tag.to_string() != row.key.as_str() => {
+                    format!(" (connection {tag})")
+                }
                 _ => String::new(),
             };
             let summary = format!(
@@ -456,6 +349,7 @@ fn row_reports(
             key_explained: source.explain(),
             live: row.live,
             status: Status::of(row.entry.ts, now).as_str(),
+            ts: row.entry.ts,
             age_ms: age_ms(row, now),
             created: row.origin.created(),
             writes: row.origin.recent().collect(),
@@ -472,7 +366,7 @@ fn row_reports(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::presence::origin::ConnTag;
+    use crate::presence::origin::{ConnTag, KeySource};
     use crate::presence::source::{BeaconInput, ConnectInfo, beacon, connect};
     use crate::presence::{Entry, Store, StoreConfig};
 
@@ -502,6 +396,7 @@ mod tests {
             platform: "darwin".into(),
             mode: "ui".into(),
             role: "operator".into(),
+            scopes: vec!["operator.admin".into()],
             instance_id: instance_id.map(str::to_owned),
             conn: Some(ConnTag(u128::from(conn))),
             ..ConnectInfo::default()
@@ -642,7 +537,13 @@ mod tests {
     #[test]
     fn a_connected_row_nothing_wrote_for_long_is_stale_connected() {
         let mut s = store(10);
-        let quiet = open(&mut s, 1, Some("quiet"), T0);
+        let quiet = open(&mut s, 1, Some("quiet"), T0 - 5_000);
+        let input = BeaconInput {
+            text: "periodic".into(),
+            instance_id: Some("quiet".into()),
+            ..BeaconInput::default()
+        };
+        send_beacon(&mut s, 1, input, T0);
         let closed = open(&mut s, 2, Some("closed"), T0);
         close(&mut s, 2, &closed, T0);
         let fresh = open(&mut s, 3, Some("fresh"), T0 + 200_000);
@@ -736,6 +637,101 @@ mod tests {
         let named: usize = r.findings.iter().map(|f| f.keys.len()).sum();
         let indexed: usize = r.rows.values().map(|row| row.findings.len()).sum();
         assert_eq!(named, indexed);
+    }
+
+    #[test]
+    fn a_read_only_client_that_never_beaconed_is_not_stale() {
+        let mut s = store(10);
+        let mut i = info(1, Some("watcher"));
+        i.scopes = vec!["operator.read".into()];
+        let (key, patch) = connect(i);
+        s.connect(1, key, patch, T0);
+        open(&mut s, 2, Some("admin"), T0);
+        let r = report(&mut s, T0 + 200_000);
+        let stale = of_kind(&r, FindingKind::StaleConnected);
+        assert_eq!(stale.len(), 1, "{r:#?}");
+        assert_eq!(stale[0].key, "admin");
+        assert!(
+            stale[0]
+                .summary
+                .contains("has sent no beacon since it connected")
+        );
+    }
+
+    #[test]
+    fn a_connect_row_whose_beacons_land_elsewhere_is_a_duplicate_not_stale() {
+        let mut s = store(10);
+        open(&mut s, 3, Some("mac-1"), T0);
+        let input = BeaconInput {
+            text: "periodic".into(),
+            instance_id: Some("mac-2".into()),
+            ..BeaconInput::default()
+        };
+        send_beacon(&mut s, 3, input, T0 + 190_000);
+        let r = report(&mut s, T0 + 200_000);
+        assert_eq!(r.counts["duplicate"], 1, "{r:#?}");
+        assert_eq!(r.counts["stale-connected"], 0, "{r:#?}");
+        let dup = of_kind(&r, FindingKind::Duplicate);
+        assert!(
+            dup[0]
+                .summary
+                .contains("one ui client on host \"Ada's Mac\""),
+            "{}",
+            dup[0].summary
+        );
+    }
+
+    #[test]
+    fn beacons_for_another_kind_of_client_are_a_relay_not_a_duplicate() {
+        let mut s = store(10);
+        open(&mut s, 5, Some("relay-1"), T0);
+        let input = BeaconInput {
+            text: "node a".into(),
+            instance_id: Some("inst-a".into()),
+            mode: Some("node".into()),
+            ..BeaconInput::default()
+        };
+        send_beacon(&mut s, 5, input, T0 + 1_000);
+        let r = report(&mut s, T0 + 2_000);
+        assert!(of_kind(&r, FindingKind::Duplicate).is_empty(), "{r:#?}");
+    }
+
+    #[test]
+    fn a_device_id_connect_is_told_to_beacon_its_device_id() {
+        let mut s = store(10);
+        let mut i = info(6, Some("inst-p"));
+        i.device_id = Some("dev-p".into());
+        let (key, patch) = connect(i);
+        s.connect(6, key, patch, T0);
+        let input = BeaconInput {
+            text: "periodic".into(),
+            instance_id: Some("inst-p".into()),
+            ..BeaconInput::default()
+        };
+        send_beacon(&mut s, 6, input, T0 + 1_000);
+        let r = report(&mut s, T0 + 2_000);
+        let dup = of_kind(&r, FindingKind::Duplicate);
+        assert_eq!(dup.len(), 1, "{r:#?}");
+        let fix = dup[0].fix.as_deref().unwrap();
+        assert!(
+            fix.contains("send `deviceId` dev-p with every beacon"),
+            "{fix}"
+        );
+    }
+
+    #[test]
+    fn rows_connected_at_once_are_not_called_one_client() {
+        let mut s = store(10);
+        open(&mut s, 1, None, T0);
+        open(&mut s, 2, None, T0 + 1);
+        let r = report(&mut s, T0 + 1_000);
+        let dup = of_kind(&r, FindingKind::Duplicate);
+        assert_eq!(dup.len(), 1, "{r:#?}");
+        assert!(
+            dup[0]
+                .summary
+                .contains("cannot be told apart, 2 of them connected")
+        );
     }
 
     #[test]

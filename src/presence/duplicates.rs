@@ -18,7 +18,7 @@
 
 use super::origin::{ConnTag, KeySource, WriteKind};
 use super::snapshot::SnapshotEntry;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// One finding's worth of rows, by index into the rows given.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,8 +47,18 @@ enum Cause {
     NoStableId,
 }
 
+/// What the grouping found.
+#[derive(Debug, Clone, Default)]
+pub struct Found {
+    /// The groups that are findings, newest suspect first.
+    pub groups: Vec<Group>,
+    /// Rows a connect wrote whose connection beacons to another row: they
+    /// look silent because the beacons land elsewhere.
+    pub beacons_elsewhere: HashSet<usize>,
+}
+
 /// The groups among `rows` (the self entry excluded).
-pub fn groups(rows: &[SnapshotEntry]) -> Vec<Group> {
+pub fn find(rows: &[SnapshotEntry]) -> Found {
     let mut sets = DisjointSets::new(rows.len());
     let relayed = link_by_connection(rows, &mut sets);
     link_by_host(rows, &mut sets);
@@ -69,7 +79,10 @@ pub fn groups(rows: &[SnapshotEntry]) -> Vec<Group> {
         .collect();
     // Newest suspect first, like the list.
     found.sort_by_key(|g| g.suspect);
-    found
+    Found {
+        groups: found,
+        beacons_elsewhere: relayed.values().map(|&(_, connect)| connect).collect(),
+    }
 }
 
 fn cause(
@@ -129,9 +142,12 @@ fn link_by_connection(
         };
         // A connection beaconing its own row and one other relays for
         // others as much as one beaconing two others: only a single
-        // target that is not its own row links.
+        // target that is not its own row links, and only when it does not
+        // report another kind of client (a `ui` app beaconing for a node).
         if let Targets::One(beacon) = targets {
-            if beacon != connect {
+            let modes = (mode_of(&rows[beacon]), mode_of(&rows[connect]));
+            let other_kind = matches!(modes, (Some(a), Some(b)) if !same(Some(a), Some(b)));
+            if beacon != connect && !other_kind {
                 sets.union(beacon, connect);
                 relayed.insert(beacon, (conn, connect));
             }
@@ -259,18 +275,32 @@ fn describe(
         Cause::BeaconElsewhere { .. } => 2,
     };
     let &(suspect, _) = causes.iter().min_by_key(|(i, c)| (rank(c), *i))?;
-    let row = &rows[suspect];
-    let place = match (&row.entry.host, &row.entry.ip) {
+    // Described by the members that say most: a beacon row often names
+    // neither mode nor host, its connect row does.
+    let pick = |f: fn(&SnapshotEntry) -> Option<&str>| members.iter().find_map(|&i| f(&rows[i]));
+    let place = match (
+        pick(|r| r.entry.host.as_deref()),
+        pick(|r| r.entry.ip.as_deref()),
+    ) {
         (Some(host), _) => format!("host \"{host}\""),
         (None, Some(ip)) => format!("ip {ip}"),
         (None, None) => "an unknown host".to_owned(),
     };
-    let summary = format!(
-        "{n} rows look like one {mode} client on {place}: {keys}.",
-        n = members.len(),
-        mode = row.entry.mode.as_deref().unwrap_or("unknown-mode"),
-        keys = named_keys(rows, members.iter().copied()),
-    );
+    let mode = pick(mode_of).unwrap_or("unknown-mode");
+    let keys = named_keys(rows, members.iter().copied());
+    let live = members.iter().filter(|&&i| rows[i].live).count();
+    let summary = if live > 1 {
+        format!(
+            "{n} {mode} rows on {place} cannot be told apart, {live} of them connected now: \
+             {keys}. They may be one client or several; none sends a stable id.",
+            n = members.len(),
+        )
+    } else {
+        format!(
+            "{n} rows look like one {mode} client on {place}: {keys}.",
+            n = members.len()
+        )
+    };
     Some(Group {
         fix: fixes(rows, &causes),
         members,
@@ -352,7 +382,9 @@ fn beacon_elsewhere(rows: &[SnapshotEntry], i: usize, conn: ConnTag, connect: us
     let used = match beacon.origin.key_source() {
         KeySource::BeaconInstanceId => format!("`instanceId` {}", id_of(beacon)),
         KeySource::BeaconDeviceId => format!("`deviceId` {}", id_of(beacon)),
-        other => format!("no `instanceId` (their key is {})", other.explain()),
+        KeySource::TextHost => "no `instanceId`, so their key is the host in their text".into(),
+        KeySource::TextIp => "no `instanceId`, so their key is the ip in their text".into(),
+        _ => "no `instanceId`, so their key is their text".into(),
     };
     if home.origin.key_source() == KeySource::ConnectionId {
         return format!(
@@ -361,9 +393,14 @@ fn beacon_elsewhere(rows: &[SnapshotEntry], i: usize, conn: ConnTag, connect: us
             id = id_of(beacon),
         );
     }
+    // The field the connect's key came from is the one to repeat.
+    let field = match home.origin.key_source() {
+        KeySource::DeviceId => "deviceId",
+        _ => "instanceId",
+    };
     format!(
         "Its beacons use {used} while its connect used {id} (connection {conn}, row `{home}`): \
-         send `instanceId` {id} with every beacon.",
+         send `{field}` {id} with every beacon.",
         id = id_of(home),
         home = home.key,
     )

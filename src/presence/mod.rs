@@ -9,6 +9,7 @@ mod key;
 mod origin;
 mod pressure;
 mod remote;
+mod report;
 mod snapshot;
 mod source;
 mod status;
@@ -17,15 +18,13 @@ pub mod text;
 
 pub use changelog::{ChangeLog, DEFAULT_LOG_KEYS, Merged};
 pub use diff::changed_rows;
-pub use doctor::{
-    CapReport, DoctorConfig, Finding, FindingKind, MAX_FINDINGS_PER_KIND, Report, RowReport,
-    diagnose, human, write_name,
-};
+pub use doctor::{DoctorConfig, MAX_FINDINGS_PER_KIND, diagnose, human, write_name};
 pub use entry::{Entry, Millis, Patch, fallback_text, is_loopback};
 pub use key::Key;
 pub use origin::{ConnTag, KeySource, Origin, RECENT_WRITES, Write, WriteKind, Writer};
 pub use pressure::Pressure;
 pub use remote::{Holder, NodeId, RemoteOp, RemoteRow, Verdict, arbitrate, mark_disconnected};
+pub use report::{CapReport, Finding, FindingKind, MAX_KEYS_PER_FINDING, Report, RowReport};
 pub use snapshot::{Snapshot, SnapshotEntry};
 pub use source::{
     BeaconInput, ConnectInfo, TEXT_KEY_CHARS, beacon, connect, connect_reason, disconnect_reason,

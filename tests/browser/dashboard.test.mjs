@@ -599,8 +599,11 @@ test('the doctor marks duplicated, silent and departed rows, and its panel says 
     await closeWith('button');
     assert.ok(await page.locator('#list .row[data-key="bee-connect"] .why').isVisible(), 'the connect row is marked too');
 
-    // 3. A connected client that stays silent for longer than --stale-after.
-    const quiet = await join({ id: 'quiet-app', mode: 'ui', displayName: 'Quiet', instanceId: 'quiet-1' });
+    // 3. A connected client that beacons once, then stays silent for longer
+    // than --stale-after. (A read-only client that never beacons is not
+    // stale: its row ages by design, and the doctor leaves it alone.)
+    const quiet = await join({ id: 'quiet-app', mode: 'ui', displayName: 'Quiet', instanceId: 'quiet-1' }, ['operator.admin', 'operator.read']);
+    await quiet.request({ type: 'req', id: 'beacon', method: 'system-event', params: { text: 'quiet once', instanceId: 'quiet-1' } });
     const quietRow = page.locator('#list .row[data-key="quiet-1"]');
     await quietRow.waitFor({ state: 'visible', timeout: WAIT_MS });
     said = await why(quietRow, 'stale', ['stopped sending beacons', quiet.connId], 'the silent row');
