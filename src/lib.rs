@@ -82,14 +82,18 @@
 //!        ├─ presence events        gateway::broadcast: encoded once, offered to
 //!        │                         every outbox (latest wins), numbered per
 //!        │                         connection when written; full lists paced
-//!        └─ HTTP / SSE / page      http::{rest, sse, dashboard} via http::Context
+//!        ├─ HTTP / SSE / page      http::{rest, sse, dashboard} via http::Context
+//!        └─ the doctor             presence::diagnose over the snapshot's rows and
+//!                                  their provenance (http::doctor, rollcall doctor)
 //! ```
 //!
 //! # Layout
 //!
 //! - [`presence`]: entries, keys, merge rules, the beacon text parser, the
 //!   store (TTL, cap, list order), snapshots, their diffs and the change log
-//!   delta clients resume from. Pure: no I/O, no clock reads.
+//!   delta clients resume from; each row's provenance (why it has its key,
+//!   its last writes) and the doctor that explains duplicate and stale rows
+//!   from it. Pure: no I/O, no clock reads.
 //! - [`protocol`]: WebSocket frame headers and reassembly, request frames,
 //!   `connect` and `system-event` params, wire errors, close codes, the
 //!   method list, and a pure `write_*` encoder for every frame rollcall
@@ -105,7 +109,8 @@
 //!   narrow [`http::Context`]: it never imports the gateway.
 //! - [`auth`], [`clock`]: token grants and constant-time checks; the wall
 //!   clock every module may read without importing the engine.
-//! - [`client`]: `rollcall presence` and `rollcall beacon`, and the one
+//! - [`client`]: `rollcall presence`, `rollcall beacon` and `rollcall
+//!   doctor` (plain HTTP), and the one
 //!   WebSocket client they share with the load generator: dial and upgrade
 //!   (`ws`), whole messages through `protocol::Reassembler` (`reader`), and
 //!   the `connect` handshake (`handshake`).
@@ -140,6 +145,12 @@
 //!   writes only its own rows and merges the others' as events; there is no
 //!   ordering across gateways beyond "a live connection wins, then the
 //!   newer `ts`", and a dead gateway is noticed within one lease.
+//! - **Provenance on every write.** Each row carries why it has its key and
+//!   its last four writes, copied on write like the row itself: a little
+//!   writer time and about 200 bytes a row buy a doctor that can name the
+//!   connection and the field behind a duplicate. It is published beside
+//!   the row, never in the list clients receive, and does not travel to
+//!   other fleet gateways (their rows read "written elsewhere").
 //! - **Two tasks per connection.** The read half and the write half each get
 //!   a task, so a socket that does not read never blocks reading. That costs
 //!   memory per idle connection (see the README's performance section).

@@ -45,8 +45,9 @@ Exit codes:
   6  the gateway has no doctor (HTTP 404: older than this rollcall), or answered another \
 status or something that is not a report";
 
-/// A report bigger than this is not one: the gateway lists at most 1000
-/// findings of each of four kinds, with a few rows each, far below it.
+/// A report bigger than this is not one: the gateway lists at most 500
+/// findings of each of four kinds, naming at most 20 rows each (a few
+/// megabytes in the worst case), far below it.
 const MAX_REPORT_BYTES: usize = 64 << 20;
 
 /// `rollcall doctor` options.

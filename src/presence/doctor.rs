@@ -197,11 +197,10 @@ fn gone(rows: &[SnapshotEntry], now: Millis, ttl_ms: u64) -> Vec<Finding> {
                 _ => String::new(),
             };
             let summary = format!(
-                "`{key}` disconnected {ago} ago{by}; its row stays, as {status}, until the TTL \
-                 removes it in {left_h}.",
+                "`{key}` disconnected {ago} ago{by}; its row stays in the list, aging like any \
+                 other, until the TTL removes it in {left_h}.",
                 key = row.key,
                 ago = human(age),
-                status = Status::of(row.entry.ts, now).as_str(),
                 left_h = human(left),
             );
             let mut f = finding(FindingKind::Gone, row, summary, None, age);
