@@ -729,7 +729,7 @@ mod tests {
         assert!(
             dup[0]
                 .summary
-                .contains("cannot be told apart, 2 of them connected")
+                .contains("may be one client or several, 2 of them connected")
         );
     }
 
@@ -738,5 +738,150 @@ mod tests {
         assert_eq!(human(999), "0s");
         assert_eq!(human(61_000), "1m 1s");
         assert_eq!(human(7_500_000), "2h 5m");
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use crate::presence::origin::ConnTag;
+    use crate::presence::source::{BeaconInput, ConnectInfo, beacon, connect};
+    use crate::presence::{Entry, Key, Store, StoreConfig};
+    use proptest::prelude::*;
+    use std::collections::HashSet;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// Connection `conn` connects, with an instanceId from a small set
+        /// or none, and one of a few display names.
+        Connect { conn: u8, id: Option<u8>, name: u8 },
+        /// Connection `conn` closes (if open).
+        Close { conn: u8 },
+        /// Connection `conn` beacons, with an instanceId or a `Node:` line.
+        Beacon { conn: u8, id: Option<u8>, host: u8 },
+        /// Time passes.
+        Wait { secs: u16 },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0..6u8, proptest::option::of(0..4u8), 0..3u8)
+                .prop_map(|(conn, id, name)| Op::Connect { conn, id, name }),
+            (0..6u8).prop_map(|conn| Op::Close { conn }),
+            (0..6u8, proptest::option::of(0..4u8), 0..3u8)
+                .prop_map(|(conn, id, host)| Op::Beacon { conn, id, host }),
+            (0..200u16).prop_map(|secs| Op::Wait { secs }),
+        ]
+    }
+
+    fn run(ops: &[Op], cap: usize) -> (Snapshot, Millis) {
+        let me = Entry {
+            instance_id: Some("gw-self".into()),
+            host: Some("host-0".into()),
+            mode: Some("gateway".into()),
+            text: "Gateway: host-0".into(),
+            ..Entry::default()
+        };
+        let config = StoreConfig {
+            ttl: Duration::from_secs(300),
+            max_entries: cap,
+        };
+        let mut s = Store::new(config, me);
+        let mut now: Millis = 1_000_000_000;
+        // conn -> (generation, key) of its open connection.
+        let mut open: HashMap<u8, (u64, Key)> = HashMap::new();
+        let mut generation = 0u64;
+        for op in ops {
+            now += 7;
+            match *op {
+                Op::Connect { conn, id, name } if !open.contains_key(&conn) => {
+                    generation += 1;
+                    let tag = (u128::from(conn) << 64) | u128::from(generation);
+                    let info = ConnectInfo {
+                        conn_id: format!("conn-{conn}-{generation}"),
+                        client_id: "app".into(),
+                        display_name: Some(format!("host-{name}")),
+                        mode: "ui".into(),
+                        role: "operator".into(),
+                        scopes: vec!["operator.admin".into()],
+                        instance_id: id.map(|i| format!("inst-{i}")),
+                        conn: Some(ConnTag(tag)),
+                        ..ConnectInfo::default()
+                    };
+                    let (key, patch) = connect(info);
+                    s.connect(generation, key.clone(), patch, now);
+                    open.insert(conn, (generation, key));
+                }
+                Op::Close { conn } => {
+                    if let Some((generation, key)) = open.remove(&conn) {
+                        let tag = (u128::from(conn) << 64) | u128::from(generation);
+                        s.disconnect(generation, key, false, Some(ConnTag(tag)), now);
+                    }
+                }
+                Op::Beacon { conn, id, host } => {
+                    let Some(&(generation, _)) = open.get(&conn) else {
+                        continue;
+                    };
+                    let input = BeaconInput {
+                        text: format!(
+                            "Node: host-{host} (10.0.0.{host}) · app 1 · last input 1 s ago · mode ui · reason periodic"
+                        ),
+                        instance_id: id.map(|i| format!("inst-{i}")),
+                        ..BeaconInput::default()
+                    };
+                    let (key, mut patch) = beacon(input, "gw");
+                    let tag = (u128::from(conn) << 64) | u128::from(generation);
+                    patch.by.conn = Some(ConnTag(tag));
+                    s.upsert(key, patch, now);
+                }
+                Op::Wait { secs } => now += Millis::from(secs) * 1000,
+                Op::Connect { .. } => {}
+            }
+            s.expire(now);
+        }
+        (s.publish(now), now)
+    }
+
+    proptest! {
+        #[test]
+        fn reports_are_consistent_whatever_happened(
+            ops in proptest::collection::vec(op(), 0..60),
+            cap in 2..12usize,
+            stale_secs in 1..200u64,
+        ) {
+            let (snapshot, now) = run(&ops, cap);
+            let config = DoctorConfig { stale_after: Duration::from_secs(stale_secs) };
+            let r = diagnose(&snapshot, now, config);
+            prop_assert_eq!(&r, &diagnose(&snapshot, now, config), "deterministic");
+            let live: HashMap<&str, bool> = snapshot.entries().iter()
+                .map(|row| (row.key.as_str(), row.live)).collect();
+            let self_key = snapshot.entries()[0].key.as_str();
+            let mut in_duplicates = HashSet::new();
+            for (index, f) in r.findings.iter().enumerate() {
+                prop_assert_eq!(&f.keys[0], &f.key);
+                for key in &f.keys {
+                    prop_assert!(key != self_key, "the self entry is never a finding");
+                    prop_assert!(live.contains_key(key.as_str()), "{} is listed", key);
+                    prop_assert!(r.rows[key].findings.contains(&index));
+                    if f.kind == FindingKind::Duplicate {
+                        prop_assert!(in_duplicates.insert(key.clone()), "{} in one group", key);
+                    }
+                }
+                match f.kind {
+                    FindingKind::StaleConnected => prop_assert!(live[f.key.as_str()]),
+                    FindingKind::Gone => prop_assert!(!live[f.key.as_str()]),
+                    FindingKind::Duplicate => prop_assert!(f.keys.len() >= 2),
+                    FindingKind::CapPressure => {}
+                }
+            }
+            let named: usize = r.findings.iter().map(|f| f.keys.len()).sum();
+            let indexed: usize = r.rows.values().map(|row| row.findings.len()).sum();
+            prop_assert_eq!(named, indexed);
+            for kind in FindingKind::ALL {
+                let listed = r.findings.iter().filter(|f| f.kind == kind).count();
+                prop_assert!(r.counts[kind.as_str()] >= listed);
+            }
+            prop_assert_eq!(r.is_clean(), r.counts.values().all(|&n| n == 0));
+        }
     }
 }

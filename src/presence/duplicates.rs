@@ -16,6 +16,7 @@
 //!
 //! Cost: O(rows) hashing, whatever the groups look like.
 
+use super::entry::Millis;
 use super::origin::{ConnTag, KeySource, WriteKind};
 use super::snapshot::SnapshotEntry;
 use std::collections::{HashMap, HashSet};
@@ -126,16 +127,20 @@ fn link_by_connection(
                     connect_of.insert(conn, i);
                 }
                 WriteKind::Beacon => {
-                    let targets = beacons_of.entry(conn).or_insert(Targets::One(i));
-                    if *targets != Targets::One(i) {
-                        *targets = Targets::Several;
+                    let targets = beacons_of.entry(conn).or_insert(Targets::One(i, write.at));
+                    match targets {
+                        Targets::One(row, at) if *row == i => *at = (*at).max(write.at),
+                        _ => *targets = Targets::Several,
                     }
                 }
                 _ => {}
             }
         }
     }
-    let mut relayed = HashMap::new();
+    // A row several connections beaconed is explained by the newest of
+    // them (ties: the larger id), whatever order the map yields them in.
+    let mut relayed: HashMap<usize, (ConnTag, usize)> = HashMap::new();
+    let mut newest: HashMap<usize, (Millis, ConnTag)> = HashMap::new();
     for (conn, targets) in beacons_of {
         let Some(&connect) = connect_of.get(&conn) else {
             continue;
@@ -144,12 +149,15 @@ fn link_by_connection(
         // others as much as one beaconing two others: only a single
         // target that is not its own row links, and only when it does not
         // report another kind of client (a `ui` app beaconing for a node).
-        if let Targets::One(beacon) = targets {
+        if let Targets::One(beacon, at) = targets {
             let modes = (mode_of(&rows[beacon]), mode_of(&rows[connect]));
             let other_kind = matches!(modes, (Some(a), Some(b)) if !same(Some(a), Some(b)));
             if beacon != connect && !other_kind {
                 sets.union(beacon, connect);
-                relayed.insert(beacon, (conn, connect));
+                if newest.get(&beacon).is_none_or(|&seen| (at, conn) > seen) {
+                    newest.insert(beacon, (at, conn));
+                    relayed.insert(beacon, (conn, connect));
+                }
             }
         }
     }
@@ -159,7 +167,8 @@ fn link_by_connection(
 /// The rows one connection's beacons wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Targets {
-    One(usize),
+    /// One row, last beaconed at this time.
+    One(usize, Millis),
     Several,
 }
 
@@ -291,8 +300,8 @@ fn describe(
     let live = members.iter().filter(|&&i| rows[i].live).count();
     let summary = if live > 1 {
         format!(
-            "{n} {mode} rows on {place} cannot be told apart, {live} of them connected now: \
-             {keys}. They may be one client or several; none sends a stable id.",
+            "{n} {mode} rows on {place} may be one client or several, {live} of them \
+             connected now: {keys}.",
             n = members.len(),
         )
     } else {

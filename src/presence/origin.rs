@@ -119,7 +119,7 @@ pub enum WriteKind {
 
 /// A connection, as its `hello-ok` named it (`server.connId`): the client's
 /// own logs show the same id.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ConnTag(pub u128);
 
 impl fmt::Display for ConnTag {
