@@ -4,107 +4,16 @@
 //! clients.
 //!
 //! Every test that needs Redis starts its own `redis-server` on a free
-//! port and stops it afterwards. A missing `redis-server` fails the test:
-//! CI installs it (`.ci/run`), so skipping would hide a broken setup.
+//! port and stops it afterwards (`common::fleet`).
 
 mod common;
 
-use common::{Client, TestServer, connect_params, eventually, http_get};
+use common::fleet::{KillableGateway, Redis, free_port, gateway, in_sync, tracked};
+use common::{Client, TestServer, eventually, http_get};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// A `redis-server` child process on a free port.
-struct Redis {
-    port: u16,
-    child: Child,
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-    listener.local_addr().expect("bound").port()
-}
-
-fn redis_binary() -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|dir| dir.join("redis-server"))
-        .find(|candidate| candidate.is_file())
-        .expect(
-            "redis-server is not on PATH: the fleet tests need it \
-             (apt-get install -y redis-server; .ci/run installs it)",
-        )
-}
-
-impl Redis {
-    async fn start() -> Redis {
-        Redis::start_on(free_port()).await
-    }
-
-    async fn start_on(port: u16) -> Redis {
-        let child = Command::new(redis_binary())
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server starts");
-        let redis = Redis { port, child };
-        eventually("redis-server to accept connections", async || {
-            tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .ok()
-        })
-        .await;
-        redis
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// A fleet gateway named `node`, with a short lease.
-async fn gateway(url: &str, node: &str, ttl: Duration) -> TestServer {
-    let (url, node) = (url.to_owned(), node.to_owned());
-    TestServer::start_with(move |c| {
-        c.fleet = Some(url);
-        c.node_id = Some(node);
-        c.fleet_lease = Duration::from_secs(1);
-        c.presence_ttl = ttl;
-    })
-    .await
-}
-
-async fn in_sync(servers: &[&TestServer]) {
-    for server in servers {
-        let status = server.state.http.fleet.clone().expect("fleet mode");
-        eventually("the fleet link to come up", async || {
-            status.is_connected().then_some(())
-        })
-        .await;
-    }
-}
-
-/// A tracked client (`ui`) under `instance`.
-fn tracked(instance: &str) -> Value {
-    let mut params = connect_params("ui", &["operator.read"]);
-    params["client"]["instanceId"] = json!(instance);
-    params
-}
 
 fn row<'a>(list: &'a [Value], instance: &str) -> Option<&'a Value> {
     list.iter().find(|e| e["instanceId"] == instance)
@@ -187,25 +96,12 @@ async fn a_killed_gateway_is_marked_disconnected_within_the_lease_and_expires_wi
     let redis = Redis::start().await;
     let ttl = Duration::from_secs(4);
     let b = gateway(&redis.url(), "gw-b", ttl).await;
-    let port = free_port();
-    let mut a = Command::new(env!("CARGO_BIN_EXE_rollcall"))
-        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
-        .args(["--fleet", &redis.url(), "--node-id", "gw-a"])
-        .args(["--fleet-lease", "1s", "--presence-ttl", "4s"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the rollcall binary starts");
-    let a_addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    eventually("gateway A to listen", async || {
-        tokio::net::TcpStream::connect(a_addr).await.ok()
-    })
-    .await;
+    let mut a = KillableGateway::start(&redis.url(), "gw-a", ttl).await;
+    let a_addr = a.addr;
     let (_client, _) = Client::connect(a_addr, tracked("doomed")).await;
     let live = row_where(b.addr, "doomed", |r| r["reason"] == "connect").await;
 
-    a.kill().expect("SIGKILL");
-    let _ = a.wait();
+    a.kill();
     let killed = Instant::now();
     let marked = row_where(b.addr, "doomed", |r| r["reason"] == "disconnect").await;
     let lapse = killed.elapsed();

@@ -1,0 +1,157 @@
+//! Fleet helpers (PROTOCOL.md §8) shared by `tests/fleet.rs` and
+//! `tests/fleet_doctor.rs`: a real `redis-server` child per test, fleet
+//! gateways in-process or as the real binary (for SIGKILL), and the
+//! waits that tell when their link is up.
+//!
+//! A missing `redis-server` fails the test: CI installs it (`.ci/run`), so
+//! skipping would hide a broken setup.
+
+use super::{TestServer, connect_params, eventually};
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A `redis-server` child process on a free port.
+pub struct Redis {
+    /// Where it listens, on 127.0.0.1.
+    pub port: u16,
+    child: Child,
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    listener.local_addr().expect("bound").port()
+}
+
+fn redis_binary() -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("redis-server"))
+        .find(|candidate| candidate.is_file())
+        .expect(
+            "redis-server is not on PATH: the fleet tests need it \
+             (apt-get install -y redis-server; .ci/run installs it)",
+        )
+}
+
+impl Redis {
+    /// Starts one on a free port and waits until it accepts connections.
+    pub async fn start() -> Redis {
+        Redis::start_on(free_port()).await
+    }
+
+    /// Starts one on `port` (a restart on the port of one that stopped).
+    pub async fn start_on(port: u16) -> Redis {
+        let child = Command::new(redis_binary())
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        let redis = Redis { port, child };
+        eventually("redis-server to accept connections", async || {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .ok()
+        })
+        .await;
+        redis
+    }
+
+    /// The `--fleet` URL.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills it (idempotent).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A fleet gateway named `node`, in-process, with a 1 s lease.
+pub async fn gateway(url: &str, node: &str, ttl: Duration) -> TestServer {
+    let (url, node) = (url.to_owned(), node.to_owned());
+    TestServer::start_with(move |c| {
+        c.fleet = Some(url);
+        c.node_id = Some(node);
+        c.fleet_lease = Duration::from_secs(1);
+        c.presence_ttl = ttl;
+    })
+    .await
+}
+
+/// Waits until every server's fleet link is up.
+pub async fn in_sync(servers: &[&TestServer]) {
+    for server in servers {
+        let status = server.state.http.fleet.clone().expect("fleet mode");
+        eventually("the fleet link to come up", async || {
+            status.is_connected().then_some(())
+        })
+        .await;
+    }
+}
+
+/// A tracked client (`ui`) under `instance`.
+pub fn tracked(instance: &str) -> Value {
+    let mut params = connect_params("ui", &["operator.read"]);
+    params["client"]["instanceId"] = json!(instance);
+    params
+}
+
+/// The real `rollcall` binary as a fleet gateway named `node`, with a 1 s
+/// lease: the one way to make a gateway die without a word (SIGKILL).
+/// Dropping it kills it too, so a failing test leaves no gateway behind.
+pub struct KillableGateway {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    child: Child,
+}
+
+impl KillableGateway {
+    /// Starts it with `--presence-ttl ttl` (whole seconds) and waits until
+    /// it listens.
+    pub async fn start(url: &str, node: &str, ttl: Duration) -> KillableGateway {
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_rollcall"))
+            .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+            .args(["--fleet", url, "--node-id", node])
+            .args(["--fleet-lease", "1s"])
+            .args(["--presence-ttl", &format!("{}s", ttl.as_secs())])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the rollcall binary starts");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("an address");
+        let gateway = KillableGateway { addr, child };
+        eventually("the gateway binary to listen", async || {
+            tokio::net::TcpStream::connect(addr).await.ok()
+        })
+        .await;
+        gateway
+    }
+
+    /// SIGKILL: no disconnect is written, the lease is not released.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL");
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for KillableGateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
