@@ -267,12 +267,12 @@ async fn a_killed_gateways_client_is_gone_on_b_after_the_lease() {
     assert_eq!(count(&r, "duplicate"), 0, "{r:#}");
 }
 
-// Known bugs of the doctor in fleet mode: other gateways' own entries
-// (pinned rows) are diagnosed like client rows. These tests state what
-// should hold; run them with `cargo test --test fleet_doctor -- --ignored`.
+// Other gateways' own entries (pinned rows) are never diagnosed like client
+// rows: not gone when their gateway dies, not counted against the cap, not
+// a duplicate of a beacon that calls itself a gateway. Each of these failed
+// before snapshots carried `pinned`.
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: a lapsed gateway's own entry is listed as `gone`"]
 async fn a_killed_gateways_own_entry_is_no_finding_on_b() {
     let redis = Redis::start().await;
     let killed = kill_a_with_a_client_on_it(&redis).await;
@@ -282,7 +282,6 @@ async fn a_killed_gateways_own_entry_is_no_finding_on_b() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: other gateways' own entries count against the cap and are `next to go`"]
 async fn other_gateways_own_entries_are_not_cap_pressure() {
     let redis = Redis::start().await;
     let a = gateway(&redis.url(), "gw-a", TTL).await;
@@ -306,7 +305,6 @@ async fn other_gateways_own_entries_are_not_cap_pressure() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: a `mode gateway` beacon row on the host links to another gateway's own entry"]
 async fn a_gateway_like_beacon_is_no_duplicate_of_another_gateways_own_entry() {
     let redis = Redis::start().await;
     let a = gateway(&redis.url(), "gw-a", TTL).await;

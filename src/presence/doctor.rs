@@ -140,6 +140,10 @@ fn stale(
         .iter()
         .enumerate()
         .filter(|&(i, row)| row.live && age_ms(row, now) > limit && !elsewhere.contains(&i))
+        // Another gateway's row carries no beacon history here, so whether
+        // its client beacons to another row cannot be told: the gateway
+        // holding the connection reports it.
+        .filter(|(_, row)| !row.pinned && row.origin.last().by.kind != WriteKind::Remote)
         .filter(|(_, row)| beaconed(row) || may_beacon(row))
         .map(|(_, row)| {
             let age = age_ms(row, now);
@@ -186,7 +190,7 @@ fn is_disconnect_reason(reason: Option<&str>) -> bool {
 fn gone(rows: &[SnapshotEntry], now: Millis, ttl_ms: u64) -> Vec<Finding> {
     // List order is newest first: the most recent disconnects lead.
     rows.iter()
-        .filter(|row| !row.live && is_disconnect_reason(row.entry.reason.as_deref()))
+        .filter(|row| !row.pinned && !row.live && is_disconnect_reason(row.entry.reason.as_deref()))
         .map(|row| {
             let age = age_ms(row, now);
             let left = ttl_ms.saturating_sub(age);
@@ -210,11 +214,15 @@ fn gone(rows: &[SnapshotEntry], now: Millis, ttl_ms: u64) -> Vec<Finding> {
         .collect()
 }
 
+/// The cap counts, and evicts, only rows that are not gateways' own
+/// entries (`pinned`), like the store does.
 fn cap_report(snapshot: &Snapshot, now: Millis) -> CapReport {
     let pressure = snapshot.pressure();
-    let oldest = snapshot.entries().get(1..).and_then(<[_]>::last);
+    let mut counted = snapshot.entries().iter().filter(|row| !row.pinned);
+    let entries = counted.clone().count();
+    let oldest = counted.next_back();
     CapReport {
-        entries: snapshot.len().saturating_sub(1),
+        entries,
         max_entries: pressure.max_entries,
         evicted_recent: pressure.evicted_recent,
         expired_recent: pressure.expired_recent,

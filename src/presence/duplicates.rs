@@ -198,6 +198,8 @@ fn runs(rows: &[SnapshotEntry], field: fn(&SnapshotEntry) -> Option<&str>) -> Ve
     let mut hashed: Vec<(u64, usize)> = rows
         .iter()
         .enumerate()
+        // Gateways' own entries are never a client's duplicate.
+        .filter(|(_, row)| !row.pinned)
         .filter_map(|(i, row)| {
             let value = field(row).filter(|v| !v.trim().is_empty())?;
             let mut h = DefaultHasher::new();
@@ -284,9 +286,14 @@ fn describe(
         Cause::BeaconElsewhere { .. } => 2,
     };
     let &(suspect, _) = causes.iter().min_by_key(|(i, c)| (rank(c), *i))?;
-    // Described by the members that say most: a beacon row often names
-    // neither mode nor host, its connect row does.
-    let pick = |f: fn(&SnapshotEntry) -> Option<&str>| members.iter().find_map(|&i| f(&rows[i]));
+    // Described by the rows that are not suspect first: a beacon row names
+    // the host its text says, or none; its connect row says what the app
+    // calls itself.
+    let suspects: HashSet<usize> = causes.iter().map(|&(i, _)| i).collect();
+    let (sound, suspect_rows): (Vec<usize>, Vec<usize>) =
+        members.iter().partition(|i| !suspects.contains(i));
+    let order: Vec<usize> = sound.into_iter().chain(suspect_rows).collect();
+    let pick = |f: fn(&SnapshotEntry) -> Option<&str>| order.iter().find_map(|&i| f(&rows[i]));
     let place = match (
         pick(|r| r.entry.host.as_deref()),
         pick(|r| r.entry.ip.as_deref()),
@@ -368,8 +375,14 @@ fn fixes(rows: &[SnapshotEntry], causes: &[(usize, Cause)]) -> String {
                 rows[i].origin.key_source().explain(),
             )),
             Cause::NoStableId => out.push(format!(
-                "{} has no `instanceId` or `deviceId`: whatever wrote it sent no stable id.",
-                key(i)
+                "{} has no `instanceId` or `deviceId`, and came from {}: its client connects \
+                 without `client.instanceId` or beacons without `instanceId`; the gateway \
+                 holding it names which.",
+                key(i),
+                match rows[i].entry.gateway_id.as_deref() {
+                    Some(node) => format!("gateway {node}"),
+                    None => "another gateway or a previous run".to_owned(),
+                },
             )),
             Cause::NoConnectId => {}
         }

@@ -29,6 +29,9 @@ pub struct SnapshotEntry {
     /// A connection for this row is live: on this gateway, or on the
     /// fleet gateway named by its `gatewayId`. The self entry's is true.
     pub live: bool,
+    /// A gateway's own entry (this one's, or another fleet gateway's):
+    /// exempt from the cap, and never a client the doctor speaks of.
+    pub pinned: bool,
     /// Why the row has its key and who wrote it last. Not part of `json`:
     /// only the doctor reads it.
     pub origin: Arc<Origin>,

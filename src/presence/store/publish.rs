@@ -63,6 +63,7 @@ impl Store {
             entry: Arc::new(self.self_entry.clone()),
             json: encode(&self.self_entry),
             live: true,
+            pinned: true,
             origin: Arc::clone(&self.self_origin),
         });
         rows.extend(listed.iter().map(|&id| {
@@ -75,6 +76,7 @@ impl Store {
                     .clone()
                     .expect("every listed slot was encoded above or before"),
                 live: slot.live,
+                pinned: slot.pinned,
                 origin: Arc::clone(&slot.origin),
             }
         }));
