@@ -53,7 +53,7 @@ fn info(i: usize, instance_id: Option<String>) -> ConnectInfo {
         role: "operator".into(),
         scopes: vec!["operator.read".into()],
         instance_id,
-        conn: Some(ConnTag(i as u128 + 1)),
+        conn: Some(ConnTag::from_u128(i as u128 + 1)),
         ..ConnectInfo::default()
     }
 }
@@ -67,7 +67,13 @@ fn snapshot(entries: usize, reconnects: bool) -> Snapshot {
         let (key, patch): (Key, _) = connect(info(i, id));
         s.connect(i as u64, key.clone(), patch, at);
         if reconnects {
-            s.disconnect(i as u64, key, false, Some(ConnTag(i as u128 + 1)), at + 1);
+            s.disconnect(
+                i as u64,
+                key,
+                false,
+                Some(ConnTag::from_u128(i as u128 + 1)),
+                at + 1,
+            );
         }
     }
     s.publish(NOW)

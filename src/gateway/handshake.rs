@@ -103,7 +103,7 @@ impl Handshake<'_> {
                 return Err(self.refuse(Some((id, error)), policy("unauthorized")));
             }
         };
-        let conn_tag = ConnTag(uuid::Uuid::new_v4().as_u128());
+        let conn_tag = ConnTag::from_u128(uuid::Uuid::new_v4().as_u128());
         let conn_uuid = conn_tag.to_string();
         let mut info = connect_info(&params, &conn_uuid, &scopes, self.client_ip);
         info.conn = Some(conn_tag);

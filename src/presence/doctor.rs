@@ -405,7 +405,7 @@ mod tests {
             role: "operator".into(),
             scopes: vec!["operator.admin".into()],
             instance_id: instance_id.map(str::to_owned),
-            conn: Some(ConnTag(u128::from(conn))),
+            conn: Some(ConnTag::from_u128(u128::from(conn))),
             ..ConnectInfo::default()
         }
     }
@@ -418,12 +418,18 @@ mod tests {
 
     fn close(s: &mut Store, conn: u64, key: &str, at: Millis) {
         let key = crate::presence::Key::parse(key).unwrap();
-        s.disconnect(conn, key, false, Some(ConnTag(u128::from(conn))), at);
+        s.disconnect(
+            conn,
+            key,
+            false,
+            Some(ConnTag::from_u128(u128::from(conn))),
+            at,
+        );
     }
 
     fn send_beacon(s: &mut Store, conn: u64, input: BeaconInput, at: Millis) -> String {
         let (key, mut patch) = beacon(input, "gw");
-        patch.by.conn = Some(ConnTag(u128::from(conn)));
+        patch.by.conn = Some(ConnTag::from_u128(u128::from(conn)));
         s.upsert(key.clone(), patch, at);
         key.to_string()
     }
@@ -813,7 +819,7 @@ mod properties {
                         role: "operator".into(),
                         scopes: vec!["operator.admin".into()],
                         instance_id: id.map(|i| format!("inst-{i}")),
-                        conn: Some(ConnTag(tag)),
+                        conn: Some(ConnTag::from_u128(tag)),
                         ..ConnectInfo::default()
                     };
                     let (key, patch) = connect(info);
@@ -823,7 +829,7 @@ mod properties {
                 Op::Close { conn } => {
                     if let Some((generation, key)) = open.remove(&conn) {
                         let tag = (u128::from(conn) << 64) | u128::from(generation);
-                        s.disconnect(generation, key, false, Some(ConnTag(tag)), now);
+                        s.disconnect(generation, key, false, Some(ConnTag::from_u128(tag)), now);
                     }
                 }
                 Op::Beacon { conn, id, host } => {
@@ -839,7 +845,7 @@ mod properties {
                     };
                     let (key, mut patch) = beacon(input, "gw");
                     let tag = (u128::from(conn) << 64) | u128::from(generation);
-                    patch.by.conn = Some(ConnTag(tag));
+                    patch.by.conn = Some(ConnTag::from_u128(tag));
                     s.upsert(key, patch, now);
                 }
                 Op::Wait { secs } => now += Millis::from(secs) * 1000,
