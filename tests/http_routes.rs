@@ -300,8 +300,27 @@ async fn token_without_a_read_scope_answers_401() {
     for path in ["/v1/presence", "/v1/presence/stats", "/metrics"] {
         let reply = http_get(server.addr, path, &[("authorization", "Bearer noscope")]).await;
         assert_eq!(reply.status, 401, "{path}");
-        assert!(reply.header("www-authenticate").is_some(), "{path}");
+        let challenge = reply.header("www-authenticate").unwrap_or_default();
+        assert!(
+            challenge.contains("error=\"insufficient_scope\"")
+                && challenge.contains("scope=\"operator.read\""),
+            "{path}: {challenge}"
+        );
     }
     let response = http_open(server.addr, "/v1/presence/stream?token=noscope", &[]).await;
     assert_eq!(response.status(), 401);
+    // A wrong token and no token are told apart the same way (RFC 6750).
+    let wrong = http_get(
+        server.addr,
+        "/v1/presence",
+        &[("authorization", "Bearer nope")],
+    )
+    .await;
+    let challenge = wrong.header("www-authenticate").unwrap_or_default();
+    assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
+    let none = http_get(server.addr, "/v1/presence", &[]).await;
+    assert_eq!(
+        none.header("www-authenticate"),
+        Some("Bearer realm=\"rollcall\"")
+    );
 }

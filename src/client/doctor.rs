@@ -14,7 +14,7 @@ pub use super::doctor_report::{Cap, Finding, Report, Row, Write, render};
 use super::ws::{Target, UrlError, resolve};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, LengthLimitError, Limited};
-use hyper::header::{ACCEPT, AUTHORIZATION, HOST, HeaderValue, USER_AGENT};
+use hyper::header::{ACCEPT, AUTHORIZATION, HOST, HeaderValue, USER_AGENT, WWW_AUTHENTICATE};
 use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
@@ -224,8 +224,9 @@ pub async fn fetch(args: &DoctorArgs) -> Result<Fetched, DoctorError> {
             addr: addr.clone(),
             after: args.timeout,
         })??;
-    let (status, body) = answer;
-    check_status(status, &body, addr.clone(), args.client.token.is_some())?;
+    let (status, challenge, body) = answer;
+    let given = args.client.token.is_some();
+    check_status(status, challenge.as_deref(), &body, addr.clone(), given)?;
     let report = serde_json::from_slice(&body).map_err(|e| DoctorError::BadReport {
         addr,
         why: e.to_string(),
@@ -275,7 +276,7 @@ impl Drop for AbortOnDrop {
 async fn get(
     target: &Target,
     token: Option<HeaderValue>,
-) -> Result<(StatusCode, Bytes), DoctorError> {
+) -> Result<(StatusCode, Option<String>, Bytes), DoctorError> {
     let unreachable = |why: String| DoctorError::Unreachable {
         addr: target.addr.to_string(),
         endpoint: format!("http://{}{DOCTOR_PATH}", target.host_header),
@@ -309,6 +310,11 @@ async fn get(
         .await
         .map_err(|e| unreachable(with_sources(&e)))?;
     let status = response.status();
+    let challenge = response
+        .headers()
+        .get(WWW_AUTHENTICATE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let body = Limited::new(response.into_body(), MAX_REPORT_BYTES)
         .collect()
         .await
@@ -323,12 +329,15 @@ async fn get(
             }
         })?
         .to_bytes();
-    Ok((status, body))
+    Ok((status, challenge, body))
 }
 
-/// The error a non-200 answer means.
+/// The error a non-200 answer means. A 401's `WWW-Authenticate` challenge
+/// says `error="insufficient_scope"` when the token is known but reads
+/// nothing (RFC 6750 §3.1); older gateways only said so in the body.
 fn check_status(
     status: StatusCode,
+    challenge: Option<&str>,
     body: &[u8],
     addr: String,
     token_given: bool,
@@ -337,7 +346,10 @@ fn check_status(
     match status {
         StatusCode::OK => Ok(()),
         // The gateway says which of its two refusals it is (rest.rs).
-        StatusCode::UNAUTHORIZED if message.contains("lacks a read scope") => {
+        StatusCode::UNAUTHORIZED
+            if challenge.is_some_and(|c| c.contains("error=\"insufficient_scope\""))
+                || message.contains("lacks a read scope") =>
+        {
             Err(DoctorError::MissingScope { addr })
         }
         StatusCode::UNAUTHORIZED if !token_given => Err(DoctorError::TokenMissing { addr }),
@@ -399,6 +411,7 @@ mod tests {
         let status = |code: u16, body: &str, token: bool| {
             check_status(
                 StatusCode::from_u16(code).unwrap(),
+                None,
                 body.as_bytes(),
                 addr(),
                 token,
@@ -414,6 +427,17 @@ mod tests {
             DoctorError::TokenRefused { .. }
         ));
         assert_eq!(status(401, scope, true).exit_code(), 5);
+        // The challenge alone is enough, whatever the body says.
+        let challenge =
+            r#"Bearer realm="rollcall", error="insufficient_scope", scope="operator.read""#;
+        let by_header = check_status(
+            StatusCode::UNAUTHORIZED,
+            Some(challenge),
+            b"{}",
+            addr(),
+            true,
+        );
+        assert_eq!(by_header.unwrap_err().exit_code(), 5);
         assert_eq!(status(404, "", false).exit_code(), 6);
         let other = status(500, "boom", false);
         assert_eq!(other.exit_code(), 6);

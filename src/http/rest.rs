@@ -8,6 +8,7 @@
 use super::body::{Body, full};
 use super::context::Context;
 use super::{dashboard, sse};
+use crate::auth::AuthError;
 use crate::clock::now_millis;
 use crate::presence::Status;
 use crate::protocol::grants_read;
@@ -169,16 +170,27 @@ fn authorize<B>(
     // §8: these routes need a bearer token *with a read scope*; without
     // one they answer 401, so a valid token that grants no read scope is
     // refused the same way as a missing one (not 403).
-    let message = match state.auth.token_scopes(token) {
+    // The challenge names the refusal the way RFC 6750 §3.1 does, so a
+    // client can tell them apart without reading the message.
+    let (message, challenge) = match state.auth.token_scopes(token) {
         Ok(scopes) if grants_read(&scopes) => return None,
-        Ok(_) => "token lacks a read scope (operator.read)",
-        Err(_) => "missing or invalid bearer token",
+        Ok(_) => (
+            "token lacks a read scope (operator.read)",
+            "Bearer realm=\"rollcall\", error=\"insufficient_scope\", scope=\"operator.read\"",
+        ),
+        Err(AuthError::Missing) => (
+            "missing or invalid bearer token",
+            "Bearer realm=\"rollcall\"",
+        ),
+        Err(_) => (
+            "missing or invalid bearer token",
+            "Bearer realm=\"rollcall\", error=\"invalid_token\"",
+        ),
     };
     let mut response = error(StatusCode::UNAUTHORIZED, message);
-    response.headers_mut().insert(
-        WWW_AUTHENTICATE,
-        HeaderValue::from_static("Bearer realm=\"rollcall\""),
-    );
+    response
+        .headers_mut()
+        .insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
     Some(response)
 }
 
