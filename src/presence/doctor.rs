@@ -19,8 +19,10 @@
 use super::duplicates::{self, Group};
 use super::entry::Millis;
 use super::origin::{ConnTag, WriteKind};
+use super::pressure::Pressure;
 use super::report::{CapReport, Finding, FindingKind, MAX_KEYS_PER_FINDING, Report, RowReport};
 use super::snapshot::{Snapshot, SnapshotEntry};
+use super::source::disconnect_reason;
 use super::status::{ACTIVE_MAX_AGE, Status};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
@@ -53,8 +55,11 @@ impl Default for DoctorConfig {
 
 /// Examines `snapshot` as of `now`.
 pub fn diagnose(snapshot: &Snapshot, now: Millis, config: DoctorConfig) -> Report {
-    // The self entry is the gateway's own: never a finding.
-    let rows = snapshot.entries().get(1..).unwrap_or_default();
+    // Gateways' own entries (this one's first, then other fleet
+    // gateways') are never a client's finding, and the cap does not count
+    // them: every pass below sees only the other rows.
+    let clients: Vec<&SnapshotEntry> = snapshot.entries().iter().filter(|r| !r.pinned).collect();
+    let rows = clients.as_slice();
     let ttl_ms = snapshot.pressure().ttl_ms;
     let mut counts = BTreeMap::new();
     let mut findings = Vec::new();
@@ -73,7 +78,7 @@ pub fn diagnose(snapshot: &Snapshot, now: Millis, config: DoctorConfig) -> Repor
         stale(rows, elsewhere, now, config),
     );
     add(FindingKind::Gone, gone(rows, now, ttl_ms));
-    let cap = cap_report(snapshot, now);
+    let cap = cap_report(rows, snapshot.pressure(), now);
     add(
         FindingKind::CapPressure,
         cap_pressure(&cap).into_iter().collect(),
@@ -128,7 +133,7 @@ fn may_beacon(row: &SnapshotEntry) -> bool {
 /// row ages by design), and rows whose connection beacons to another row
 /// (`elsewhere`: the duplicate finding explains those).
 fn stale(
-    rows: &[SnapshotEntry],
+    rows: &[&SnapshotEntry],
     elsewhere: &HashSet<usize>,
     now: Millis,
     config: DoctorConfig,
@@ -143,7 +148,7 @@ fn stale(
         // Another gateway's row carries no beacon history here, so whether
         // its client beacons to another row cannot be told: the gateway
         // holding the connection reports it.
-        .filter(|(_, row)| !row.pinned && row.origin.last().by.kind != WriteKind::Remote)
+        .filter(|(_, row)| row.origin.last().by.kind != WriteKind::Remote)
         .filter(|(_, row)| beaconed(row) || may_beacon(row))
         .map(|(_, row)| {
             let age = age_ms(row, now);
@@ -183,14 +188,15 @@ fn stale(
     found.into_iter().map(|(_, f)| f).collect()
 }
 
+/// True for the `reason` a close writes (`source::disconnect_reason`).
 fn is_disconnect_reason(reason: Option<&str>) -> bool {
-    matches!(reason, Some("disconnect" | "node-disconnected"))
+    reason.is_some_and(|r| [false, true].map(disconnect_reason).contains(&r))
 }
 
-fn gone(rows: &[SnapshotEntry], now: Millis, ttl_ms: u64) -> Vec<Finding> {
+fn gone(rows: &[&SnapshotEntry], now: Millis, ttl_ms: u64) -> Vec<Finding> {
     // List order is newest first: the most recent disconnects lead.
     rows.iter()
-        .filter(|row| !row.pinned && !row.live && is_disconnect_reason(row.entry.reason.as_deref()))
+        .filter(|row| !row.live && is_disconnect_reason(row.entry.reason.as_deref()))
         .map(|row| {
             let age = age_ms(row, now);
             let left = ttl_ms.saturating_sub(age);
@@ -214,15 +220,12 @@ fn gone(rows: &[SnapshotEntry], now: Millis, ttl_ms: u64) -> Vec<Finding> {
         .collect()
 }
 
-/// The cap counts, and evicts, only rows that are not gateways' own
-/// entries (`pinned`), like the store does.
-fn cap_report(snapshot: &Snapshot, now: Millis) -> CapReport {
-    let pressure = snapshot.pressure();
-    let mut counted = snapshot.entries().iter().filter(|row| !row.pinned);
-    let entries = counted.clone().count();
-    let oldest = counted.next_back();
+/// The cap over the rows it counts (the same the store counts: not
+/// gateways' own entries); the last in list order is the next to go.
+fn cap_report(rows: &[&SnapshotEntry], pressure: Pressure, now: Millis) -> CapReport {
+    let oldest = rows.last();
     CapReport {
-        entries,
+        entries: rows.len(),
         max_entries: pressure.max_entries,
         evicted_recent: pressure.evicted_recent,
         expired_recent: pressure.expired_recent,
@@ -304,7 +307,7 @@ pub fn write_name(kind: WriteKind) -> &'static str {
     }
 }
 
-fn duplicate_findings(rows: &[SnapshotEntry], groups: &[Group], now: Millis) -> Vec<Finding> {
+fn duplicate_findings(rows: &[&SnapshotEntry], groups: &[Group], now: Millis) -> Vec<Finding> {
     groups
         .iter()
         .map(|group| {
@@ -333,7 +336,7 @@ fn duplicate_findings(rows: &[SnapshotEntry], groups: &[Group], now: Millis) -> 
 }
 
 fn row_reports(
-    rows: &[SnapshotEntry],
+    rows: &[&SnapshotEntry],
     findings: &[Finding],
     now: Millis,
 ) -> BTreeMap<String, RowReport> {
