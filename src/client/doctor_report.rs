@@ -5,7 +5,7 @@
 //! Invariant: these types require only the fields the text uses, so a newer
 //! gateway's extra fields or finding kinds still read and render.
 
-use crate::presence::human;
+use crate::presence::{self, WriteKind, human};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -43,9 +43,12 @@ pub struct Finding {
     pub kind: String,
     /// The row it is about.
     pub key: String,
-    /// Every row involved, `key` first.
+    /// The rows involved, `key` first (the gateway lists at most 20).
     #[serde(default)]
     pub keys: Vec<String>,
+    /// Rows involved beyond `keys`.
+    #[serde(default)]
+    pub more_keys: usize,
     /// What is wrong.
     pub summary: String,
     /// What to change.
@@ -191,12 +194,15 @@ fn render_kind(out: &mut String, report: &Report, kind: &str, meaning: &str) {
     let _ = writeln!(out, "\n{kind} ({count}{shown}): {meaning}");
     for finding in listed {
         let mut head = format!("`{}`", finding.key);
-        let others: Vec<String> = finding
+        let mut others: Vec<String> = finding
             .keys
             .iter()
             .filter(|k| **k != finding.key)
             .map(|k| format!("`{k}`"))
             .collect();
+        if finding.more_keys > 0 {
+            others.push(format!("and {} more", finding.more_keys));
+        }
         if !others.is_empty() {
             let _ = write!(head, " (with {})", others.join(", "));
         }
@@ -214,15 +220,13 @@ fn render_kind(out: &mut String, report: &Report, kind: &str, meaning: &str) {
     }
 }
 
-/// A write's kind as it reads in a sentence.
+/// A write's kind as it reads in a sentence (`presence::write_name`); a
+/// kind this build does not know, from a newer gateway, as it is.
 fn write_name(kind: &str) -> &str {
-    match kind {
-        "remote" => "fleet update",
-        "lapse" => "gateway lease lapsed",
-        "restore" => "restored at start",
-        "start" => "gateway start",
-        other => other,
-    }
+    use serde::de::IntoDeserializer;
+    let parsed: Result<WriteKind, serde::de::value::Error> =
+        WriteKind::deserialize(kind.to_owned().into_deserializer());
+    parsed.map_or(kind, |k| presence::write_name(k))
 }
 
 fn write_line(write: &Write, now: i64) -> String {
@@ -319,6 +323,13 @@ mod tests {
 
     const NOW: i64 = 1_000_000;
 
+    #[test]
+    fn write_kinds_read_as_the_gateway_names_them() {
+        assert_eq!(write_name("lapse"), "gateway lease lapsed");
+        assert_eq!(write_name("connect"), "connect");
+        assert_eq!(write_name("from-a-newer-gateway"), "from-a-newer-gateway");
+    }
+
     fn sample() -> Report {
         let body = json!({
             "generatedAt": NOW, "version": 42, "entries": 3,
@@ -358,6 +369,10 @@ mod tests {
         );
         assert!(text.contains("\nduplicate (1): "), "{text}");
         assert!(text.contains("  - `new` (with `old`), 1s old\n"), "{text}");
+        let mut more = sample();
+        more.findings[0].more_keys = 3;
+        more.findings[0].keys[1] = "old".into();
+        assert!(render(&more).contains("  - `new` (with `old`, and 3 more), 1s old\n"));
         assert!(text.contains("    fix: Send a stable id.\n"), "{text}");
         assert!(
             text.contains("  - `old`, 30s old, removed in 4m 30s\n"),

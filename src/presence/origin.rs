@@ -98,7 +98,7 @@ impl KeySource {
 }
 
 /// What kind of write touched a row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum WriteKind {
     /// A tracked connection's handshake.
