@@ -5,7 +5,8 @@
 
 mod common;
 
-use common::{Client, TestServer, connect_params, eventually, http_get};
+use common::doctor::{count, report, report_until, the_finding};
+use common::{Client, TestServer, connect_params, http_get};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::process::Output;
@@ -71,45 +72,6 @@ async fn doctor_json(server: &TestServer, code: i32) -> Value {
     serde_json::from_slice(&out.stdout).expect("--json prints the report as JSON")
 }
 
-/// The report from the HTTP route.
-async fn report(server: &TestServer) -> Value {
-    let reply = http_get(server.addr, "/v1/presence/doctor", &[]).await;
-    assert_eq!(reply.status, 200, "{}", reply.body);
-    assert_eq!(reply.header("content-type"), Some("application/json"));
-    reply.json()
-}
-
-/// Polls the route until `done` holds for its report.
-async fn report_until(server: &TestServer, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-    eventually(what, async || {
-        let r = report(server).await;
-        done(&r).then_some(r)
-    })
-    .await
-}
-
-fn count(report: &Value, kind: &str) -> u64 {
-    report["counts"][kind]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no count for {kind}: {report:#}"))
-}
-
-fn findings<'a>(report: &'a Value, kind: &str) -> Vec<&'a Value> {
-    report["findings"]
-        .as_array()
-        .expect("findings is an array")
-        .iter()
-        .filter(|f| f["kind"] == kind)
-        .collect()
-}
-
-fn the_finding<'a>(report: &'a Value, kind: &str) -> &'a Value {
-    match findings(report, kind)[..] {
-        [one] => one,
-        _ => panic!("expected one {kind} finding: {report:#}"),
-    }
-}
-
 fn keys(finding: &Value) -> Vec<&str> {
     finding["keys"]
         .as_array()
@@ -143,12 +105,12 @@ async fn reconnect_without_instance_id_is_a_duplicate_and_leaves_a_gone_row() {
     let (first, hello) = Client::connect(server.addr, params.clone()).await;
     let old = conn_id(&hello);
     first.close().await;
-    report_until(&server, "the first row gone", |r| count(r, "gone") == 1).await;
+    report_until(server.addr, "the first row gone", |r| count(r, "gone") == 1).await;
     let (_second, hello) = Client::connect(server.addr, params).await;
     let new = conn_id(&hello);
     assert_ne!(old, new);
 
-    let r = report_until(&server, "a duplicate", |r| count(r, "duplicate") == 1).await;
+    let r = report_until(server.addr, "a duplicate", |r| count(r, "duplicate") == 1).await;
     let dup = the_finding(&r, "duplicate");
     assert_eq!(dup["key"], new.as_str(), "the newer row is the suspect");
     assert_eq!(keys(dup), [new.as_str(), old.as_str()]);
@@ -203,7 +165,7 @@ async fn beacons_with_another_instance_id_are_a_duplicate_of_the_connect_row() {
         .beacon(json!({"text": "studio is here", "instanceId": "mac-2"}))
         .await;
 
-    let r = report_until(&server, "a duplicate", |r| count(r, "duplicate") == 1).await;
+    let r = report_until(server.addr, "a duplicate", |r| count(r, "duplicate") == 1).await;
     let dup = the_finding(&r, "duplicate");
     assert_eq!(dup["key"], "mac-2");
     assert_eq!(keys(dup), ["mac-2", "mac-1"]);
@@ -262,12 +224,12 @@ async fn a_silent_open_connection_is_stale_connected_then_gone_once_closed() {
     let params = ui_params(json!({"instanceId": "quiet-1", "displayName": "quiet"}));
     let (client, hello) = Client::connect(server.addr, params).await;
     let conn = conn_id(&hello);
-    let fresh = report(&server).await;
+    let fresh = report(server.addr).await;
     if started.elapsed() < Duration::from_millis(900) {
         assert_eq!(count(&fresh, "stale-connected"), 0, "{fresh:#}");
     }
 
-    let r = report_until(&server, "stale-connected", |r| {
+    let r = report_until(server.addr, "stale-connected", |r| {
         count(r, "stale-connected") == 1
     })
     .await;
@@ -290,7 +252,7 @@ async fn a_silent_open_connection_is_stale_connected_then_gone_once_closed() {
     assert!(flat(&text).contains("Make the client send a `system-event` beacon"));
 
     client.close().await;
-    let r = report_until(&server, "gone instead of stale", |r| {
+    let r = report_until(server.addr, "gone instead of stale", |r| {
         count(r, "gone") == 1 && count(r, "stale-connected") == 0
     })
     .await;
@@ -307,11 +269,11 @@ async fn a_disconnect_is_gone_until_the_ttl() {
     let params = ui_params(json!({"instanceId": "left-1", "displayName": "left"}));
     let (client, hello) = Client::connect(server.addr, params).await;
     let conn = conn_id(&hello);
-    let before = report(&server).await;
+    let before = report(server.addr).await;
     assert_eq!(before["findings"], json!([]), "{before:#}");
     client.close().await;
 
-    let r = report_until(&server, "a gone row", |r| count(r, "gone") == 1).await;
+    let r = report_until(server.addr, "a gone row", |r| count(r, "gone") == 1).await;
     let gone = the_finding(&r, "gone");
     assert_eq!(gone["key"], "left-1");
     let ttl = r["cap"]["ttlMs"].as_u64().unwrap();
@@ -349,7 +311,7 @@ async fn a_full_cap_evicting_rows_is_cap_pressure() {
             ui_params(json!({"instanceId": format!("cap-{n}"), "displayName": format!("box-{n}")}));
         clients.push(Client::connect(server.addr, params).await.0);
     }
-    let r = report_until(&server, "two evictions", |r| {
+    let r = report_until(server.addr, "two evictions", |r| {
         r["cap"]["evictedRecent"].as_u64() >= Some(2)
     })
     .await;
@@ -400,7 +362,7 @@ async fn a_clean_gateway_exits_zero_and_says_so() {
     client
         .beacon(json!({"text": "still here", "instanceId": "good-1"}))
         .await;
-    let r = report(&server).await;
+    let r = report(server.addr).await;
     assert_eq!(r["findings"], json!([]), "{r:#}");
     assert_eq!(r["entries"], 2);
 
@@ -421,7 +383,7 @@ async fn a_clean_gateway_exits_zero_and_says_so() {
 
     // The same gateway with a finding exits 1.
     client.close().await;
-    report_until(&server, "a gone row", |r| count(r, "gone") == 1).await;
+    report_until(server.addr, "a gone row", |r| count(r, "gone") == 1).await;
     doctor_text(&server, 1).await;
 }
 
@@ -580,7 +542,7 @@ async fn a_read_only_client_that_never_beacons_is_not_stale() {
         .await;
     // The admin client beaconed once and went quiet: stale. The read-only
     // watcher cannot beacon and never did: its row ages by design.
-    let r = report_until(&server, "the admin row stale", |r| {
+    let r = report_until(server.addr, "the admin row stale", |r| {
         count(r, "stale-connected") >= 1
     })
     .await;

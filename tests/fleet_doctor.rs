@@ -12,8 +12,9 @@
 
 mod common;
 
+use common::doctor::{count, findings, report, report_until};
 use common::fleet::{KillableGateway, Redis, gateway, in_sync, tracked};
-use common::{Client, TestServer, connect_params, eventually, http_get};
+use common::{Client, TestServer, connect_params, http_get};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -21,37 +22,6 @@ use std::time::{Duration, Instant};
 
 /// Long enough that nothing expires while a test runs.
 const TTL: Duration = Duration::from_secs(300);
-
-/// The doctor's report from `addr`.
-async fn report(addr: SocketAddr) -> Value {
-    let reply = http_get(addr, "/v1/presence/doctor", &[]).await;
-    assert_eq!(reply.status, 200, "{}", reply.body);
-    reply.json()
-}
-
-/// Polls `addr`'s doctor until `done` holds for its report.
-async fn report_until(addr: SocketAddr, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-    eventually(what, async || {
-        let r = report(addr).await;
-        done(&r).then_some(r)
-    })
-    .await
-}
-
-fn count(report: &Value, kind: &str) -> u64 {
-    report["counts"][kind]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no count for {kind}: {report:#}"))
-}
-
-fn findings<'a>(report: &'a Value, kind: &str) -> Vec<&'a Value> {
-    report["findings"]
-        .as_array()
-        .expect("findings is an array")
-        .iter()
-        .filter(|f| f["kind"] == kind)
-        .collect()
-}
 
 /// The keys a finding names, as a set.
 fn keys(finding: &Value) -> BTreeSet<&str> {
