@@ -3,8 +3,9 @@
 //! gateways in-process or as the real binary (for SIGKILL), and the
 //! waits that tell when their link is up.
 //!
-//! A missing `redis-server` fails the test: CI installs it (`.ci/run`), so
-//! skipping would hide a broken setup.
+//! A missing `redis-server` fails the test with one line saying how to get
+//! it (the README's test command, `bash .ci/test`, installs it): skipping
+//! would hide a broken setup.
 
 use super::{TestServer, connect_params, eventually};
 use serde_json::{Value, json};
@@ -26,15 +27,21 @@ pub fn free_port() -> u16 {
     listener.local_addr().expect("bound").port()
 }
 
+/// The one line a test fails with when `redis-server` is missing.
+pub const REDIS_MISSING: &str = "redis-server is not installed: run the tests with \
+     `bash .ci/test` (it installs it), or `sudo apt-get install -y redis-server`";
+
+/// `redis-server` on `PATH`. A missing one fails the calling test with
+/// [`REDIS_MISSING`], one line.
 fn redis_binary() -> PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
+    let found = std::env::split_paths(&path)
         .map(|dir| dir.join("redis-server"))
-        .find(|candidate| candidate.is_file())
-        .expect(
-            "redis-server is not on PATH: the fleet tests need it \
-             (apt-get install -y redis-server; .ci/run installs it)",
-        )
+        .find(|candidate| candidate.is_file());
+    match found {
+        Some(binary) => binary,
+        None => panic!("{REDIS_MISSING}"),
+    }
 }
 
 impl Redis {
