@@ -1,4 +1,4 @@
-//! Token checks and grants (PROTOCOL.md §3.6), shared by the WebSocket
+//! Token checks and grants (docs/protocol.md §3.9), shared by the WebSocket
 //! handshake and the HTTP routes.
 //!
 //! Tokens are compared in constant time without revealing their length:

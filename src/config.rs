@@ -15,7 +15,7 @@ use thiserror::Error;
 pub const DEFAULT_BIND: &str = "127.0.0.1:18789";
 /// OpenClaw closes connections that have not said `connect` by then.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// "A few seconds" (PROTOCOL.md §3.2): a real client sends its request
+/// "A few seconds" (docs/protocol.md §3.2): a real client sends its request
 /// head in one segment, and a dashboard re-opens an idle connection cheaply.
 pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections that may wait for their first request at once: far more
@@ -24,11 +24,11 @@ pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_MAX_WAITING_CONNECTIONS: usize = 1024;
 /// OpenClaw's `policy.tickIntervalMs`.
 pub const DEFAULT_TICK_INTERVAL: Duration = Duration::from_secs(30);
-/// At most one `presence` event per this interval (PROTOCOL.md §7).
+/// At most one `presence` event per this interval (docs/protocol.md §7).
 pub const DEFAULT_COALESCE: Duration = Duration::from_millis(100);
 /// OpenClaw's `policy.maxPayload`: the largest frame after the handshake.
 pub const DEFAULT_MAX_PAYLOAD: usize = 1024 * 1024;
-/// The largest frame before the handshake completes (PROTOCOL.md §3.2).
+/// The largest frame before the handshake completes (docs/protocol.md §3.2).
 pub const PRE_AUTH_MAX_PAYLOAD: usize = 64 * 1024;
 /// OpenClaw's `policy.maxBufferedBytes`: unsent bytes before events drop.
 pub const DEFAULT_MAX_BUFFERED_BYTES: usize = 8 * 1024 * 1024;

@@ -3,7 +3,7 @@
 //!
 //! It keeps one bounded map of who is connected to a gateway and what each
 //! instance last reported, and serves it to dashboards. The wire protocol
-//! and the presence semantics are specified in `shared/PROTOCOL.md`.
+//! and the presence semantics are specified in `docs/protocol.md`.
 //!
 //! # How do I use it?
 //!

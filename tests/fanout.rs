@@ -1,4 +1,4 @@
-//! Fan-out at fleet scale (PROTOCOL.md §7): full lists paced to the
+//! Fan-out at fleet scale (docs/protocol.md §7): full lists paced to the
 //! fan-out budget, resumable deltas (`presenceSince`), and handshakes that
 //! stay prompt while a fan-out storm runs.
 

@@ -1,4 +1,4 @@
-//! Fleet mode (PROTOCOL.md §8) and warm restarts, end to end: real
+//! Fleet mode (docs/protocol.md §8) and warm restarts, end to end: real
 //! gateways (in-process, and the real binary where one must die by
 //! SIGKILL), a real `redis-server` child per test, real WebSocket and HTTP
 //! clients.

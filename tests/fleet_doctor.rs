@@ -1,4 +1,4 @@
-//! The doctor (`GET /v1/presence/doctor`) in fleet mode (PROTOCOL.md §8),
+//! The doctor (`GET /v1/presence/doctor`) in fleet mode (docs/protocol.md §8),
 //! end to end: a real `redis-server` child per test, real fleet gateways
 //! (in-process, and the real binary where one must die by SIGKILL), real
 //! WebSocket and HTTP clients.
@@ -256,7 +256,7 @@ async fn other_gateways_own_entries_are_not_cap_pressure() {
     let redis = Redis::start().await;
     let a = gateway(&redis.url(), "gw-a", TTL).await;
     let url = redis.url();
-    // The cap exempts A's own entry (PROTOCOL.md §5.4): B holds two client
+    // The cap exempts A's own entry (docs/protocol.md §5.4): B holds two client
     // rows before it evicts anything.
     let b = TestServer::start_with(move |c| {
         c.fleet = Some(url);

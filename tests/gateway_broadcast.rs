@@ -1,4 +1,4 @@
-//! Broadcasts through the real server (PROTOCOL.md §7): who gets presence
+//! Broadcasts through the real server (docs/protocol.md §7): who gets presence
 //! events, coalescing, `seq` and `stateVersion`, `presence.delta`, ticks,
 //! slow consumers and graceful shutdown.
 

@@ -1,4 +1,4 @@
-//! The handshake and frame rules (PROTOCOL.md §1–§3) against the real
+//! The handshake and frame rules (docs/protocol.md §1–§3) against the real
 //! server: the challenge, the first-frame rules, size and type limits,
 //! protocol negotiation, params validation, tokens and scopes, the
 //! `hello-ok` shape, and bad frames after the handshake.

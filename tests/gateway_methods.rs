@@ -1,4 +1,4 @@
-//! The methods (PROTOCOL.md §4) against the real server: scopes, payload
+//! The methods (docs/protocol.md §4) against the real server: scopes, payload
 //! shapes and read-your-writes.
 
 mod common;

@@ -1,4 +1,4 @@
-//! Presence entries through the real server (PROTOCOL.md §5): the connect
+//! Presence entries through the real server (docs/protocol.md §5): the connect
 //! upsert, keys, merges, beacons and their limits, the `Node:` text, the
 //! loopback and trusted-proxy rules, disconnects, TTL and the cap.
 
@@ -506,7 +506,7 @@ async fn node_connect_and_disconnect_reasons() {
     );
     params["role"] = json!("node");
     let (node, hello) = Client::connect(server.addr, params).await;
-    // A node may not read presence, so its hello carries no list (§3.7).
+    // A node may not read presence, so its hello carries no list (§3.10).
     assert_eq!(hello["snapshot"]["presence"], json!([]), "{hello}");
     let list = observer
         .presence_until(|list| entry_with(list, "host", "n1").is_some())

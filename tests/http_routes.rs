@@ -1,4 +1,4 @@
-//! Plain HTTP on the gateway's port (PROTOCOL.md §8): health, the presence
+//! Plain HTTP on the gateway's port (docs/protocol.md §9): health, the presence
 //! REST routes with ETags, stats, Server-Sent Events, metrics, bearer auth
 //! and unknown routes.
 

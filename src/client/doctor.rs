@@ -1,5 +1,5 @@
 //! `rollcall doctor`: asks a gateway's doctor what is wrong with its
-//! presence rows (`GET /v1/presence/doctor`, PROTOCOL.md §9) over plain
+//! presence rows (`GET /v1/presence/doctor`, docs/protocol.md §9) over plain
 //! HTTP on the host and port of `--url`, and turns the report into text for
 //! a person at a terminal (`doctor_report.rs` reads and renders it). Like
 //! `rollcall presence` it prints nothing itself: the binary prints what
@@ -23,7 +23,7 @@ use thiserror::Error;
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
-/// The route of the doctor's report (PROTOCOL.md §9).
+/// The route of the doctor's report (docs/protocol.md §9).
 pub const DOCTOR_PATH: &str = "/v1/presence/doctor";
 
 /// Exit status when the report has findings; errors use 2 and up.

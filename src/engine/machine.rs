@@ -68,7 +68,7 @@ impl Machine for PresenceMachine {
     fn apply(&mut self, event: Event, now: Millis) {
         // Outcomes other than Applied write nothing, by design: a reserved
         // key is refused before it is queued, and a superseded close is a
-        // no-op (PROTOCOL.md §5.1).
+        // no-op (docs/protocol.md §5.1).
         let _ = match event {
             Event::Connect { conn, key, patch } => self.store.connect(conn, key, patch, now),
             Event::Disconnect {

@@ -1,4 +1,4 @@
-//! Fleet mode and warm restarts (PROTOCOL.md §8): several gateways share
+//! Fleet mode and warm restarts (docs/protocol.md §8): several gateways share
 //! one presence view through Redis or Valkey, and a restarted gateway shows
 //! what it held (from Redis in a fleet, else from a state file).
 //!

@@ -1,4 +1,4 @@
-//! The client IP of a connection (PROTOCOL.md §5.3): the socket peer,
+//! The client IP of a connection (docs/protocol.md §5.3): the socket peer,
 //! unless the peer is a trusted proxy, in which case the right-most
 //! `X-Forwarded-For` hop that is not itself a trusted proxy.
 

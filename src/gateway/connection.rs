@@ -12,7 +12,7 @@
 //!   RFC 6455 §5 rules (`protocol::ws`) and the message limit, so a header
 //!   alone never makes the reader allocate more than the limit.
 //! - Every broadcast event is numbered with the connection's next `seq` as
-//!   it is written: 1, 2, 3, … with no gaps (PROTOCOL.md §2).
+//!   it is written: 1, 2, 3, … with no gaps (docs/protocol.md §2).
 
 use super::outbox::{Out, Receiver};
 use super::render::Renderer;

@@ -1,4 +1,4 @@
-//! The handshake (PROTOCOL.md §3): the challenge, validation of the first
+//! The handshake (docs/protocol.md §3): the challenge, validation of the first
 //! message as `connect`, auth and scopes, the connect upsert, and `hello-ok`.
 //!
 //! Invariants: a refused handshake answers only a request-shaped frame,
@@ -177,7 +177,7 @@ impl Handshake<'_> {
     /// Queues `hello-ok` and registers for broadcasts so that no broadcast
     /// newer than the hello's snapshot is missed (see `Registry::join`).
     /// The list is shown only to a connection that may read presence
-    /// (§3.7); a delta client resuming from a version the log covers gets
+    /// (§3.10); a delta client resuming from a version the log covers gets
     /// none either, and a merged delta instead.
     async fn send_hello(&self, parts: &HelloParts<'_>, session: &Session, feed: PresenceFeed) {
         // A hello carrying the list waits for its share of the budget for

@@ -5,7 +5,7 @@
 //! reply that finds the budget already exceeded fails ([`SlowConsumer`]),
 //! and the connection is closed. Broadcasts are never refused and never
 //! pile up: each kind has one slot, and a newer event replaces an unsent one
-//! (latest wins, PROTOCOL.md §7). A queued marker keeps the slot's place in
+//! (latest wins, docs/protocol.md §7). A queued marker keeps the slot's place in
 //! the order; the writer takes whatever the slot holds when the marker's
 //! turn comes, and numbers it then, so `seq` has no gaps. Pongs are
 //! conflated the same way: at most one is pending, answering the latest

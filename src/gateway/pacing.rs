@@ -1,4 +1,4 @@
-//! Pacing of full-list fan-out (PROTOCOL.md §7): full lists go out no more
+//! Pacing of full-list fan-out (docs/protocol.md §7): full lists go out no more
 //! often than their egress budget allows. The broadcaster records each
 //! decision in the metrics, where `health` also reads it.
 //!

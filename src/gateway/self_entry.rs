@@ -1,4 +1,4 @@
-//! The gateway's own presence entry (PROTOCOL.md §5.1, "Self entry").
+//! The gateway's own presence entry (docs/protocol.md §5.1, "Self entry").
 
 use crate::presence::Entry;
 

@@ -1,4 +1,4 @@
-//! One WebSocket connection's life (PROTOCOL.md §3, §4): the challenge,
+//! One WebSocket connection's life (docs/protocol.md §3, §4): the challenge,
 //! the handshake under its timeout, then requests until the socket closes,
 //! then the disconnect.
 //!

@@ -1,4 +1,4 @@
-//! Plain HTTP on the gateway's port (PROTOCOL.md §8): the dashboard, REST,
+//! Plain HTTP on the gateway's port (docs/protocol.md §9): the dashboard, REST,
 //! Server-Sent Events and metrics.
 
 mod body;

@@ -167,7 +167,7 @@ fn authorize<B>(
         })
         .map(str::trim);
     let token = bearer.or(query_token);
-    // §8: these routes need a bearer token *with a read scope*; without
+    // §9: these routes need a bearer token *with a read scope*; without
     // one they answer 401, so a valid token that grants no read scope is
     // refused the same way as a missing one (not 403).
     // The challenge names the refusal the way RFC 6750 §3.1 does, so a

@@ -1,4 +1,4 @@
-//! Server-Sent Events (`GET /v1/presence/stream`, PROTOCOL.md §9): the
+//! Server-Sent Events (`GET /v1/presence/stream`, docs/protocol.md §9): the
 //! feed the broadcaster publishes into, and the stream each reader gets.
 //!
 //! Invariants: the feed holds only the latest list (a `watch` channel), so a

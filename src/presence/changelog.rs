@@ -1,6 +1,6 @@
 //! A bounded log of which keys changed between recent presence versions,
 //! so a `presence.delta` client can be brought from any recent version to
-//! the current one in one merged delta (PROTOCOL.md §7, `presenceSince`),
+//! the current one in one merged delta (docs/protocol.md §7, `presenceSince`),
 //! at O(changes) rather than O(list).
 //!
 //! Invariants: records are contiguous (each starts where the last ended);

@@ -1,5 +1,5 @@
 //! What changed between two snapshots: the rows written and the keys
-//! removed, for `presence.delta` (PROTOCOL.md §7).
+//! removed, for `presence.delta` (docs/protocol.md §7).
 //!
 //! Invariant: a row counts as written when its allocation differs between
 //! the snapshots (unchanged rows share their `Arc` across publishes), so the

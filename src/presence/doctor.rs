@@ -40,7 +40,7 @@ const NEARLY_FULL_PERCENT: usize = 90;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DoctorConfig {
     /// A connected row not written for longer than this is
-    /// `stale-connected`. Default: the Idle threshold (PROTOCOL.md §6), the
+    /// `stale-connected`. Default: the Idle threshold (docs/protocol.md §6), the
     /// age at which the dashboard stops showing the row as Active.
     pub stale_after: Duration,
 }
@@ -118,7 +118,7 @@ fn last_conn(row: &SnapshotEntry) -> Option<(ConnTag, WriteKind)> {
         .find_map(|w| Some((w.by.conn?, w.by.kind)))
 }
 
-/// The scope `system-event` needs from an operator (PROTOCOL.md §4).
+/// The scope `system-event` needs from an operator (docs/protocol.md §4).
 const BEACON_SCOPE: &str = "operator.admin";
 
 /// True if the row's writers may send `system-event` (§4): a node, or an

@@ -13,7 +13,7 @@ use std::net::IpAddr;
 pub use crate::clock::Millis;
 
 /// One row of the presence list. Field order is the wire order of
-/// PROTOCOL.md §5; `ts` is last, which lets a snapshot refresh the self
+/// docs/protocol.md §5; `ts` is last, which lets a snapshot refresh the self
 /// entry's `ts` by splicing digits instead of re-encoding it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
@@ -61,7 +61,7 @@ pub struct Entry {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub scopes: Vec<String>,
     /// **(rollcall)** Node id of the fleet gateway holding the live
-    /// connection (PROTOCOL.md §8). Only set in fleet mode, so a lone
+    /// connection (docs/protocol.md §8). Only set in fleet mode, so a lone
     /// gateway's rows are unchanged; the store stamps it, never a client.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gateway_id: Option<String>,

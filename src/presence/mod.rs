@@ -1,4 +1,4 @@
-//! Presence semantics (PROTOCOL.md §5, §6, §8): pure, deterministic, no I/O.
+//! Presence semantics (docs/protocol.md §5, §6, §8): pure, deterministic, no I/O.
 
 mod changelog;
 mod diff;

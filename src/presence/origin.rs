@@ -16,7 +16,7 @@ use std::fmt;
 /// that a 100k-row fleet view pays about 18 MB for it.
 pub const RECENT_WRITES: usize = 4;
 
-/// Where a write's key came from (PROTOCOL.md §5.1, §5.2), in the order of
+/// Where a write's key came from (docs/protocol.md §5.1, §5.2), in the order of
 /// precedence a connect or beacon applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]

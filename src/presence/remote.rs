@@ -1,5 +1,5 @@
 //! Rows that come from elsewhere than this gateway's own connections: other
-//! gateways of a fleet (PROTOCOL.md §8) and a previous run of this one (warm
+//! gateways of a fleet (docs/protocol.md §8) and a previous run of this one (warm
 //! restart). Pure: the types the engine carries to the store, and the rule
 //! that decides which gateway's row a key shows.
 //!

@@ -83,7 +83,7 @@ pub struct RowReport {
     pub key_explained: &'static str,
     /// A connection for it is open (here or on its fleet gateway).
     pub live: bool,
-    /// Active, Idle or Stale (PROTOCOL.md §6).
+    /// Active, Idle or Stale (docs/protocol.md §6).
     pub status: &'static str,
     /// Its `ts`, as the list shows it: how a page matches the row to a
     /// list entry, which carries no key.

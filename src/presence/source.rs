@@ -1,5 +1,5 @@
 //! Turning what clients say into keyed patches: the connect upsert, the
-//! disconnect mark and the `system-event` beacon (PROTOCOL.md §5.1, §5.2).
+//! disconnect mark and the `system-event` beacon (docs/protocol.md §5.1, §5.2).
 //!
 //! These are pure functions: the connection task calls them before it
 //! queues an event, so the writer thread only merges.

@@ -1,4 +1,4 @@
-//! Active / Idle / Stale, derived from an entry's age alone (PROTOCOL.md §6).
+//! Active / Idle / Stale, derived from an entry's age alone (docs/protocol.md §6).
 
 use super::entry::Millis;
 use std::time::Duration;

@@ -1,5 +1,5 @@
 //! The presence store: one map from key to entry, with TTL, a cap and the
-//! reserved self entry (PROTOCOL.md §5). Pure and deterministic: the caller
+//! reserved self entry (docs/protocol.md §5). Pure and deterministic: the caller
 //! passes `now`; nothing here reads a clock or does I/O.
 //!
 //! Rows live in a slab (`slots`), so the expiry order and the last list

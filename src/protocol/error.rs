@@ -134,7 +134,7 @@ impl ErrorShape {
     }
 
     /// `INVALID_REQUEST` `unauthorized` with `{"code": CODE}`: a missing or
-    /// wrong token, or a role the token does not grant (§3.6). OpenClaw
+    /// wrong token, or a role the token does not grant (§3.9). OpenClaw
     /// clients read the code to stop retrying and ask for a token.
     pub fn unauthorized(code: &str) -> Self {
         Self::invalid_request("unauthorized").with_details(json!({ "code": code }))

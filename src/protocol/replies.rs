@@ -1,4 +1,4 @@
-//! The replies rollcall renders itself: `hello-ok` (§3.7), `health` and the
+//! The replies rollcall renders itself: `hello-ok` (§3.10), `health` and the
 //! `system-event` acknowledgement (§4). Pure encoders.
 //!
 //! Invariant: every reply is one `res` frame whose payload is one JSON

@@ -1,5 +1,5 @@
 //! Every encoder's output parses as JSON and carries the fields
-//! PROTOCOL.md names for it (§2, §3.1, §3.7, §4, §7, §9).
+//! docs/protocol.md names for it (§2, §3.1, §3.10, §4, §7, §9).
 
 use super::*;
 use proptest::prelude::*;

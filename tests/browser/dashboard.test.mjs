@@ -2,7 +2,7 @@
 //
 // Starts the real `rollcall serve` binary on a free loopback port, drives
 // Debian's chromium through playwright-core, and sends presence over the real
-// WebSocket handshake (PROTOCOL.md §3, §5.2). Run with `node --test` (see run.sh).
+// WebSocket handshake (docs/protocol.md §3, §5.2). Run with `node --test` (see run.sh).
 //
 // Env: ROLLCALL_BIN (default ../../target/debug/rollcall relative to this file),
 // CHROMIUM (default /usr/bin/chromium). Screenshots go to ./artifacts/ (gitignored).

@@ -1,4 +1,4 @@
-//! Fleet helpers (PROTOCOL.md §8) shared by `tests/fleet.rs` and
+//! Fleet helpers (docs/protocol.md §8) shared by `tests/fleet.rs` and
 //! `tests/fleet_doctor.rs`: a real `redis-server` child per test, fleet
 //! gateways in-process or as the real binary (for SIGKILL), and the
 //! waits that tell when their link is up.

@@ -1,6 +1,6 @@
 //! Shared helpers for the integration tests: the real server started
 //! in-process on `127.0.0.1:0`, a real WebSocket client that speaks the
-//! gateway protocol, and a small HTTP/1.1 client for the §8 routes.
+//! gateway protocol, and a small HTTP/1.1 client for the §9 routes.
 //!
 //! Every wait is bounded by [`TIMEOUT`]: a test that would hang fails with
 //! a message naming what it was waiting for instead.

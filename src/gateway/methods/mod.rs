@@ -1,4 +1,4 @@
-//! The methods a connection may call after the handshake (PROTOCOL.md §4),
+//! The methods a connection may call after the handshake (docs/protocol.md §4),
 //! one file each; [`dispatch`] maps a request to its reply.
 
 mod dispatch;
