@@ -23,7 +23,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// OpenClaw's cap: the size every list has in practice.
 const ENTRIES: usize = 200;
-/// The write load the README's "reads slowed ≤ 2x" target is quoted at.
+/// The write load benches/README.md's "reads slowed ≤ 2x" target is quoted at.
 const WRITE_RATE: f64 = 1_000_000.0;
 
 /// The measured read: load the current snapshot and touch its bytes.

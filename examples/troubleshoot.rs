@@ -1,4 +1,4 @@
-//! Reproduces the README's "Troubleshooting" walkthrough against a running
+//! Reproduces the walkthrough in `docs/troubleshooting.md` against a running
 //! gateway, with real WebSocket clients that each make one classic mistake:
 //!
 //! - "Ada's Mac" (`ui`) connects without `client.instanceId`, drops its

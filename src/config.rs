@@ -35,7 +35,7 @@ pub const DEFAULT_MAX_BUFFERED_BYTES: usize = 8 * 1024 * 1024;
 /// Enough for a large fleet on one box; the OS file limit is the real cap.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 200_000;
 /// Full-list fan-out budget, bytes per second. Measured on a 2-core
-/// machine (README, "Fan-out"): above it, handshakes during a ramp of
+/// machine (benches/README.md, "Fan-out"): above it, handshakes during a ramp of
 /// `ui` watchers slow down; below it, lists reach watchers later than they
 /// need to.
 pub const DEFAULT_FANOUT_BUDGET: u64 = 256 * 1024 * 1024;

@@ -153,7 +153,7 @@
 //!   other fleet gateways (their rows read "written elsewhere").
 //! - **Two tasks per connection.** The read half and the write half each get
 //!   a task, so a socket that does not read never blocks reading. That costs
-//!   memory per idle connection (see the README's performance section).
+//!   memory per idle connection (see `benches/README.md`).
 #![warn(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 

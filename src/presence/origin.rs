@@ -306,7 +306,7 @@ mod tests {
 
     #[test]
     fn an_origin_stays_small() {
-        // The README and RECENT_WRITES promise this much per row.
+        // benches/README.md and RECENT_WRITES promise this much per row.
         assert_eq!(std::mem::size_of::<Write>(), 32);
         assert!(std::mem::size_of::<Origin>() <= 168);
     }
