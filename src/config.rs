@@ -162,6 +162,16 @@ pub struct ServeConfig {
     #[arg(long = "trusted-proxy", env = "ROLLCALL_TRUSTED_PROXY", value_delimiter = ',', value_parser = parse_net)]
     pub trusted_proxies: Vec<IpNet>,
 
+    /// Browser origin allowed to connect and call HTTP (`https://host:port`,
+    /// or `*` for any), repeatable. The gateway's own page and loopback
+    /// pages (for a client on loopback) need none (PROTOCOL.md §3 step 6).
+    #[arg(
+        long = "allowed-origin",
+        env = "ROLLCALL_ALLOWED_ORIGIN",
+        value_delimiter = ','
+    )]
+    pub allowed_origins: Vec<String>,
+
     /// Most concurrent connections (HTTP and WebSocket); more wait in the
     /// kernel's accept backlog.
     #[arg(long, env = "ROLLCALL_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS)]
@@ -269,6 +279,9 @@ pub enum ConfigError {
     /// `--fleet` is not a Redis URL.
     #[error("--fleet {0:?} is not a redis:// URL")]
     FleetUrl(String),
+    /// An `--allowed-origin` that is not `scheme://host[:port]` or `*`.
+    #[error("--allowed-origin {0:?} is not an origin (scheme://host[:port], or *)")]
+    AllowedOrigin(String),
     /// A limit that makes the server useless.
     #[error("{0} must be greater than zero")]
     Zero(&'static str),
@@ -284,6 +297,7 @@ impl ServeConfig {
             max_entries: DEFAULT_MAX_ENTRIES,
             untracked_modes: vec!["cli".into()],
             trusted_proxies: Vec::new(),
+            allowed_origins: Vec::new(),
             max_connections: DEFAULT_MAX_CONNECTIONS,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             http_timeout: DEFAULT_HTTP_TIMEOUT,

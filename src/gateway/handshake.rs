@@ -13,6 +13,7 @@ use super::self_entry::VERSION;
 use super::state::{HELLO_BUDGET_KIB, State};
 use crate::clock::now_millis;
 use crate::engine::Event;
+use crate::http::OriginRefusal;
 use crate::presence::{self, ConnTag, ConnectInfo, Key, KeySource, Patch};
 use crate::protocol::{
     Close, CloseCode, ConnectParams, ErrorShape, Hello, Policy, Role, grants_read, parse_connect,
@@ -55,6 +56,8 @@ pub struct Handshake<'a> {
     pub conn: u64,
     /// The client IP (§5.3).
     pub client_ip: IpAddr,
+    /// The upgrade's `Origin` verdict (§3 step 6).
+    pub origin: Result<(), OriginRefusal>,
 }
 
 /// Queues `connect.challenge` (§3.1).
@@ -95,6 +98,10 @@ impl Handshake<'_> {
             let close = Close::new(CloseCode::ProtocolError, "protocol mismatch");
             return Err(self.refuse(Some((id, ErrorShape::protocol_mismatch())), close));
         };
+        if let Err(refusal) = self.origin {
+            let error = ErrorShape::origin_not_allowed(refusal.reason());
+            return Err(self.refuse(Some((id, error)), policy("origin not allowed")));
+        }
         let token = params.auth.token.as_deref();
         let scopes = match self.state.auth().grant(token, &params.scopes, params.role) {
             Ok(scopes) => scopes,

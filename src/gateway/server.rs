@@ -17,7 +17,7 @@ use super::session::{self, CloseReason};
 use super::state::State;
 use super::waiting::{MIN_WAIT, Waiting, WaitingPool};
 use crate::config::{ConfigError, ServeConfig};
-use crate::http::{Body, route};
+use crate::http::{Body, OriginPolicy, route};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, SEC_WEBSOCKET_VERSION};
@@ -73,6 +73,9 @@ impl Server {
     /// Validates the configuration, starts the engine and binds the port.
     pub async fn bind(config: ServeConfig) -> Result<Server, ServeError> {
         config.validate()?;
+        if let Some(bad) = OriginPolicy::first_invalid(&config.allowed_origins) {
+            return Err(ConfigError::AllowedOrigin(bad.clone()).into());
+        }
         let addr = config.bind;
         let listener = listen(addr).map_err(|source| ServeError::Bind { addr, source })?;
         Ok(Server {
@@ -249,7 +252,16 @@ async fn handle(
     let state = &accepted.state;
     let path = req.uri().path();
     let ws_path = path == "/" || path == "/ws";
+    let ip = client_ip(
+        accepted.peer.ip(),
+        req.headers(),
+        &state.config.trusted_proxies,
+    );
+    let origin = crate::http::screen_origin(&req, &state.http.origins, ip);
     if !(ws_path && fastwebsockets::upgrade::is_upgrade_request(&req)) {
+        if let Some(refusal) = crate::http::screen_http(&req, &state.http.origins, origin) {
+            return Ok(refusal);
+        }
         return Ok(route(req, &state.http).await);
     }
     if state.is_shutting_down() {
@@ -258,18 +270,13 @@ async fn handle(
             "gateway is shutting down",
         ));
     }
-    let ip = client_ip(
-        accepted.peer.ip(),
-        req.headers(),
-        &state.config.trusted_proxies,
-    );
     Ok(match fastwebsockets::upgrade::upgrade(&mut req) {
         Ok((response, upgrade)) => {
             let permit = accepted.slot.lock().ok().and_then(|mut p| p.take());
             let (state, peer) = (Arc::clone(state), accepted.peer);
             tokio::spawn(async move {
                 let _permit = permit;
-                log_close(peer, session::serve(upgrade, state, ip).await);
+                log_close(peer, session::serve(upgrade, state, ip, origin).await);
             });
             response.map(|body| body.map_err(|never| match never {}).boxed())
         }

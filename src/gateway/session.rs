@@ -15,6 +15,7 @@ use super::outbox::{Out, Outbox, Receiver, SlowConsumer, outbox};
 use super::state::State;
 use crate::config::PRE_AUTH_MAX_PAYLOAD;
 use crate::engine::Event;
+use crate::http::OriginRefusal;
 use crate::metrics::ModeLabels;
 use crate::protocol::{
     Close, ErrorShape, MessageError, Role, SharedEvent, parse_request, write_response_err,
@@ -60,6 +61,7 @@ pub async fn serve(
     upgrade: fastwebsockets::upgrade::UpgradeFut,
     state: Arc<State>,
     client_ip: IpAddr,
+    origin: Result<(), OriginRefusal>,
 ) -> CloseReason {
     let ws = match upgrade.await {
         Ok(ws) => ws,
@@ -76,6 +78,7 @@ pub async fn serve(
         state,
         outbox,
         client_ip,
+        origin,
         session: None,
     };
     let mut reader = FrameReader::new(reader);
@@ -105,6 +108,8 @@ struct Connection {
     state: Arc<State>,
     outbox: Outbox,
     client_ip: IpAddr,
+    /// The upgrade's `Origin` verdict (§3 step 6), answered at `connect`.
+    origin: Result<(), OriginRefusal>,
     id: u64,
     session: Option<Session>,
 }
@@ -181,6 +186,7 @@ impl Connection {
             outbox: &self.outbox,
             conn: self.id,
             client_ip: self.client_ip,
+            origin: self.origin,
         };
         // Boxed: the handshake's state is large and short-lived; inline, it
         // would size every idle connection's future.

@@ -17,7 +17,7 @@ use crate::clock::now_millis;
 use crate::config::ServeConfig;
 use crate::engine::{Engine, EngineConfig, Event, EventSender, SnapshotReader, WriterStats};
 use crate::fleet::{Fleet, FleetConfig, FleetStatus, StateFile};
-use crate::http::{Context, Doctor, SseFeed};
+use crate::http::{Context, Doctor, OriginPolicy, SseFeed};
 use crate::metrics::Metrics;
 use crate::presence::{DEFAULT_LOG_KEYS, DoctorConfig, Entry, Key, RemoteOp, StoreConfig};
 use std::sync::Arc;
@@ -101,6 +101,7 @@ impl State {
             doctor: Doctor::new(DoctorConfig {
                 stale_after: config.stale_after,
             }),
+            origins: OriginPolicy::new(&config.allowed_origins, config.tokens.is_empty()),
         });
         // Until the first fan-out, the interval is the coalescing one.
         metrics.paced(config.coalesce, 0, 0);

@@ -3,6 +3,7 @@
 //! the gateway that serves it.
 
 use super::doctor::Doctor;
+use super::origin::OriginPolicy;
 use super::sse::SseFeed;
 use crate::auth::Auth;
 use crate::engine::{Event, EventSender, SnapshotReader, WriterStats};
@@ -31,4 +32,6 @@ pub struct Context {
     pub fleet: Option<Arc<FleetStatus>>,
     /// `/v1/presence/doctor`: its settings and its last answer.
     pub doctor: Doctor,
+    /// Which browser origins and `Host` names are served (§3 step 6).
+    pub origins: OriginPolicy,
 }

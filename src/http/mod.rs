@@ -5,11 +5,15 @@ mod body;
 mod context;
 mod dashboard;
 mod doctor;
+mod origin;
 mod rest;
+mod screen;
 mod sse;
 
 pub use body::{Body, empty, full};
 pub use context::Context;
 pub use doctor::Doctor;
+pub use origin::{OriginPolicy, OriginRefusal};
 pub use rest::{error as rest_error, route};
+pub use screen::{screen_http, screen_origin};
 pub use sse::SseFeed;

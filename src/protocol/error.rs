@@ -140,6 +140,16 @@ impl ErrorShape {
         Self::invalid_request("unauthorized").with_details(json!({ "code": code }))
     }
 
+    /// `INVALID_REQUEST` refusing a browser page's connect, with
+    /// `{"code":"CONTROL_UI_ORIGIN_NOT_ALLOWED","reason":REASON}` (§3 step 6);
+    /// the message is OpenClaw's, naming rollcall's flag.
+    pub fn origin_not_allowed(reason: &str) -> Self {
+        Self::invalid_request(
+            "origin not allowed (open the page from the gateway host or allow it with --allowed-origin)",
+        )
+        .with_details(json!({ "code": "CONTROL_UI_ORIGIN_NOT_ALLOWED", "reason": reason }))
+    }
+
     /// `INVALID_REQUEST` `first request must be connect` (§3.3).
     pub fn first_request_must_be_connect() -> Self {
         Self::invalid_request("first request must be connect")
