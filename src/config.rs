@@ -164,7 +164,7 @@ pub struct ServeConfig {
 
     /// Browser origin allowed to connect and call HTTP (`https://host:port`,
     /// or `*` for any), repeatable. The gateway's own page and loopback
-    /// pages (for a client on loopback) need none (PROTOCOL.md §3 step 6).
+    /// pages (for a client on loopback) need none (docs/protocol.md §3.6).
     #[arg(
         long = "allowed-origin",
         env = "ROLLCALL_ALLOWED_ORIGIN",

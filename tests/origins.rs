@@ -1,4 +1,4 @@
-//! Browser origins and `Host` (PROTOCOL.md §3 step 6), over real sockets:
+//! Browser origins and `Host` (docs/protocol.md §3.6), over real sockets:
 //! a page from a foreign origin cannot drive the gateway, a DNS-rebound
 //! name is not served in open mode, and the gateway's own page, loopback
 //! pages (the OpenClaw Control UI on its own port) and configured origins

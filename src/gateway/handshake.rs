@@ -56,7 +56,7 @@ pub struct Handshake<'a> {
     pub conn: u64,
     /// The client IP (§5.3).
     pub client_ip: IpAddr,
-    /// The upgrade's `Origin` verdict (§3 step 6).
+    /// The upgrade's `Origin` verdict (§3.6).
     pub origin: Result<(), OriginRefusal>,
 }
 

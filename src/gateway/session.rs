@@ -108,7 +108,7 @@ struct Connection {
     state: Arc<State>,
     outbox: Outbox,
     client_ip: IpAddr,
-    /// The upgrade's `Origin` verdict (§3 step 6), answered at `connect`.
+    /// The upgrade's `Origin` verdict (§3.6), answered at `connect`.
     origin: Result<(), OriginRefusal>,
     id: u64,
     session: Option<Session>,

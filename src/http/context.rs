@@ -32,6 +32,6 @@ pub struct Context {
     pub fleet: Option<Arc<FleetStatus>>,
     /// `/v1/presence/doctor`: its settings and its last answer.
     pub doctor: Doctor,
-    /// Which browser origins and `Host` names are served (§3 step 6).
+    /// Which browser origins and `Host` names are served (§3.6).
     pub origins: OriginPolicy,
 }

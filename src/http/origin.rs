@@ -1,4 +1,4 @@
-//! Browser origins and the `Host` header (PROTOCOL.md §3 step 6): which
+//! Browser origins and the `Host` header (docs/protocol.md §3.6): which
 //! web pages may drive the gateway, and which names it answers HTTP to in
 //! open mode (no token), against DNS rebinding.
 //!

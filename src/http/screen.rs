@@ -1,5 +1,5 @@
 //! The first look at every request, before routing or upgrading: its
-//! `Origin` (PROTOCOL.md §3 step 6) and, in open mode, its `Host` (DNS
+//! `Origin` (docs/protocol.md §3.6) and, in open mode, its `Host` (DNS
 //! rebinding). A WebSocket upgrade carries its verdict to `connect`, which
 //! answers it; plain HTTP is refused here with 403.
 

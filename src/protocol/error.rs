@@ -141,7 +141,7 @@ impl ErrorShape {
     }
 
     /// `INVALID_REQUEST` refusing a browser page's connect, with
-    /// `{"code":"CONTROL_UI_ORIGIN_NOT_ALLOWED","reason":REASON}` (§3 step 6);
+    /// `{"code":"CONTROL_UI_ORIGIN_NOT_ALLOWED","reason":REASON}` (§3.6);
     /// the message is OpenClaw's, naming rollcall's flag.
     pub fn origin_not_allowed(reason: &str) -> Self {
         Self::invalid_request(
