@@ -2,7 +2,11 @@
 //!
 //! Invariants after every [`Entry::merge`]:
 //! - `text` is never empty (it falls back to `Node: HOST · mode MODE`);
-//! - `roles` and `scopes` hold trimmed, non-blank, unique items, old items first;
+//! - `roles` and `scopes` hold trimmed, non-blank, unique items, old items
+//!   first, at most [`MAX_LIST_ITEMS`] each (the oldest go first);
+//! - every string is at most [`MAX_FIELD_BYTES`] (`text`: [`MAX_TEXT_BYTES`]),
+//!   so an entry's JSON is at most [`MAX_ENCODED_BYTES`], however many
+//!   writes it had (docs/protocol.md §5.1);
 //! - `ip` is never a loopback address;
 //! - no string field is blank: a blank value in a patch counts as absent.
 
@@ -11,6 +15,23 @@ use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 
 pub use crate::clock::Millis;
+
+/// Most `roles` and `scopes` a row keeps (docs/protocol.md §5.1): real
+/// clients have one role and a handful of scopes; a client sending new
+/// ones on every write must not grow its row.
+pub const MAX_LIST_ITEMS: usize = 16;
+/// Longest string field a row keeps, in bytes: the beacon limit
+/// (docs/protocol.md §5.2), applied to every source (connect, fleet peers,
+/// the state file).
+pub const MAX_FIELD_BYTES: usize = 256;
+/// Longest `text` a row keeps, in bytes: the beacon limit.
+pub const MAX_TEXT_BYTES: usize = 4096;
+/// String fields besides `text` and the two lists.
+const STRING_FIELDS: usize = 13;
+/// An upper bound on one entry's JSON: every string at its limit, each
+/// byte escaped at worst as `\u00XX` (6 bytes), plus names and punctuation.
+pub const MAX_ENCODED_BYTES: usize =
+    6 * (MAX_TEXT_BYTES + MAX_FIELD_BYTES * (STRING_FIELDS + 2 * MAX_LIST_ITEMS)) + 1024;
 
 /// One row of the presence list. Field order is the wire order of
 /// docs/protocol.md §5; `ts` is last, which lets a snapshot refresh the self
@@ -145,7 +166,50 @@ impl Entry {
         if self.text.is_empty() {
             self.text = fallback_text(self.host.as_deref(), self.mode.as_deref());
         }
+        self.clamp();
         self.ts = ts;
+    }
+
+    /// Cuts every field to its bound (see [`MAX_ENCODED_BYTES`]): strings
+    /// at a character boundary, lists keeping their newest items. Merges
+    /// call it; so do rows that arrive whole (fleet peers, the state file).
+    pub fn clamp(&mut self) {
+        for field in [
+            &mut self.instance_id,
+            &mut self.host,
+            &mut self.ip,
+            &mut self.version,
+            &mut self.platform,
+            &mut self.device_family,
+            &mut self.model_identifier,
+            &mut self.mode,
+            &mut self.reason,
+            &mut self.device_id,
+            &mut self.client_id,
+            &mut self.gateway_id,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            cut(field, MAX_FIELD_BYTES);
+        }
+        cut(&mut self.text, MAX_TEXT_BYTES);
+        for list in [&mut self.roles, &mut self.scopes] {
+            let over = list.len().saturating_sub(MAX_LIST_ITEMS);
+            list.drain(..over);
+            list.iter_mut().for_each(|item| cut(item, MAX_FIELD_BYTES));
+        }
+    }
+}
+
+/// Cuts `s` to at most `max` bytes, never inside a character.
+fn cut(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut at = max;
+        while !s.is_char_boundary(at) {
+            at -= 1;
+        }
+        s.truncate(at);
     }
 }
 
@@ -340,6 +404,60 @@ mod tests {
         );
         assert_eq!(entry.roles, ["operator", "node"]);
         assert_eq!(entry.scopes, ["operator.read", "operator.admin"]);
+    }
+
+    #[test]
+    fn roles_and_scopes_keep_the_newest_sixteen() {
+        let mut entry = Entry::default();
+        for round in 0..100_i64 {
+            let new = |kind: &str| (0..32).map(|i| format!("{kind}-{round}-{i}")).collect();
+            entry.merge(
+                Patch {
+                    roles: new("role"),
+                    scopes: new("scope"),
+                    ..Patch::default()
+                },
+                round,
+            );
+            assert_eq!(entry.roles.len(), MAX_LIST_ITEMS);
+            assert_eq!(entry.scopes.len(), MAX_LIST_ITEMS);
+        }
+        assert_eq!(entry.roles.first().unwrap(), "role-99-16");
+        assert_eq!(entry.scopes.last().unwrap(), "scope-99-31");
+    }
+
+    #[test]
+    fn a_row_at_every_limit_encodes_within_its_bound() {
+        let huge = "\u{1}".repeat(10_000);
+        let mut entry = Entry {
+            instance_id: Some(huge.clone()),
+            host: Some(huge.clone()),
+            ip: Some(huge.clone()),
+            version: Some(huge.clone()),
+            platform: Some(huge.clone()),
+            device_family: Some(huge.clone()),
+            model_identifier: Some(huge.clone()),
+            mode: Some(huge.clone()),
+            last_input_seconds: Some(u64::MAX),
+            reason: Some(huge.clone()),
+            device_id: Some(huge.clone()),
+            client_id: Some(huge.clone()),
+            roles: vec![huge.clone(); 40],
+            scopes: vec![huge.clone(); 40],
+            gateway_id: Some(huge.clone()),
+            text: huge.clone(),
+            ts: i64::MAX,
+        };
+        entry.clamp();
+        let json = serde_json::to_vec(&entry).unwrap();
+        assert!(json.len() <= MAX_ENCODED_BYTES, "{} bytes", json.len());
+        let mut multibyte = "é".repeat(200);
+        cut(&mut multibyte, MAX_FIELD_BYTES - 1);
+        assert_eq!(
+            multibyte.len(),
+            MAX_FIELD_BYTES - 2,
+            "never inside a character"
+        );
     }
 
     #[test]

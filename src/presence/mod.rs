@@ -19,7 +19,10 @@ pub mod text;
 pub use changelog::{ChangeLog, DEFAULT_LOG_KEYS, Merged};
 pub use diff::changed_rows;
 pub use doctor::{DoctorConfig, MAX_FINDINGS_PER_KIND, diagnose, human, write_name};
-pub use entry::{Entry, Millis, Patch, fallback_text, is_loopback};
+pub use entry::{
+    Entry, MAX_ENCODED_BYTES, MAX_FIELD_BYTES, MAX_LIST_ITEMS, MAX_TEXT_BYTES, Millis, Patch,
+    fallback_text, is_loopback,
+};
 pub use key::Key;
 pub use origin::{ConnTag, KeySource, Origin, RECENT_WRITES, Write, WriteKind, Writer};
 pub use pressure::Pressure;

@@ -57,6 +57,7 @@ impl Store {
             return Verdict::Ignore;
         }
         row.entry.gateway_id = Some(node.to_owned());
+        row.entry.clamp();
         // Whatever `node` said before about this key is out of date.
         if self.shadow_origin(&row.key) == Some(node) {
             self.shadows.remove(&row.key);
@@ -222,6 +223,7 @@ impl Store {
                 continue;
             }
             let mut entry = row.entry;
+            entry.clamp();
             entry.gateway_id.clone_from(&self.local_gateway);
             if row.live {
                 mark_disconnected(&mut entry);
