@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rollcall::client::cli::{self, BeaconArgs, CliError, PresenceArgs};
 use rollcall::client::doctor::{self, DoctorArgs};
+use rollcall::client::{visible, visible_json};
 use rollcall::config::ServeConfig;
 use rollcall::gateway::Server;
 use rollcall::load::{LoadArgs, Progress};
@@ -86,9 +87,8 @@ fn run_doctor(runtime: &tokio::runtime::Runtime, args: &DoctorArgs) -> ExitCode 
     match runtime.block_on(doctor::fetch(args)) {
         Ok(fetched) => {
             let text = if args.json {
-                let mut body = fetched.body.to_vec();
-                body.push(b'\n');
-                body
+                let body = String::from_utf8_lossy(&fetched.body);
+                format!("{}\n", visible_json(&body)).into_bytes()
             } else {
                 doctor::render(&fetched.report).into_bytes()
             };
@@ -100,7 +100,7 @@ fn run_doctor(runtime: &tokio::runtime::Runtime, args: &DoctorArgs) -> ExitCode 
             ExitCode::from(fetched.exit_code())
         }
         Err(e) => {
-            eprintln!("rollcall: {e}");
+            eprintln!("rollcall: {}", visible(&e.to_string()));
             ExitCode::from(e.exit_code())
         }
     }
@@ -110,7 +110,7 @@ fn report(result: Result<(), CliError>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("rollcall: {e}");
+            eprintln!("rollcall: {}", visible(&e.to_string()));
             ExitCode::from(e.exit_code())
         }
     }
@@ -120,7 +120,7 @@ async fn serve(config: ServeConfig) -> ExitCode {
     let server = match Server::bind(config).await {
         Ok(server) => server,
         Err(e) => {
-            eprintln!("rollcall: {e}");
+            eprintln!("rollcall: {}", visible(&e.to_string()));
             return ExitCode::FAILURE;
         }
     };
@@ -139,7 +139,7 @@ async fn presence(args: PresenceArgs) -> Result<(), CliError> {
 fn print_list(list: &Value, json: bool, redraw: bool) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
     let text = if json {
-        format!("{list}\n")
+        format!("{}\n", visible_json(&list.to_string()))
     } else {
         let mut table = String::new();
         if redraw && std::io::stdout().is_terminal() {
@@ -172,7 +172,7 @@ async fn load(args: LoadArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("rollcall: {e}");
+            eprintln!("rollcall: {}", visible(&e.to_string()));
             ExitCode::FAILURE
         }
     }

@@ -5,6 +5,7 @@
 //! tables go to a callback the binary gives.
 
 use super::handshake::{self, CONNECT_ID, HandshakeError, next_text};
+use super::visible::visible;
 use super::ws::{Target, UrlError, WsConn, connect, resolve};
 use crate::presence::Status;
 use crate::presence::text::{self, ParsedText};
@@ -361,7 +362,8 @@ pub fn render_table(list: &Value, now: i64) -> String {
     ];
     let mut rows: Vec<[String; 8]> = Vec::new();
     for entry in list.as_array().map(Vec::as_slice).unwrap_or_default() {
-        let field = |name: &str| entry[name].as_str().unwrap_or("-").to_owned();
+        // Row data is the clients': never send its control characters.
+        let field = |name: &str| visible(entry[name].as_str().unwrap_or("-")).into_owned();
         let ts = entry["ts"].as_i64().unwrap_or(0);
         let status = match Status::of(ts, now) {
             Status::Active => "active",

@@ -11,6 +11,7 @@
 
 use super::cli::{ClientArgs, with_sources};
 pub use super::doctor_report::{Cap, Finding, Report, Row, Write, render};
+use super::visible::{visible, visible_strings};
 use super::ws::{Target, UrlError, resolve};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, LengthLimitError, Limited};
@@ -227,10 +228,15 @@ pub async fn fetch(args: &DoctorArgs) -> Result<Fetched, DoctorError> {
     let (status, challenge, body) = answer;
     let given = args.client.token.is_some();
     check_status(status, challenge.as_deref(), &body, addr.clone(), given)?;
-    let report = serde_json::from_slice(&body).map_err(|e| DoctorError::BadReport {
-        addr,
+    let bad = |e: serde_json::Error| DoctorError::BadReport {
+        addr: addr.clone(),
         why: e.to_string(),
-    })?;
+    };
+    // Every string of the report comes from rows: escaped before reading,
+    // so no rendering of it can print a control character.
+    let mut value = serde_json::from_slice(&body).map_err(bad)?;
+    visible_strings(&mut value);
+    let report = serde_json::from_value(value).map_err(bad)?;
     Ok(Fetched { body, report })
 }
 
@@ -373,14 +379,14 @@ fn error_message(body: &[u8]) -> String {
         error: String,
     }
     if let Ok(parsed) = serde_json::from_slice::<ErrorBody>(body) {
-        return parsed.error;
+        return visible(&parsed.error).into_owned();
     }
     let text = String::from_utf8_lossy(body);
     let text = text.trim();
     match text.char_indices().nth(200) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
+        Some((cut, _)) => format!("{}…", visible(&text[..cut])),
         None if text.is_empty() => "(empty body)".to_owned(),
-        None => text.to_owned(),
+        None => visible(text).into_owned(),
     }
 }
 

@@ -3,15 +3,18 @@
 //! to read and render its report); and the one WebSocket client the first
 //! two and the load generator ([`crate::load`]) share: dial and upgrade
 //! ([`ws`]), whole messages ([`reader`]), and the `connect` handshake
-//! ([`handshake`]).
+//! ([`handshake`]); and what every printed string goes through
+//! ([`visible`]).
 
 pub mod cli;
 pub mod doctor;
 pub mod doctor_report;
 pub mod handshake;
 pub mod reader;
+pub mod visible;
 pub mod ws;
 
 pub use handshake::{CONNECT_ID, Envelope, HandshakeError, Hello, hello};
 pub use reader::{MAX_MESSAGE_BYTES, Message, ReadError, Reader};
+pub use visible::{visible, visible_json, visible_strings};
 pub use ws::{ConnectError, Target, UrlError, WsConn, connect, connect_from, resolve};
