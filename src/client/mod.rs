@@ -4,7 +4,7 @@
 //! two and the load generator ([`crate::load`]) share: dial and upgrade
 //! ([`ws`]), whole messages ([`reader`]), and the `connect` handshake
 //! ([`handshake`]); and what every printed string goes through
-//! ([`visible`]).
+//! ([`mod@visible`]).
 
 pub mod cli;
 pub mod doctor;
