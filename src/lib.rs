@@ -161,6 +161,7 @@ pub mod auth;
 pub mod client;
 pub mod clock;
 pub mod config;
+pub mod config_file;
 pub mod engine;
 pub mod fleet;
 pub mod gateway;

@@ -158,3 +158,56 @@ async fn missing_scope_and_unreachable_gateway_have_their_own_exit_codes() {
     let out = rollcall(args(&["presence", "--url", "http://127.0.0.1:1"])).await;
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// `rollcall serve` with `env` set, bounded: these runs must exit at once.
+async fn serve_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_rollcall"));
+    command.arg("serve").args(args).kill_on_drop(true);
+    for var in ["ROLLCALL_BIND", "ROLLCALL_TOKEN", "ROLLCALL_CONFIG"] {
+        command.env_remove(var);
+    }
+    command.envs(env.iter().copied());
+    tokio::time::timeout(std::time::Duration::from_secs(60), command.output())
+        .await
+        .expect("a refused configuration exits")
+        .expect("the rollcall binary runs")
+}
+
+#[tokio::test]
+async fn serve_config_file_is_overridden_by_env_and_flags() {
+    // An open bind without a token is refused at start, naming the address:
+    // which address it names says which source won.
+    let path = std::env::temp_dir().join(format!("rollcall-cli-{}.toml", std::process::id()));
+    std::fs::write(&path, "bind = \"0.0.0.0:18789\"\n").unwrap();
+    let path = path.to_str().unwrap();
+    let refused = |out: &Output, addr: &str| {
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!out.status.success(), "{stderr}");
+        assert!(
+            stderr.contains(&format!("listen on {addr} without a token")),
+            "{stderr}"
+        );
+    };
+    refused(
+        &serve_with_env(&["--config", path], &[]).await,
+        "0.0.0.0:18789",
+    );
+    let env = [("ROLLCALL_BIND", "0.0.0.0:1")];
+    refused(
+        &serve_with_env(&["--config", path], &env).await,
+        "0.0.0.0:1",
+    );
+    let flag = ["--config", path, "--bind", "0.0.0.0:2"];
+    refused(&serve_with_env(&flag, &env).await, "0.0.0.0:2");
+    let env = [("ROLLCALL_CONFIG", path)];
+    refused(&serve_with_env(&[], &env).await, "0.0.0.0:18789");
+
+    std::fs::write(path, "bnid = \"0.0.0.0:3\"\n").unwrap();
+    let out = serve_with_env(&["--config", path], &[]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("unknown key `bnid` (did you mean `bind`?)"),
+        "{stderr}"
+    );
+}

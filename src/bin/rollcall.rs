@@ -1,12 +1,13 @@
 //! The `rollcall` command line: parses arguments, calls the library, and
 //! prints what it returns (tables, summaries, the progress bar).
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rollcall::client::cli::{self, BeaconArgs, CliError, PresenceArgs};
 use rollcall::client::doctor::{self, DoctorArgs};
 use rollcall::client::{visible, visible_json};
 use rollcall::config::ServeConfig;
+use rollcall::config_file::{self, ConfigFileError, ServeArgs};
 use rollcall::gateway::Server;
 use rollcall::load::{LoadArgs, Progress};
 use serde_json::Value;
@@ -28,7 +29,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the gateway (HTTP + WebSocket on one port).
-    Serve(ServeConfig),
+    Serve(ServeArgs),
     /// Print a gateway's presence list (as a table, or JSON).
     Presence(PresenceArgs),
     /// Send one system-event beacon to a gateway.
@@ -41,8 +42,22 @@ enum Command {
     Load(LoadArgs),
 }
 
+/// The command line, with `serve --config FILE`'s values where no flag or
+/// environment variable set them.
+fn parse_cli() -> Result<Cli, ConfigFileError> {
+    let matches = config_file::parse_with_config(Cli::command(), std::env::args_os().collect())?;
+    Ok(Cli::from_arg_matches(&matches)?)
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse_cli() {
+        Ok(cli) => cli,
+        Err(ConfigFileError::Parse(e)) => e.exit(),
+        Err(e) => {
+            eprintln!("rollcall: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let default_level = match cli.command {
         Command::Serve(_) => "info",
         _ => "warn",
@@ -66,7 +81,7 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Serve(config) => runtime.block_on(serve(config)),
+        Command::Serve(args) => runtime.block_on(serve(args.serve)),
         Command::Presence(args) => report(runtime.block_on(presence(args))),
         Command::Beacon(args) => {
             let instance_id = args.instance_id.clone();
