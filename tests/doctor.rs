@@ -5,12 +5,14 @@
 
 mod common;
 
-use common::doctor::{count, report, report_until, the_finding};
+use common::doctor::{conn, report, report_until, the_finding};
 use common::{Client, TestServer, connect_params, http_get};
+use rollcall::presence::FindingKind::{CapPressure, Duplicate, Gone, StaleConnected};
+use rollcall::presence::{Finding, KeySource, Report, WriteKind};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::process::Output;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -66,19 +68,14 @@ async fn doctor_text(server: &TestServer, code: i32) -> String {
 }
 
 /// The CLI's `--json` report; asserts the exit code.
-async fn doctor_json(server: &TestServer, code: i32) -> Value {
+async fn doctor_json(server: &TestServer, code: i32) -> Report {
     let out = doctor_cli(server, &["--json"]).await;
     assert_eq!(out.status.code(), Some(code), "{}", stderr(&out));
     serde_json::from_slice(&out.stdout).expect("--json prints the report as JSON")
 }
 
-fn keys(finding: &Value) -> Vec<&str> {
-    finding["keys"]
-        .as_array()
-        .expect("keys is an array")
-        .iter()
-        .map(|k| k.as_str().expect("a key is a string"))
-        .collect()
+fn keys(finding: &Finding) -> Vec<&str> {
+    finding.keys.iter().map(String::as_str).collect()
 }
 
 /// A tracked `ui` client that may also post beacons, with extra `client`
@@ -105,32 +102,32 @@ async fn reconnect_without_instance_id_is_a_duplicate_and_leaves_a_gone_row() {
     let (first, hello) = Client::connect(server.addr, params.clone()).await;
     let old = conn_id(&hello);
     first.close().await;
-    report_until(server.addr, "the first row gone", |r| count(r, "gone") == 1).await;
+    report_until(server.addr, "the first row gone", |r| r.count(Gone) == 1).await;
     let (_second, hello) = Client::connect(server.addr, params).await;
     let new = conn_id(&hello);
     assert_ne!(old, new);
 
-    let r = report_until(server.addr, "a duplicate", |r| count(r, "duplicate") == 1).await;
-    let dup = the_finding(&r, "duplicate");
-    assert_eq!(dup["key"], new.as_str(), "the newer row is the suspect");
+    let r = report_until(server.addr, "a duplicate", |r| r.count(Duplicate) == 1).await;
+    let dup = the_finding(&r, Duplicate);
+    assert_eq!(dup.key, new.as_str(), "the newer row is the suspect");
     assert_eq!(keys(dup), [new.as_str(), old.as_str()]);
-    let fix = dup["fix"].as_str().unwrap();
+    let fix = dup.fix.as_deref().unwrap();
     assert!(fix.contains("sends no `client.instanceId`"), "{fix}");
-    let gone = the_finding(&r, "gone");
-    assert_eq!(gone["key"], old.as_str());
-    let ttl = r["cap"]["ttlMs"].as_u64().unwrap();
-    let left = gone["removedInMs"].as_u64().unwrap();
+    let gone = the_finding(&r, Gone);
+    assert_eq!(gone.key, old.as_str());
+    let ttl = r.cap.ttl_ms;
+    let left = gone.removed_in_ms.unwrap();
     assert!(left > 0 && left <= ttl, "removedInMs {left}, ttl {ttl}");
-    assert_eq!(count(&r, "stale-connected") + count(&r, "cap-pressure"), 0);
-    let rows = &r["rows"];
-    assert_eq!(rows[&new]["keySource"], "connection-id");
-    assert_eq!(rows[&new]["live"], true);
-    assert_eq!(rows[&new]["created"]["conn"], new.as_str());
-    assert_eq!(rows[&old]["live"], false);
-    let last = rows[&old]["writes"].as_array().unwrap().last().unwrap();
+    assert_eq!(r.count(StaleConnected) + r.count(CapPressure), 0);
+    let rows = &r.rows;
+    assert_eq!(rows[&new].key_source, KeySource::ConnectionId);
+    assert!(rows[&new].live);
+    assert_eq!(conn(&rows[&new].created), Some(new.clone()));
+    assert!(!rows[&old].live);
+    let last = rows[&old].writes.last().unwrap();
     assert_eq!(
-        (&last["kind"], &last["conn"]),
-        (&json!("disconnect"), &json!(old))
+        (last.by.kind, conn(last)),
+        (WriteKind::Disconnect, Some(old.clone()))
     );
 
     let text = doctor_text(&server, 1).await;
@@ -150,8 +147,8 @@ async fn reconnect_without_instance_id_is_a_duplicate_and_leaves_a_gone_row() {
     assert!(flat.contains("key from the connection id"), "{text}");
 
     let json = doctor_json(&server, 1).await;
-    assert_eq!(the_finding(&json, "duplicate")["key"], new.as_str());
-    assert_eq!(the_finding(&json, "gone")["key"], old.as_str());
+    assert_eq!(the_finding(&json, Duplicate).key, new);
+    assert_eq!(the_finding(&json, Gone).key, old);
 }
 
 #[tokio::test]
@@ -165,30 +162,32 @@ async fn beacons_with_another_instance_id_are_a_duplicate_of_the_connect_row() {
         .beacon(json!({"text": "studio is here", "instanceId": "mac-2"}))
         .await;
 
-    let r = report_until(server.addr, "a duplicate", |r| count(r, "duplicate") == 1).await;
-    let dup = the_finding(&r, "duplicate");
-    assert_eq!(dup["key"], "mac-2");
+    let r = report_until(server.addr, "a duplicate", |r| r.count(Duplicate) == 1).await;
+    let dup = the_finding(&r, Duplicate);
+    assert_eq!(dup.key, "mac-2");
     assert_eq!(keys(dup), ["mac-2", "mac-1"]);
-    let fix = dup["fix"].as_str().unwrap();
+    let fix = dup.fix.as_deref().unwrap();
     assert!(
         fix.contains("beacons use `instanceId` mac-2 while its connect used mac-1"),
         "{fix}"
     );
     assert!(fix.contains(&conn), "the fix names the connection: {fix}");
-    let beacon_row = &r["rows"]["mac-2"];
-    assert_eq!(beacon_row["keySource"], "beacon-instance-id");
-    let writes = beacon_row["writes"].as_array().unwrap();
-    let last = writes.last().unwrap();
-    assert_eq!(last["kind"], "beacon");
+    let beacon_row = &r.rows["mac-2"];
+    assert_eq!(beacon_row.key_source, KeySource::BeaconInstanceId);
+    let last = beacon_row.writes.last().unwrap();
+    assert_eq!(last.by.kind, WriteKind::Beacon);
     assert_eq!(
-        last["conn"],
-        conn.as_str(),
+        common::doctor::conn(last).as_ref(),
+        Some(&conn),
         "the beacon's connection is the hello's connId"
     );
-    let connect_row = &r["rows"]["mac-1"];
-    assert_eq!(connect_row["created"]["kind"], "connect");
-    assert_eq!(connect_row["created"]["conn"], conn.as_str());
-    assert_eq!(r["findings"].as_array().unwrap().len(), 1, "{r:#}");
+    let connect_row = &r.rows["mac-1"];
+    assert_eq!(connect_row.created.by.kind, WriteKind::Connect);
+    assert_eq!(
+        common::doctor::conn(&connect_row.created).as_ref(),
+        Some(&conn)
+    );
+    assert_eq!(r.findings.len(), 1, "{r:#?}");
 
     let text = doctor_text(&server, 1).await;
     assert!(
@@ -211,40 +210,40 @@ async fn beacons_with_another_instance_id_are_a_duplicate_of_the_connect_row() {
 
     let json = doctor_json(&server, 1).await;
     assert_eq!(
-        json["rows"]["mac-2"]["writes"][0]["conn"],
-        conn.as_str(),
-        "{json:#}"
+        common::doctor::conn(&json.rows["mac-2"].writes[0]).as_ref(),
+        Some(&conn),
+        "{json:#?}"
     );
 }
 
 #[tokio::test]
 async fn a_silent_open_connection_is_stale_connected_then_gone_once_closed() {
     let server = TestServer::start_with(|c| c.stale_after = Duration::from_secs(1)).await;
-    let started = Instant::now();
     let params = ui_params(json!({"instanceId": "quiet-1", "displayName": "quiet"}));
     let (client, hello) = Client::connect(server.addr, params).await;
     let conn = conn_id(&hello);
+    // Only a row older than --stale-after is ever stale, by the server's
+    // own clock (no wall time measured here).
     let fresh = report(server.addr).await;
-    if started.elapsed() < Duration::from_millis(900) {
-        assert_eq!(count(&fresh, "stale-connected"), 0, "{fresh:#}");
+    for f in fresh.listed(StaleConnected) {
+        assert!(f.age_ms.unwrap() > 1000, "{fresh:#?}");
     }
 
     let r = report_until(server.addr, "stale-connected", |r| {
-        count(r, "stale-connected") == 1
+        r.count(StaleConnected) == 1
     })
     .await;
-    assert!(started.elapsed() > Duration::from_secs(1));
-    let stale = the_finding(&r, "stale-connected");
-    assert_eq!(stale["key"], "quiet-1");
-    assert!(stale["ageMs"].as_u64().unwrap() > 1000, "{stale}");
-    let summary = stale["summary"].as_str().unwrap();
+    let stale = the_finding(&r, StaleConnected);
+    assert_eq!(stale.key, "quiet-1");
+    assert!(stale.age_ms.unwrap() > 1000, "{stale:?}");
+    let summary = stale.summary.as_str();
     assert!(
         summary.contains("is connected but nothing wrote it"),
         "{summary}"
     );
     assert!(summary.contains(&conn), "{summary}");
-    assert_eq!(r["rows"]["quiet-1"]["live"], true);
-    assert_eq!(count(&r, "gone") + count(&r, "duplicate"), 0, "{r:#}");
+    assert!(r.rows["quiet-1"].live);
+    assert_eq!(r.count(Gone) + r.count(Duplicate), 0, "{r:#?}");
 
     let text = doctor_text(&server, 1).await;
     assert!(text.contains("\nstale-connected (1): "), "{text}");
@@ -253,11 +252,11 @@ async fn a_silent_open_connection_is_stale_connected_then_gone_once_closed() {
 
     client.close().await;
     let r = report_until(server.addr, "gone instead of stale", |r| {
-        count(r, "gone") == 1 && count(r, "stale-connected") == 0
+        r.count(Gone) == 1 && r.count(StaleConnected) == 0
     })
     .await;
-    assert_eq!(the_finding(&r, "gone")["key"], "quiet-1");
-    assert_eq!(r["rows"]["quiet-1"]["live"], false);
+    assert_eq!(the_finding(&r, Gone).key, "quiet-1");
+    assert!(!r.rows["quiet-1"].live);
     let text = doctor_text(&server, 1).await;
     assert!(text.contains("\ngone (1): "), "{text}");
     assert!(!text.contains("stale-connected ("), "{text}");
@@ -270,24 +269,28 @@ async fn a_disconnect_is_gone_until_the_ttl() {
     let (client, hello) = Client::connect(server.addr, params).await;
     let conn = conn_id(&hello);
     let before = report(server.addr).await;
-    assert_eq!(before["findings"], json!([]), "{before:#}");
+    assert!(before.findings.is_empty(), "{before:#?}");
     client.close().await;
 
-    let r = report_until(server.addr, "a gone row", |r| count(r, "gone") == 1).await;
-    let gone = the_finding(&r, "gone");
-    assert_eq!(gone["key"], "left-1");
-    let ttl = r["cap"]["ttlMs"].as_u64().unwrap();
-    let left = gone["removedInMs"].as_u64().unwrap();
+    let r = report_until(server.addr, "a gone row", |r| r.count(Gone) == 1).await;
+    let gone = the_finding(&r, Gone);
+    assert_eq!(gone.key, "left-1");
+    let ttl = r.cap.ttl_ms;
+    let left = gone.removed_in_ms.unwrap();
     assert!(
         left <= ttl && left > ttl - 10_000,
         "removedInMs {left}, ttl {ttl}"
     );
-    assert!(gone["summary"].as_str().unwrap().contains("disconnected"));
-    assert_eq!(r["findings"].as_array().unwrap().len(), 1, "{r:#}");
-    let writes = r["rows"]["left-1"]["writes"].as_array().unwrap();
-    let kinds: Vec<&Value> = writes.iter().map(|w| &w["kind"]).collect();
-    assert_eq!(kinds, [&json!("connect"), &json!("disconnect")]);
-    assert!(writes.iter().all(|w| w["conn"] == conn.as_str()));
+    assert!(gone.summary.as_str().contains("disconnected"));
+    assert_eq!(r.findings.len(), 1, "{r:#?}");
+    let writes = &r.rows["left-1"].writes;
+    let kinds: Vec<WriteKind> = writes.iter().map(|w| w.by.kind).collect();
+    assert_eq!(kinds, [WriteKind::Connect, WriteKind::Disconnect]);
+    assert!(
+        writes
+            .iter()
+            .all(|w| common::doctor::conn(w).as_ref() == Some(&conn))
+    );
 
     let text = doctor_text(&server, 1).await;
     assert!(text.contains("\ngone (1): "), "{text}");
@@ -311,17 +314,11 @@ async fn a_full_cap_evicting_rows_is_cap_pressure() {
             ui_params(json!({"instanceId": format!("cap-{n}"), "displayName": format!("box-{n}")}));
         clients.push(Client::connect(server.addr, params).await.0);
     }
-    let r = report_until(server.addr, "two evictions", |r| {
-        r["cap"]["evictedRecent"].as_u64() >= Some(2)
-    })
-    .await;
-    let cap = &r["cap"];
-    assert_eq!(
-        (cap["entries"].as_u64(), cap["maxEntries"].as_u64()),
-        (Some(2), Some(2))
-    );
-    let pressure = the_finding(&r, "cap-pressure");
-    assert_eq!(pressure["key"], cap["oldestKey"]);
+    let r = report_until(server.addr, "two evictions", |r| r.cap.evicted_recent >= 2).await;
+    let cap = &r.cap;
+    assert_eq!((cap.entries, cap.max_entries), (2, 2));
+    let pressure = the_finding(&r, CapPressure);
+    assert_eq!(Some(&pressure.key), cap.oldest_key.as_ref());
     // The oldest went first: what is left are the two newest rows.
     let list = http_get(server.addr, "/v1/presence", &[]).await.json();
     let mut ids: Vec<&str> = list
@@ -333,16 +330,13 @@ async fn a_full_cap_evicting_rows_is_cap_pressure() {
         .collect();
     ids.sort_unstable();
     assert_eq!(ids, ["cap-3", "cap-4"]);
-    assert!(matches!(pressure["key"].as_str(), Some("cap-3" | "cap-4")));
+    assert!(matches!(pressure.key.as_str(), "cap-3" | "cap-4"));
     assert!(
-        pressure["summary"]
-            .as_str()
-            .unwrap()
-            .contains("evicted 2 row(s)"),
-        "{pressure}"
+        pressure.summary.contains("evicted 2 row(s)"),
+        "{pressure:?}"
     );
-    assert!(pressure["fix"].as_str().unwrap().contains("--max-entries"));
-    assert_eq!(count(&r, "duplicate"), 0, "distinct instanceIds: {r:#}");
+    assert!(pressure.fix.as_deref().unwrap().contains("--max-entries"));
+    assert_eq!(r.count(Duplicate), 0, "distinct instanceIds: {r:#?}");
 
     let text = doctor_text(&server, 1).await;
     assert!(text.contains("\ncap-pressure (1): "), "{text}");
@@ -351,7 +345,7 @@ async fn a_full_cap_evicting_rows_is_cap_pressure() {
         "{text}"
     );
     let json = doctor_json(&server, 1).await;
-    assert!(json["cap"]["evictedRecent"].as_u64() >= Some(2));
+    assert!(json.cap.evicted_recent >= 2);
 }
 
 #[tokio::test]
@@ -363,8 +357,8 @@ async fn a_clean_gateway_exits_zero_and_says_so() {
         .beacon(json!({"text": "still here", "instanceId": "good-1"}))
         .await;
     let r = report(server.addr).await;
-    assert_eq!(r["findings"], json!([]), "{r:#}");
-    assert_eq!(r["entries"], 2);
+    assert!(r.findings.is_empty(), "{r:#?}");
+    assert_eq!(r.entries, 2);
 
     let text = doctor_text(&server, 0).await;
     let lines: Vec<&str> = text.lines().collect();
@@ -375,7 +369,7 @@ async fn a_clean_gateway_exits_zero_and_says_so() {
     );
     assert!(lines[1].starts_with("cap: 1 of 200 rows in use"), "{text}");
     let json = doctor_json(&server, 0).await;
-    assert_eq!(json["findings"], json!([]));
+    assert!(json.findings.is_empty());
     // http:// names the same port.
     let http = format!("http://{}", server.addr);
     let out = rollcall_env(&["doctor", "--url", &http], &[]).await;
@@ -383,7 +377,7 @@ async fn a_clean_gateway_exits_zero_and_says_so() {
 
     // The same gateway with a finding exits 1.
     client.close().await;
-    report_until(server.addr, "a gone row", |r| count(r, "gone") == 1).await;
+    report_until(server.addr, "a gone row", |r| r.count(Gone) == 1).await;
     doctor_text(&server, 1).await;
 }
 
@@ -543,18 +537,15 @@ async fn a_read_only_client_that_never_beacons_is_not_stale() {
     // The admin client beaconed once and went quiet: stale. The read-only
     // watcher cannot beacon and never did: its row ages by design.
     let r = report_until(server.addr, "the admin row stale", |r| {
-        count(r, "stale-connected") >= 1
+        r.count(StaleConnected) >= 1
     })
     .await;
-    let stale = the_finding(&r, "stale-connected");
-    assert_eq!(stale["key"], "admin-1", "{r:#}");
+    let stale = the_finding(&r, StaleConnected);
+    assert_eq!(stale.key, "admin-1", "{r:#?}");
     assert!(
-        stale["summary"]
-            .as_str()
-            .unwrap()
-            .contains("stopped sending beacons"),
-        "{stale}"
+        stale.summary.as_str().contains("stopped sending beacons"),
+        "{stale:?}"
     );
-    assert_eq!(count(&r, "stale-connected"), 1, "{r:#}");
-    assert!(r["rows"].get("watcher-1").is_none(), "{r:#}");
+    assert_eq!(r.count(StaleConnected), 1, "{r:#?}");
+    assert!(!r.rows.contains_key("watcher-1"), "{r:#?}");
 }

@@ -1,7 +1,7 @@
 //! `rollcall doctor`: asks a gateway's doctor what is wrong with its
 //! presence rows (`GET /v1/presence/doctor`, docs/protocol.md §9) over plain
 //! HTTP on the host and port of `--url`, and turns the report into text for
-//! a person at a terminal (`doctor_report.rs` reads and renders it). Like
+//! a person at a terminal (`doctor_text.rs` renders it). Like
 //! `rollcall presence` it prints nothing itself: the binary prints what
 //! [`render`] returns, or for `--json` the body exactly as the gateway sent
 //! it.
@@ -10,9 +10,10 @@
 //! more, so 1 always means "the report has findings" ([`EXIT_CODES`]).
 
 use super::cli::{ClientArgs, with_sources};
-pub use super::doctor_report::{Cap, Finding, Report, Row, Write, render};
+pub use super::doctor_text::render;
 use super::visible::{visible, visible_strings};
 use super::ws::{Target, UrlError, resolve};
+pub use crate::presence::Report;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, LengthLimitError, Limited};
 use hyper::header::{ACCEPT, AUTHORIZATION, HOST, HeaderValue, USER_AGENT, WWW_AUTHENTICATE};

@@ -1,5 +1,5 @@
 //! The client side of the protocol: `rollcall presence` / `rollcall beacon`;
-//! `rollcall doctor`, over plain HTTP ([`doctor`], with [`doctor_report`]
+//! `rollcall doctor`, over plain HTTP ([`doctor`], with [`doctor_text`]
 //! to read and render its report); and the one WebSocket client the first
 //! two and the load generator ([`crate::load`]) share: dial and upgrade
 //! ([`ws`]), whole messages ([`reader`]), and the `connect` handshake
@@ -8,7 +8,7 @@
 
 pub mod cli;
 pub mod doctor;
-pub mod doctor_report;
+pub mod doctor_text;
 pub mod handshake;
 pub mod reader;
 pub mod visible;

@@ -64,7 +64,7 @@ pub fn diagnose(snapshot: &Snapshot, now: Millis, config: DoctorConfig) -> Repor
     let mut counts = BTreeMap::new();
     let mut findings = Vec::new();
     let mut add = |kind: FindingKind, found: Vec<Finding>| {
-        counts.insert(kind.as_str(), found.len());
+        counts.insert(kind.as_str().into(), found.len());
         findings.extend(found.into_iter().take(MAX_FINDINGS_PER_KIND));
     };
     let found = duplicates::find(rows);
@@ -304,6 +304,7 @@ pub fn write_name(kind: WriteKind) -> &'static str {
         WriteKind::Lapse => "gateway lease lapsed",
         WriteKind::Restore => "restored at start",
         WriteKind::Start => "gateway start",
+        WriteKind::Unknown => "a write of a newer kind",
     }
 }
 
@@ -356,9 +357,9 @@ fn row_reports(
         let source = row.origin.key_source();
         let report = RowReport {
             key_source: source,
-            key_explained: source.explain(),
+            key_explained: source.explain().into(),
             live: row.live,
-            status: Status::of(row.entry.ts, now).as_str(),
+            status: Status::of(row.entry.ts, now).as_str().into(),
             ts: row.entry.ts,
             age_ms: age_ms(row, now),
             created: row.origin.created(),
@@ -889,6 +890,7 @@ mod properties {
                     FindingKind::Gone => prop_assert!(!live[f.key.as_str()]),
                     FindingKind::Duplicate => prop_assert!(f.keys.len() >= 2),
                     FindingKind::CapPressure => {}
+                    FindingKind::Unknown => prop_assert!(false, "the doctor never makes Unknown"),
                 }
             }
             let named: usize = r.findings.iter().map(|f| f.keys.len()).sum();

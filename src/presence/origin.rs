@@ -8,7 +8,8 @@
 //! while it is among them.
 
 use crate::clock::Millis;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::fmt;
 
 /// Writes remembered per row: enough to see a connect, a few beacons and
@@ -18,11 +19,9 @@ pub const RECENT_WRITES: usize = 4;
 
 /// Where a write's key came from (docs/protocol.md §5.1, §5.2), in the order of
 /// precedence a connect or beacon applies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum KeySource {
-    /// Not recorded: a row written by a tool that keeps no provenance.
-    Unknown,
     /// Connect: `device.id`.
     DeviceId,
     /// Connect: `client.instanceId`.
@@ -46,6 +45,10 @@ pub enum KeySource {
     Elsewhere,
     /// The gateway's own entry: its `instanceId`, made at start.
     Gateway,
+    /// Not recorded: a row written by a tool that keeps no provenance; or,
+    /// read from a report, a source this build does not know.
+    #[serde(other)]
+    Unknown,
 }
 
 impl KeySource {
@@ -98,7 +101,7 @@ impl KeySource {
 }
 
 /// What kind of write touched a row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum WriteKind {
     /// A tracked connection's handshake.
@@ -115,6 +118,10 @@ pub enum WriteKind {
     Restore,
     /// The gateway wrote its own entry at start.
     Start,
+    /// Read from a report: a kind this build does not know (a newer
+    /// gateway's). Never recorded.
+    #[serde(other)]
+    Unknown,
 }
 
 /// A connection, as its `hello-ok` named it (`server.connId`): the client's
@@ -148,18 +155,33 @@ impl Serialize for ConnTag {
     }
 }
 
+impl<'de> Deserialize<'de> for ConnTag {
+    /// The `connId` UUID, as [`Serialize`] writes it.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <Cow<'de, str>>::deserialize(deserializer)?;
+        uuid::Uuid::parse_str(&text)
+            .map(|id| ConnTag(id.into_bytes()))
+            .map_err(serde::de::Error::custom)
+    }
+}
+
 /// Who asks for a write, and why its key is what it is. Producers fill it
 /// in with the key; the store stamps the time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Writer {
     /// What kind of write.
     pub kind: WriteKind,
     /// The connection that sent it, if one did.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conn: Option<ConnTag>,
     /// Where its key came from.
+    #[serde(default = "unknown_source")]
     pub source: KeySource,
+}
+
+fn unknown_source() -> KeySource {
+    KeySource::Unknown
 }
 
 impl Writer {
@@ -187,7 +209,7 @@ impl Default for Writer {
 }
 
 /// One recorded write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Write {
     /// Who wrote, and why the key.

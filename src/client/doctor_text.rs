@@ -1,142 +1,14 @@
-//! The doctor's report as `rollcall doctor` reads it, and the text it
-//! shows a person: a verdict line, the findings grouped by kind, the
-//! provenance of every row they name, and the cap.
-//!
-//! Invariant: these types require only the fields the text uses, so a newer
-//! gateway's extra fields or finding kinds still read and render.
+//! The doctor's report as `rollcall doctor` shows it to a person: a verdict
+//! line, the findings grouped by kind, the provenance of every row they
+//! name, and the cap. The report is [`presence::Report`], the type the
+//! gateway serializes; kinds a newer gateway adds read as `Unknown` and
+//! are shown under their own heading.
 
-use crate::presence::{self, WriteKind, human};
-use serde::Deserialize;
-use std::collections::BTreeMap;
+use crate::presence::{self, CapReport, Finding, FindingKind, Report, Write, WriteKind, human};
 use std::fmt::Write as _;
 
 /// Text is wrapped to this many columns.
 const WIDTH: usize = 100;
-
-/// The doctor's report, as far as this client reads it.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Report {
-    /// When the gateway made it, ms since the epoch.
-    pub generated_at: i64,
-    /// The presence version it describes.
-    pub version: u64,
-    /// Rows, the gateway's own included.
-    pub entries: u64,
-    /// Findings per kind, all of them (the list may stop short).
-    #[serde(default)]
-    pub counts: BTreeMap<String, u64>,
-    /// The findings listed.
-    pub findings: Vec<Finding>,
-    /// Provenance of every row a finding names.
-    #[serde(default)]
-    pub rows: BTreeMap<String, Row>,
-    /// The cap and its use.
-    pub cap: Cap,
-}
-
-/// One finding.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Finding {
-    /// `duplicate`, `stale-connected`, `gone`, `cap-pressure`, or a newer kind.
-    pub kind: String,
-    /// The row it is about.
-    pub key: String,
-    /// The rows involved, `key` first (the gateway lists at most 20).
-    #[serde(default)]
-    pub keys: Vec<String>,
-    /// Rows involved beyond `keys`.
-    #[serde(default)]
-    pub more_keys: usize,
-    /// What is wrong.
-    pub summary: String,
-    /// What to change.
-    #[serde(default)]
-    pub fix: Option<String>,
-    /// Age of `key`'s row, ms.
-    #[serde(default)]
-    pub age_ms: Option<u64>,
-    /// Time until the TTL removes `key`'s row, ms.
-    #[serde(default)]
-    pub removed_in_ms: Option<u64>,
-}
-
-/// A named row's provenance.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Row {
-    /// Where its key came from, in plain words.
-    pub key_explained: String,
-    /// A connection for it is open.
-    pub live: bool,
-    /// `active`, `idle` or `stale`.
-    pub status: String,
-    /// Age, ms.
-    pub age_ms: u64,
-    /// The write that created it.
-    pub created: Write,
-    /// The last few writes, oldest first.
-    #[serde(default)]
-    pub writes: Vec<Write>,
-}
-
-/// One recorded write.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Write {
-    /// `connect`, `beacon`, `disconnect`, …
-    pub kind: String,
-    /// The connection's `connId`, when a connection wrote.
-    #[serde(default)]
-    pub conn: Option<String>,
-    /// When, ms since the epoch.
-    pub at: i64,
-}
-
-/// The cap and its use.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Cap {
-    /// Rows besides the gateway's own.
-    pub entries: u64,
-    /// `--max-entries`.
-    pub max_entries: u64,
-    /// Rows the cap evicted within the last TTL.
-    pub evicted_recent: u64,
-    /// Rows the TTL removed within the last TTL.
-    pub expired_recent: u64,
-    /// The TTL, ms.
-    pub ttl_ms: u64,
-    /// The next row the cap would evict.
-    #[serde(default)]
-    pub oldest_key: Option<String>,
-    /// Its age, ms.
-    #[serde(default)]
-    pub oldest_age_ms: Option<u64>,
-}
-
-impl Report {
-    /// Findings of every kind, those the list left out included.
-    pub fn total(&self) -> u64 {
-        let counted: u64 = self.counts.values().sum();
-        counted.max(self.findings.len() as u64)
-    }
-}
-
-/// Known kinds in report order, with what each means.
-const KINDS: [(&str, &str); 4] = [
-    ("duplicate", "several rows for one client"),
-    (
-        "stale-connected",
-        "connected, but nothing wrote the row lately",
-    ),
-    (
-        "gone",
-        "disconnected; the row stays until the TTL removes it",
-    ),
-    ("cap-pressure", "the row cap evicts rows, or is about to"),
-];
 
 /// The report as text for a person: a verdict line, the findings by kind,
 /// the provenance of each row they name, and the cap.
@@ -160,14 +32,8 @@ pub fn render(report: &Report) -> String {
         report.entries,
         report.version
     );
-    let mut kinds: Vec<(&str, &str)> = KINDS.to_vec();
-    for finding in &report.findings {
-        if !kinds.iter().any(|(k, _)| *k == finding.kind) {
-            kinds.push((finding.kind.as_str(), "reported by a newer gateway"));
-        }
-    }
-    for (kind, meaning) in kinds {
-        render_kind(&mut out, report, kind, meaning);
+    for kind in FindingKind::ALL.into_iter().chain([FindingKind::Unknown]) {
+        render_kind(&mut out, report, kind);
     }
     render_rows(&mut out, report);
     out.push('\n');
@@ -175,23 +41,19 @@ pub fn render(report: &Report) -> String {
     out
 }
 
-fn render_kind(out: &mut String, report: &Report, kind: &str, meaning: &str) {
-    let listed: Vec<&Finding> = report.findings.iter().filter(|f| f.kind == kind).collect();
-    let count = report
-        .counts
-        .get(kind)
-        .copied()
-        .unwrap_or(0)
-        .max(listed.len() as u64);
+fn render_kind(out: &mut String, report: &Report, kind: FindingKind) {
+    let listed: Vec<&Finding> = report.listed(kind).collect();
+    let count = report.count(kind);
     if count == 0 {
         return;
     }
-    let shown = if (listed.len() as u64) < count {
+    let shown = if listed.len() < count {
         format!(", {} listed", listed.len())
     } else {
         String::new()
     };
-    let _ = writeln!(out, "\n{kind} ({count}{shown}): {meaning}");
+    let (name, meaning) = (kind.as_str(), kind.meaning());
+    let _ = writeln!(out, "\n{name} ({count}{shown}): {meaning}");
     for finding in listed {
         let mut head = format!("`{}`", finding.key);
         let mut others: Vec<String> = finding
@@ -220,19 +82,10 @@ fn render_kind(out: &mut String, report: &Report, kind: &str, meaning: &str) {
     }
 }
 
-/// A write's kind as it reads in a sentence (`presence::write_name`); a
-/// kind this build does not know, from a newer gateway, as it is.
-fn write_name(kind: &str) -> &str {
-    use serde::de::IntoDeserializer;
-    let parsed: Result<WriteKind, serde::de::value::Error> =
-        WriteKind::deserialize(kind.to_owned().into_deserializer());
-    parsed.map_or(kind, |k| presence::write_name(k))
-}
-
 fn write_line(write: &Write, now: i64) -> String {
     let ago = u64::try_from(now.saturating_sub(write.at)).unwrap_or(0);
-    let mut line = format!("{} {} ago", write_name(&write.kind), human(ago));
-    if let Some(conn) = &write.conn {
+    let mut line = format!("{} {} ago", presence::write_name(write.by.kind), human(ago));
+    if let Some(conn) = &write.by.conn {
         let _ = write!(line, ", connection {conn}");
     }
     line
@@ -246,7 +99,7 @@ fn render_rows(out: &mut String, report: &Report) {
     for (key, row) in &report.rows {
         let state = match row.writes.last() {
             _ if row.live => "connected",
-            Some(last) if last.kind == "disconnect" => "disconnected",
+            Some(last) if last.by.kind == WriteKind::Disconnect => "disconnected",
             // Written by beacons or another gateway: no connection of its own.
             _ => "no open connection",
         };
@@ -275,7 +128,7 @@ fn render_rows(out: &mut String, report: &Report) {
 
 /// One line on the cap: how full, what it and the TTL removed lately, and
 /// which row goes next.
-fn cap_line(cap: &Cap) -> String {
+fn cap_line(cap: &CapReport) -> String {
     let mut line = format!(
         "cap: {} of {} rows in use; in the last {} the cap evicted {} and the TTL expired {}",
         cap.entries,
@@ -323,12 +176,8 @@ mod tests {
 
     const NOW: i64 = 1_000_000;
 
-    #[test]
-    fn write_kinds_read_as_the_gateway_names_them() {
-        assert_eq!(write_name("lapse"), "gateway lease lapsed");
-        assert_eq!(write_name("connect"), "connect");
-        assert_eq!(write_name("from-a-newer-gateway"), "from-a-newer-gateway");
-    }
+    const C1: &str = "00000000-0000-0000-0000-0000000000c1";
+    const C2: &str = "00000000-0000-0000-0000-0000000000c2";
 
     fn sample() -> Report {
         let body = json!({
@@ -343,14 +192,14 @@ mod tests {
             ],
             "rows": {
                 "new": {"keySource": "connection-id", "keyExplained": "the connection id",
-                        "live": true, "status": "active", "ageMs": 1000,
-                        "created": {"kind": "connect", "conn": "c-2", "source": "connection-id", "at": NOW - 1000},
-                        "writes": [{"kind": "connect", "conn": "c-2", "source": "connection-id", "at": NOW - 1000}],
+                        "live": true, "status": "active", "ts": NOW - 1000, "ageMs": 1000,
+                        "created": {"kind": "connect", "conn": C2, "source": "connection-id", "at": NOW - 1000},
+                        "writes": [{"kind": "connect", "conn": C2, "source": "connection-id", "at": NOW - 1000}],
                         "findings": [0]},
                 "old": {"keySource": "connection-id", "keyExplained": "the connection id",
-                        "live": false, "status": "active", "ageMs": 30_000,
-                        "created": {"kind": "connect", "conn": "c-1", "source": "connection-id", "at": NOW - 60_000},
-                        "writes": [{"kind": "disconnect", "conn": "c-1", "source": "connection-id", "at": NOW - 30_000}],
+                        "live": false, "status": "active", "ts": NOW - 30_000, "ageMs": 30_000,
+                        "created": {"kind": "connect", "conn": C1, "source": "connection-id", "at": NOW - 60_000},
+                        "writes": [{"kind": "disconnect", "conn": C1, "source": "connection-id", "at": NOW - 30_000}],
                         "findings": [0, 1]},
             },
             "cap": {"entries": 2, "maxEntries": 200, "evictedRecent": 0, "expiredRecent": 0,
@@ -380,11 +229,13 @@ mod tests {
         );
         assert!(!text.contains("stale-connected ("), "{text}");
         assert!(
-            text.contains("      disconnect 30s ago, connection c-1\n"),
+            text.contains(&format!("      disconnect 30s ago, connection {C1}\n")),
             "{text}"
         );
         // A creating write that fell out of the recent ones is still shown.
-        assert!(text.contains("    created: connect 1m 0s ago, connection c-1\n"));
+        assert!(text.contains(&format!(
+            "    created: connect 1m 0s ago, connection {C1}\n"
+        )));
         assert!(text.ends_with("; oldest `old`, 30s old\n"), "{text}");
     }
 
@@ -409,6 +260,33 @@ mod tests {
         report.counts.insert("something-new".into(), 0);
         assert_eq!(report.total(), 1501);
         assert!(render(&report).contains("\ngone (1500, 1 listed): "));
+    }
+
+    #[test]
+    fn a_newer_gateways_kinds_show_under_their_own_heading() {
+        let mut body = serde_json::to_value(sample()).unwrap();
+        body["findings"][1]["kind"] = json!("flapping");
+        body["counts"]["flapping"] = json!(1);
+        body["counts"]["gone"] = json!(0);
+        body["rows"]["old"]["writes"][0]["kind"] = json!("teleport");
+        let report: Report = serde_json::from_value(body).unwrap();
+        let text = render(&report);
+        assert!(
+            text.contains(&format!(
+                "\nunknown (1): {}\n",
+                FindingKind::Unknown.meaning()
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains("  - `old`, 30s old, removed in 4m 30s\n"),
+            "{text}"
+        );
+        assert!(!text.contains("\ngone ("), "{text}");
+        assert!(
+            text.contains("      a write of a newer kind 30s ago"),
+            "{text}"
+        );
     }
 
     #[test]
