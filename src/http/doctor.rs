@@ -76,7 +76,7 @@ impl Doctor {
     }
 
     /// The report, as JSON, on a snapshot at least as new as the one
-    /// current now, at most [`REPORT_MAX_AGE`] old.
+    /// current now, at most `REPORT_MAX_AGE` old.
     pub async fn answer(&self, reader: &SnapshotReader) -> Result<Bytes, DoctorFailed> {
         let wanted = reader.version();
         let mut last = self.last.lock().await;
