@@ -353,7 +353,6 @@ async fn unknown_top_level_and_client_fields_are_ignored() {
         p["userAgent"] = json!("it/1");
         p["pathEnv"] = json!("/bin");
         p["transports"] = json!(["ws"]);
-        p["device"] = json!({"id": "dev-x", "publicKey": "k", "signedAt": 1});
     });
     let (_, hello) = Client::connect(server.addr, params).await;
     assert_eq!(hello["type"], "hello-ok");

@@ -4,19 +4,17 @@
 
 mod common;
 
-use common::{Client, TestServer, connect_params, entry_with, must_find, now_ms};
+use common::{Client, TestServer, connect_params, device, entry_with, must_find, now_ms};
 use serde_json::{Value, json};
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-/// A tracked `ui` client with the given extra `client` fields and device.
-fn ui_params(client: Value, device_id: Option<&str>) -> Value {
+/// A tracked `ui` client with the given extra `client` fields (a proven
+/// device, when there is one, is added by `common::device::connect`).
+fn ui_params(client: Value) -> Value {
     let mut params = connect_params("ui", &["operator.read", "operator.admin"]);
     for (k, v) in client.as_object().unwrap() {
         params["client"][k] = v.clone();
-    }
-    if let Some(id) = device_id {
-        params["device"] = json!({"id": id});
     }
     params
 }
@@ -33,9 +31,9 @@ async fn connect_upserts_the_documented_fields() {
             "modelIdentifier": "Mac15,8", "instanceId": "inst-1",
         },
         "scopes": ["operator.read", "operator.write"],
-        "device": {"id": "Dev-1"},
     });
-    let (_, hello) = Client::connect(server.addr, params).await;
+    let key = device::key(1);
+    let (_, hello) = device::connect(server.addr, &key, params).await;
     let list = hello["snapshot"]["presence"].as_array().unwrap();
     let own = must_find(list, "clientId", "openclaw-macos");
     let ts = own["ts"].as_u64().unwrap();
@@ -48,8 +46,8 @@ async fn connect_upserts_the_documented_fields() {
         "deviceFamily": "Mac",
         "modelIdentifier": "Mac15,8",
         "mode": "ui",
-        "deviceId": "Dev-1",
-        "instanceId": "Dev-1",
+        "deviceId": device::id(&key),
+        "instanceId": device::id(&key),
         "roles": ["operator"],
         "scopes": ["operator.read", "operator.write"],
         "reason": "connect",
@@ -65,7 +63,7 @@ async fn connect_host_falls_back_to_client_id_and_instance_id_to_client_instance
     let server = TestServer::start().await;
     let (_, hello) = Client::connect(
         server.addr,
-        ui_params(json!({"instanceId": "Inst-7", "displayName": "  "}), None),
+        ui_params(json!({"instanceId": "Inst-7", "displayName": "  "})),
     )
     .await;
     let list = hello["snapshot"]["presence"].as_array().unwrap();
@@ -81,21 +79,21 @@ async fn connect_key_prefers_device_id_then_instance_id_case_insensitively() {
     let mut admin = Client::admin(server.addr).await;
     // device.id wins over client.instanceId: a beacon on the device id
     // (in another case, padded) lands on the same entry.
-    Client::connect(
+    let key = device::key(2);
+    device::connect(
         server.addr,
-        ui_params(
-            json!({"instanceId": "inst-a", "displayName": "A"}),
-            Some("Dev-A"),
-        ),
+        &key,
+        ui_params(json!({"instanceId": "inst-a", "displayName": "A"})),
     )
     .await;
+    let padded = format!("  {} ", device::id(&key).to_uppercase());
     admin
-        .beacon(json!({"text": "a beacon", "deviceId": "  DEV-a "}))
+        .beacon(json!({"text": "a beacon", "deviceId": padded}))
         .await;
     // client.instanceId is the key when there is no device.id.
     Client::connect(
         server.addr,
-        ui_params(json!({"instanceId": "Inst-B", "displayName": "B"}), None),
+        ui_params(json!({"instanceId": "Inst-B", "displayName": "B"})),
     )
     .await;
     admin
@@ -111,7 +109,7 @@ async fn connect_key_prefers_device_id_then_instance_id_case_insensitively() {
 async fn connect_without_ids_is_keyed_by_the_connection_id() {
     let server = TestServer::start().await;
     let (_client, hello) =
-        Client::connect(server.addr, ui_params(json!({"displayName": "anon"}), None)).await;
+        Client::connect(server.addr, ui_params(json!({"displayName": "anon"}))).await;
     let conn_id = hello["server"]["connId"].as_str().unwrap().to_owned();
     let own = must_find(
         hello["snapshot"]["presence"].as_array().unwrap(),
@@ -131,10 +129,7 @@ async fn connect_without_ids_is_keyed_by_the_connection_id() {
 #[tokio::test]
 async fn connect_and_beacon_merge_and_reconnect_keeps_beacon_only_fields() {
     let server = TestServer::start().await;
-    let params = ui_params(
-        json!({"instanceId": "merge-1", "displayName": "Merge"}),
-        None,
-    );
+    let params = ui_params(json!({"instanceId": "merge-1", "displayName": "Merge"}));
     let (first, _) = Client::connect(server.addr, params.clone()).await;
     let mut admin = Client::admin(server.addr).await;
     admin
@@ -394,7 +389,7 @@ async fn explicit_host_is_not_a_beacon_key() {
 #[tokio::test]
 async fn loopback_connection_records_no_ip_and_keeps_a_beacon_ip() {
     let server = TestServer::start().await;
-    let params = ui_params(json!({"instanceId": "lb-1", "displayName": "lb"}), None);
+    let params = ui_params(json!({"instanceId": "lb-1", "displayName": "lb"}));
     let (first, hello) = Client::connect(server.addr, params.clone()).await;
     let own = must_find(
         hello["snapshot"]["presence"].as_array().unwrap(),
@@ -437,10 +432,7 @@ async fn entry_via_proxy(server: &TestServer, xff: &str, name: &str) -> Value {
         .insert("x-forwarded-for", xff.parse().unwrap());
     let (mut client, _) = Client::open_request(server.addr, request).await;
     let hello = client
-        .handshake(ui_params(
-            json!({"instanceId": name, "displayName": name}),
-            None,
-        ))
+        .handshake(ui_params(json!({"instanceId": name, "displayName": name})))
         .await;
     must_find(
         hello["snapshot"]["presence"].as_array().unwrap(),
@@ -500,10 +492,8 @@ async fn untracked_modes_are_configurable() {
 async fn node_connect_and_disconnect_reasons() {
     let server = TestServer::start().await;
     let mut observer = Client::observer(server.addr).await;
-    let mut params = ui_params(
-        json!({"instanceId": "node-1", "displayName": "n1", "mode": "node"}),
-        None,
-    );
+    let mut params =
+        ui_params(json!({"instanceId": "node-1", "displayName": "n1", "mode": "node"}));
     params["role"] = json!("node");
     let (node, hello) = Client::connect(server.addr, params).await;
     // A node may not read presence, so its hello carries no list (§3.10).
@@ -529,7 +519,7 @@ async fn disconnect_keeps_the_row_with_reason_disconnect() {
     let mut observer = Client::observer(server.addr).await;
     let (client, hello) = Client::connect(
         server.addr,
-        ui_params(json!({"instanceId": "dc-1", "displayName": "dc"}), None),
+        ui_params(json!({"instanceId": "dc-1", "displayName": "dc"})),
     )
     .await;
     let connected_ts = must_find(
@@ -557,10 +547,7 @@ async fn dropped_socket_without_close_frame_marks_disconnect() {
     let mut observer = Client::observer(server.addr).await;
     let (client, _) = Client::connect(
         server.addr,
-        ui_params(
-            json!({"instanceId": "drop-1", "displayName": "dropper"}),
-            None,
-        ),
+        ui_params(json!({"instanceId": "drop-1", "displayName": "dropper"})),
     )
     .await;
     drop(client);
@@ -574,7 +561,7 @@ async fn dropped_socket_without_close_frame_marks_disconnect() {
 #[tokio::test]
 async fn superseded_socket_close_writes_nothing() {
     let server = TestServer::start().await;
-    let params = ui_params(json!({"instanceId": "dup-1", "displayName": "dup"}), None);
+    let params = ui_params(json!({"instanceId": "dup-1", "displayName": "dup"}));
     let (first, _) = Client::connect(server.addr, params.clone()).await;
     let (mut second, hello) = Client::connect(server.addr, params).await;
     let before = must_find(
@@ -627,8 +614,7 @@ async fn client_cannot_claim_the_self_entry_key() {
     assert_eq!(reply["ok"], false, "{reply}");
     assert_eq!(reply["error"]["code"], "INVALID_REQUEST");
     // A connection claiming it is served but not tracked.
-    let (_, hello) =
-        Client::connect(server.addr, ui_params(json!({"instanceId": self_id}), None)).await;
+    let (_, hello) = Client::connect(server.addr, ui_params(json!({"instanceId": self_id}))).await;
     let list = hello["snapshot"]["presence"].as_array().unwrap();
     assert_eq!(list.len(), 1);
     assert_eq!(list[0]["reason"], "self");

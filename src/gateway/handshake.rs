@@ -16,8 +16,8 @@ use crate::engine::Event;
 use crate::http::OriginRefusal;
 use crate::presence::{self, ConnTag, ConnectInfo, Key, KeySource, Patch};
 use crate::protocol::{
-    Close, CloseCode, ConnectParams, ErrorShape, Hello, Policy, Role, grants_read, parse_connect,
-    parse_request, write_challenge, write_hello, write_response_err,
+    Close, CloseCode, ConnectParams, ErrorShape, Hello, Policy, ProvenDevice, Role, Signed,
+    grants_read, parse_connect, parse_request, write_challenge, write_hello, write_response_err,
 };
 use bytes::Bytes;
 use std::net::IpAddr;
@@ -42,6 +42,13 @@ pub struct Session {
     pub conn_tag: ConnTag,
 }
 
+/// What a client that passed every check was granted.
+struct Admitted {
+    protocol: u32,
+    scopes: Vec<String>,
+    device: Option<ProvenDevice>,
+}
+
 /// A refused handshake: the close was queued; the reason names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Refused(pub &'static str);
@@ -58,13 +65,17 @@ pub struct Handshake<'a> {
     pub client_ip: IpAddr,
     /// The upgrade's `Origin` verdict (§3.6).
     pub origin: Result<(), OriginRefusal>,
+    /// The nonce of the challenge this connection was sent (§3.1).
+    pub nonce: &'a str,
 }
 
-/// Queues `connect.challenge` (§3.1).
-pub fn send_challenge(outbox: &Outbox) {
+/// Queues `connect.challenge` (§3.1); its nonce, which a device signs.
+pub fn send_challenge(outbox: &Outbox) -> String {
+    let nonce = uuid::Uuid::new_v4().to_string();
     let mut frame = Vec::with_capacity(128);
-    write_challenge(&mut frame, &uuid::Uuid::new_v4().to_string(), now_millis());
+    write_challenge(&mut frame, &nonce, now_millis());
     let _ = outbox.reply(Out::Text(Bytes::from(frame)), 0);
+    nonce
 }
 
 impl Handshake<'_> {
@@ -94,6 +105,13 @@ impl Handshake<'_> {
                 ));
             }
         };
+        let admitted = self.admit(id, &params)?;
+        self.complete(id, &params, admitted).await
+    }
+
+    /// The checks that decide whether the client is let in, in the order
+    /// of §3: protocol, origin, token, device identity.
+    fn admit(&self, id: &str, params: &ConnectParams) -> Result<Admitted, Refused> {
         let Some(protocol) = params.negotiate() else {
             let close = Close::new(CloseCode::ProtocolError, "protocol mismatch");
             return Err(self.refuse(Some((id, ErrorShape::protocol_mismatch())), close));
@@ -110,9 +128,35 @@ impl Handshake<'_> {
                 return Err(self.refuse(Some((id, error)), policy("unauthorized")));
             }
         };
+        let device = match &params.device {
+            None => None,
+            Some(block) => match block.verify(&signed(params), self.nonce, now_millis()) {
+                Ok(proven) => Some(proven),
+                Err(e) => {
+                    let error = ErrorShape::device_auth(e);
+                    return Err(self.refuse(Some((id, error)), policy("device auth failed")));
+                }
+            },
+        };
+        Ok(Admitted {
+            protocol,
+            scopes,
+            device,
+        })
+    }
+
+    /// Tracks the admitted connection and sends its `hello-ok`.
+    async fn complete(
+        &self,
+        id: &str,
+        params: &ConnectParams,
+        admitted: Admitted,
+    ) -> Result<Session, Refused> {
         let conn_tag = ConnTag::from_u128(uuid::Uuid::new_v4().as_u128());
         let conn_uuid = conn_tag.to_string();
-        let mut info = connect_info(&params, &conn_uuid, &scopes, self.client_ip);
+        let device = admitted.device.map(|d| d.id);
+        let mut info = connect_info(params, &conn_uuid, &admitted.scopes, self.client_ip);
+        info.device_id.clone_from(&device);
         info.conn = Some(conn_tag);
         let (own_key, patch) = presence::connect(info);
         let own_source = patch.by.source;
@@ -128,16 +172,16 @@ impl Handshake<'_> {
         let session = Session {
             role: params.role,
             mode: params.client.mode.as_str(),
-            scopes,
+            scopes: admitted.scopes,
             tracked,
             own_key,
             own_source,
             conn_tag,
         };
-        let feed = feed(&session, &params);
+        let feed = feed(&session, params);
         let hello = HelloParts {
             id,
-            protocol,
+            protocol: admitted.protocol,
             conn_uuid: &conn_uuid,
             resume_from: params.presence_since,
         };
@@ -270,6 +314,17 @@ fn feed(session: &Session, params: &ConnectParams) -> PresenceFeed {
     }
 }
 
+/// What of `connect` a device's signature covers besides its block.
+fn signed(params: &ConnectParams) -> Signed<'_> {
+    Signed {
+        client_id: &params.client.id,
+        role: params.role.as_str(),
+        scopes: &params.scopes,
+        platform: &params.client.platform,
+        device_family: params.client.device_family.as_deref().unwrap_or_default(),
+    }
+}
+
 fn connect_info(
     params: &ConnectParams,
     conn_uuid: &str,
@@ -287,7 +342,7 @@ fn connect_info(
         device_family: client.device_family.clone(),
         model_identifier: client.model_identifier.clone(),
         instance_id: client.instance_id.clone(),
-        device_id: params.device_id.clone(),
+        device_id: None,
         is_node: params.role == Role::Node,
         role: params.role.as_str().to_owned(),
         scopes: scopes.to_vec(),

@@ -116,8 +116,8 @@ struct Connection {
 
 impl Connection {
     async fn run<R: AsyncRead + Unpin>(&mut self, reader: &mut FrameReader<R>) -> CloseReason {
-        send_challenge(&self.outbox);
-        if let Err(reason) = self.handshake(reader).await {
+        let nonce = send_challenge(&self.outbox);
+        if let Err(reason) = self.handshake(reader, &nonce).await {
             return reason;
         }
         let limit = self.state.config.max_payload;
@@ -149,6 +149,7 @@ impl Connection {
     async fn handshake<R: AsyncRead + Unpin>(
         &mut self,
         reader: &mut FrameReader<R>,
+        nonce: &str,
     ) -> Result<(), CloseReason> {
         let timeout = self.state.config.handshake_timeout;
         let mut shutdown = self.state.shutdown.subscribe();
@@ -187,6 +188,7 @@ impl Connection {
             conn: self.id,
             client_ip: self.client_ip,
             origin: self.origin,
+            nonce,
         };
         // Boxed: the handshake's state is large and short-lived; inline, it
         // would size every idle connection's future.

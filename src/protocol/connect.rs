@@ -12,6 +12,7 @@ use std::fmt;
 use simd_json::OwnedValue;
 
 use super::ErrorShape;
+use super::device::{DeviceBlock, MAX_KEY_LEN};
 use super::params::{Fields, ParamError};
 
 /// Protocol versions this server speaks, oldest first.
@@ -196,8 +197,9 @@ pub struct ConnectParams {
     pub auth: Auth,
     /// `caps`, e.g. `presence.delta`; empty when absent.
     pub caps: Vec<String>,
-    /// `device.id`, an identity hint only; `None` when absent or blank.
-    pub device_id: Option<String>,
+    /// The `device` block, as sent: an identity only once
+    /// [`DeviceBlock::verify`] passed (§3.7).
+    pub device: Option<DeviceBlock>,
     /// `locale`; `None` when absent or blank.
     pub locale: Option<String>,
     /// `userAgent`; `None` when absent or blank.
@@ -284,8 +286,8 @@ pub fn parse_connect(params: Option<&OwnedValue>) -> Result<ConnectParams, Conne
         },
         None => Auth::default(),
     };
-    let device_id = match fields.optional_object("device")? {
-        Some(device) => device.optional_text("device.id", MAX_NAME_LEN)?,
+    let device = match fields.optional_object("device")? {
+        Some(device) => Some(parse_device(device, &fields)?),
         None => None,
     };
     let locale = fields.optional_text("locale", MAX_NAME_LEN)?;
@@ -306,10 +308,40 @@ pub fn parse_connect(params: Option<&OwnedValue>) -> Result<ConnectParams, Conne
         scopes,
         auth,
         caps,
-        device_id,
+        device,
         locale,
         user_agent,
         presence_since,
+    })
+}
+
+/// Reads the `device` block, and what else of `connect` its signature
+/// covers exactly as sent (§3.7).
+fn parse_device(device: Fields<'_>, params: &Fields<'_>) -> Result<DeviceBlock, ParamError> {
+    let mut signed_token = None;
+    if let Some(auth) = params.optional_object("auth")? {
+        for path in ["auth.token", "auth.deviceToken", "auth.bootstrapToken"] {
+            signed_token = signed_token.or(auth.optional_str(path, MAX_SECRET_LEN)?);
+        }
+    }
+    let signed_token = signed_token.unwrap_or_default().to_owned();
+    let signed_mode = params
+        .required_object("client")?
+        .required_str("client.mode", MAX_NAME_LEN)?
+        .to_owned();
+    let text = |path| {
+        device
+            .optional_str(path, MAX_KEY_LEN)
+            .map(|v| v.map(str::to_owned))
+    };
+    Ok(DeviceBlock {
+        id: device.optional_text("device.id", MAX_NAME_LEN)?,
+        public_key: text("device.publicKey")?,
+        signature: text("device.signature")?,
+        signed_at: device.optional_u64("device.signedAt", "an integer >= 0")?,
+        nonce: device.optional_text("device.nonce", MAX_NAME_LEN)?,
+        signed_mode,
+        signed_token,
     })
 }
 
@@ -384,6 +416,10 @@ mod tests {
         parse(params)
     }
 
+    fn device_id(params: &ConnectParams) -> Option<&str> {
+        params.device.as_ref()?.id.as_deref()
+    }
+
     fn why(result: Result<ConnectParams, ConnectError>) -> String {
         result.expect_err("params should be rejected").to_string()
     }
@@ -414,7 +450,7 @@ mod tests {
         assert_eq!(params.auth.token.as_deref(), Some("t"));
         assert_eq!(params.auth.password, None);
         assert!(params.caps.is_empty());
-        assert_eq!(params.device_id.as_deref(), Some("dev1"));
+        assert_eq!(device_id(&params), Some("dev1"));
         assert_eq!(params.locale.as_deref(), Some("en-US"));
         assert_eq!(params.user_agent.as_deref(), Some("openclaw-cli/2026.1.0"));
     }
@@ -449,7 +485,7 @@ mod tests {
         assert_eq!(params.negotiate(), Some(3));
         assert!(params.has_cap("presence.delta"));
         assert!(!params.has_cap("presence"));
-        assert_eq!(params.device_id, None);
+        assert_eq!(device_id(&params), None);
     }
 
     #[test]
@@ -463,7 +499,7 @@ mod tests {
         assert_eq!(params.role, Role::Operator);
         assert!(params.scopes.is_empty() && params.caps.is_empty());
         assert_eq!(params.auth, Auth::default());
-        assert_eq!(params.device_id, None);
+        assert_eq!(device_id(&params), None);
     }
 
     #[test]
@@ -594,7 +630,7 @@ mod tests {
         .unwrap();
         assert_eq!(params.client.display_name, None);
         assert_eq!(params.client.instance_id, None);
-        assert_eq!(params.device_id, None);
+        assert_eq!(device_id(&params), None);
     }
 
     #[test]
@@ -693,8 +729,15 @@ mod tests {
         assert_eq!(why(result), "device must be an object");
         let result = parse_edited(|p| p["device"]["id"] = json!(7));
         assert_eq!(why(result), "device.id must be a string");
-        let params = parse_edited(|p| p["device"]["signedAt"] = json!("whenever")).unwrap();
-        assert_eq!(params.device_id.as_deref(), Some("dev1"));
+        let result = parse_edited(|p| p["device"]["signedAt"] = json!("whenever"));
+        assert_eq!(why(result), "device.signedAt must be an integer >= 0");
+        let params = parse_edited(|p| p["device"]["extra"] = json!("ignored")).unwrap();
+        assert_eq!(device_id(&params), Some("dev1"));
+        let device = params.device.unwrap();
+        assert_eq!(
+            (device.signed_mode.as_str(), device.signed_token.as_str()),
+            ("cli", "t")
+        );
     }
 
     #[test]

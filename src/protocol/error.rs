@@ -150,6 +150,13 @@ impl ErrorShape {
         .with_details(json!({ "code": "CONTROL_UI_ORIGIN_NOT_ALLOWED", "reason": reason }))
     }
 
+    /// `INVALID_REQUEST` refusing a `device` block (§3.7): the check's
+    /// message, with `{"code":DEVICE_AUTH_…,"reason":…}`.
+    pub fn device_auth(error: super::DeviceAuthError) -> Self {
+        Self::invalid_request(error.to_string())
+            .with_details(json!({ "code": error.detail_code(), "reason": error.reason() }))
+    }
+
     /// `INVALID_REQUEST` `first request must be connect` (§3.3).
     pub fn first_request_must_be_connect() -> Self {
         Self::invalid_request("first request must be connect")

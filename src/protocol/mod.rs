@@ -7,6 +7,7 @@
 
 mod close;
 pub mod connect;
+pub mod device;
 pub mod error;
 mod events;
 pub mod frame;
@@ -25,6 +26,7 @@ pub use connect::{
     OPERATOR_READ, OPERATOR_WRITE, PROTOCOL_VERSION, READ_SCOPES, Role, SUPPORTED_PROTOCOLS,
     grants_read, negotiate, parse_connect,
 };
+pub use device::{DeviceAuthError, DeviceBlock, ProvenDevice, Signed};
 pub use error::{ErrorCode, ErrorShape};
 pub use events::{
     Delta, HEALTH_VERSION, SHUTDOWN_REASON, SharedEvent, state_version, write_challenge,

@@ -8,6 +8,7 @@
 // Each test crate compiles this module and uses a different subset of it.
 #![allow(dead_code)]
 
+pub mod device;
 pub mod doctor;
 pub mod fleet;
 pub mod raw;
