@@ -6,6 +6,8 @@ mod common;
 
 use common::{Client, TestServer, connect_params, entry_with, within};
 use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 fn delta_params(since: Option<u64>) -> Value {
@@ -195,25 +197,40 @@ async fn handshake_completes_promptly_during_a_fanout_storm() {
     for _ in 0..300 {
         watchers.push(Client::observer(server.addr).await);
     }
-    let storm = tokio::spawn(async move {
-        for i in 0..400 {
-            admin
-                .beacon(json!({"text": format!("storm {i}"), "instanceId": "storm"}))
-                .await;
+    // The storm runs until told to stop, so handshakes that waited for it
+    // to end would never complete: each must finish (within the common
+    // deadline) while it still runs. How fast is benches/fanout.sh's
+    // question, not a wall-clock assertion here.
+    let sent = Arc::new(AtomicU64::new(0));
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let storm = tokio::spawn({
+        let sent = sent.clone();
+        async move {
+            while !*stopped.borrow_and_update() {
+                let n = sent.fetch_add(1, Ordering::SeqCst);
+                admin
+                    .beacon(json!({"text": format!("storm {n}"), "instanceId": "storm"}))
+                    .await;
+            }
         }
     });
-    let mut worst = Duration::ZERO;
+    // The storm has begun before the first handshake.
+    common::eventually("the storm", async || {
+        (sent.load(Ordering::SeqCst) > 1).then_some(())
+    })
+    .await;
+    let before = sent.load(Ordering::SeqCst);
     for _ in 0..10 {
-        let started = Instant::now();
         let (_client, hello) =
             Client::connect(server.addr, connect_params("ui", &["operator.read"])).await;
-        worst = worst.max(started.elapsed());
         assert_eq!(hello["type"], "hello-ok");
     }
+    let during = sent.load(Ordering::SeqCst) - before;
+    stop.send_replace(true);
     storm.await.unwrap();
     assert!(
-        worst < Duration::from_secs(3),
-        "slowest handshake {worst:?}"
+        during > 0,
+        "the storm went on while the handshakes completed"
     );
     drop(watchers);
 }

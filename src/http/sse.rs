@@ -29,6 +29,8 @@ pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// whole `event: presence` block, and the snapshot they were made from.
 pub struct SseFeed {
     latest: watch::Sender<Option<Latest>>,
+    /// The wall clock the stamps read (injected by tests).
+    clock: fn() -> Millis,
 }
 
 /// One published list.
@@ -51,17 +53,23 @@ fn render(snapshot: &Snapshot, now: Millis) -> Bytes {
 
 impl Default for SseFeed {
     fn default() -> Self {
-        SseFeed {
-            latest: watch::channel(None).0,
-        }
+        SseFeed::with_clock(now_millis)
     }
 }
 
 impl SseFeed {
+    /// A feed whose stamps read `clock` instead of the wall clock.
+    pub fn with_clock(clock: fn() -> Millis) -> SseFeed {
+        SseFeed {
+            latest: watch::channel(None).0,
+            clock,
+        }
+    }
+
     /// Makes `snapshot` the list every stream sends next.
     pub fn publish(&self, snapshot: &Arc<Snapshot>) {
         self.latest.send_replace(Some(Latest {
-            event: render(snapshot, now_millis()),
+            event: render(snapshot, (self.clock)()),
             snapshot: Arc::clone(snapshot),
         }));
     }
@@ -73,6 +81,7 @@ impl SseFeed {
 
 struct Stream {
     updates: watch::Receiver<Option<Latest>>,
+    clock: fn() -> Millis,
     shutdown: watch::Receiver<bool>,
     keep_alive: tokio::time::Interval,
     first: bool,
@@ -84,7 +93,7 @@ impl Stream {
         if std::mem::take(&mut self.first) {
             let current = self.updates.borrow_and_update().clone();
             if let Some(current) = current {
-                return Some(render(&current.snapshot, now_millis()));
+                return Some(render(&current.snapshot, (self.clock)()));
             }
         }
         if *self.shutdown.borrow() {
@@ -108,6 +117,7 @@ pub fn stream(feed: &SseFeed, shutdown: watch::Receiver<bool>) -> Response<Body>
     keep_alive.reset();
     let stream = Stream {
         updates: feed.subscribe(),
+        clock: feed.clock,
         shutdown,
         keep_alive,
         first: true,
@@ -130,4 +140,63 @@ fn event(data: &[u8]) -> Bytes {
     out.extend_from_slice(data);
     out.extend_from_slice(b"\n\n");
     Bytes::from(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::presence::{Entry, Store, StoreConfig};
+    use serde_json::Value;
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    /// The injected clock of `a_stream_opened_later_is_stamped_when_it_opens`.
+    static NOW: AtomicI64 = AtomicI64::new(0);
+
+    fn fake_now() -> Millis {
+        // SeqCst: a test's stores happen before the reads it causes.
+        NOW.load(Ordering::SeqCst)
+    }
+
+    /// The JSON of an `event: presence` block.
+    fn data(block: &[u8]) -> Value {
+        let text = std::str::from_utf8(block).expect("UTF-8");
+        let json = text
+            .strip_prefix("event: presence\ndata: ")
+            .and_then(|rest| rest.strip_suffix("\n\n"))
+            .unwrap_or_else(|| panic!("not a presence block: {text}"));
+        serde_json::from_str(json).expect("JSON")
+    }
+
+    #[tokio::test]
+    async fn a_stream_opened_later_is_stamped_when_it_opens() {
+        const PUBLISHED: Millis = 1_000_000;
+        const OPENED: Millis = PUBLISHED + 90_000;
+        NOW.store(PUBLISHED, Ordering::SeqCst);
+        let feed = SseFeed::with_clock(fake_now);
+        let gateway = Entry {
+            instance_id: Some("gw".into()),
+            text: "Gateway".into(),
+            ..Entry::default()
+        };
+        let snapshot = Store::new(StoreConfig::default(), gateway).publish(PUBLISHED);
+        feed.publish(&Arc::new(snapshot));
+
+        // A quiet gateway: nothing is published for 90 s, then a page opens.
+        NOW.store(OPENED, Ordering::SeqCst);
+        let (_stop, shutdown) = watch::channel(false);
+        let mut body = stream(&feed, shutdown).into_body();
+        let frame = body
+            .frame()
+            .await
+            .expect("a first block")
+            .expect("no error");
+        let first = data(frame.data_ref().expect("a data frame"));
+        // A page derives the server's clock from this stamp: the publish's
+        // would make every age on it look 90 s younger.
+        assert_eq!(first["serverTime"], OPENED);
+        assert_eq!(
+            first["presence"][0]["ts"], OPENED,
+            "the self entry's ts too"
+        );
+    }
 }
