@@ -48,6 +48,12 @@ pub const DEFAULT_FLEET_PREFIX: &str = "rollcall";
 /// as disconnected within seconds, long enough to ride out a GC-free stall
 /// of a loaded Redis.
 pub const DEFAULT_FLEET_LEASE: Duration = Duration::from_secs(5);
+/// How far ahead of this gateway's clock a peer's `ts` may be: NTP keeps
+/// real clocks within milliseconds; a few seconds forgives a bad one
+/// without letting it outlive the TTL or push local rows out.
+pub const DEFAULT_MAX_CLOCK_SKEW: Duration = Duration::from_secs(5);
+/// The environment variable the fleet's Redis password may come from.
+pub const FLEET_PASSWORD_ENV: &str = "ROLLCALL_FLEET_PASSWORD";
 /// How much presence a crash can lose without a fleet: at most this much.
 pub const DEFAULT_STATE_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -225,9 +231,26 @@ pub struct ServeConfig {
     pub shutdown_grace: Duration,
 
     /// Share presence with the other gateways of a fleet through this Redis
-    /// or Valkey (`redis://HOST:PORT`). Without it, the gateway runs alone.
-    #[arg(long, env = "ROLLCALL_FLEET")]
+    /// or Valkey: `redis://HOST:PORT`, `rediss://HOST:PORT` (TLS) or
+    /// `redis+sentinel://HOST:PORT[,HOST:PORT…]/MASTER`. Without it, the
+    /// gateway runs alone. A password may be in the URL, in
+    /// ROLLCALL_FLEET_PASSWORD or in --fleet-password-file; it is never shown.
+    #[arg(long, env = "ROLLCALL_FLEET", hide_env_values = true)]
     pub fleet: Option<String>,
+
+    /// Read the fleet's Redis password from this file (first line).
+    #[arg(long, env = "ROLLCALL_FLEET_PASSWORD_FILE")]
+    pub fleet_password_file: Option<PathBuf>,
+
+    /// Start even if another gateway holds this node id's lease, taking it
+    /// over (the other one stops writing and reports why).
+    #[arg(long, env = "ROLLCALL_FLEET_TAKEOVER")]
+    pub fleet_takeover: bool,
+
+    /// How far ahead of this gateway's clock another gateway's `ts` may
+    /// be; later ones are clamped, and a peer that far off is reported.
+    #[arg(long, env = "ROLLCALL_MAX_CLOCK_SKEW", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub max_clock_skew: Duration,
 
     /// Prefix of every Redis key and channel the fleet uses.
     #[arg(long, env = "ROLLCALL_FLEET_PREFIX", default_value = DEFAULT_FLEET_PREFIX)]
@@ -276,9 +299,17 @@ pub enum ConfigError {
         "refusing to listen on {0} without a token: anyone who can reach it could read and write presence. Pass --token (or ROLLCALL_TOKEN), or bind to a loopback address"
     )]
     OpenNonLoopback(SocketAddr),
-    /// `--fleet` is not a Redis URL.
-    #[error("--fleet {0:?} is not a redis:// URL")]
-    FleetUrl(String),
+    /// `--fleet` is not a Redis URL (the message shows it redacted).
+    #[error(transparent)]
+    FleetUrl(#[from] crate::fleet::EndpointError),
+    /// `--fleet-password-file` cannot be read.
+    #[error("--fleet-password-file {path}: {source}")]
+    FleetPassword {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
     /// An `--allowed-origin` that is not `scheme://host[:port]` or `*`.
     #[error("--allowed-origin {0:?} is not an origin (scheme://host[:port], or *)")]
     AllowedOrigin(String),
@@ -311,6 +342,9 @@ impl ServeConfig {
             max_batch: DEFAULT_MAX_BATCH,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             fleet: None,
+            fleet_password_file: None,
+            fleet_takeover: false,
+            max_clock_skew: DEFAULT_MAX_CLOCK_SKEW,
             fleet_prefix: DEFAULT_FLEET_PREFIX.into(),
             node_id: None,
             fleet_lease: DEFAULT_FLEET_LEASE,
@@ -341,9 +375,8 @@ impl ServeConfig {
             }
         }
         if let Some(url) = &self.fleet {
-            if redis::Client::open(url.as_str()).is_err() {
-                return Err(ConfigError::FleetUrl(url.clone()));
-            }
+            let password = self.fleet_password()?;
+            crate::fleet::Endpoint::open(url, password.as_deref())?;
         }
         for (name, value) in [
             ("--tick-interval", self.tick_interval),
@@ -359,6 +392,23 @@ impl ServeConfig {
             }
         }
         Ok(())
+    }
+
+    /// The fleet's Redis password when not in the URL: the first line of
+    /// `--fleet-password-file`, else `ROLLCALL_FLEET_PASSWORD`.
+    pub fn fleet_password(&self) -> Result<Option<String>, ConfigError> {
+        if let Some(path) = &self.fleet_password_file {
+            let read =
+                std::fs::read_to_string(path).map_err(|source| ConfigError::FleetPassword {
+                    path: path.clone(),
+                    source,
+                })?;
+            let line = read.lines().next().unwrap_or_default().trim_end();
+            return Ok(Some(line.to_owned()));
+        }
+        Ok(std::env::var(FLEET_PASSWORD_ENV)
+            .ok()
+            .filter(|p| !p.is_empty()))
     }
 
     /// This gateway's fleet node id: `--node-id`, else host name and port.

@@ -95,7 +95,7 @@ struct Seen {
     expired: u64,
     evicted: u64,
     /// Fleet totals, in [`FleetMetrics::totals`] order.
-    fleet: [u64; 5],
+    fleet: [u64; FLEET_TOTALS.len()],
 }
 
 /// The fleet link's series; values are copied from [`FleetStatus`] at
@@ -104,12 +104,21 @@ struct Seen {
 struct FleetMetrics {
     degraded: Gauge,
     peers: Gauge,
-    /// Batches, rows out, messages in, resyncs, lapses.
-    totals: [Counter; 5],
+    /// Each live peer's clock minus ours, by node id.
+    skew: Family<NodeLabels, Gauge>,
+    /// In [`FLEET_TOTALS`] order.
+    totals: [Counter; FLEET_TOTALS.len()],
+}
+
+/// Label set of per-peer fleet gauges.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NodeLabels {
+    /// The peer's node id.
+    pub node: String,
 }
 
 /// Names and help of [`FleetMetrics::totals`].
-const FLEET_TOTALS: [(&str, &str); 5] = [
+const FLEET_TOTALS: [(&str, &str); 10] = [
     ("fleet_batches", "Batches of own rows written to Redis"),
     (
         "fleet_rows_written",
@@ -124,6 +133,26 @@ const FLEET_TOTALS: [(&str, &str); 5] = [
         "Full resyncs with Redis (start and each reconnect)",
     ),
     ("fleet_lapses", "Gateways whose lease lapsed"),
+    (
+        "fleet_failures",
+        "Fleet sessions that ended in an error (each is retried with backoff)",
+    ),
+    (
+        "fleet_repairs",
+        "Full rewrites of own rows after Redis lost or changed them",
+    ),
+    (
+        "fleet_rows_refused",
+        "Rows read from Redis and refused (too large or malformed)",
+    ),
+    (
+        "fleet_ts_clamped",
+        "Rows read from Redis whose ts was past our clock plus --max-clock-skew",
+    ),
+    (
+        "fleet_messages_unheard",
+        "Change messages ignored (unparsable, oversized, or from a node without a live lease)",
+    ),
 ];
 
 impl Default for Metrics {
@@ -187,6 +216,11 @@ impl Metrics {
             "Other gateways whose lease is held",
             fleet.peers.clone(),
         );
+        registry.register(
+            "fleet_peer_clock_skew_ms",
+            "Each live peer's clock minus ours, measured from its messages (ms)",
+            fleet.skew.clone(),
+        );
         for ((name, help), counter) in FLEET_TOTALS.iter().zip(&fleet.totals) {
             registry.register(*name, *help, counter.clone());
         }
@@ -200,12 +234,21 @@ impl Metrics {
         let load = |v: &AtomicU64| v.load(std::sync::atomic::Ordering::Relaxed);
         fleet.degraded.set(i64::from(!status.is_connected()));
         fleet.peers.set(load(&status.peers) as i64);
+        fleet.skew.clear();
+        for (node, skew) in status.skews() {
+            fleet.skew.get_or_create(&NodeLabels { node }).set(skew);
+        }
         let totals = [
             &status.batches,
             &status.rows_out,
             &status.messages_in,
             &status.resyncs,
             &status.lapses,
+            &status.failures,
+            &status.repairs,
+            &status.rejected,
+            &status.clamped,
+            &status.unheard,
         ];
         for ((total, counter), last) in totals.iter().zip(&fleet.totals).zip(&mut seen.fleet) {
             let now = load(total);

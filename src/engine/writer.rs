@@ -70,12 +70,10 @@ pub(crate) fn run<M: Machine>(
 ) {
     let mut batch: Vec<M::Event> = Vec::with_capacity(config.max_batch);
     let mut acks: Vec<Ack> = Vec::new();
-    let mut last_now: Millis = Millis::MIN;
-    // The writer's time never runs backwards, whatever the wall clock does.
-    let mut now = || {
-        last_now = last_now.max(clock());
-        last_now
-    };
+    // The writer's time never runs backwards nor freezes, whatever the
+    // wall clock does (a backwards step is slewed: clock.rs).
+    let mut clock = crate::clock::WriterClock::new(clock);
+    let mut now = || clock.now();
     let mut stopping = false;
     while !stopping {
         let started = now();

@@ -3,16 +3,47 @@
 //! atomic pipeline (MULTI/EXEC), so other gateways never read half a batch,
 //! and the change message is published inside it, after the rows.
 //!
-//! Invariant: only this gateway writes its own `rows`, `expiry` and
-//! `lease` keys; it reads, never writes, the other gateways' (except
-//! pruning rows of a dead gateway that are past their expiry).
+//! Invariant: only this gateway writes its own `rows`, `expiry`, `stamp`
+//! and `lease` keys; it reads, never writes, the other gateways' (except
+//! pruning rows of a dead gateway that are past their expiry). The lease
+//! is only ever taken when it is free or already ours ([`CLAIM`]), unless
+//! the operator asked to take it over.
 
 use super::outbound::Outbound;
-use super::wire::{self, Keys, Record};
-use crate::presence::{Key, Millis, RemoteRow};
+use super::peers::Poll;
+use super::wire::{self, Keys, Stamp};
+use crate::presence::{Key, Millis};
 use redis::aio::ConnectionManager;
-use std::collections::HashMap;
 use std::time::Duration;
+
+/// Takes or renews the lease if it is free or ours (or `ARGV[4]` is 1:
+/// take over), registers the node, and reads what anti-entropy compares:
+/// returns {other holder or false, stamp or false, rows in the hash}.
+/// KEYS: lease, nodes, stamp, rows; ARGV: boot, lease ms, node, takeover.
+const CLAIM: &str = r"
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] and ARGV[4] ~= '1' then
+  return {holder, redis.call('GET', KEYS[3]), redis.call('HLEN', KEYS[4])}
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[3])
+return {false, redis.call('GET', KEYS[3]), redis.call('HLEN', KEYS[4])}
+";
+
+/// Reads a node's lease, stamp and (when it holds at most `ARGV[1]` rows)
+/// its whole hash, in one atomic step: {lease, stamp, rows, fields}.
+/// KEYS: rows, lease, stamp.
+const LOAD: &str = r"
+local n = redis.call('HLEN', KEYS[1])
+local lease = redis.call('GET', KEYS[2])
+local stamp = redis.call('GET', KEYS[3])
+if n > tonumber(ARGV[1]) then return {lease, stamp, n, false} end
+return {lease, stamp, n, redis.call('HGETALL', KEYS[1])}
+";
+
+/// The most node ids a poll reads: far more than a real fleet has, so a
+/// node set stuffed with garbage costs bounded work per poll.
+pub const MAX_NODES: usize = 1024;
 
 /// Drops a dead gateway's rows past their expiry, and the gateway from
 /// the node set once it has none. KEYS: rows, expiry, nodes; ARGV: now, node.
@@ -36,12 +67,26 @@ pub struct Link {
     seq: u64,
 }
 
-/// A peer's rows as read from Redis, and whether its lease is held.
+/// A node's hash as read from Redis, with its lease and stamp.
 pub struct Loaded {
     /// Its lease's boot id, if held.
     pub lease: Option<String>,
-    /// Its rows.
-    pub rows: Vec<RemoteRow>,
+    /// The stamp beside the hash.
+    pub stamp: Option<Stamp>,
+    /// How many rows the hash holds (more than `raw` when over the bound).
+    pub len: u64,
+    /// Its fields, unparsed: key and record bytes.
+    pub raw: Vec<(String, Vec<u8>)>,
+}
+
+/// What one heartbeat found.
+pub struct Beat {
+    /// Another boot holds this node id's lease: ours was not renewed.
+    pub taken_by: Option<String>,
+    /// The stamp beside our hash.
+    pub stamp: Option<Stamp>,
+    /// How many rows our hash holds.
+    pub rows: u64,
 }
 
 impl Link {
@@ -77,13 +122,14 @@ impl Link {
     }
 
     /// Writes one batch of own rows (and, if given, the self entry) and
-    /// announces it. `reset` first empties the hash: the batch is then
-    /// everything this gateway holds, and receivers reload it.
+    /// announces it; `rows` is how many the hash holds after it. `reset`
+    /// first empties the hash: the batch is then everything this gateway
+    /// holds, and receivers reload it.
     pub async fn write(
         &mut self,
         out: &Outbound,
         own: Option<(Key, Vec<u8>)>,
-        reset: bool,
+        (reset, rows_after): (bool, u64),
         now: Millis,
     ) -> redis::RedisResult<()> {
         let (rows, expiry) = (self.keys.rows(&self.node), self.keys.expiry(&self.node));
@@ -110,70 +156,149 @@ impl Link {
         }
         let removed = out.removed.iter().map(Key::as_str).filter(|_| !reset);
         let message = wire::finish_message(message, removed);
-        self.heartbeat_into(&mut pipe);
+        let stamp = Stamp {
+            boot: self.boot.clone(),
+            seq: self.seq,
+            rows: rows_after,
+        };
+        pipe.set(self.keys.stamp(&self.node), stamp.encode())
+            .ignore();
+        pipe.sadd(self.keys.nodes(), &self.node).ignore();
         pipe.publish(self.keys.channel(), message).ignore();
         pipe.query_async::<()>(&mut self.con).await
     }
 
-    fn heartbeat_into(&self, pipe: &mut redis::Pipeline) {
-        pipe.cmd("SET")
-            .arg(self.keys.lease(&self.node))
-            .arg(&self.boot)
-            .arg("PX")
-            .arg(self.lease_ms())
-            .ignore();
-        pipe.sadd(self.keys.nodes(), &self.node).ignore();
+    /// The stamp our last write left, if this link wrote anything.
+    pub fn stamp(&self, rows: u64) -> Stamp {
+        Stamp {
+            boot: self.boot.clone(),
+            seq: self.seq,
+            rows,
+        }
     }
 
-    /// Renews the lease.
-    pub async fn heartbeat(&mut self) -> redis::RedisResult<()> {
-        let mut pipe = redis::pipe();
-        self.heartbeat_into(&mut pipe);
-        pipe.query_async::<()>(&mut self.con).await
+    /// Takes or renews the lease unless another boot holds it (`takeover`
+    /// takes it anyway), and reads our stamp and row count.
+    pub async fn heartbeat(&mut self, takeover: bool) -> redis::RedisResult<Beat> {
+        let (taken_by, stamp, rows): (Option<String>, Option<String>, u64) =
+            redis::Script::new(CLAIM)
+                .key(self.keys.lease(&self.node))
+                .key(self.keys.nodes())
+                .key(self.keys.stamp(&self.node))
+                .key(self.keys.rows(&self.node))
+                .arg(&self.boot)
+                .arg(self.lease_ms())
+                .arg(&self.node)
+                .arg(if takeover { "1" } else { "0" })
+                .invoke_async(&mut self.con)
+                .await?;
+        let stamp = stamp.as_deref().and_then(Stamp::parse);
+        Ok(Beat {
+            taken_by,
+            stamp,
+            rows,
+        })
     }
 
-    /// Gives up the lease at once (graceful shutdown): the others mark
-    /// this gateway's remaining live rows disconnected now, not later.
+    /// Gives up the lease at once (graceful shutdown), if it is still
+    /// ours: the others mark this gateway's remaining live rows
+    /// disconnected now, not later.
     pub async fn release(&mut self) -> redis::RedisResult<()> {
-        redis::cmd("DEL")
-            .arg(self.keys.lease(&self.node))
-            .query_async::<()>(&mut self.con)
-            .await
+        redis::Script::new(
+            "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end",
+        )
+        .key(self.keys.lease(&self.node))
+        .arg(&self.boot)
+        .invoke_async::<()>(&mut self.con)
+        .await
     }
 
-    /// Every other node id with the boot id its lease holds, if any.
-    pub async fn leases(&mut self) -> redis::RedisResult<Vec<(String, Option<String>)>> {
+    /// Every other registered node id (at most [`MAX_NODES`]) with its
+    /// lease and stamp.
+    pub async fn leases(&mut self) -> redis::RedisResult<Vec<Poll>> {
         let nodes: Vec<String> = redis::cmd("SMEMBERS")
             .arg(self.keys.nodes())
             .query_async(&mut self.con)
             .await?;
-        let nodes: Vec<String> = nodes.into_iter().filter(|n| *n != self.node).collect();
+        if nodes.len() > MAX_NODES {
+            tracing::warn!(
+                nodes = nodes.len(),
+                "fleet node set is larger than {MAX_NODES}; reading the first {MAX_NODES}"
+            );
+        }
+        let nodes: Vec<String> = nodes
+            .into_iter()
+            .filter(|n| *n != self.node)
+            .take(MAX_NODES)
+            .collect();
         if nodes.is_empty() {
             return Ok(Vec::new());
         }
         let mut pipe = redis::pipe();
         for node in &nodes {
-            pipe.get(self.keys.lease(node));
+            pipe.get(self.keys.lease(node)).get(self.keys.stamp(node));
         }
-        let leases: Vec<Option<String>> = pipe.query_async(&mut self.con).await?;
-        Ok(nodes.into_iter().zip(leases).collect())
+        let read: Vec<(Option<String>, Option<String>)> = pipe.query_async(&mut self.con).await?;
+        let polls = nodes.into_iter().zip(read);
+        Ok(polls
+            .map(|(node, (lease, stamp))| Poll {
+                node,
+                lease,
+                stamp: stamp.as_deref().and_then(Stamp::parse),
+            })
+            .collect())
     }
 
-    /// `node`'s rows and lease. Records that do not parse are skipped.
-    pub async fn load(&mut self, node: &str) -> redis::RedisResult<Loaded> {
-        let mut pipe = redis::pipe();
-        pipe.hgetall(self.keys.rows(node))
-            .get(self.keys.lease(node));
-        let (raw, lease): (HashMap<String, Vec<u8>>, Option<String>) =
-            pipe.query_async(&mut self.con).await?;
-        let mut rows = Vec::with_capacity(raw.len());
-        for (key, bytes) in raw {
-            match serde_json::from_slice::<Record>(&bytes) {
-                Ok(record) => rows.extend(record.into_row()),
-                Err(error) => tracing::warn!(%node, %key, %error, "skipping a fleet record"),
+    /// `node`'s hash (at most `max_rows` fields), lease and stamp.
+    pub async fn load(&mut self, node: &str, max_rows: usize) -> redis::RedisResult<Loaded> {
+        type Read = (
+            Option<String>,
+            Option<String>,
+            u64,
+            Option<Vec<(String, Vec<u8>)>>,
+        );
+        let (lease, stamp, len, raw): Read = redis::Script::new(LOAD)
+            .key(self.keys.rows(node))
+            .key(self.keys.lease(node))
+            .key(self.keys.stamp(node))
+            .arg(max_rows)
+            .invoke_async(&mut self.con)
+            .await?;
+        let raw = match raw {
+            Some(raw) => raw,
+            None => self.scan(node, max_rows).await?,
+        };
+        let stamp = stamp.as_deref().and_then(Stamp::parse);
+        Ok(Loaded {
+            lease,
+            stamp,
+            len,
+            raw,
+        })
+    }
+
+    /// The first `max_rows` fields of an oversized hash.
+    async fn scan(
+        &mut self,
+        node: &str,
+        max_rows: usize,
+    ) -> redis::RedisResult<Vec<(String, Vec<u8>)>> {
+        let mut raw = Vec::with_capacity(max_rows);
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, page): (u64, Vec<(String, Vec<u8>)>) = redis::cmd("HSCAN")
+                .arg(self.keys.rows(node))
+                .arg(cursor)
+                .arg("COUNT")
+                .arg(100)
+                .query_async(&mut self.con)
+                .await?;
+            raw.extend(page.into_iter().take(max_rows - raw.len()));
+            if next == 0 || raw.len() >= max_rows {
+                return Ok(raw);
             }
+            cursor = next;
         }
-        Ok(Loaded { lease, rows })
     }
 
     /// Prunes a dead gateway's expired rows; returns how many went.

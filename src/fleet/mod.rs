@@ -6,18 +6,23 @@
 //! others reach its store as `engine::Event::Remote`, through the same
 //! queue and writer as local events, so readers stay wait-free.
 
+mod endpoint;
 mod handle;
+mod inbound;
 mod link;
 mod outbound;
 mod peers;
 mod state_file;
 mod status;
 mod task;
+mod validate;
 mod wire;
 
+pub use endpoint::{Endpoint, EndpointError, SENTINEL_SCHEME, redact};
 pub use handle::{Fleet, FleetConfig, FleetError, preload};
 pub use outbound::{Outbound, diff};
-pub use peers::{Action, OnMessage, Peers};
+pub use peers::{Action, OnMessage, Peers, Poll};
 pub use state_file::{StateFile, StateFileError};
 pub use status::FleetStatus;
-pub use wire::{Keys, Message, Record};
+pub use validate::{Invalid, MAX_MESSAGE_BYTES, MAX_RECORD_BYTES, Screen};
+pub use wire::{Keys, Message, Record, Stamp};

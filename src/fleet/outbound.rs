@@ -72,6 +72,13 @@ pub fn diff(before: Option<&Snapshot>, after: &Snapshot, node: &str, ttl: Millis
     out
 }
 
+/// How many own rows (the self entry left out) `snapshot` holds: what
+/// our hash holds, besides the self entry, once it is synced.
+pub fn own_rows(snapshot: &Snapshot, node: &str) -> u64 {
+    let rows = snapshot.entries()[1..].iter();
+    rows.filter(|row| is_ours(row, node)).count() as u64
+}
+
 /// The self entry as a pinned record, its `ts` set to `now`.
 pub fn self_record(snapshot: &Snapshot, now: Millis) -> (Key, Vec<u8>) {
     let row = &snapshot.entries()[0];

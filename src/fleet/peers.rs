@@ -1,27 +1,56 @@
 //! What this gateway knows of the others: whose lease it last saw held,
-//! under which boot, and the last message number from each. Pure: the
-//! fleet task feeds it lease polls and messages and does what it answers.
+//! under which boot, the last message number it holds from each, the key
+//! of each one's self row and how far each one's clock is from ours.
+//! Pure: the fleet task feeds it lease polls, loads and messages, and does
+//! what it answers.
 //!
-//! Invariants: a peer is `alive` exactly when its last polled lease was
-//! held (or a message from it arrived since); a lapse is reported once per
-//! loss of the lease; a message is applied only when it is the next one of
-//! the boot we hold, anything else asks for a reload of that peer's rows.
+//! Invariants:
+//! - a peer is `alive` exactly when its lease was seen held by the last
+//!   poll or load; a message never makes a peer alive (a node without a
+//!   lease is not heard: docs/protocol.md §8);
+//! - a lapse is reported once per loss of the lease, and a lapsed peer
+//!   whose lease is seen held again is reloaded;
+//! - `seq` is the last message of `boot` whose rows the store holds: a
+//!   message is applied only when it is the next one; older ones are
+//!   skipped, a gap or a reset asks for a reload;
+//! - a peer whose stamp stays ahead of `seq` for two polls lost messages:
+//!   it is reloaded;
+//! - only peers in the polled node set are kept.
 
+use super::wire::Stamp;
+use crate::presence::{Key, Millis};
 use std::collections::HashMap;
 
 #[derive(Debug, Default)]
 struct Peer {
-    /// The boot id of its lease or last message.
+    /// The boot id its lease held when last seen held.
     boot: Option<String>,
     alive: bool,
-    /// The last message number applied from `boot`.
+    /// The last message number of `boot` the store holds.
     seq: u64,
+    /// A stamp number seen ahead of `seq` at the last poll.
+    lagging: Option<u64>,
+    /// The key of its self row (the one row it may pin).
+    self_key: Option<Key>,
+    /// Its clock minus ours, from its last message's `at` (ms).
+    skew: Option<Millis>,
+}
+
+/// One peer as one poll saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Poll {
+    /// Its node id (from the node set).
+    pub node: String,
+    /// The boot id its lease holds, if it is held.
+    pub lease: Option<String>,
+    /// The stamp beside its hash, if any.
+    pub stamp: Option<Stamp>,
 }
 
 /// What to do about one peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Read its whole hash again (new peer, restart, or a missed message).
+    /// Read its whole hash again (new peer, restart, or missed messages).
     Reload(String),
     /// Its lease lapsed: mark its live rows disconnected.
     Lapse(String),
@@ -32,8 +61,13 @@ pub enum Action {
 pub enum OnMessage {
     /// It follows the last one: apply its rows.
     Apply,
-    /// Reload that peer's hash instead (it already holds this message).
+    /// The store already holds it (it was in a reload).
+    Skip,
+    /// Reload that peer's hash instead (a gap, or a reset).
     Reload,
+    /// Not from a live lease holder as last seen: ignore it, and poll
+    /// the leases soon (a new or returning peer gets reloaded then).
+    Unheard,
 }
 
 /// The other gateways, as last seen.
@@ -53,18 +87,29 @@ impl Peers {
         self.known.values().filter(|p| p.alive).count()
     }
 
-    /// Takes one poll: each node id with the boot id its lease holds, if
-    /// any. Returns what changed.
-    pub fn observe(&mut self, leases: Vec<(String, Option<String>)>) -> Vec<Action> {
+    /// Takes one poll of the whole node set. Returns what changed.
+    pub fn observe(&mut self, polls: Vec<Poll>) -> Vec<Action> {
         let mut actions = Vec::new();
-        for (node, lease) in leases {
+        let polled: std::collections::HashSet<&str> =
+            polls.iter().map(|p| p.node.as_str()).collect();
+        // A peer gone from the set (FLUSHALL, pruned) has no lease either.
+        for (node, peer) in &mut self.known {
+            if !polled.contains(node.as_str()) && std::mem::take(&mut peer.alive) {
+                actions.push(Action::Lapse(node.clone()));
+            }
+        }
+        self.known
+            .retain(|node, peer| peer.alive || polled.contains(node.as_str()));
+        for Poll { node, lease, stamp } in polls {
             let known = self.known.contains_key(&node);
             let peer = self.known.entry(node.clone()).or_default();
             match lease {
                 Some(boot) if !peer.alive || peer.boot.as_deref() != Some(&boot) => {
-                    peer.boot = Some(boot);
                     peer.alive = true;
-                    peer.seq = 0;
+                    peer.boot = Some(boot);
+                    actions.push(Action::Reload(node));
+                }
+                Some(_) if peer.lost_messages(stamp.as_ref()) => {
                     actions.push(Action::Reload(node));
                 }
                 Some(_) => {}
@@ -79,19 +124,76 @@ impl Peers {
         actions
     }
 
+    /// Records what one reload read: the lease held at that moment and
+    /// the stamp of the hash it read (in the same transaction).
+    pub fn loaded(&mut self, node: &str, lease: Option<&str>, stamp: Option<&Stamp>) {
+        let peer = self.known.entry(node.to_owned()).or_default();
+        peer.alive = lease.is_some();
+        peer.boot = lease.map(str::to_owned);
+        peer.seq = stamp
+            .filter(|s| Some(s.boot.as_str()) == lease)
+            .map_or(0, |s| s.seq);
+        peer.lagging = None;
+        peer.self_key = None;
+    }
+
     /// Takes one message's header.
     pub fn message(&mut self, node: &str, boot: &str, seq: u64, reset: bool) -> OnMessage {
-        let peer = self.known.entry(node.to_owned()).or_default();
-        // Right after a lease-triggered reload (`seq` 0) any message of
-        // that boot follows: the reload holds everything published before.
-        let follows = peer.boot.as_deref() == Some(boot) && (peer.seq == 0 || seq == peer.seq + 1);
-        peer.alive = true;
-        peer.seq = seq;
-        if follows && !reset {
-            return OnMessage::Apply;
+        let Some(peer) = self.known.get_mut(node) else {
+            return OnMessage::Unheard;
+        };
+        if !peer.alive || peer.boot.as_deref() != Some(boot) {
+            return OnMessage::Unheard;
         }
-        peer.boot = Some(boot.to_owned());
-        OnMessage::Reload
+        if reset || seq > peer.seq + 1 {
+            return OnMessage::Reload;
+        }
+        if seq <= peer.seq {
+            return OnMessage::Skip;
+        }
+        peer.seq = seq;
+        OnMessage::Apply
+    }
+
+    /// May `key` be `node`'s pinned self row? The first pinned key seen
+    /// since its last reload is; any other is not.
+    pub fn may_pin(&mut self, node: &str, key: &Key) -> bool {
+        let Some(peer) = self.known.get_mut(node) else {
+            return false;
+        };
+        peer.self_key.get_or_insert_with(|| key.clone()) == key
+    }
+
+    /// Records `node`'s clock skew: its message's `at` minus our `now`.
+    pub fn clock(&mut self, node: &str, at: Millis, now: Millis) {
+        if let Some(peer) = self.known.get_mut(node) {
+            peer.skew = Some(at.saturating_sub(now));
+        }
+    }
+
+    /// Each live peer's last measured clock skew (ms, positive: ahead).
+    pub fn skews(&self) -> Vec<(String, Millis)> {
+        let mut skews: Vec<(String, Millis)> = self
+            .known
+            .iter()
+            .filter(|(_, peer)| peer.alive)
+            .filter_map(|(node, peer)| Some((node.clone(), peer.skew?)))
+            .collect();
+        skews.sort();
+        skews
+    }
+}
+
+impl Peer {
+    /// True if the stamp has stayed ahead of the messages applied since
+    /// the last poll: messages were lost (a reload makes up for them).
+    fn lost_messages(&mut self, stamp: Option<&Stamp>) -> bool {
+        let ahead = stamp
+            .filter(|s| self.boot.as_deref() == Some(s.boot.as_str()) && s.seq > self.seq)
+            .map(|s| s.seq);
+        let lost = matches!((self.lagging, ahead), (Some(before), Some(_)) if self.seq < before);
+        self.lagging = if lost { None } else { ahead };
+        lost
     }
 }
 
@@ -99,8 +201,20 @@ impl Peers {
 mod tests {
     use super::*;
 
-    fn lease(node: &str, boot: Option<&str>) -> Vec<(String, Option<String>)> {
-        vec![(node.into(), boot.map(Into::into))]
+    fn poll(node: &str, boot: Option<&str>, seq: Option<u64>) -> Vec<Poll> {
+        vec![Poll {
+            node: node.into(),
+            lease: boot.map(Into::into),
+            stamp: seq.map(|seq| Stamp {
+                boot: boot.unwrap_or("x").into(),
+                seq,
+                rows: 1,
+            }),
+        }]
+    }
+
+    fn lease(node: &str, boot: Option<&str>) -> Vec<Poll> {
+        poll(node, boot, None)
     }
 
     #[test]
@@ -121,7 +235,8 @@ mod tests {
     fn a_restarted_peer_is_reloaded() {
         let mut peers = Peers::default();
         peers.observe(lease("b", Some("1")));
-        assert_eq!(peers.message("b", "1", 40, false), OnMessage::Apply);
+        peers.loaded("b", Some("1"), None);
+        assert_eq!(peers.message("b", "1", 1, false), OnMessage::Apply);
         assert_eq!(
             peers.observe(lease("b", Some("2"))),
             [Action::Reload("b".into())]
@@ -139,13 +254,106 @@ mod tests {
     }
 
     #[test]
-    fn messages_apply_in_sequence_and_a_gap_reloads() {
+    fn messages_apply_in_sequence_skip_old_ones_and_a_gap_reloads() {
         let mut peers = Peers::default();
-        assert_eq!(peers.message("b", "1", 5, false), OnMessage::Reload);
+        peers.observe(lease("b", Some("1")));
+        let stamp = Stamp {
+            boot: "1".into(),
+            seq: 5,
+            rows: 0,
+        };
+        peers.loaded("b", Some("1"), Some(&stamp));
+        assert_eq!(peers.message("b", "1", 4, false), OnMessage::Skip);
+        assert_eq!(peers.message("b", "1", 5, false), OnMessage::Skip);
         assert_eq!(peers.message("b", "1", 6, false), OnMessage::Apply);
         assert_eq!(peers.message("b", "1", 8, false), OnMessage::Reload);
-        assert_eq!(peers.message("b", "1", 9, false), OnMessage::Apply);
-        assert_eq!(peers.message("b", "1", 10, true), OnMessage::Reload);
-        assert_eq!(peers.message("b", "2", 1, false), OnMessage::Reload);
+        assert_eq!(peers.message("b", "1", 7, true), OnMessage::Reload);
+    }
+
+    #[test]
+    fn messages_from_a_node_without_a_live_lease_are_unheard() {
+        let mut peers = Peers::default();
+        assert_eq!(peers.message("ghost", "1", 1, false), OnMessage::Unheard);
+        peers.observe(lease("b", Some("1")));
+        peers.loaded("b", Some("1"), None);
+        assert_eq!(peers.message("b", "other", 1, false), OnMessage::Unheard);
+        peers.observe(lease("b", None));
+        assert_eq!(peers.message("b", "1", 1, false), OnMessage::Unheard);
+        assert_eq!(peers.alive(), 0, "a message never makes a peer alive");
+    }
+
+    #[test]
+    fn a_lapsed_peer_whose_lease_returns_is_reloaded() {
+        let mut peers = Peers::default();
+        peers.observe(lease("b", Some("1")));
+        peers.loaded("b", Some("1"), None);
+        for _ in 0..3 {
+            assert_eq!(peers.observe(lease("b", None)), [Action::Lapse("b".into())]);
+            assert_eq!(
+                peers.observe(lease("b", Some("1"))),
+                [Action::Reload("b".into())]
+            );
+            peers.loaded("b", Some("1"), None);
+        }
+    }
+
+    #[test]
+    fn a_reload_that_finds_no_lease_leaves_the_peer_lapsed_until_it_returns() {
+        let mut peers = Peers::default();
+        peers.observe(lease("b", Some("1")));
+        // The lease was deleted between the poll and the load.
+        peers.loaded("b", None, None);
+        assert_eq!(peers.alive(), 0);
+        assert_eq!(
+            peers.observe(lease("b", Some("1"))),
+            [Action::Reload("b".into())]
+        );
+    }
+
+    #[test]
+    fn a_stamp_ahead_for_two_polls_reloads() {
+        let mut peers = Peers::default();
+        peers.observe(poll("b", Some("1"), Some(3)));
+        peers.loaded("b", Some("1"), None);
+        assert!(peers.observe(poll("b", Some("1"), Some(3))).is_empty());
+        assert_eq!(
+            peers.observe(poll("b", Some("1"), Some(4))),
+            [Action::Reload("b".into())]
+        );
+        peers.loaded(
+            "b",
+            Some("1"),
+            Some(&Stamp {
+                boot: "1".into(),
+                seq: 4,
+                rows: 0,
+            }),
+        );
+        assert!(peers.observe(poll("b", Some("1"), Some(4))).is_empty());
+        // A message in flight at one poll and applied by the next is fine.
+        assert!(peers.observe(poll("b", Some("1"), Some(5))).is_empty());
+        assert_eq!(peers.message("b", "1", 5, false), OnMessage::Apply);
+        assert!(peers.observe(poll("b", Some("1"), Some(5))).is_empty());
+    }
+
+    #[test]
+    fn a_peer_gone_from_the_node_set_lapses() {
+        let mut peers = Peers::default();
+        peers.observe(lease("b", Some("1")));
+        assert_eq!(peers.observe(Vec::new()), [Action::Lapse("b".into())]);
+        assert!(peers.observe(Vec::new()).is_empty());
+    }
+
+    #[test]
+    fn one_self_row_per_peer_and_skews_of_live_peers() {
+        let mut peers = Peers::default();
+        let (a, b) = (Key::parse("a").unwrap(), Key::parse("b").unwrap());
+        assert!(!peers.may_pin("b", &a), "unknown nodes pin nothing");
+        peers.observe(lease("n", Some("1")));
+        assert!(peers.may_pin("n", &a));
+        assert!(peers.may_pin("n", &a));
+        assert!(!peers.may_pin("n", &b));
+        peers.clock("n", 10_000, 4_000);
+        assert_eq!(peers.skews(), [("n".to_string(), 6_000)]);
     }
 }

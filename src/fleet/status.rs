@@ -28,6 +28,21 @@ pub struct FleetStatus {
     pub resyncs: AtomicU64,
     /// Gateways whose lease lapsed.
     pub lapses: AtomicU64,
+    /// Sessions that ended in an error (each one is retried).
+    pub failures: AtomicU64,
+    /// Full rewrites of own rows after Redis lost or changed them.
+    pub repairs: AtomicU64,
+    /// Rows read from Redis and refused (too large, malformed).
+    pub rejected: AtomicU64,
+    /// Rows read from Redis whose `ts` was ahead of the allowed skew.
+    pub clamped: AtomicU64,
+    /// Messages ignored: unparsable, oversized, or from a node without a
+    /// live lease.
+    pub unheard: AtomicU64,
+    /// The allowed clock skew (ms).
+    skew_bound: AtomicI64,
+    /// Each live peer's clock minus ours (ms), as last measured.
+    skews: Mutex<Vec<(String, Millis)>>,
 }
 
 /// Relaxed everywhere: independent values read for reports only; nothing
@@ -48,7 +63,60 @@ impl FleetStatus {
             messages_in: AtomicU64::new(0),
             resyncs: AtomicU64::new(0),
             lapses: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            repairs: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            clamped: AtomicU64::new(0),
+            unheard: AtomicU64::new(0),
+            skew_bound: AtomicI64::new(Millis::MAX),
+            skews: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Sets the allowed clock skew peers are reported against.
+    pub fn set_skew_bound(&self, bound: Millis) {
+        self.skew_bound.store(bound, ORDER);
+    }
+
+    /// Records each live peer's clock skew; logs peers that cross the
+    /// bound (either way).
+    pub fn set_skews(&self, skews: Vec<(String, Millis)>, bound: Millis) {
+        let Ok(mut last) = self.skews.lock() else {
+            return;
+        };
+        let over = |list: &[(String, Millis)], node: &str| {
+            list.iter()
+                .any(|(n, skew)| n == node && skew.unsigned_abs() > bound.unsigned_abs())
+        };
+        for (node, skew) in &skews {
+            if over(&skews, node) && !over(&last, node) {
+                tracing::warn!(%node, skew_ms = skew, bound_ms = bound,
+                    "fleet: a gateway's clock is off from ours by more than --max-clock-skew; its rows' ts are clamped");
+            }
+        }
+        *last = skews;
+    }
+
+    /// Each live peer's clock skew (ms, positive: ahead of ours).
+    pub fn skews(&self) -> Vec<(String, Millis)> {
+        self.skews.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Peers whose clock is off by more than the bound, as one line.
+    pub fn clock_warning(&self) -> Option<String> {
+        let bound = self.skew_bound.load(ORDER);
+        let over: Vec<String> = self
+            .skews()
+            .into_iter()
+            .filter(|(_, skew)| skew.unsigned_abs() > bound.unsigned_abs())
+            .map(|(node, skew)| format!("{node} {skew:+} ms"))
+            .collect();
+        (!over.is_empty()).then(|| {
+            format!(
+                "clock skew over {bound} ms: {} (their rows' ts are clamped)",
+                over.join(", ")
+            )
+        })
     }
 
     /// This gateway's node id.
@@ -112,6 +180,17 @@ impl FleetStatus {
         if let Some(error) = self.last_error().filter(|_| !self.is_connected()) {
             value["error"] = error.into();
         }
+        let skews: serde_json::Map<String, serde_json::Value> = self
+            .skews()
+            .into_iter()
+            .map(|(node, skew)| (node, skew.into()))
+            .collect();
+        if !skews.is_empty() {
+            value["clockSkewMs"] = skews.into();
+        }
+        if let Some(warning) = self.clock_warning() {
+            value["warning"] = warning.into();
+        }
         value
     }
 }
@@ -135,5 +214,19 @@ mod tests {
         assert_eq!(json["state"], "degraded");
         assert_eq!(json["error"], "connection refused");
         assert_eq!(json["nodeId"], "gw");
+    }
+
+    #[test]
+    fn a_peer_clock_over_the_bound_is_reported() {
+        let status = FleetStatus::new("gw");
+        status.set_skew_bound(5_000);
+        status.set_skews(vec![("b".into(), 200), ("c".into(), 600_000)], 5_000);
+        let json = status.to_json();
+        assert_eq!(json["clockSkewMs"]["c"], 600_000);
+        let warning = status.clock_warning().unwrap();
+        assert!(warning.contains("c +600000 ms"), "{warning}");
+        assert!(!warning.contains("b "), "{warning}");
+        status.set_skews(vec![("c".into(), 10)], 5_000);
+        assert_eq!(status.clock_warning(), None);
     }
 }

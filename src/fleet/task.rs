@@ -1,23 +1,29 @@
 //! The fleet task: keeps this gateway's rows in Redis and the other
-//! gateways' rows in the local store, and survives Redis going away.
+//! gateways' rows in the local store, and survives whatever Redis does.
 //!
-//! One session per Redis connection: subscribe, restore own rows once (warm
-//! restart), resync (republish everything, reload every peer), then loop
-//! over new snapshots (diff own rows, one pipeline per batch), change
-//! messages (queued to the writer as `Event::Remote`) and the heartbeat
-//! tick (lease, peer leases, pruning). Any Redis error ends the session:
-//! the gateway reports degraded, keeps serving what it has, and retries
-//! with backoff; the next session's resync makes up for what was missed.
+//! One session per Redis connection: subscribe, claim the node id's lease,
+//! restore own rows once (warm restart), resync (rewrite everything,
+//! reload every peer), then loop over new snapshots (diff own rows, one
+//! transaction per batch), change messages (`inbound.rs`) and the
+//! heartbeat tick (lease, anti-entropy, peer leases, pruning). Any Redis
+//! error ends the session: the gateway reports degraded, keeps serving
+//! what it has, and retries with backoff, forever; the next session's
+//! resync makes up for what was missed.
 //!
 //! Invariants: `synced` is the last snapshot whose own rows Redis holds
-//! (it only advances after a successful write); nothing here runs on a
-//! connection's path: connections only ever push to the engine's queue.
+//! (it only advances after a successful write, or while the lease is held
+//! by another boot, when nothing is written); `own_rows` is how many rows
+//! our hash holds after our last write, and the stamp beside it says so:
+//! a heartbeat that finds otherwise (FLUSHALL, a deleted field, a lost
+//! write) rewrites the whole hash. Nothing here runs on a connection's
+//! path: connections only ever push to the engine's queue.
 
-use super::link::Link;
+use super::link::{Beat, Link};
 use super::outbound::{self, Outbound};
-use super::peers::{Action, OnMessage, Peers};
+use super::peers::Peers;
 use super::status::FleetStatus;
-use super::wire::{Keys, Message};
+use super::validate::Screen;
+use super::wire::Keys;
 use super::{FleetConfig, FleetError};
 use crate::clock::{Millis, now_millis};
 use crate::engine::{Event, EventSender, PushError, SnapshotReader};
@@ -29,16 +35,15 @@ use tokio::sync::watch;
 
 /// The longest a connect or a command may take before the link counts
 /// as lost.
-const IO_TIMEOUT: Duration = Duration::from_secs(2);
+pub(super) const IO_TIMEOUT: Duration = Duration::from_secs(2);
 /// The longest pause between two reconnect attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// What the fleet task owns.
 pub(super) struct Task {
     pub(super) config: FleetConfig,
-    pub(super) client: redis::Client,
+    pub(super) endpoint: super::Endpoint,
     pub(super) keys: Keys,
-    pub(super) boot: String,
     pub(super) sender: EventSender<Event>,
     pub(super) reader: SnapshotReader,
     pub(super) status: Arc<FleetStatus>,
@@ -49,6 +54,15 @@ pub(super) struct Task {
     pub(super) synced: Option<Arc<Snapshot>>,
     /// When the self entry was last written.
     pub(super) self_sent: Millis,
+    /// The bounds rows from Redis are checked against.
+    pub(super) screen: Screen,
+    /// Rows our hash holds after our last write.
+    pub(super) own_rows: u64,
+    /// Our lease is ours as of the last heartbeat (else another boot
+    /// holds this node id, and nothing of ours is written).
+    pub(super) claimed: bool,
+    /// A message came from a node not known alive: poll leases soon.
+    pub(super) poll_soon: bool,
 }
 
 /// Converts milliseconds of a `Duration`.
@@ -57,7 +71,8 @@ pub(super) fn millis(duration: Duration) -> Millis {
 }
 
 impl Task {
-    /// Runs sessions until told to stop or the engine stops.
+    /// Runs sessions until told to stop or the engine stops; every other
+    /// failure is retried with backoff.
     pub(super) async fn run(mut self) {
         let mut backoff = Duration::from_millis(100);
         loop {
@@ -65,11 +80,14 @@ impl Task {
                 Ok(()) | Err(FleetError::EngineStopped) => return,
                 Err(error) => error,
             };
+            self.status.failures.fetch_add(1, RELAXED);
             if self.status.is_connected() || self.status.resyncs.load(RELAXED) == 0 {
                 tracing::warn!(%error, "fleet link down; serving local presence alone");
                 backoff = Duration::from_millis(100);
             }
-            self.status.set_degraded(error.to_string());
+            if self.claimed || self.status.is_connected() {
+                self.status.set_degraded(error.to_string());
+            }
             self.synced = None;
             tokio::select! {
                 _ = tokio::time::sleep(backoff) => {}
@@ -80,23 +98,31 @@ impl Task {
     }
 
     async fn session(&mut self) -> Result<(), FleetError> {
-        let identity = (&self.keys, self.config.node_id.as_str(), self.boot.as_str());
+        let client = timed(self.endpoint.client()).await?;
+        let identity = (
+            &self.keys,
+            self.config.node_id.as_str(),
+            self.config.boot.as_str(),
+        );
         let ttl = millis(self.config.ttl);
-        let connect = Link::connect(&self.client, identity, self.config.lease, ttl, IO_TIMEOUT);
+        let connect = Link::connect(&client, identity, self.config.lease, ttl, IO_TIMEOUT);
         let mut link = timed(connect).await?;
-        let mut pubsub = timed(self.client.get_async_pubsub()).await?;
+        let mut pubsub = timed(client.get_async_pubsub()).await?;
         timed(pubsub.subscribe(self.keys.channel())).await?;
         let mut messages = pubsub.into_on_message();
+        self.claimed = false;
+        let beat = timed(link.heartbeat(false)).await?;
         if !self.restored {
             self.restore_own(&mut link).await?;
         }
-        self.resync(&mut link).await?;
-        self.status.set_connected();
-        tracing::info!(node = %self.config.node_id, peers = self.peers.alive(), "fleet in sync");
+        self.peers.clear();
+        self.on_beat(&mut link, beat).await?;
+        self.poll_peers(&mut link).await?;
         let mut tick = tokio::time::interval(self.config.lease / 3);
         let (mut stop, reader) = (self.stop.clone(), Arc::clone(&self.reader));
         loop {
             let next = self.synced.as_ref().map_or(0, |s| s.version()) + 1;
+            let soon = self.poll_soon;
             tokio::select! {
                 _ = stopped(&mut stop) => {
                     self.finish(&mut link).await;
@@ -108,34 +134,68 @@ impl Task {
                     None => return Err(FleetError::SubscriptionLost),
                 },
                 _ = tick.tick() => timed(self.on_tick(&mut link)).await?,
+                _ = tokio::time::sleep(self.config.lease / 10), if soon => {
+                    self.poll_soon = false;
+                    timed(self.poll_peers(&mut link)).await?;
+                }
             }
         }
     }
 
     /// Loads the rows a previous run of this gateway left in Redis, once.
     async fn restore_own(&mut self, link: &mut Link) -> Result<(), FleetError> {
-        let loaded = timed(link.load(&self.config.node_id)).await?;
-        let event = Event::Remote(RemoteOp::Restore { rows: loaded.rows });
-        let applied = self
-            .sender
-            .try_push_acked(event)
-            .map_err(|_| FleetError::EngineStopped)?;
+        let loaded = timed(link.load(&self.config.node_id, self.config.max_rows)).await?;
+        let rows = self.screen_rows(&self.config.node_id.clone(), loaded.raw, now_millis());
+        let applied = self.push_acked(RemoteOp::Restore { rows }).await?;
         applied.await.map_err(|_| FleetError::EngineStopped)?;
         self.restored = true;
         Ok(())
     }
 
-    /// Republishes every own row, then reloads every peer.
-    async fn resync(&mut self, link: &mut Link) -> Result<(), FleetError> {
-        self.peers.clear();
-        timed(self.sync(link, true)).await?;
-        timed(self.poll_peers(link)).await
+    /// Acts on a heartbeat: another boot holds our node id (write
+    /// nothing, say why), we hold it again (rewrite everything), or our
+    /// hash is not what we wrote (rewrite everything).
+    async fn on_beat(&mut self, link: &mut Link, beat: Beat) -> Result<(), FleetError> {
+        if let Some(other) = beat.taken_by {
+            if self.claimed || self.status.is_connected() || self.status.resyncs.load(RELAXED) == 0
+            {
+                tracing::error!(node = %self.config.node_id, other_boot = %other,
+                    "fleet: another gateway holds this node id's lease; not writing presence until it is free (give each gateway its own --node-id)");
+            }
+            self.claimed = false;
+            self.status.set_degraded(format!(
+                "node id {:?} is held by another gateway (boot {other}); two gateways share --node-id",
+                self.config.node_id
+            ));
+            self.synced = Some(self.reader.load_full());
+            return Ok(());
+        }
+        if !self.claimed {
+            self.claimed = true;
+            timed(self.sync(link, true)).await?;
+            self.status.set_connected();
+            tracing::info!(node = %self.config.node_id, "fleet in sync");
+            return Ok(());
+        }
+        let expected = link.stamp(self.own_rows);
+        if beat.stamp.as_ref() != Some(&expected) || beat.rows != self.own_rows {
+            tracing::warn!(node = %self.config.node_id, rows = beat.rows, expected = self.own_rows,
+                "fleet: our rows in Redis are not what we wrote (flushed, evicted or edited); rewriting them");
+            self.status.repairs.fetch_add(1, RELAXED);
+            timed(self.sync(link, true)).await?;
+        }
+        Ok(())
     }
 
     /// Writes what changed in own rows since `synced` (everything when
-    /// `reset`), plus the self entry when it is due.
-    async fn sync(&mut self, link: &mut Link, reset: bool) -> Result<(), FleetError> {
+    /// `reset`), plus the self entry when it is due. Writes nothing while
+    /// another boot holds the lease.
+    pub(super) async fn sync(&mut self, link: &mut Link, reset: bool) -> Result<(), FleetError> {
         let snapshot = self.reader.load_full();
+        if !self.claimed {
+            self.synced = Some(snapshot);
+            return Ok(());
+        }
         let now = now_millis();
         let ttl = millis(self.config.ttl);
         let before = if reset { None } else { self.synced.as_deref() };
@@ -143,7 +203,9 @@ impl Task {
         let self_due = reset || now.saturating_sub(self.self_sent) >= self.self_refresh();
         if !out.is_empty() || self_due {
             let own = self_due.then(|| outbound::self_record(&snapshot, now));
-            link.write(&out, own, reset, now).await?;
+            let rows = outbound::own_rows(&snapshot, &self.config.node_id) + 1;
+            link.write(&out, own, (reset, rows), now).await?;
+            self.own_rows = rows;
             self.count(&out);
             if self_due {
                 self.self_sent = now;
@@ -165,93 +227,15 @@ impl Task {
         self.status.rows_out.fetch_add(rows, RELAXED);
     }
 
-    async fn on_message(&mut self, link: &mut Link, raw: &redis::Msg) -> Result<(), FleetError> {
-        let message: Message = match serde_json::from_slice(raw.get_payload_bytes()) {
-            Ok(message) => message,
-            Err(error) => {
-                tracing::warn!(%error, "ignoring a fleet message that does not parse");
-                return Ok(());
-            }
-        };
-        if message.node == self.config.node_id {
-            return Ok(());
-        }
-        self.status.messages_in.fetch_add(1, RELAXED);
-        let Message {
-            node,
-            boot,
-            seq,
-            reset,
-            ..
-        } = &message;
-        match self.peers.message(node, boot, *seq, *reset) {
-            OnMessage::Reload => self.reload(link, node).await,
-            OnMessage::Apply => self.apply(message).await,
-        }
-    }
-
-    async fn apply(&self, message: Message) -> Result<(), FleetError> {
-        let node: Arc<str> = Arc::from(message.node.as_str());
-        for row in message.upserts.into_iter().filter_map(|r| r.into_row()) {
-            let node = Arc::clone(&node);
-            let row = Box::new(row);
-            self.push(RemoteOp::Upsert { node, row }).await?;
-        }
-        for key in message
-            .removed
-            .iter()
-            .filter_map(|k| crate::presence::Key::parse(k))
-        {
-            let node = Arc::clone(&node);
-            self.push(RemoteOp::Remove { node, key }).await?;
-        }
-        Ok(())
-    }
-
-    /// Replaces what the store holds of `node` with its hash; a gateway
-    /// without a lease has no live connection.
-    async fn reload(&self, link: &mut Link, node: &str) -> Result<(), FleetError> {
-        let loaded = link.load(node).await?;
-        let mut rows = loaded.rows;
-        if loaded.lease.is_none() {
-            rows.iter_mut().for_each(disconnect);
-        }
-        let node = Arc::from(node);
-        self.push(RemoteOp::Reset { node, rows }).await
-    }
-
     async fn on_tick(&mut self, link: &mut Link) -> Result<(), FleetError> {
-        link.heartbeat().await?;
+        let beat = link.heartbeat(false).await?;
+        self.on_beat(link, beat).await?;
         self.poll_peers(link).await?;
+        self.status
+            .set_skews(self.peers.skews(), self.screen.max_skew);
         if now_millis().saturating_sub(self.self_sent) >= self.self_refresh() {
             self.sync(link, false).await?;
         }
-        Ok(())
-    }
-
-    /// Reads every peer's lease: reloads new or restarted peers, lapses
-    /// dead ones, prunes dead ones' expired rows.
-    async fn poll_peers(&mut self, link: &mut Link) -> Result<(), FleetError> {
-        let leases = link.leases().await?;
-        let dead: Vec<String> = leases
-            .iter()
-            .filter(|(_, lease)| lease.is_none())
-            .map(|(node, _)| node.clone())
-            .collect();
-        for action in self.peers.observe(leases) {
-            match action {
-                Action::Reload(node) => self.reload(link, &node).await?,
-                Action::Lapse(node) => {
-                    tracing::info!(%node, "fleet gateway lease lapsed; its connections read as disconnected");
-                    self.status.lapses.fetch_add(1, RELAXED);
-                    self.push(RemoteOp::Lapse { node: node.into() }).await?;
-                }
-            }
-        }
-        for node in dead {
-            link.prune(&node, now_millis()).await?;
-        }
-        self.status.peers.store(self.peers.alive() as u64, RELAXED);
         Ok(())
     }
 
@@ -269,11 +253,29 @@ impl Task {
 
     /// Queues `op` for the writer, waiting while the queue is full: what
     /// another gateway holds must not be dropped.
-    async fn push(&self, op: RemoteOp) -> Result<(), FleetError> {
+    pub(super) async fn push(&self, op: RemoteOp) -> Result<(), FleetError> {
         let mut event = Event::Remote(op);
         loop {
             match self.sender.try_push(event) {
                 Ok(()) => return Ok(()),
+                Err(PushError::Full(back)) => {
+                    event = back;
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                Err(PushError::Closed(_)) => return Err(FleetError::EngineStopped),
+            }
+        }
+    }
+
+    /// Like [`Task::push`], and returns the receiver of its ack.
+    async fn push_acked(
+        &self,
+        op: RemoteOp,
+    ) -> Result<tokio::sync::oneshot::Receiver<u64>, FleetError> {
+        let mut event = Event::Remote(op);
+        loop {
+            match self.sender.try_push_acked(event) {
+                Ok(applied) => return Ok(applied),
                 Err(PushError::Full(back)) => {
                     event = back;
                     tokio::time::sleep(Duration::from_millis(2)).await;
@@ -290,10 +292,11 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 }
 
 /// Relaxed: the status counters publish nothing else.
-const RELAXED: std::sync::atomic::Ordering = std::sync::atomic::Ordering::Relaxed;
+pub(super) const RELAXED: std::sync::atomic::Ordering = std::sync::atomic::Ordering::Relaxed;
 
 /// A row of a gateway without a lease: its connection is gone.
 pub(super) fn disconnect(row: &mut RemoteRow) {
+    row.pinned = false;
     if row.live {
         row.live = false;
         mark_disconnected(&mut row.entry);
@@ -302,7 +305,7 @@ pub(super) fn disconnect(row: &mut RemoteRow) {
 
 /// Bounds one Redis step by [`IO_TIMEOUT`] (a blackholed Redis answers
 /// nothing at all).
-async fn timed<T, E: Into<FleetError>>(
+pub(super) async fn timed<T, E: Into<FleetError>>(
     step: impl std::future::Future<Output = Result<T, E>>,
 ) -> Result<T, FleetError> {
     match tokio::time::timeout(IO_TIMEOUT * 2, step).await {

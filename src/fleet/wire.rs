@@ -6,6 +6,9 @@
 //! - `P:node:N:expiry`: sorted set, presence key -> `ts + ttl` (ms), so
 //!   expired rows of a dead gateway can be pruned without reading them;
 //! - `P:node:N:lease`: the gateway's boot id, with a `PX` TTL (its lease);
+//! - `P:node:N:stamp`: a [`Stamp`], written in the same transaction as
+//!   every batch: which boot wrote the hash last, its message number and
+//!   how many rows the hash must hold (anti-entropy compares it);
 //! - `P:nodes`: set of every node id that has rows;
 //! - channel `P:changes`: one [`Message`] per published batch.
 //!
@@ -52,6 +55,38 @@ impl Keys {
     /// `node`'s lease.
     pub fn lease(&self, node: &str) -> String {
         format!("{}:node:{node}:lease", self.prefix)
+    }
+
+    /// `node`'s [`Stamp`].
+    pub fn stamp(&self, node: &str) -> String {
+        format!("{}:node:{node}:stamp", self.prefix)
+    }
+}
+
+/// What a gateway's last write left beside its hash: `BOOT SEQ ROWS`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stamp {
+    /// The boot id that wrote it.
+    pub boot: String,
+    /// The number of the message published with that write.
+    pub seq: u64,
+    /// How many rows the hash holds after that write.
+    pub rows: u64,
+}
+
+impl Stamp {
+    /// The stored form.
+    pub fn encode(&self) -> String {
+        format!("{} {} {}", self.boot, self.seq, self.rows)
+    }
+
+    /// Reads the stored form; `None` if it is not one.
+    pub fn parse(raw: &str) -> Option<Stamp> {
+        let mut parts = raw.split(' ');
+        let boot = parts.next().filter(|b| !b.is_empty())?.to_owned();
+        let seq = parts.next()?.parse().ok()?;
+        let rows = parts.next()?.parse().ok()?;
+        parts.next().is_none().then_some(Stamp { boot, seq, rows })
     }
 }
 
@@ -190,6 +225,19 @@ mod tests {
     fn a_blank_key_has_no_row() {
         let record: Record = serde_json::from_str(r#"{"key":" ","entry":{"ts":1}}"#).unwrap();
         assert!(record.into_row().is_none());
+    }
+
+    #[test]
+    fn a_stamp_round_trips_and_garbage_is_no_stamp() {
+        let stamp = Stamp {
+            boot: "b-1".into(),
+            seq: 7,
+            rows: 3,
+        };
+        assert_eq!(Stamp::parse(&stamp.encode()), Some(stamp));
+        for raw in ["", "b 1", "b x 1", "b 1 2 3", " 1 2"] {
+            assert_eq!(Stamp::parse(raw), None, "{raw:?}");
+        }
     }
 
     #[test]

@@ -50,6 +50,9 @@ pub enum ServeError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The fleet refuses this gateway (its node id is taken) or its URL.
+    #[error(transparent)]
+    Fleet(#[from] crate::fleet::FleetError),
 }
 
 /// A bound, not yet running gateway.
@@ -80,7 +83,7 @@ impl Server {
         let listener = listen(addr).map_err(|source| ServeError::Bind { addr, source })?;
         Ok(Server {
             listener,
-            state: State::new(config),
+            state: State::new(config)?,
         })
     }
 

@@ -16,7 +16,7 @@ use crate::auth::Auth;
 use crate::clock::now_millis;
 use crate::config::ServeConfig;
 use crate::engine::{Engine, EngineConfig, Event, EventSender, SnapshotReader, WriterStats};
-use crate::fleet::{Fleet, FleetConfig, FleetStatus, StateFile};
+use crate::fleet::{Fleet, FleetConfig, FleetError, FleetStatus, StateFile};
 use crate::http::{Context, Doctor, OriginPolicy, SseFeed};
 use crate::metrics::Metrics;
 use crate::presence::{DEFAULT_LOG_KEYS, DoctorConfig, Entry, Key, RemoteOp, StoreConfig};
@@ -62,8 +62,9 @@ pub struct State {
 }
 
 impl State {
-    /// Starts the engine and builds the state.
-    pub fn new(config: ServeConfig) -> Arc<State> {
+    /// Starts the engine and builds the state. Fails only when the fleet
+    /// refuses this gateway: another running gateway holds its node id.
+    pub fn new(config: ServeConfig) -> Result<Arc<State>, FleetError> {
         let self_info = SelfInfo::detect();
         let fleet_config = fleet_config(&config);
         let status = fleet_config
@@ -77,7 +78,7 @@ impl State {
             .map(|path| StateFile::new(path, config.presence_ttl));
         let mut self_entry = self_info.entry();
         self_entry.gateway_id = fleet_config.as_ref().map(|c| c.node_id.clone());
-        let (preload, restored) = preload(fleet_config.as_ref(), state_file.as_ref());
+        let (preload, restored) = preload(fleet_config.as_ref(), state_file.as_ref())?;
         let engine = start_engine(&config, self_entry, preload, Arc::clone(&metrics));
         let (shutdown, _) = watch::channel(false);
         if let Some(file) = &state_file {
@@ -105,7 +106,7 @@ impl State {
         });
         // Until the first fan-out, the interval is the coalescing one.
         metrics.paced(config.coalesce, 0, 0);
-        Arc::new(State {
+        Ok(Arc::new(State {
             self_key: Key::parse(&self_info.instance_id).expect("a UUID is not blank"),
             self_info,
             sender: engine.sender(),
@@ -123,7 +124,7 @@ impl State {
             fleet,
             state_file,
             config,
-        })
+        }))
     }
 
     /// Token checks.
@@ -174,6 +175,11 @@ fn fleet_config(config: &ServeConfig) -> Option<FleetConfig> {
         url: config.fleet.clone()?,
         prefix: config.fleet_prefix.clone(),
         node_id: config.node_id(),
+        password: config.fleet_password().ok().flatten(),
+        boot: uuid::Uuid::new_v4().to_string(),
+        max_skew: config.max_clock_skew,
+        max_rows: config.max_entries,
+        takeover: config.fleet_takeover,
         lease: config.fleet_lease,
         ttl: config.presence_ttl,
     })
@@ -181,7 +187,10 @@ fn fleet_config(config: &ServeConfig) -> Option<FleetConfig> {
 
 /// What the first snapshot starts from (warm restart), and whether it
 /// holds this gateway's own rows of the previous run.
-fn preload(fleet: Option<&FleetConfig>, file: Option<&StateFile>) -> (Vec<RemoteOp>, bool) {
+fn preload(
+    fleet: Option<&FleetConfig>,
+    file: Option<&StateFile>,
+) -> Result<(Vec<RemoteOp>, bool), FleetError> {
     if let Some(fleet) = fleet {
         return crate::fleet::preload(fleet);
     }
@@ -193,7 +202,7 @@ fn preload(fleet: Option<&FleetConfig>, file: Option<&StateFile>) -> (Vec<Remote
         }
         None => Vec::new(),
     };
-    (vec![RemoteOp::Restore { rows }], true)
+    Ok((vec![RemoteOp::Restore { rows }], true))
 }
 
 fn start_engine(

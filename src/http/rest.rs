@@ -96,16 +96,25 @@ async fn doctor(state: &Context) -> Response<Body> {
 
 /// Always 200 while serving; in fleet mode the body says whether the
 /// fleet link is up (`ok`) or the gateway serves its own presence alone.
+/// A peer whose clock is off by more than `--max-clock-skew` adds a line.
 fn healthz(state: &Context) -> Response<Body> {
-    match state.fleet.as_deref().filter(|f| !f.is_connected()) {
-        None => text(StatusCode::OK, "ok"),
-        Some(fleet) => {
+    let Some(fleet) = state.fleet.as_deref() else {
+        return text(StatusCode::OK, "ok");
+    };
+    let mut body = match fleet.is_connected() {
+        true => "ok".to_owned(),
+        false => {
             let error = fleet.last_error().unwrap_or_default();
-            let mut response = text(StatusCode::OK, "");
-            *response.body_mut() = full(format!("degraded: fleet: {error}"));
-            response
+            format!("degraded: fleet: {error}")
         }
+    };
+    if let Some(warning) = fleet.clock_warning() {
+        body.push_str("\nwarning: fleet: ");
+        body.push_str(&warning);
     }
+    let mut response = text(StatusCode::OK, "");
+    *response.body_mut() = full(body);
+    response
 }
 
 fn stats(state: &Context) -> Response<Body> {

@@ -52,9 +52,15 @@ impl Redis {
 
     /// Starts one on `port` (a restart on the port of one that stopped).
     pub async fn start_on(port: u16) -> Redis {
+        Redis::start_with(port, &[]).await
+    }
+
+    /// Starts one on `port` with extra `redis-server` arguments.
+    pub async fn start_with(port: u16, extra: &[&str]) -> Redis {
         let child = Command::new(redis_binary())
             .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
             .args(["--save", "", "--appendonly", "no"])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -72,6 +78,24 @@ impl Redis {
     /// The `--fleet` URL.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// A connection for the test's own commands (faults, checks).
+    pub async fn connection(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.url())
+            .expect("a valid URL")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("redis accepts a connection")
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`) to the server process.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{signal} failed");
     }
 
     /// Kills it (idempotent).

@@ -1,0 +1,179 @@
+//! The fleet task's inbound side: other gateways' change messages and
+//! hashes, checked at the trust boundary (`validate.rs`) and queued to the
+//! writer as `RemoteOp`s.
+//!
+//! Invariants: nothing from a node that is not registered with a live
+//! lease (as last polled) is applied; a row that fails validation is
+//! dropped whole and counted; every `ts` is clamped to our clock plus the
+//! allowed skew before the store sees it.
+
+use super::FleetError;
+use super::link::Link;
+use super::peers::{Action, OnMessage};
+use super::task::{RELAXED, Task, disconnect, timed};
+use super::validate::{self, MAX_MESSAGE_BYTES};
+use super::wire::Message;
+use crate::clock::{Millis, now_millis};
+use crate::presence::{Key, RemoteOp, RemoteRow};
+use std::sync::Arc;
+
+impl Task {
+    pub(super) async fn on_message(
+        &mut self,
+        link: &mut Link,
+        raw: &redis::Msg,
+    ) -> Result<(), FleetError> {
+        let payload = raw.get_payload_bytes();
+        if payload.len() > MAX_MESSAGE_BYTES {
+            // Its origin's stamp moves ahead; the next polls reload it.
+            tracing::warn!(bytes = payload.len(), "ignoring an oversized fleet message");
+            self.status.unheard.fetch_add(1, RELAXED);
+            return Ok(());
+        }
+        let message: Message = match serde_json::from_slice(payload) {
+            Ok(message) => message,
+            Err(error) => {
+                tracing::warn!(%error, "ignoring a fleet message that does not parse");
+                self.status.unheard.fetch_add(1, RELAXED);
+                return Ok(());
+            }
+        };
+        if message.node == self.config.node_id {
+            return Ok(());
+        }
+        let Message {
+            node,
+            boot,
+            seq,
+            reset,
+            at,
+            ..
+        } = &message;
+        let verdict = self.peers.message(node, boot, *seq, *reset);
+        if verdict == OnMessage::Unheard {
+            // A ghost, a lapsed peer or a new boot: the poll decides.
+            self.status.unheard.fetch_add(1, RELAXED);
+            self.poll_soon = true;
+            return Ok(());
+        }
+        self.status.messages_in.fetch_add(1, RELAXED);
+        self.peers.clock(node, *at, now_millis());
+        match verdict {
+            OnMessage::Apply if message.upserts.len() <= self.config.max_rows => {
+                self.apply(message).await
+            }
+            OnMessage::Skip => Ok(()),
+            _ => self.reload(link, &message.node).await,
+        }
+    }
+
+    async fn apply(&mut self, message: Message) -> Result<(), FleetError> {
+        let node: Arc<str> = Arc::from(message.node.as_str());
+        let now = now_millis();
+        let rows = message.upserts.into_iter().filter_map(|r| r.into_row());
+        let rows: Vec<RemoteRow> = rows.collect();
+        for row in self.screen_parsed(&message.node, rows, now) {
+            let node = Arc::clone(&node);
+            self.push(RemoteOp::Upsert {
+                node,
+                row: Box::new(row),
+            })
+            .await?;
+        }
+        for key in message.removed.iter().filter_map(|k| Key::parse(k)) {
+            let node = Arc::clone(&node);
+            self.push(RemoteOp::Remove { node, key }).await?;
+        }
+        Ok(())
+    }
+
+    /// Replaces what the store holds of `node` with its hash; a gateway
+    /// without a lease has no live connection and pins nothing.
+    pub(super) async fn reload(&mut self, link: &mut Link, node: &str) -> Result<(), FleetError> {
+        let loaded = timed(link.load(node, self.config.max_rows)).await?;
+        self.peers
+            .loaded(node, loaded.lease.as_deref(), loaded.stamp.as_ref());
+        if loaded.len > self.config.max_rows as u64 {
+            tracing::warn!(%node, rows = loaded.len, max = self.config.max_rows,
+                "fleet gateway holds more rows than --max-entries; reading only that many");
+        }
+        let mut rows = self.screen_rows(node, loaded.raw, now_millis());
+        if loaded.lease.is_none() {
+            rows.iter_mut().for_each(disconnect);
+        }
+        let node = Arc::from(node);
+        self.push(RemoteOp::Reset { node, rows }).await
+    }
+
+    /// Parses and checks the records of one hash; its pinned row, if
+    /// any, becomes `node`'s self row.
+    pub(super) fn screen_rows(
+        &mut self,
+        node: &str,
+        raw: Vec<(String, Vec<u8>)>,
+        now: Millis,
+    ) -> Vec<RemoteRow> {
+        let (rows, refused) = self.screen.hash(raw, now);
+        for (key, error) in &refused {
+            self.refuse(node, key, error);
+        }
+        for row in rows.iter().filter(|row| row.pinned) {
+            self.peers.may_pin(node, &row.key);
+        }
+        rows
+    }
+
+    /// Checks parsed rows: bounds, `ts`, `pinned`.
+    fn screen_parsed(&mut self, node: &str, rows: Vec<RemoteRow>, now: Millis) -> Vec<RemoteRow> {
+        let mut kept = Vec::with_capacity(rows.len());
+        for mut row in rows {
+            let may_pin = row.pinned && self.peers.may_pin(node, &row.key);
+            match self.screen.check(&mut row, now, may_pin) {
+                Ok(clamped) => {
+                    if clamped {
+                        self.status.clamped.fetch_add(1, RELAXED);
+                    }
+                    kept.push(row);
+                }
+                Err(error) => self.refuse(node, row.key.as_str(), &error),
+            }
+        }
+        kept
+    }
+
+    fn refuse(&self, node: &str, key: &str, error: &validate::Invalid) {
+        let before = self.status.rejected.fetch_add(1, RELAXED);
+        // The first few say what is wrong; a flood says it once per 1000.
+        if before < 10 || before % 1000 == 0 {
+            let key: String = key.chars().take(64).collect();
+            tracing::warn!(%node, key = %key.escape_debug(), %error, "fleet: refusing a row read from redis");
+        }
+    }
+
+    /// Reads every peer's lease and stamp: reloads new, restarted,
+    /// returning and lagging peers, lapses dead ones, prunes dead ones'
+    /// expired rows.
+    pub(super) async fn poll_peers(&mut self, link: &mut Link) -> Result<(), FleetError> {
+        let polls = link.leases().await?;
+        let dead: Vec<String> = polls
+            .iter()
+            .filter(|poll| poll.lease.is_none())
+            .map(|poll| poll.node.clone())
+            .collect();
+        for action in self.peers.observe(polls) {
+            match action {
+                Action::Reload(node) => self.reload(link, &node).await?,
+                Action::Lapse(node) => {
+                    tracing::info!(%node, "fleet gateway lease lapsed; its connections read as disconnected");
+                    self.status.lapses.fetch_add(1, RELAXED);
+                    self.push(RemoteOp::Lapse { node: node.into() }).await?;
+                }
+            }
+        }
+        for node in dead {
+            link.prune(&node, now_millis()).await?;
+        }
+        self.status.peers.store(self.peers.alive() as u64, RELAXED);
+        Ok(())
+    }
+}
