@@ -29,7 +29,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the gateway (HTTP + WebSocket on one port).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print a gateway's presence list (as a table, or JSON).
     Presence(PresenceArgs),
     /// Send one system-event beacon to a gateway.
