@@ -13,7 +13,7 @@ use subtle::ConstantTimeEq;
 
 /// The configured tokens; empty means open (loopback-only) mode.
 #[derive(Debug, Clone, Default)]
-pub struct Auth {
+pub struct Grants {
     grants: Vec<(TokenGrant, [u8; 32])>,
 }
 
@@ -47,7 +47,7 @@ fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-impl Auth {
+impl Grants {
     /// Tokens as configured.
     pub fn new(grants: Vec<TokenGrant>) -> Self {
         let grants = grants
@@ -57,7 +57,7 @@ impl Auth {
                 (g, d)
             })
             .collect();
-        Auth { grants }
+        Grants { grants }
     }
 
     /// True when tokens are configured.
@@ -128,8 +128,8 @@ fn dedup<'a>(scopes: impl Iterator<Item = &'a String>) -> Vec<String> {
 mod tests {
     use super::*;
 
-    fn auth(tokens: &[&str]) -> Auth {
-        Auth::new(tokens.iter().map(|t| t.parse().unwrap()).collect())
+    fn auth(tokens: &[&str]) -> Grants {
+        Grants::new(tokens.iter().map(|t| t.parse().unwrap()).collect())
     }
 
     fn scopes(names: &[&str]) -> Vec<String> {
@@ -182,6 +182,6 @@ mod tests {
     #[test]
     fn open_mode_grants_what_is_asked() {
         let asked = scopes(&["operator.admin"]);
-        assert_eq!(Auth::default().grant(None, &asked, Role::Node), Ok(asked));
+        assert_eq!(Grants::default().grant(None, &asked, Role::Node), Ok(asked));
     }
 }

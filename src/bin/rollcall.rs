@@ -9,7 +9,7 @@ use rollcall::client::{visible, visible_json};
 use rollcall::config::ServeConfig;
 use rollcall::config_file::{self, ConfigFileError, ServeArgs};
 use rollcall::gateway::Server;
-use rollcall::load::{LoadArgs, Progress};
+use rollcall::load::{LoadArgs, LoadProgress};
 use serde_json::Value;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -213,9 +213,9 @@ fn progress_bar(json: bool) -> ProgressBar {
     bar
 }
 
-fn show_progress(bar: &ProgressBar, progress: Progress) {
+fn show_progress(bar: &ProgressBar, progress: LoadProgress) {
     match progress {
-        Progress::Ramp {
+        LoadProgress::Ramp {
             held,
             total,
             failed,
@@ -224,7 +224,7 @@ fn show_progress(bar: &ProgressBar, progress: Progress) {
             bar.set_position(held);
             bar.set_message(format!("failed {failed}"));
         }
-        Progress::Steady {
+        LoadProgress::Steady {
             elapsed,
             length,
             held,
@@ -234,7 +234,7 @@ fn show_progress(bar: &ProgressBar, progress: Progress) {
             let message = format!("held {held}  {per_sec:.0} req/s  errors {errors}");
             show_timed(bar, "steady", elapsed, length, message);
         }
-        Progress::Settle {
+        LoadProgress::Settle {
             elapsed,
             length,
             held,
@@ -243,7 +243,7 @@ fn show_progress(bar: &ProgressBar, progress: Progress) {
             let message = format!("watchers {converged}/{held} converged");
             show_timed(bar, "settle", elapsed, length, message);
         }
-        Progress::Done => bar.finish_and_clear(),
+        LoadProgress::Done => bar.finish_and_clear(),
     }
 }
 

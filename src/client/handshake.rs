@@ -14,7 +14,7 @@ use fastwebsockets::{Frame, Payload, WebSocketError};
 use serde::Deserialize;
 use tokio::time::Instant;
 
-use super::reader::{Message, ReadError};
+use super::reader::{Message, WsReadError};
 use super::ws::WsConn;
 
 /// The request id of `connect`, which the reply carries back.
@@ -64,7 +64,7 @@ impl Envelope<'_> {
 
 /// The reply to `connect`.
 #[derive(Debug)]
-pub struct Hello {
+pub struct HelloReply {
     /// `ok: true`: the connection is ready.
     pub ok: bool,
     /// `error.code` of a refusal.
@@ -80,7 +80,7 @@ pub struct Hello {
 pub enum HandshakeError {
     /// Reading failed: the socket closed, or the frames broke the protocol.
     #[error(transparent)]
-    Read(#[from] ReadError),
+    Read(#[from] WsReadError),
     /// Writing `connect` or a pong failed.
     #[error("write failed")]
     Write(#[from] WebSocketError),
@@ -124,7 +124,7 @@ pub async fn next_text(conn: &mut WsConn) -> Result<&mut Vec<u8>, HandshakeError
 
 /// Runs the handshake on a fresh connection with `connect`, a request whose
 /// id is [`CONNECT_ID`], and returns the reply.
-pub async fn hello(conn: &mut WsConn, connect: Vec<u8>) -> Result<Hello, HandshakeError> {
+pub async fn hello(conn: &mut WsConn, connect: Vec<u8>) -> Result<HelloReply, HandshakeError> {
     let challenge = next_text(conn).await?;
     let msg: Envelope = serde_json::from_slice(challenge)?;
     if msg.kind != "event" || msg.event.as_deref() != Some("connect.challenge") {
@@ -145,7 +145,7 @@ pub async fn hello(conn: &mut WsConn, connect: Vec<u8>) -> Result<Hello, Handsha
         let error_code = (!ok).then(|| msg.error_code().to_owned());
         // Taken, not copied: a `hello-ok` with a snapshot is large.
         let reply = std::mem::take(text);
-        return Ok(Hello {
+        return Ok(HelloReply {
             ok,
             error_code,
             latency,

@@ -14,7 +14,7 @@ pub mod reader;
 pub mod visible;
 pub mod ws;
 
-pub use handshake::{CONNECT_ID, Envelope, HandshakeError, Hello, hello};
-pub use reader::{MAX_MESSAGE_BYTES, Message, ReadError, Reader};
+pub use handshake::{CONNECT_ID, Envelope, HandshakeError, HelloReply, hello};
+pub use reader::{MAX_MESSAGE_BYTES, Message, Reader, WsReadError};
 pub use visible::{visible, visible_json, visible_strings};
-pub use ws::{ConnectError, Target, UrlError, WsConn, connect, connect_from, resolve};
+pub use ws::{DialError, Target, UrlError, WsConn, connect, connect_from, resolve};

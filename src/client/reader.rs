@@ -44,7 +44,7 @@ pub enum Message<'a> {
 
 /// Why no message could be read.
 #[derive(Debug, thiserror::Error)]
-pub enum ReadError {
+pub enum WsReadError {
     /// The socket failed or reached EOF (`UnexpectedEof`).
     #[error("read failed")]
     Io(#[from] io::Error),
@@ -56,10 +56,10 @@ pub enum ReadError {
     Message(#[from] MessageError),
 }
 
-impl ReadError {
+impl WsReadError {
     /// True when the peer went away (EOF, reset) rather than broke a rule.
     pub fn is_closed(&self) -> bool {
-        matches!(self, ReadError::Io(e) if matches!(
+        matches!(self, WsReadError::Io(e) if matches!(
             e.kind(),
             io::ErrorKind::UnexpectedEof
                 | io::ErrorKind::ConnectionReset
@@ -108,7 +108,7 @@ impl Reader {
     /// Reads until one whole message or control frame is in. Text messages
     /// over [`MAX_MESSAGE_BYTES`], binary messages and broken fragment
     /// sequences are errors.
-    pub async fn read_message(&mut self) -> Result<Message<'_>, ReadError> {
+    pub async fn read_message(&mut self) -> Result<Message<'_>, WsReadError> {
         if std::mem::take(&mut self.delivered) {
             // The caller is done with the last message: free what it grew.
             self.messages.release();
@@ -145,7 +145,7 @@ impl Reader {
     }
 
     /// Buffers and decodes the next frame's header, consuming nothing.
-    async fn header(&mut self) -> Result<Header, ReadError> {
+    async fn header(&mut self) -> Result<Header, WsReadError> {
         let mut need = 2;
         let (frame, len) = loop {
             self.fill(need).await?;
@@ -157,7 +157,7 @@ impl Reader {
         let payload = usize::try_from(frame.len)
             .ok()
             .filter(|&n| n <= MAX_MESSAGE_BYTES)
-            .ok_or(ReadError::Message(MessageError::TooLarge {
+            .ok_or(WsReadError::Message(MessageError::TooLarge {
                 limit: MAX_MESSAGE_BYTES,
             }))?;
         Ok(Header {
@@ -257,7 +257,7 @@ mod tests {
         server.write_all(&wire).await.unwrap();
         let err = reader.read_message().await.unwrap_err();
         assert!(
-            matches!(err, ReadError::Message(MessageError::TooLarge { .. })),
+            matches!(err, WsReadError::Message(MessageError::TooLarge { .. })),
             "{err:?}"
         );
     }
@@ -290,7 +290,7 @@ mod tests {
             .unwrap();
         let err = reader.read_message().await.unwrap_err();
         assert!(
-            matches!(err, ReadError::Frame(HeaderError::Masked)),
+            matches!(err, WsReadError::Frame(HeaderError::Masked)),
             "{err:?}"
         );
     }
@@ -300,8 +300,8 @@ mod tests {
         let (mut reader, mut server) = reader_pair().await;
         server.write_all(&[0x82, 1, b'x', 0x83, 0]).await.unwrap();
         let err = reader.read_message().await.unwrap_err();
-        assert!(matches!(err, ReadError::Message(MessageError::Binary)));
+        assert!(matches!(err, WsReadError::Message(MessageError::Binary)));
         let err = reader.read_message().await.unwrap_err();
-        assert!(matches!(err, ReadError::Frame(_)), "{err:?}");
+        assert!(matches!(err, WsReadError::Frame(_)), "{err:?}");
     }
 }

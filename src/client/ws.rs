@@ -120,7 +120,7 @@ pub struct Target {
 
 /// Why a connection could not be opened.
 #[derive(Debug, thiserror::Error)]
-pub enum ConnectError {
+pub enum DialError {
     /// Creating, binding or connecting the TCP socket failed.
     #[error("tcp connect failed")]
     Tcp(#[source] io::Error),
@@ -157,35 +157,32 @@ pub fn socket_for(target: &Target) -> io::Result<TcpSocket> {
 }
 
 /// Opens one WebSocket to `target` from a fresh socket.
-pub async fn connect(target: &Target) -> Result<WsConn, ConnectError> {
-    let socket = socket_for(target).map_err(ConnectError::Tcp)?;
+pub async fn connect(target: &Target) -> Result<WsConn, DialError> {
+    let socket = socket_for(target).map_err(DialError::Tcp)?;
     connect_from(target, socket).await
 }
 
 /// Opens one WebSocket to `target` from `socket`, which the caller may have
 /// bound to a local address first (so a fleet can spread over several
 /// loopback source addresses).
-pub async fn connect_from(target: &Target, socket: TcpSocket) -> Result<WsConn, ConnectError> {
-    let stream = socket
-        .connect(target.addr)
-        .await
-        .map_err(ConnectError::Tcp)?;
+pub async fn connect_from(target: &Target, socket: TcpSocket) -> Result<WsConn, DialError> {
+    let stream = socket.connect(target.addr).await.map_err(DialError::Tcp)?;
     // Before the first write: a request written as header + body segments
     // must not wait for a delayed ACK.
-    stream.set_nodelay(true).map_err(ConnectError::Tcp)?;
+    stream.set_nodelay(true).map_err(DialError::Tcp)?;
     let (ws, _response) =
         match handshake::client(&SpawnExecutor, upgrade_request(target), stream).await {
             Ok(pair) => pair,
             Err(fastwebsockets::WebSocketError::InvalidStatusCode(code)) => {
-                return Err(ConnectError::UpgradeRejected(code));
+                return Err(DialError::UpgradeRejected(code));
             }
-            Err(e) => return Err(ConnectError::Upgrade(e)),
+            Err(e) => return Err(DialError::Upgrade(e)),
         };
     let parts = ws
         .into_inner()
         .into_inner()
         .downcast::<TokioIo<TcpStream>>()
-        .map_err(|_| ConnectError::Downcast)?;
+        .map_err(|_| DialError::Downcast)?;
     let (rd, wr) = parts.io.into_inner().into_split();
     // Copying `parts.read_buf` lets hyper's read buffer, which it views, go.
     let read = Reader::new(rd, &parts.read_buf);
@@ -287,6 +284,6 @@ mod tests {
             path: "/".into(),
         };
         let err = connect(&target).await.err().unwrap();
-        assert!(matches!(err, ConnectError::UpgradeRejected(404)), "{err}");
+        assert!(matches!(err, DialError::UpgradeRejected(404)), "{err}");
     }
 }

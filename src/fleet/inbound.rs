@@ -12,7 +12,7 @@ use super::link::Link;
 use super::peers::{Action, OnMessage};
 use super::task::{RELAXED, Task, disconnect, timed};
 use super::validate::{self, MAX_MESSAGE_BYTES};
-use super::wire::Message;
+use super::wire::FleetMessage;
 use crate::clock::{Millis, now_millis};
 use crate::presence::{Key, RemoteOp, RemoteRow};
 use std::sync::Arc;
@@ -30,7 +30,7 @@ impl Task {
             self.status.unheard.fetch_add(1, RELAXED);
             return Ok(());
         }
-        let message: Message = match serde_json::from_slice(payload) {
+        let message: FleetMessage = match serde_json::from_slice(payload) {
             Ok(message) => message,
             Err(error) => {
                 tracing::warn!(%error, "ignoring a fleet message that does not parse");
@@ -41,7 +41,7 @@ impl Task {
         if message.node == self.config.node_id {
             return Ok(());
         }
-        let Message {
+        let FleetMessage {
             node,
             boot,
             seq,
@@ -67,7 +67,7 @@ impl Task {
         }
     }
 
-    async fn apply(&mut self, message: Message) -> Result<(), FleetError> {
+    async fn apply(&mut self, message: FleetMessage) -> Result<(), FleetError> {
         let node: Arc<str> = Arc::from(message.node.as_str());
         let now = now_millis();
         let rows = message.upserts.into_iter().filter_map(|r| r.into_row());

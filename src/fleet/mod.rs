@@ -25,4 +25,4 @@ pub use peers::{Action, OnMessage, Peers, Poll};
 pub use state_file::{StateFile, StateFileError};
 pub use status::FleetStatus;
 pub use validate::{Invalid, MAX_MESSAGE_BYTES, MAX_RECORD_BYTES, Screen};
-pub use wire::{Keys, Message, Record, Stamp};
+pub use wire::{FleetMessage, Keys, Record, Stamp};

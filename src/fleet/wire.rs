@@ -10,7 +10,7 @@
 //!   every batch: which boot wrote the hash last, its message number and
 //!   how many rows the hash must hold (anti-entropy compares it);
 //! - `P:nodes`: set of every node id that has rows;
-//! - channel `P:changes`: one [`Message`] per published batch.
+//! - channel `P:changes`: one [`FleetMessage`] per published batch.
 //!
 //! Invariant: a record's `entry` is byte-for-byte the row's JSON in the
 //! origin's snapshot, so receivers decode exactly what the origin serves.
@@ -136,7 +136,7 @@ impl Record {
 
 /// What the fleet says on its channel after each batch.
 #[derive(Debug, Clone, Deserialize)]
-pub struct Message {
+pub struct FleetMessage {
     /// The origin's node id.
     pub node: String,
     /// The origin's boot id: a new one after every restart.
@@ -208,7 +208,7 @@ mod tests {
         push_record(&mut message, &record);
         push_record(&mut message, &record);
         let message = finish_message(message, ["gone"].into_iter());
-        let parsed: Message = serde_json::from_slice(&message).unwrap();
+        let parsed: FleetMessage = serde_json::from_slice(&message).unwrap();
         assert_eq!(
             (parsed.node.as_str(), parsed.seq, parsed.at),
             ("gw-a", 3, 99)

@@ -12,7 +12,7 @@
 use super::registry::Registry;
 use super::render::Renderer;
 use super::self_entry::SelfInfo;
-use crate::auth::Auth;
+use crate::auth::Grants;
 use crate::clock::now_millis;
 use crate::config::ServeConfig;
 use crate::engine::{Engine, EngineConfig, Event, EventSender, SnapshotReader, WriterStats};
@@ -94,7 +94,7 @@ impl State {
             fleet: status.clone(),
             reader: engine.reader(),
             sse: SseFeed::default(),
-            auth: Arc::new(Auth::new(config.tokens.clone())),
+            auth: Arc::new(Grants::new(config.tokens.clone())),
             metrics: Arc::clone(&metrics),
             sender: engine.sender(),
             writer_stats: engine.stats(),
@@ -128,7 +128,7 @@ impl State {
     }
 
     /// Token checks.
-    pub fn auth(&self) -> &Auth {
+    pub fn auth(&self) -> &Grants {
         &self.http.auth
     }
 

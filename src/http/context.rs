@@ -5,7 +5,7 @@
 use super::doctor::Doctor;
 use super::origin::OriginPolicy;
 use super::sse::SseFeed;
-use crate::auth::Auth;
+use crate::auth::Grants;
 use crate::engine::{Event, EventSender, SnapshotReader, WriterStats};
 use crate::fleet::FleetStatus;
 use crate::metrics::Metrics;
@@ -19,7 +19,7 @@ pub struct Context {
     /// The latest list for SSE streams, published by the broadcaster.
     pub sse: SseFeed,
     /// Token checks for `/v1/*` and `/metrics`.
-    pub auth: Arc<Auth>,
+    pub auth: Arc<Grants>,
     /// The gateway's metrics.
     pub metrics: Arc<Metrics>,
     /// The engine's queue, for its depth and rejections in `/metrics`.

@@ -27,7 +27,7 @@ pub enum Protocol {
 }
 
 /// Everything the clients of one run share.
-pub struct Fleet {
+pub struct SimulatedFleet {
     /// Where to connect.
     pub target: Target,
     /// Which protocol to speak.
@@ -58,7 +58,7 @@ pub struct Fleet {
     pub watch: WatchStats,
 }
 
-impl Fleet {
+impl SimulatedFleet {
     pub(super) fn source_ip(&self, client: u32) -> Option<IpAddr> {
         if self.source_ips.is_empty() {
             None

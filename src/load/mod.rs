@@ -46,6 +46,6 @@ pub use args::WatchFeed;
 pub use args::{LoadArgs, LoadError, MAX_DURATION};
 pub use crew::STOP_GRACE;
 pub use fdlimit::{NofileShortfall, raise_nofile};
-pub use progress::Progress;
+pub use progress::LoadProgress;
 pub use run::{run, run_with_progress};
 pub use summary::{Summary, WatchSummary};

@@ -1,4 +1,4 @@
-//! What a run reports while it goes: the [`Progress`] values handed to the
+//! What a run reports while it goes: the [`LoadProgress`] values handed to the
 //! caller's callback (the binary draws them as a progress bar).
 
 use std::time::Duration;
@@ -6,7 +6,7 @@ use std::time::Duration;
 /// How a run is going, handed to the caller's callback about every
 /// 200 ms.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Progress {
+pub enum LoadProgress {
     /// The ramp: connections open out of those asked for.
     Ramp {
         /// Connections open now.

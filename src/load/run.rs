@@ -20,7 +20,7 @@
 //! - The run stops by itself: every wait is bounded by the phase deadlines,
 //!   `--max-errors`, or Ctrl-C.
 //! - Nothing is printed: progress goes to the caller's callback as
-//!   [`Progress`] values, and the summary is returned.
+//!   [`LoadProgress`] values, and the summary is returned.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -34,8 +34,8 @@ use tokio::time::{Instant, Interval};
 use super::args::{LoadArgs, LoadError, out_of_range, validate};
 use super::crew::{Crew, Schedule};
 use super::fdlimit;
-use super::fleet::{Fleet, Protocol};
-pub use super::progress::Progress;
+use super::fleet::{Protocol, SimulatedFleet};
+pub use super::progress::LoadProgress;
 use super::requests::{Kind, Requests};
 use super::session::run_client;
 use super::settle::settle;
@@ -82,7 +82,7 @@ pub async fn run(args: LoadArgs) -> Result<Summary, LoadError> {
 /// [`run()`], reporting progress to `progress` as it goes.
 pub async fn run_with_progress(
     args: LoadArgs,
-    progress: impl FnMut(Progress),
+    progress: impl FnMut(LoadProgress),
 ) -> Result<Summary, LoadError> {
     let fleet = Arc::new(prepare(&args).await?);
     let server_rss_start = args.rss_pid.and_then(|p| read_vm_rss_kib(Some(p)));
@@ -113,7 +113,7 @@ pub async fn run_with_progress(
         read_vm_rss_kib(None).map(|end| rss(std::process::id(), client_rss_start, end));
     run.stopped_by = halt.map_or("duration", Halt::as_str);
     let settled = phases.watchers_settle(&mut crew, halt).await;
-    (phases.progress)(Progress::Done);
+    (phases.progress)(LoadProgress::Done);
     crew.stop().await;
     // After the stop: each watcher adds its bytes when its connection ends.
     let watchers = settled.map(|frame| fleet.watch.summarize(frame));
@@ -129,7 +129,7 @@ pub async fn run_with_progress(
 
 /// Checks the options, resolves the target, and raises the fd limit: all
 /// that can fail before the first client starts.
-async fn prepare(args: &LoadArgs) -> Result<Fleet, LoadError> {
+async fn prepare(args: &LoadArgs) -> Result<SimulatedFleet, LoadError> {
     validate(args)?;
     let target = resolve(&args.url).await?;
     let connections = connections(args);
@@ -165,7 +165,7 @@ async fn prepare(args: &LoadArgs) -> Result<Fleet, LoadError> {
     } else {
         Box::new([])
     };
-    Ok(Fleet {
+    Ok(SimulatedFleet {
         target,
         protocol,
         requests,
@@ -190,7 +190,7 @@ fn connections(args: &LoadArgs) -> u64 {
 }
 
 /// The run's description; the end-of-run fields are filled in by the caller.
-fn run_info(args: &LoadArgs, fleet: &Fleet) -> RunInfo {
+fn run_info(args: &LoadArgs, fleet: &SimulatedFleet) -> RunInfo {
     RunInfo {
         protocol: match fleet.protocol {
             Protocol::Rollcall => "rollcall",
@@ -218,7 +218,7 @@ fn run_info(args: &LoadArgs, fleet: &Fleet) -> RunInfo {
 /// The ramp and steady phases of one run, and what they share.
 struct Phases<'a, P> {
     args: &'a LoadArgs,
-    fleet: Arc<Fleet>,
+    fleet: Arc<SimulatedFleet>,
     progress: P,
     ticker: Interval,
     /// Ctrl-C ends the current phase early and still yields a summary.
@@ -226,8 +226,8 @@ struct Phases<'a, P> {
     next_progress: Instant,
 }
 
-impl<'a, P: FnMut(Progress)> Phases<'a, P> {
-    fn new(args: &'a LoadArgs, fleet: Arc<Fleet>, progress: P) -> Self {
+impl<'a, P: FnMut(LoadProgress)> Phases<'a, P> {
+    fn new(args: &'a LoadArgs, fleet: Arc<SimulatedFleet>, progress: P) -> Self {
         let mut ticker = tokio::time::interval(TICK);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let interrupt = Box::pin(async {
@@ -303,7 +303,7 @@ impl<'a, P: FnMut(Progress)> Phases<'a, P> {
             if self.progress_due(now) {
                 let held = self.stats().held.load(Ordering::Relaxed);
                 let failed = self.stats().failure_count();
-                (self.progress)(Progress::Ramp {
+                (self.progress)(LoadProgress::Ramp {
                     held,
                     total,
                     failed,
@@ -387,8 +387,8 @@ impl<'a, P: FnMut(Progress)> Phases<'a, P> {
         })
     }
 
-    fn steady_progress(&self, elapsed: Duration, per_sec: f64) -> Progress {
-        Progress::Steady {
+    fn steady_progress(&self, elapsed: Duration, per_sec: f64) -> LoadProgress {
+        LoadProgress::Steady {
             elapsed,
             length: self.args.duration,
             held: self.stats().held.load(Ordering::Relaxed),
@@ -407,7 +407,7 @@ struct Churn {
 
 impl Churn {
     /// Wakes clients until `due` (a running total) have been asked to reconnect.
-    fn wake(&mut self, fleet: &Fleet, due: f64) {
+    fn wake(&mut self, fleet: &SimulatedFleet, due: f64) {
         if fleet.churn.is_empty() {
             return;
         }

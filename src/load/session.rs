@@ -21,12 +21,13 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 
-use super::fleet::{Fleet, Protocol};
+use super::fleet::{Protocol, SimulatedFleet};
 use super::requests::Kind;
 use super::source::socket_from;
-use super::stats::{Failure, Method, Stats};
+use super::stats::{Failure, Stats, TimedMethod};
 use crate::client::{
-    ConnectError, Envelope, HandshakeError, Hello, Message, ReadError, WsConn, connect_from, hello,
+    DialError, Envelope, HandshakeError, HelloReply, Message, WsConn, WsReadError, connect_from,
+    hello,
 };
 use crate::protocol::MessageError;
 
@@ -54,7 +55,7 @@ pub(super) fn micros(d: Duration) -> u64 {
 /// Runs client `client` until `stop` fires or its connection is lost for good.
 /// The first connection attempt counts toward the ramp; later ones are churn.
 pub async fn run_client(
-    fleet: Arc<Fleet>,
+    fleet: Arc<SimulatedFleet>,
     client: u32,
     kind: Kind,
     mut stop: watch::Receiver<bool>,
@@ -95,7 +96,7 @@ pub async fn run_client(
 /// One connection attempt bounded by the handshake timeout; `None` when
 /// the run stopped first.
 async fn attempt(
-    fleet: &Fleet,
+    fleet: &SimulatedFleet,
     client: u32,
     kind: Kind,
     stop: &mut watch::Receiver<bool>,
@@ -141,7 +142,7 @@ pub(super) async fn close(conn: &mut WsConn) {
 }
 
 /// Connects and, in the rollcall protocol, completes the handshake.
-async fn open(fleet: &Fleet, client: u32, kind: Kind) -> Result<WsConn, Failure> {
+async fn open(fleet: &SimulatedFleet, client: u32, kind: Kind) -> Result<WsConn, Failure> {
     let started = Instant::now();
     let mut conn = dial(fleet, client).await?;
     if fleet.protocol == Protocol::Rollcall {
@@ -160,9 +161,9 @@ async fn open(fleet: &Fleet, client: u32, kind: Kind) -> Result<WsConn, Failure>
 }
 
 /// Opens a WebSocket from the source address of slot `source`.
-pub(super) async fn dial(fleet: &Fleet, source: u32) -> Result<WsConn, Failure> {
+pub(super) async fn dial(fleet: &SimulatedFleet, source: u32) -> Result<WsConn, Failure> {
     let socket = socket_from(&fleet.target, fleet.source_ip(source))
-        .map_err(|e| connect_failure(ConnectError::Tcp(e)))?;
+        .map_err(|e| connect_failure(DialError::Tcp(e)))?;
     connect_from(&fleet.target, socket)
         .await
         .map_err(connect_failure)
@@ -171,38 +172,38 @@ pub(super) async fn dial(fleet: &Fleet, source: u32) -> Result<WsConn, Failure> 
 /// Runs the gateway handshake with `request` and records the `connect`
 /// reply (as `client`'s); a refusal is [`Failure::ConnectRejected`].
 pub(super) async fn handshake(
-    fleet: &Fleet,
+    fleet: &SimulatedFleet,
     client: u32,
     conn: &mut WsConn,
     request: Vec<u8>,
-) -> Result<Hello, Failure> {
+) -> Result<HelloReply, Failure> {
     let reply = hello(conn, request).await.map_err(handshake_failure)?;
     let outcome = reply.error_code.as_deref().map_or(Ok(()), Err);
     fleet
         .stats
-        .record_reply(client, Method::Connect, micros(reply.latency), outcome);
+        .record_reply(client, TimedMethod::Connect, micros(reply.latency), outcome);
     if !reply.ok {
         return Err(Failure::ConnectRejected);
     }
     Ok(reply)
 }
 
-fn connect_failure(e: ConnectError) -> Failure {
+fn connect_failure(e: DialError) -> Failure {
     match e {
-        ConnectError::Tcp(io) => match io.raw_os_error() {
+        DialError::Tcp(io) => match io.raw_os_error() {
             Some(libc::ECONNREFUSED) => Failure::Refused,
             Some(libc::EADDRNOTAVAIL) => Failure::AddrNotAvailable,
             Some(libc::EMFILE) | Some(libc::ENFILE) => Failure::TooManyOpenFiles,
             _ => Failure::Tcp,
         },
-        ConnectError::UpgradeRejected(_) => Failure::UpgradeRejected,
-        ConnectError::Upgrade(_) | ConnectError::Downcast => Failure::UpgradeFailed,
+        DialError::UpgradeRejected(_) => Failure::UpgradeRejected,
+        DialError::Upgrade(_) | DialError::Downcast => Failure::UpgradeFailed,
     }
 }
 
 fn handshake_failure(e: HandshakeError) -> Failure {
     match e {
-        HandshakeError::Read(ReadError::Io(_))
+        HandshakeError::Read(WsReadError::Io(_))
         | HandshakeError::Write(_)
         | HandshakeError::Closed(_) => Failure::ClosedInHandshake,
         HandshakeError::Read(_) | HandshakeError::NoChallenge | HandshakeError::Json(_) => {
@@ -212,11 +213,11 @@ fn handshake_failure(e: HandshakeError) -> Failure {
 }
 
 /// Why a read ended an established connection.
-pub(super) fn read_failure(e: &ReadError) -> Failure {
+pub(super) fn read_failure(e: &WsReadError) -> Failure {
     match e {
         e if e.is_closed() => Failure::ClosedByServer,
-        ReadError::Io(_) => Failure::Io,
-        ReadError::Frame(_) | ReadError::Message(_) => Failure::Protocol,
+        WsReadError::Io(_) => Failure::Io,
+        WsReadError::Frame(_) | WsReadError::Message(_) => Failure::Protocol,
     }
 }
 
@@ -237,7 +238,7 @@ pub(super) fn write_failure(e: &WebSocketError) -> Failure {
     }
 }
 
-async fn churn_wait(fleet: &Fleet, client: u32) {
+async fn churn_wait(fleet: &SimulatedFleet, client: u32) {
     match (fleet.churn.get(client as usize), fleet.churn.is_empty()) {
         (Some(n), false) => n.notified().await,
         _ => pending().await,
@@ -271,7 +272,7 @@ impl InFlight {
 enum Wake<'a> {
     Stop,
     Churn,
-    Message(Result<Message<'a>, ReadError>),
+    Message(Result<Message<'a>, WsReadError>),
     Beacon,
 }
 
@@ -280,7 +281,7 @@ type Answer = (Instant, Result<(), String>);
 
 /// One established connection's request loop.
 struct Driver<'f> {
-    fleet: &'f Fleet,
+    fleet: &'f SimulatedFleet,
     client: u32,
     kind: Kind,
     inflight: InFlight,
@@ -288,7 +289,7 @@ struct Driver<'f> {
 
 /// Sends and times requests on an open connection until stop, churn or loss.
 async fn drive(
-    fleet: &Fleet,
+    fleet: &SimulatedFleet,
     client: u32,
     kind: Kind,
     conn: &mut WsConn,
@@ -382,13 +383,13 @@ impl Driver<'_> {
 
     async fn on_message(
         &mut self,
-        message: Result<Message<'_>, ReadError>,
+        message: Result<Message<'_>, WsReadError>,
         write: &mut WebSocketWrite<OwnedWriteHalf>,
     ) -> Result<(), End> {
         let answer = match message {
             Ok(Message::Text(text)) => self.answer(text)?,
             // The echo baseline may answer in binary: still a reply.
-            Err(ReadError::Message(MessageError::Binary))
+            Err(WsReadError::Message(MessageError::Binary))
                 if self.fleet.protocol == Protocol::Echo =>
             {
                 self.answer(&[])?
@@ -455,8 +456,8 @@ impl Driver<'_> {
             return;
         }
         let method = match self.kind {
-            Kind::Beacon => Method::SystemEvent,
-            Kind::Reader => Method::SystemPresence,
+            Kind::Beacon => TimedMethod::SystemEvent,
+            Kind::Reader => TimedMethod::SystemPresence,
         };
         let outcome = outcome.as_ref().map(|_| ()).map_err(String::as_str);
         stats.record_reply(self.client, method, micros(sent.elapsed()), outcome);

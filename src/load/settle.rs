@@ -21,8 +21,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio::time::Instant;
 
-use super::fleet::Fleet;
-use super::progress::Progress;
+use super::fleet::SimulatedFleet;
+use super::progress::LoadProgress;
 use super::session::dial;
 use super::watch_stats::Convergence;
 use crate::client::handshake::next_text;
@@ -66,7 +66,7 @@ struct HealthPresence {
 
 impl Probe {
     /// Opens the probe; `None` when it cannot connect or is refused.
-    async fn open(fleet: &Fleet) -> Option<Probe> {
+    async fn open(fleet: &SimulatedFleet) -> Option<Probe> {
         let opening = async {
             let mut conn = dial(fleet, 0).await.ok()?;
             let reply = hello(&mut conn, fleet.requests.probe_connect())
@@ -81,7 +81,7 @@ impl Probe {
     }
 
     /// The gateway's presence version; `None` if it did not answer in time.
-    async fn version(&mut self, fleet: &Fleet) -> Option<u64> {
+    async fn version(&mut self, fleet: &SimulatedFleet) -> Option<u64> {
         let id = self.next_id;
         self.next_id += 1;
         let asking = async {
@@ -112,10 +112,10 @@ type Interrupt<'a> = Option<&'a mut Pin<Box<dyn Future<Output = ()> + Send>>>;
 /// Waits up to `length` for the watchers to converge, reporting progress;
 /// `interrupt` (Ctrl-C), when given, ends the wait early.
 pub(super) async fn settle(
-    fleet: &Fleet,
+    fleet: &SimulatedFleet,
     length: Duration,
     mut interrupt: Interrupt<'_>,
-    progress: &mut dyn FnMut(Progress),
+    progress: &mut dyn FnMut(LoadProgress),
 ) -> Settled {
     let start = Instant::now();
     let mut deadline = start + length;
@@ -124,7 +124,7 @@ pub(super) async fn settle(
     loop {
         let (target, from) = final_version(fleet, &mut probe).await;
         let end = fleet.watch.convergence(target);
-        progress(Progress::Settle {
+        progress(LoadProgress::Settle {
             elapsed: start.elapsed(),
             length,
             held: end.held,
@@ -148,7 +148,7 @@ pub(super) async fn settle(
 /// The version to compare with, and where it came from: the gateway's
 /// while the probe answers (a probe that fails once is dropped), else the
 /// highest any watcher holds.
-async fn final_version(fleet: &Fleet, probe: &mut Option<Probe>) -> (u64, &'static str) {
+async fn final_version(fleet: &SimulatedFleet, probe: &mut Option<Probe>) -> (u64, &'static str) {
     if let Some(p) = probe.as_mut() {
         if let Some(v) = p.version(fleet).await {
             return (v, "health");

@@ -27,7 +27,7 @@ pub(super) const SHARDS: usize = 8;
 
 /// A request method whose replies are timed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Method {
+pub enum TimedMethod {
     /// The handshake's `connect` request (request to `hello-ok`).
     Connect,
     /// A presence beacon.
@@ -36,15 +36,19 @@ pub enum Method {
     SystemPresence,
 }
 
-impl Method {
-    const ALL: [Method; 3] = [Method::Connect, Method::SystemEvent, Method::SystemPresence];
+impl TimedMethod {
+    const ALL: [TimedMethod; 3] = [
+        TimedMethod::Connect,
+        TimedMethod::SystemEvent,
+        TimedMethod::SystemPresence,
+    ];
 
     /// The method name on the wire.
     pub fn as_str(self) -> &'static str {
         match self {
-            Method::Connect => "connect",
-            Method::SystemEvent => "system-event",
-            Method::SystemPresence => "system-presence",
+            TimedMethod::Connect => "connect",
+            TimedMethod::SystemEvent => "system-event",
+            TimedMethod::SystemPresence => "system-presence",
         }
     }
 
@@ -213,7 +217,7 @@ impl Stats {
     pub fn record_reply(
         &self,
         client: u32,
-        method: Method,
+        method: TimedMethod,
         micros: u64,
         outcome: Result<(), &str>,
     ) {
@@ -244,7 +248,7 @@ impl Stats {
             .iter()
             .map(|s| {
                 let s = lock(s);
-                [Method::SystemEvent, Method::SystemPresence]
+                [TimedMethod::SystemEvent, TimedMethod::SystemPresence]
                     .iter()
                     .map(|m| s.ok[m.index()] + s.errors[m.index()].values().sum::<u64>())
                     .sum::<u64>()
@@ -343,14 +347,14 @@ type MethodFigures = (BTreeMap<&'static str, MethodSummary>, BTreeMap<String, u6
 fn method_summaries(all: &Shard, f: &SummaryFrame) -> MethodFigures {
     let mut methods = BTreeMap::new();
     let mut errors_by_code = BTreeMap::new();
-    for m in Method::ALL {
+    for m in TimedMethod::ALL {
         let i = m.index();
         let errors: u64 = all.errors[i].values().sum();
         let total = all.ok[i] + errors;
         if total == 0 {
             continue;
         }
-        let secs = if m == Method::Connect {
+        let secs = if m == TimedMethod::Connect {
             f.run_secs
         } else {
             f.run.duration_secs
@@ -380,8 +384,8 @@ mod tests {
     #[test]
     fn reply_errors_are_counted_by_code_and_still_timed() {
         let s = Stats::new();
-        s.record_reply(1, Method::SystemEvent, 100, Ok(()));
-        s.record_reply(9, Method::SystemEvent, 300, Err("UNAVAILABLE"));
+        s.record_reply(1, TimedMethod::SystemEvent, 100, Ok(()));
+        s.record_reply(9, TimedMethod::SystemEvent, 300, Err("UNAVAILABLE"));
         s.fail(Failure::Refused);
         assert_eq!(s.replies(), 2);
         assert_eq!(s.errors(), 2);

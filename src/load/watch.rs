@@ -24,7 +24,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::args::WatchFeed;
-use super::fleet::Fleet;
+use super::fleet::SimulatedFleet;
 use super::session::{close, count_attempt, dial, handshake, micros, read_failure, write_failure};
 use super::stats::Failure;
 use super::watch_stats::Seen;
@@ -160,7 +160,7 @@ impl Watch {
 /// Runs watcher `watcher` until `stop` fires or its connection is lost.
 /// `source` picks its loopback source address.
 pub(super) async fn run_watcher(
-    fleet: Arc<Fleet>,
+    fleet: Arc<SimulatedFleet>,
     watcher: u32,
     source: u32,
     mut stop: watch::Receiver<bool>,
@@ -194,7 +194,11 @@ pub(super) async fn run_watcher(
 
 /// Connects and handshakes as a watcher; returns the connection and what
 /// its `hello-ok` holds.
-async fn open(fleet: &Fleet, watcher: u32, source: u32) -> Result<(WsConn, Watch), Failure> {
+async fn open(
+    fleet: &SimulatedFleet,
+    watcher: u32,
+    source: u32,
+) -> Result<(WsConn, Watch), Failure> {
     let started = Instant::now();
     let mut conn = dial(fleet, source).await?;
     let delta = fleet.watch_feed == WatchFeed::Delta;
@@ -211,7 +215,7 @@ async fn open(fleet: &Fleet, watcher: u32, source: u32) -> Result<(WsConn, Watch
 
 /// Reads events until `stop` fires (`Ok`) or the connection is lost.
 async fn follow(
-    fleet: &Fleet,
+    fleet: &SimulatedFleet,
     watcher: u32,
     conn: &mut WsConn,
     held: &mut Watch,

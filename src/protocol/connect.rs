@@ -163,17 +163,17 @@ pub struct ClientInfo {
 
 /// The `auth` object of `connect`. `Debug` hides the secrets so they never reach a log.
 #[derive(Clone, Default, PartialEq, Eq)]
-pub struct Auth {
+pub struct ConnectAuth {
     /// `auth.token`, exactly as sent (an empty string is kept, and will not match).
     pub token: Option<String>,
     /// `auth.password`, exactly as sent.
     pub password: Option<String>,
 }
 
-impl fmt::Debug for Auth {
+impl fmt::Debug for ConnectAuth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let redact = |secret: &Option<String>| secret.as_ref().map(|_| "<redacted>");
-        f.debug_struct("Auth")
+        f.debug_struct("ConnectAuth")
             .field("token", &redact(&self.token))
             .field("password", &redact(&self.password))
             .finish()
@@ -194,7 +194,7 @@ pub struct ConnectParams {
     /// `scopes` as requested, in order; not yet intersected with any grant.
     pub scopes: Vec<String>,
     /// `auth`; both fields `None` when absent.
-    pub auth: Auth,
+    pub auth: ConnectAuth,
     /// `caps`, e.g. `presence.delta`; empty when absent.
     pub caps: Vec<String>,
     /// The `device` block, as sent: an identity only once
@@ -276,7 +276,7 @@ pub fn parse_connect(params: Option<&OwnedValue>) -> Result<ConnectParams, Conne
     let caps = fields.string_array("caps", MAX_LIST_ITEMS, MAX_NAME_LEN)?;
 
     let auth = match fields.optional_object("auth")? {
-        Some(auth) => Auth {
+        Some(auth) => ConnectAuth {
             token: auth
                 .optional_str("auth.token", MAX_SECRET_LEN)?
                 .map(str::to_owned),
@@ -284,7 +284,7 @@ pub fn parse_connect(params: Option<&OwnedValue>) -> Result<ConnectParams, Conne
                 .optional_str("auth.password", MAX_SECRET_LEN)?
                 .map(str::to_owned),
         },
-        None => Auth::default(),
+        None => ConnectAuth::default(),
     };
     let device = match fields.optional_object("device")? {
         Some(device) => Some(parse_device(device, &fields)?),
@@ -498,7 +498,7 @@ mod tests {
         .unwrap();
         assert_eq!(params.role, Role::Operator);
         assert!(params.scopes.is_empty() && params.caps.is_empty());
-        assert_eq!(params.auth, Auth::default());
+        assert_eq!(params.auth, ConnectAuth::default());
         assert_eq!(device_id(&params), None);
     }
 
@@ -645,7 +645,7 @@ mod tests {
         assert_eq!(params.client.display_name, None);
         assert_eq!(params.role, Role::Operator);
         assert!(params.scopes.is_empty());
-        assert_eq!(params.auth, Auth::default());
+        assert_eq!(params.auth, ConnectAuth::default());
     }
 
     #[test]
@@ -758,7 +758,7 @@ mod tests {
 
     #[test]
     fn auth_debug_redacts_secrets() {
-        let auth = Auth {
+        let auth = ConnectAuth {
             token: Some("hunter2".into()),
             password: None,
         };

@@ -22,7 +22,7 @@ pub mod ws;
 
 pub use close::{Close, CloseCode};
 pub use connect::{
-    Auth, ClientInfo, ClientMode, ConnectError, ConnectParams, KNOWN_SCOPES, OPERATOR_ADMIN,
+    ClientInfo, ClientMode, ConnectAuth, ConnectError, ConnectParams, KNOWN_SCOPES, OPERATOR_ADMIN,
     OPERATOR_READ, OPERATOR_WRITE, PROTOCOL_VERSION, READ_SCOPES, Role, SUPPORTED_PROTOCOLS,
     grants_read, negotiate, parse_connect,
 };
