@@ -65,7 +65,7 @@
 //!
 //! ```text
 //! WebSocket connections            gateway::session (one task per socket) reads
-//!   │  frames, reassembly, limits  gateway::connection over protocol::{ws, message}
+//!   │  frames, reassembly, limits  gateway::frames     over protocol::{ws, message}
 //!   │  parse requests (simd-json)  protocol::{parse_request, parse_connect, …}
 //!   │  compute key + patch         presence::{connect, beacon}
 //!   └─ try_push(Event)             engine::EventSender: bounded queue, never blocks;
@@ -101,7 +101,7 @@
 //! - [`engine`]: the hand-off from producers to the single writer and from
 //!   the writer to readers; `engine/sync.rs` is the seam loom replaces.
 //! - [`gateway`]: in the mini-redis mould: `server` (accept loop, limits,
-//!   timeouts, shutdown), `session` (one connection's life), `connection`
+//!   timeouts, shutdown), `session` (one connection's life), `frames`
 //!   (frames in and out over any `AsyncRead`/`AsyncWrite`), `handshake`,
 //!   `methods/` (one file per method), `outbox`, `registry`, `broadcast`,
 //!   `pacing`, `state` (the composition root).

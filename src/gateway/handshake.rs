@@ -23,8 +23,9 @@ use bytes::Bytes;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-/// What the handshake established.
-pub struct Session {
+/// What the handshake established: the role, scopes and keys a
+/// connection was admitted with, for the rest of its session.
+pub struct Admission {
     /// The role the client connected as.
     pub role: Role,
     /// The granted scopes.
@@ -80,7 +81,7 @@ pub fn send_challenge(outbox: &Outbox) -> String {
 
 impl Handshake<'_> {
     /// Validates the first message as `connect` and completes the handshake.
-    pub async fn run(&self, message: &mut [u8]) -> Result<Session, Refused> {
+    pub async fn run(&self, message: &mut [u8]) -> Result<Admission, Refused> {
         let request = match parse_request(message) {
             Ok(request) => request,
             // Not a request at all: close without an answer (§3.3).
@@ -151,7 +152,7 @@ impl Handshake<'_> {
         id: &str,
         params: &ConnectParams,
         admitted: Admitted,
-    ) -> Result<Session, Refused> {
+    ) -> Result<Admission, Refused> {
         let conn_tag = ConnTag::from_u128(uuid::Uuid::new_v4().as_u128());
         let conn_uuid = conn_tag.to_string();
         let device = admitted.device.map(|d| d.id);
@@ -169,7 +170,7 @@ impl Handshake<'_> {
             }
             _ => None,
         };
-        let session = Session {
+        let session = Admission {
             role: params.role,
             mode: params.client.mode.as_str(),
             scopes: admitted.scopes,
@@ -230,7 +231,7 @@ impl Handshake<'_> {
     /// The list is shown only to a connection that may read presence
     /// (§3.10); a delta client resuming from a version the log covers gets
     /// none either, and a merged delta instead.
-    async fn send_hello(&self, parts: &HelloParts<'_>, session: &Session, feed: PresenceFeed) {
+    async fn send_hello(&self, parts: &HelloParts<'_>, session: &Admission, feed: PresenceFeed) {
         // A hello carrying the list waits for its share of the budget for
         // hellos in flight: thousands of clients joining a large list must
         // not each hold a copy of it at once. An empty hello does not wait.
@@ -304,7 +305,7 @@ fn policy(reason: &'static str) -> Close {
 }
 
 /// Which presence broadcasts the session gets.
-fn feed(session: &Session, params: &ConnectParams) -> PresenceFeed {
+fn feed(session: &Admission, params: &ConnectParams) -> PresenceFeed {
     if session.role == Role::Node || !grants_read(&session.scopes) {
         PresenceFeed::None
     } else if params.has_cap("presence.delta") {

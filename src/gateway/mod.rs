@@ -2,13 +2,14 @@
 //! WebSocket connection tasks, the handshake, the methods, and broadcasts.
 //!
 //! Data flow inside: `server` accepts and upgrades; `session` runs one
-//! connection (`connection` reads and writes its frames, `handshake` lets
-//! it in, `methods` answers its requests); `registry` holds the connections
-//! that `broadcast` fans out to; `state` wires them to the engine.
+//! connection's `Session` (`frames` reads and writes its frames,
+//! `handshake` admits it, `methods` answers its requests); `registry` holds
+//! the connections that `broadcast` fans out to; `state` wires them to the
+//! engine.
 
 mod broadcast;
 mod client_ip;
-mod connection;
+mod frames;
 mod handshake;
 mod methods;
 mod outbox;
@@ -22,6 +23,6 @@ mod session;
 mod state;
 mod waiting;
 
-pub use connection::{FrameReader, Obligation, ReadEnd, ReadError};
+pub use frames::{FrameReader, Obligation, ReadEnd, ReadError};
 pub use server::{ACCEPT_BACKLOG, ServeError, Server, listen};
 pub use state::State;

@@ -8,8 +8,8 @@
 //! A protocol violation closes only this connection; the reason is
 //! returned to the accept loop, which logs it once.
 
-use super::connection::{FrameReader, Obligation, ReadEnd, ReadError, write_loop};
-use super::handshake::{Handshake, Refused, Session, send_challenge};
+use super::frames::{FrameReader, Obligation, ReadEnd, ReadError, write_loop};
+use super::handshake::{Admission, Handshake, Refused, send_challenge};
 use super::methods::{Reply, dispatch};
 use super::outbox::{Out, Outbox, Receiver, SlowConsumer, outbox};
 use super::state::State;
@@ -73,13 +73,13 @@ pub async fn serve(
     let renderer = Arc::clone(&state.renderer);
     let mut writer_task =
         tokio::spawn(async move { write_loop(writer, receiver, &renderer).await });
-    let mut conn = Connection {
+    let mut conn = Session {
         id: state.next_conn_id(),
         state,
         outbox,
         client_ip,
         origin,
-        session: None,
+        admission: None,
     };
     let mut reader = FrameReader::new(reader);
     // A writer that ends first (the socket failed, or a hello was not taken
@@ -104,17 +104,17 @@ pub async fn serve(
     reason
 }
 
-struct Connection {
+struct Session {
     state: Arc<State>,
     outbox: Outbox,
     client_ip: IpAddr,
     /// The upgrade's `Origin` verdict (§3.6), answered at `connect`.
     origin: Result<(), OriginRefusal>,
     id: u64,
-    session: Option<Session>,
+    admission: Option<Admission>,
 }
 
-impl Connection {
+impl Session {
     async fn run<R: AsyncRead + Unpin>(&mut self, reader: &mut FrameReader<R>) -> CloseReason {
         let nonce = send_challenge(&self.outbox);
         if let Err(reason) = self.handshake(reader, &nonce).await {
@@ -192,11 +192,11 @@ impl Connection {
         };
         // Boxed: the handshake's state is large and short-lived; inline, it
         // would size every idle connection's future.
-        let session = Box::pin(handshake.run(message))
+        let admission = Box::pin(handshake.run(message))
             .await
             .map_err(|Refused(why)| CloseReason::HandshakeRefused(why))?;
-        self.count_connection(session.mode, 1);
-        self.session = Some(session);
+        self.count_connection(admission.mode, 1);
+        self.admission = Some(admission);
         reader.release();
         Ok(())
     }
@@ -242,11 +242,11 @@ impl Connection {
                 return self.reply_error(e.reply_id(), &ErrorShape::invalid_request_frame(&e));
             }
         };
-        let session = self
-            .session
+        let admission = self
+            .admission
             .as_ref()
             .expect("requests are read only after the handshake");
-        match dispatch(&self.state, session, request) {
+        match dispatch(&self.state, admission, request) {
             (method, Reply::Send(out, size)) => {
                 metrics.request(method, "ok");
                 self.outbox.reply(out, size)
@@ -269,16 +269,16 @@ impl Connection {
     /// and, if tracked, its presence row (marked disconnected).
     fn finish(&mut self, reason: &CloseReason) {
         self.state.registry.unregister(self.id);
-        let Some(session) = self.session.take() else {
+        let Some(admission) = self.admission.take() else {
             return;
         };
-        self.count_connection(session.mode, -1);
-        if let Some(key) = session.tracked {
+        self.count_connection(admission.mode, -1);
+        if let Some(key) = admission.tracked {
             let event = Event::Disconnect {
                 conn: self.id,
                 key,
-                is_node: session.role == Role::Node,
-                tag: Some(session.conn_tag),
+                is_node: admission.role == Role::Node,
+                tag: Some(admission.conn_tag),
             };
             // Fails only when the engine has stopped; nothing is left to mark.
             let _ = self.state.sender.push_control(event);

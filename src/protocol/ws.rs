@@ -1,6 +1,6 @@
 //! WebSocket framing (RFC 6455 §5): frame headers, read by the gateway from
 //! clients and by rollcall's client from servers, and written by the
-//! gateway. Pure; the socket sides are `gateway::connection` and
+//! gateway. Pure; the socket sides are `gateway::frames` and
 //! `client::reader`.
 //!
 //! Invariants: [`parse_header`] accepts only what §5 allows the given

@@ -2,7 +2,7 @@
 //! request metrics count it under.
 
 use super::{health, system_event, system_presence};
-use crate::gateway::handshake::Session;
+use crate::gateway::handshake::Admission;
 use crate::gateway::outbox::Out;
 use crate::gateway::state::State;
 use crate::protocol::{ErrorShape, Method, Request};
@@ -17,7 +17,7 @@ pub enum Reply {
 
 /// The reply to `request` from a connection with `session`, and the
 /// method label to count it under.
-pub fn dispatch(state: &State, session: &Session, request: Request) -> (&'static str, Reply) {
+pub fn dispatch(state: &State, session: &Admission, request: Request) -> (&'static str, Reply) {
     let id = request.id;
     let Some(method) = Method::parse(&request.method) else {
         return if request.method == "connect" {

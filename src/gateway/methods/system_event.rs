@@ -4,7 +4,7 @@
 
 use super::Reply;
 use crate::engine::Event;
-use crate::gateway::handshake::Session;
+use crate::gateway::handshake::Admission;
 use crate::gateway::outbox::Out;
 use crate::gateway::push::unavailable;
 use crate::gateway::state::State;
@@ -13,7 +13,7 @@ use crate::protocol::{ErrorShape, OPERATOR_ADMIN, Role, parse_system_event};
 use simd_json::OwnedValue;
 
 /// Validates the beacon and pushes it to the engine.
-pub fn call(state: &State, session: &Session, id: String, params: Option<&OwnedValue>) -> Reply {
+pub fn call(state: &State, session: &Admission, id: String, params: Option<&OwnedValue>) -> Reply {
     if session.role != Role::Node && !session.scopes.iter().any(|s| s == OPERATOR_ADMIN) {
         return Reply::Refuse(
             id,
@@ -58,7 +58,7 @@ pub fn call(state: &State, session: &Session, id: String, params: Option<&OwnedV
 
 /// The key a node's beacon writes: its own (the key its connect upserted).
 /// A `deviceId` or `instanceId` naming another key is refused.
-fn node_key(session: &Session, beacon: &BeaconInput) -> Result<Key, ErrorShape> {
+fn node_key(session: &Admission, beacon: &BeaconInput) -> Result<Key, ErrorShape> {
     let Some(own) = &session.own_key else {
         return Err(ErrorShape::not_own_entry(""));
     };
