@@ -336,18 +336,16 @@ async fn slow_consumer_does_not_stall_others_and_gets_only_the_latest_list() {
     let pad = "p".repeat(300);
     let conflated =
         |text: &str| common::metric(text, "rollcall_events_conflated_total{event=\"presence\"}");
-    let mut worst = Duration::ZERO;
     let mut round = 0u64;
     // Beacon until the server reports conflating presence events for the
-    // stalled client; every reply to the fast one stays quick meanwhile.
+    // stalled client; the fast one keeps getting its replies meanwhile
+    // (each within the common deadline).
     within("events to be conflated for the slow client", async {
         loop {
             for _ in 0..20 {
-                let started = Instant::now();
                 let text = format!("{pad} {round}");
                 fast.beacon(json!({"text": text, "instanceId": format!("k{}", round % 60)}))
                     .await;
-                worst = worst.max(started.elapsed());
                 round += 1;
             }
             let metrics = common::http_get(server.addr, "/metrics", &[]).await.body;
@@ -357,10 +355,6 @@ async fn slow_consumer_does_not_stall_others_and_gets_only_the_latest_list() {
         }
     })
     .await;
-    assert!(
-        worst < Duration::from_secs(2),
-        "fast replies stayed quick: {worst:?}"
-    );
     // The fast client got every broadcast, in seq order without gaps, up
     // to the final list.
     let last_key = format!("k{}", (round - 1) % 60);
@@ -457,7 +451,9 @@ async fn reply_backlog_over_budget_closes_1008_slow_consumer() {
 
 #[tokio::test]
 async fn graceful_shutdown_sends_shutdown_then_1001_and_run_returns() {
-    let mut server = TestServer::start().await;
+    // A grace period longer than the common deadline: `run` returns within
+    // that deadline only if every connection completed its close.
+    let mut server = TestServer::start_with(|c| c.shutdown_grace = Duration::from_secs(60)).await;
     let mut observer = Client::observer(server.addr).await;
     let (mut tracked, _) = Client::connect(server.addr, {
         let mut p = connect_params("ui", &[]);
@@ -468,7 +464,6 @@ async fn graceful_shutdown_sends_shutdown_then_1001_and_run_returns() {
     let mut node_params = connect_params("node", &[]);
     node_params["role"] = json!("node");
     let (mut node, _) = Client::connect(server.addr, node_params).await;
-    let started = Instant::now();
     let run = server.begin_shutdown();
     for client in [&mut observer, &mut tracked, &mut node] {
         let closed = client.expect_close().await;
@@ -482,16 +477,9 @@ async fn graceful_shutdown_sends_shutdown_then_1001_and_run_returns() {
         assert!(last["payload"]["reason"].is_string(), "{last}");
         seq(last);
     }
-    within("run to return", run)
+    within("run to return before the grace period ends", run)
         .await
         .expect("run does not panic");
-    // Every connection completed its close: `run` did not need the grace
-    // period (3 s in these tests).
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        started.elapsed()
-    );
 }
 
 #[tokio::test]
