@@ -6,6 +6,7 @@
 //! connection's own entry is applied before its hello is rendered, so the
 //! hello's list already holds it.
 
+use super::claims::Principal;
 use super::outbox::{Out, Outbox};
 use super::push::unavailable;
 use super::registry::{HelloList, PresenceFeed, Subscriber};
@@ -41,6 +42,8 @@ pub struct Admission {
     pub own_source: KeySource,
     /// The connection as `hello-ok` names it (`server.connId`).
     pub conn_tag: ConnTag,
+    /// Who it acts for: the rows it may write (§5.1).
+    pub principal: Principal,
 }
 
 /// What a client that passed every check was granted.
@@ -156,17 +159,24 @@ impl Handshake<'_> {
         let conn_tag = ConnTag::from_u128(uuid::Uuid::new_v4().as_u128());
         let conn_uuid = conn_tag.to_string();
         let device = admitted.device.map(|d| d.id);
+        let principal = Principal::of(
+            device.as_deref(),
+            params.auth.token.as_deref(),
+            self.state.auth().required(),
+        );
         let mut info = connect_info(params, &conn_uuid, &admitted.scopes, self.client_ip);
         info.device_id.clone_from(&device);
         info.conn = Some(conn_tag);
-        let (own_key, patch) = presence::connect(info);
+        let is_tracked = !self.state.config.is_untracked(params.client.mode.as_str());
+        let (own_key, patch) = self.own_key(info, &principal, is_tracked);
         let own_source = patch.by.source;
-        // The gateway's own key is reserved (§5.1): a client claiming it is
-        // served, but neither tracked nor allowed to beacon it.
-        let own_key = (own_key != *self.state.self_key()).then_some(own_key);
         let tracked = match &own_key {
-            Some(key) if !self.state.config.is_untracked(params.client.mode.as_str()) => {
-                self.track(id, key.clone(), patch).await?
+            Some(key) if is_tracked => {
+                let tracked = self.track(id, key.clone(), patch).await;
+                if tracked.is_err() {
+                    self.state.claims.release(key, self.conn);
+                }
+                tracked?
             }
             _ => None,
         };
@@ -178,6 +188,7 @@ impl Handshake<'_> {
             own_key,
             own_source,
             conn_tag,
+            principal,
         };
         let feed = feed(&session, params);
         let hello = HelloParts {
@@ -189,6 +200,38 @@ impl Handshake<'_> {
         self.send_hello(&hello, &session, feed).await;
         self.state.metrics().handshake(None);
         Ok(session)
+    }
+
+    /// The key the connection's row has (`None` for the reserved key) and
+    /// its connect upsert. A tracked connection claims its key (§5.1); when
+    /// another principal holds it, the connection is tracked under its
+    /// connection id instead, and its row's provenance says why.
+    fn own_key(
+        &self,
+        info: ConnectInfo,
+        principal: &Principal,
+        is_tracked: bool,
+    ) -> (Option<Key>, Patch) {
+        let (key, patch) = presence::connect(info.clone());
+        // The gateway's own key is reserved (§5.1): a client claiming it is
+        // served, but neither tracked nor allowed to beacon it.
+        if key == *self.state.self_key() {
+            return (None, patch);
+        }
+        let claims = &self.state.claims;
+        if !is_tracked || claims.claim(&key, principal, self.conn) {
+            return (Some(key), patch);
+        }
+        let unkeyed = ConnectInfo {
+            device_id: None,
+            instance_id: None,
+            ..info
+        };
+        let (key, mut patch) = presence::connect(unkeyed);
+        patch.by.source = KeySource::NotOwner;
+        // A fresh connection id: nobody else holds it.
+        claims.claim(&key, principal, self.conn);
+        (Some(key), patch)
     }
 
     /// Upserts the connection's entry and waits until it is applied, so

@@ -8,6 +8,7 @@
 //! engine.
 
 mod broadcast;
+mod claims;
 mod client_ip;
 mod frames;
 mod handshake;

@@ -274,6 +274,7 @@ impl Session {
         };
         self.count_connection(admission.mode, -1);
         if let Some(key) = admission.tracked {
+            self.state.claims.release(&key, self.id);
             let event = Event::Disconnect {
                 conn: self.id,
                 key,

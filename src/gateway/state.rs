@@ -9,6 +9,7 @@
 //!
 //! [`http::Context`]: crate::http::Context
 
+use super::claims::Claims;
 use super::registry::Registry;
 use super::render::Renderer;
 use super::self_entry::SelfInfo;
@@ -49,6 +50,8 @@ pub struct State {
     pub renderer: Arc<Renderer>,
     /// Flips to `true` when graceful shutdown begins.
     pub shutdown: watch::Sender<bool>,
+    /// Which principal holds each tracked key (docs/protocol.md §5.1).
+    pub claims: Claims,
     /// The budget for `hello-ok` lists in flight, in KiB (see
     /// `HELLO_BUDGET_KIB`).
     pub hellos: Arc<Semaphore>,
@@ -119,6 +122,7 @@ impl State {
             http,
             shutdown,
             hellos: Arc::new(Semaphore::new(HELLO_BUDGET_KIB as usize)),
+            claims: Claims::default(),
             next_conn: AtomicU64::new(1),
             engine,
             fleet,

@@ -18,7 +18,7 @@
 
 use super::duplicates::{self, Group};
 use super::entry::Millis;
-use super::origin::{ConnTag, WriteKind};
+use super::origin::{ConnTag, KeySource, WriteKind};
 use super::pressure::Pressure;
 use super::report::{CapReport, Finding, FindingKind, MAX_KEYS_PER_FINDING, Report, RowReport};
 use super::snapshot::{Snapshot, SnapshotEntry};
@@ -78,6 +78,7 @@ pub fn diagnose(snapshot: &Snapshot, now: Millis, config: DoctorConfig) -> Repor
         stale(rows, elsewhere, now, config),
     );
     add(FindingKind::Gone, gone(rows, now, ttl_ms));
+    add(FindingKind::NotOwner, not_owner(rows, now));
     let cap = cap_report(rows, snapshot.pressure(), now);
     add(
         FindingKind::CapPressure,
@@ -273,6 +274,32 @@ fn cap_pressure(cap: &CapReport) -> Option<Finding> {
         age_ms: Some(age),
         removed_in_ms: None,
     })
+}
+
+/// Rows a connect could not write under the key it named, because another
+/// principal holds that row (docs/protocol.md §5.1).
+fn not_owner(rows: &[&SnapshotEntry], now: Millis) -> Vec<Finding> {
+    rows.iter()
+        .filter(|row| row.origin.key_source() == KeySource::NotOwner)
+        .map(|row| {
+            let summary = format!(
+                "its connect named a row that another client holds (a live connection with \
+                 another token, or a proven device), so it is tracked under its connection id \
+                 `{}` instead: a client may not write another's row",
+                row.key
+            );
+            let fix = "connect with that row's token or device identity, or give this client \
+                       an `instanceId` of its own"
+                .to_owned();
+            finding(
+                FindingKind::NotOwner,
+                row,
+                summary,
+                Some(fix),
+                age_ms(row, now),
+            )
+        })
+        .collect()
 }
 
 fn finding(
@@ -890,6 +917,7 @@ mod properties {
                     FindingKind::Gone => prop_assert!(!live[f.key.as_str()]),
                     FindingKind::Duplicate => prop_assert!(f.keys.len() >= 2),
                     FindingKind::CapPressure => {}
+                    FindingKind::NotOwner => {}
                     FindingKind::Unknown => prop_assert!(false, "the doctor never makes Unknown"),
                 }
             }

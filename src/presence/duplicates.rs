@@ -40,6 +40,9 @@ pub struct Group {
 enum Cause {
     /// Keyed by its connection id: the connect sent no stable id.
     NoConnectId,
+    /// Keyed by its connection id: its connect named a row another
+    /// principal holds (§5.1).
+    NotOwner,
     /// Written by beacons of the connection whose connect wrote `connect`.
     BeaconElsewhere { conn: ConnTag, connect: usize },
     /// Keyed by a beacon's text: the beacons sent no id.
@@ -94,6 +97,7 @@ fn cause(
     let source = rows[i].origin.key_source();
     match source {
         KeySource::ConnectionId => Some(Cause::NoConnectId),
+        KeySource::NotOwner => Some(Cause::NotOwner),
         _ if relayed.contains_key(&i) => {
             let (conn, connect) = relayed[&i];
             Some(Cause::BeaconElsewhere { conn, connect })
@@ -279,7 +283,7 @@ fn describe(
     // The row lacking a stable id comes first; a beacon row with a stable
     // id of its own only when no row lacks one.
     let rank = |c: &Cause| match c {
-        Cause::NoConnectId => 0,
+        Cause::NoConnectId | Cause::NotOwner => 0,
         Cause::BeaconWithoutId | Cause::NoStableId => 1,
         Cause::BeaconElsewhere { .. } => 2,
     };
@@ -367,6 +371,13 @@ fn fixes(rows: &[&SnapshotEntry], causes: &[(usize, Cause)]) -> String {
             Cause::BeaconElsewhere { conn, connect } => {
                 out.push(beacon_elsewhere(rows, i, conn, connect));
             }
+            Cause::NotOwner => out.push(format!(
+                "{} is keyed by its connection id: its connect named a row that another client \
+                 holds (a live connection with another token, or a proven device), and a client \
+                 may not write another's row. Connect with that row's token or device identity, \
+                 or give this client an `instanceId` of its own.",
+                key(i),
+            )),
             Cause::BeaconWithoutId => out.push(format!(
                 "{} is keyed by {}. Send the client's `instanceId` with every beacon.",
                 key(i),

@@ -29,6 +29,9 @@ pub enum KeySource {
     /// Connect without a stable id: the server-made connection id, new on
     /// every connection.
     ConnectionId,
+    /// Connect whose `device.id` or `client.instanceId` named a row another
+    /// principal holds (§5.1): the connection id instead.
+    NotOwner,
     /// Beacon: its `deviceId` param.
     BeaconDeviceId,
     /// Beacon: its `instanceId` param.
@@ -70,6 +73,7 @@ impl KeySource {
         matches!(
             self,
             KeySource::ConnectionId
+                | KeySource::NotOwner
                 | KeySource::TextHost
                 | KeySource::TextIp
                 | KeySource::Text
@@ -85,6 +89,11 @@ impl KeySource {
             KeySource::InstanceId => "the connect's client.instanceId",
             KeySource::ConnectionId => {
                 "the connection id (the connect sent no client.instanceId or device.id)"
+            }
+            KeySource::NotOwner => {
+                "the connection id: the key its connect named is held by another client \
+                 (a live connection with another token, or a proven device), so it could not \
+                 write that row"
             }
             KeySource::BeaconDeviceId => "the beacon's deviceId",
             KeySource::BeaconInstanceId => "the beacon's instanceId",

@@ -30,6 +30,9 @@ pub enum FindingKind {
     Gone,
     /// The cap evicts rows, or is about to.
     CapPressure,
+    /// A connect named a row another client holds (docs/protocol.md §5.1),
+    /// so it was tracked under its connection id.
+    NotOwner,
     /// A kind this build does not know, from a newer gateway. The doctor
     /// never makes it.
     #[serde(other)]
@@ -38,11 +41,12 @@ pub enum FindingKind {
 
 impl FindingKind {
     /// Every kind, in report order.
-    pub const ALL: [FindingKind; 4] = [
+    pub const ALL: [FindingKind; 5] = [
         FindingKind::Duplicate,
         FindingKind::StaleConnected,
         FindingKind::Gone,
         FindingKind::CapPressure,
+        FindingKind::NotOwner,
     ];
 
     /// The wire name.
@@ -52,6 +56,7 @@ impl FindingKind {
             FindingKind::StaleConnected => "stale-connected",
             FindingKind::Gone => "gone",
             FindingKind::CapPressure => "cap-pressure",
+            FindingKind::NotOwner => "not-owner",
             FindingKind::Unknown => "unknown",
         }
     }
@@ -72,6 +77,9 @@ impl FindingKind {
             FindingKind::StaleConnected => "connected, but nothing wrote the row lately",
             FindingKind::Gone => "disconnected; the row stays until the TTL removes it",
             FindingKind::CapPressure => "the row cap evicts rows, or is about to",
+            FindingKind::NotOwner => {
+                "a connect named a row another client holds, so it got a row of its own"
+            }
             FindingKind::Unknown => "kinds this rollcall does not know (a newer gateway's)",
         }
     }

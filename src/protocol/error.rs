@@ -114,6 +114,16 @@ impl ErrorShape {
         .with_details(json!({ "code": "NOT_OWN_ENTRY", "key": key }))
     }
 
+    /// `FORBIDDEN`: a beacon named a row another principal holds (§5.1,
+    /// rollcall): a live connection with another token, or a proven device.
+    pub fn not_owner(key: &str) -> Self {
+        Self::new(
+            ErrorCode::Forbidden,
+            format!("{key:?} is held by another client (another token, or a proven device)"),
+        )
+        .with_details(json!({ "code": "NOT_OWNER", "key": key }))
+    }
+
     /// `UNAVAILABLE`, retryable, asking the client to wait `retry_after_ms` first.
     pub fn unavailable(message: impl Into<String>, retry_after_ms: u64) -> Self {
         Self {

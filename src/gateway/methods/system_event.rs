@@ -47,6 +47,11 @@ pub fn call(state: &State, session: &Admission, id: String, params: Option<&Owne
         );
         return Reply::Refuse(id, error);
     }
+    // A row another principal holds is theirs while they are connected
+    // (§5.1).
+    if !state.claims.may_write(&key, &session.principal) {
+        return Reply::Refuse(id, ErrorShape::not_owner(key.as_str()));
+    }
     match state.sender.try_push_acked(Event::Beacon { key, patch }) {
         Ok(applied) => {
             let size = id.len() + 64;
