@@ -110,7 +110,7 @@
 //! - [`auth`], [`clock`]: token grants and constant-time checks; the wall
 //!   clock every module may read without importing the engine.
 //! - [`client`]: `rollcall presence`, `rollcall beacon` and `rollcall
-//!   doctor` (plain HTTP), and the one
+//!   doctor` (HTTP or HTTPS), and the one
 //!   WebSocket client they share with the load generator: dial and upgrade
 //!   (`ws`), whole messages through `protocol::Reassembler` (`reader`), and
 //!   the `connect` handshake (`handshake`).
@@ -121,6 +121,10 @@
 //! - [`fleet`]: fleet mode on Redis (other gateways' rows enter the
 //!   writer as `Event::Remote`) and warm restarts (Redis or a state file).
 //! - [`metrics`], [`config`]: Prometheus metrics; `rollcall serve` flags.
+//! - [`tls`]: TLS on the one port (rustls, ring): the served certificate
+//!   from PEM files or made self-signed, reloaded without dropping
+//!   connections; the clients' trust (CA file, system roots, or a pinned
+//!   SHA-256 fingerprint). `gateway::server` and `client::stream` use it.
 //!
 //! # Trade-offs
 //!
@@ -170,3 +174,4 @@ pub mod load;
 pub mod metrics;
 pub mod presence;
 pub mod protocol;
+pub mod tls;

@@ -448,12 +448,15 @@ async fn an_unreachable_gateway_or_tls_url_is_an_error_naming_it() {
     assert!(message.contains(&format!("127.0.0.1:{port}")), "{message}");
     assert!(message.contains("cannot reach the gateway"), "{message}");
 
-    let out = rollcall_env(&["doctor", "--url", "wss://127.0.0.1:1"], &[]).await;
-    assert_eq!(out.status.code(), Some(2));
+    // Over TLS the same, naming the https:// endpoint it tried.
+    let pin = "0".repeat(64);
+    let url = format!("wss://127.0.0.1:{port}");
+    let out = rollcall_env(&["doctor", "--url", &url, "--tls-fingerprint", &pin], &[]).await;
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let message = stderr(&out);
     assert!(
-        stderr(&out).contains("wss:// is not supported"),
-        "{}",
-        stderr(&out)
+        message.contains(&format!("https://127.0.0.1:{port}/v1/presence/doctor")),
+        "{message}"
     );
 }
 

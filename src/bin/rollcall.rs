@@ -139,7 +139,19 @@ async fn serve(config: ServeConfig) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    tracing::info!(addr = %server.local_addr(), "rollcall listening (HTTP and WebSocket)");
+    let addr = server.local_addr();
+    match server.tls() {
+        Some(tls) => {
+            let made = if tls.generated() { "made" } else { "loaded" };
+            tracing::info!(
+                fingerprint = %tls.fingerprint(),
+                "TLS certificate {made}; clients pin its SHA-256: --tls-fingerprint {}",
+                tls.fingerprint()
+            );
+            tracing::info!(%addr, "rollcall listening (TLS only: https and wss)");
+        }
+        None => tracing::info!(%addr, "rollcall listening (HTTP and WebSocket)"),
+    }
     server.run(shutdown_signal()).await;
     ExitCode::SUCCESS
 }

@@ -9,6 +9,7 @@ use super::visible::visible;
 use super::ws::{Target, UrlError, WsConn, connect, resolve};
 use crate::presence::Status;
 use crate::presence::text::{self, ParsedText};
+use crate::tls::TlsArgs;
 use fastwebsockets::{Frame, Payload};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -21,12 +22,15 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Where to connect and how to authenticate.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ClientArgs {
-    /// Gateway URL.
+    /// Gateway URL: ws:// or, to a gateway serving TLS, wss://.
     #[arg(long, env = "ROLLCALL_URL", default_value = "ws://127.0.0.1:18789")]
     pub url: String,
     /// Gateway token, if the gateway requires one.
     #[arg(long, env = "ROLLCALL_CLIENT_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    #[command(flatten)]
+    /// Whom to trust on wss://.
+    pub tls: TlsArgs,
 }
 
 /// `rollcall presence` options.
@@ -75,7 +79,7 @@ pub struct BeaconArgs {
 /// Why a client command failed. Each maps to its own exit code.
 #[derive(Debug, Error)]
 pub enum CliError {
-    /// The URL is not `ws://HOST:PORT[/PATH]`.
+    /// The URL is not `ws://HOST:PORT[/PATH]` (or `wss://`).
     #[error("bad --url {url:?}: {why}")]
     BadUrl {
         /// What was given.
@@ -83,6 +87,9 @@ pub enum CliError {
         /// What is wrong with it.
         why: &'static str,
     },
+    /// `--ca-file` or the system's roots cannot be used.
+    #[error("{0}")]
+    Tls(String),
     /// Nothing answered at the address.
     #[error("cannot reach the gateway at {url}: {why}")]
     Unreachable {
@@ -119,7 +126,7 @@ impl CliError {
     /// The process exit code for this failure.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::BadUrl { .. } => 2,
+            CliError::BadUrl { .. } | CliError::Tls(_) => 2,
             CliError::Unreachable { .. } | CliError::Timeout(_) => 3,
             CliError::Unauthorized(_) => 4,
             CliError::MissingScope(_) => 5,
@@ -136,7 +143,7 @@ struct Session {
 
 impl Session {
     async fn open(args: &ClientArgs, scopes: &[&str]) -> Result<Session, CliError> {
-        let target = parse_url(&args.url).await?;
+        let target = parse_url(&args.url, &args.tls).await?;
         let unreachable = |why: String| CliError::Unreachable {
             url: args.url.clone(),
             why,
@@ -259,9 +266,10 @@ fn response_payload(frame: Value) -> Result<Value, CliError> {
     Err(CliError::Gateway { code, message })
 }
 
-async fn parse_url(url: &str) -> Result<Target, CliError> {
-    resolve(url).await.map_err(|e| match e {
+async fn parse_url(url: &str, tls: &TlsArgs) -> Result<Target, CliError> {
+    resolve(url, tls).await.map_err(|e| match e {
         UrlError::Invalid { url, reason } => CliError::BadUrl { url, why: reason },
+        UrlError::Tls(e) => CliError::Tls(e.to_string()),
         UrlError::Resolve { .. } => CliError::Unreachable {
             url: url.to_owned(),
             why: with_sources(&e),
@@ -425,16 +433,21 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn urls_must_be_ws() {
+    async fn urls_must_be_ws_or_wss() {
+        let none = TlsArgs::default();
         assert!(matches!(
-            parse_url("http://x").await,
+            parse_url("http://x", &none).await,
             Err(CliError::BadUrl { .. })
         ));
-        assert!(matches!(
-            parse_url("wss://x").await,
-            Err(CliError::BadUrl { .. })
-        ));
-        let target = parse_url("ws://127.0.0.1:9/ws").await.unwrap();
+        let missing = TlsArgs {
+            ca_file: Some("/nonexistent/ca.pem".into()),
+            ..TlsArgs::default()
+        };
+        let err = parse_url("wss://127.0.0.1:9", &missing).await.unwrap_err();
+        assert!(matches!(err, CliError::Tls(_)), "{err}");
+        assert!(err.to_string().contains("/nonexistent/ca.pem"), "{err}");
+        assert_eq!(err.exit_code(), 2);
+        let target = parse_url("ws://127.0.0.1:9/ws", &none).await.unwrap();
         assert_eq!(target.path, "/ws");
         assert_eq!(target.addr.port(), 9);
     }

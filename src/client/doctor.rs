@@ -1,7 +1,8 @@
 //! `rollcall doctor`: asks a gateway's doctor what is wrong with its
-//! presence rows (`GET /v1/presence/doctor`, docs/protocol.md §9) over plain
-//! HTTP on the host and port of `--url`, and turns the report into text for
-//! a person at a terminal (`doctor_text.rs` renders it). Like
+//! presence rows (`GET /v1/presence/doctor`, docs/protocol.md §9) over HTTP
+//! (HTTPS for `wss://`/`https://`) on the host and port of `--url`, and
+//! turns the report into text for a person at a terminal (`doctor_text.rs`
+//! renders it). Like
 //! `rollcall presence` it prints nothing itself: the binary prints what
 //! [`render`] returns, or for `--json` the body exactly as the gateway sent
 //! it.
@@ -11,9 +12,11 @@
 
 use super::cli::{ClientArgs, with_sources};
 pub use super::doctor_text::render;
+use super::stream::dial;
 use super::visible::{visible, visible_strings};
-use super::ws::{Target, UrlError, resolve};
+use super::ws::{Target, UrlError, resolve, socket_for};
 pub use crate::presence::Report;
+use crate::tls::TlsArgs;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, LengthLimitError, Limited};
 use hyper::header::{ACCEPT, AUTHORIZATION, HOST, HeaderValue, USER_AGENT, WWW_AUTHENTICATE};
@@ -22,7 +25,6 @@ use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use std::time::Duration;
 use thiserror::Error;
-use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
 /// The route of the doctor's report (docs/protocol.md §9).
@@ -34,13 +36,14 @@ pub const EXIT_FINDINGS: u8 = 1;
 /// The `--help` text after the options: how the URL is used, and what each
 /// exit code means.
 pub const EXIT_CODES: &str = "\
-The report is read over plain HTTP from the host and port of --url (ws:// becomes http://; \
-the URL's path is ignored). wss:// and https:// are not supported by this build.
+The report is read over HTTP from the host and port of --url (ws:// becomes http://, \
+wss:// becomes https://, trusting --ca-file, --tls-fingerprint or the system's roots; the URL's \
+path is ignored).
 
 Exit codes:
   0  no findings
   1  findings (listed on stdout)
-  2  bad --url, or wss:// / https:// (not supported by this build)
+  2  bad --url, or unusable --ca-file
   3  the gateway is unreachable, or did not answer within --timeout
   4  the token is missing or refused (HTTP 401)
   5  the token lacks a read scope (operator.read, .write or .admin)
@@ -78,17 +81,9 @@ pub enum DoctorError {
         /// What is wrong with it.
         why: &'static str,
     },
-    /// `wss://` or `https://`: this build speaks no TLS.
-    #[error(
-        "bad --url {url:?}: {scheme}:// is not supported by this build of rollcall (no TLS); \
-         reach the gateway over ws:// or http://, for example through an SSH tunnel"
-    )]
-    UnsupportedScheme {
-        /// What was given.
-        url: String,
-        /// Its scheme.
-        scheme: String,
-    },
+    /// `--ca-file` or the system's roots cannot be used.
+    #[error("{0}")]
+    Tls(String),
     /// Nothing answered at the address, or the name did not resolve.
     #[error("cannot reach the gateway at {addr} (GET {endpoint}): {why}")]
     Unreachable {
@@ -176,7 +171,7 @@ impl DoctorError {
     /// never [`EXIT_FINDINGS`].
     pub fn exit_code(&self) -> u8 {
         match self {
-            DoctorError::BadUrl { .. } | DoctorError::UnsupportedScheme { .. } => 2,
+            DoctorError::BadUrl { .. } | DoctorError::Tls(_) => 2,
             DoctorError::Unreachable { .. } | DoctorError::Timeout { .. } => 3,
             DoctorError::TokenMissing { .. }
             | DoctorError::TokenRefused { .. }
@@ -211,7 +206,7 @@ impl Fetched {
 
 /// Runs `rollcall doctor`: fetches and reads the report.
 pub async fn fetch(args: &DoctorArgs) -> Result<Fetched, DoctorError> {
-    let target = target(&args.client.url).await?;
+    let target = target(&args.client.url, &args.client.tls).await?;
     let addr = target.addr.to_string();
     let token = match &args.client.token {
         Some(token) => Some(
@@ -241,32 +236,31 @@ pub async fn fetch(args: &DoctorArgs) -> Result<Fetched, DoctorError> {
     Ok(Fetched { body, report })
 }
 
-/// The address of `url`: `ws://` as given, `http://` as its `ws://` twin.
-async fn target(url: &str) -> Result<Target, DoctorError> {
+/// The address of `url`: `ws://` and `wss://` as given, `http://` and
+/// `https://` as their WebSocket twins.
+async fn target(url: &str, tls: &TlsArgs) -> Result<Target, DoctorError> {
     let bad = |why| DoctorError::BadUrl {
         url: url.to_owned(),
         why,
     };
     let (scheme, rest) = url.split_once("://").ok_or_else(|| bad("not a URL"))?;
     let scheme = scheme.to_ascii_lowercase();
-    match scheme.as_str() {
-        "ws" | "http" => {}
-        "wss" | "https" => {
-            return Err(DoctorError::UnsupportedScheme {
-                url: url.to_owned(),
-                scheme,
-            });
-        }
-        _ => return Err(bad("the scheme must be ws:// (or http://)")),
-    }
-    resolve(&format!("ws://{rest}")).await.map_err(|e| match e {
-        UrlError::Invalid { reason, .. } => bad(reason),
-        UrlError::Resolve { ref host, .. } => DoctorError::Unreachable {
-            addr: host.clone(),
-            endpoint: format!("http://{host}{DOCTOR_PATH}"),
-            why: with_sources(&e),
-        },
-    })
+    let (ws, http) = match scheme.as_str() {
+        "ws" | "http" => ("ws", "http"),
+        "wss" | "https" => ("wss", "https"),
+        _ => return Err(bad("the scheme must be ws://, wss://, http:// or https://")),
+    };
+    resolve(&format!("{ws}://{rest}"), tls)
+        .await
+        .map_err(|e| match e {
+            UrlError::Invalid { reason, .. } => bad(reason),
+            UrlError::Tls(e) => DoctorError::Tls(e.to_string()),
+            UrlError::Resolve { ref host, .. } => DoctorError::Unreachable {
+                addr: host.clone(),
+                endpoint: format!("{http}://{host}{DOCTOR_PATH}"),
+                why: with_sources(&e),
+            },
+        })
 }
 
 /// Ends hyper's connection task when the request is done or abandoned
@@ -284,17 +278,21 @@ async fn get(
     target: &Target,
     token: Option<HeaderValue>,
 ) -> Result<(StatusCode, Option<String>, Bytes), DoctorError> {
+    let scheme = if target.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let unreachable = |why: String| DoctorError::Unreachable {
         addr: target.addr.to_string(),
-        endpoint: format!("http://{}{DOCTOR_PATH}", target.host_header),
+        endpoint: format!("{scheme}://{}{DOCTOR_PATH}", target.host_header),
         why,
     };
-    let tcp = TcpStream::connect(target.addr)
+    let socket = socket_for(target).map_err(|e| unreachable(e.to_string()))?;
+    let stream = dial(socket, target.addr, target.tls.as_ref())
         .await
-        .map_err(|e| unreachable(e.to_string()))?;
-    // A request is one write; a lost setting only costs a delayed ACK.
-    let _ = tcp.set_nodelay(true);
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .map_err(|e| unreachable(with_sources(&e)))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| unreachable(with_sources(&e)))?;
     let _driver = AbortOnDrop(tokio::spawn(async move {
@@ -397,19 +395,31 @@ mod tests {
     use serde_json::json;
 
     #[tokio::test]
-    async fn tls_schemes_are_refused_by_name() {
-        for url in ["wss://gw:443", "https://gw"] {
-            let e = target(url).await.unwrap_err();
-            assert!(matches!(e, DoctorError::UnsupportedScheme { .. }), "{e}");
-            assert_eq!(e.exit_code(), 2);
-            assert!(e.to_string().contains("not supported by this build"), "{e}");
+    async fn http_and_https_are_the_websocket_urls_twins() {
+        let pinned = TlsArgs {
+            tls_fingerprint: Some(crate::tls::Fingerprint::of(b"c")),
+            ..TlsArgs::default()
+        };
+        for url in ["wss://127.0.0.1", "https://127.0.0.1/x"] {
+            let t = target(url, &pinned).await.unwrap();
+            assert_eq!(t.addr.port(), 443, "{url}");
+            assert!(t.tls.is_some(), "{url}");
         }
+        let none = TlsArgs::default();
         assert!(matches!(
-            target("ftp://x").await,
+            target("ftp://x", &none).await,
             Err(DoctorError::BadUrl { .. })
         ));
-        let t = target("http://127.0.0.1:9/ignored").await.unwrap();
+        let t = target("http://127.0.0.1:9/ignored", &none).await.unwrap();
         assert_eq!(t.addr.port(), 9);
+        assert!(t.tls.is_none());
+        let missing = TlsArgs {
+            ca_file: Some("/nonexistent/ca.pem".into()),
+            ..TlsArgs::default()
+        };
+        let e = target("https://127.0.0.1", &missing).await.unwrap_err();
+        assert!(matches!(e, DoctorError::Tls(_)), "{e}");
+        assert_eq!(e.exit_code(), 2);
     }
 
     #[test]

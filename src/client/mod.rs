@@ -11,10 +11,12 @@ pub mod doctor;
 pub mod doctor_text;
 pub mod handshake;
 pub mod reader;
+pub mod stream;
 pub mod visible;
 pub mod ws;
 
 pub use handshake::{CONNECT_ID, Envelope, HandshakeError, HelloReply, hello};
 pub use reader::{MAX_MESSAGE_BYTES, Message, Reader, WsReadError};
+pub use stream::{ClientStream, StreamRead, StreamWrite, TlsTarget};
 pub use visible::{visible, visible_json, visible_strings};
 pub use ws::{DialError, Target, UrlError, WsConn, connect, connect_from, resolve};

@@ -16,7 +16,8 @@ use std::io;
 
 use bytes::BytesMut;
 use tokio::io::AsyncReadExt;
-use tokio::net::tcp::OwnedReadHalf;
+
+use super::stream::StreamRead;
 
 use crate::protocol::ws::{self, HeaderError, Parsed};
 use crate::protocol::{MessageError, Opcode, Progress, Reassembler};
@@ -70,7 +71,7 @@ impl WsReadError {
 
 /// Reads whole messages from one socket.
 pub struct Reader {
-    read: OwnedReadHalf,
+    read: StreamRead,
     /// Bytes read from the socket and not yet consumed as frames.
     pending: BytesMut,
     /// Joins fragments; its buffer holds the last text message.
@@ -93,7 +94,7 @@ struct Header {
 impl Reader {
     /// A reader over `read`, starting with `early` bytes already read from it
     /// (what hyper read past the `101`).
-    pub fn new(read: OwnedReadHalf, early: &[u8]) -> Self {
+    pub fn new(read: StreamRead, early: &[u8]) -> Self {
         let mut pending = BytesMut::with_capacity(early.len().max(BUFFER_BYTES));
         pending.extend_from_slice(early);
         Reader {
@@ -210,7 +211,7 @@ mod tests {
             .unwrap();
         let (server, _) = listener.accept().await.unwrap();
         let (rd, _wr) = client.into_split();
-        (Reader::new(rd, &[]), server)
+        (Reader::new(StreamRead::Plain(rd), &[]), server)
     }
 
     async fn text(reader: &mut Reader) -> Vec<u8> {

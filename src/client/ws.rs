@@ -1,11 +1,11 @@
-//! Dialing a client WebSocket: resolve a `ws://` URL, connect TCP, upgrade
-//! through fastwebsockets. The one client transport of the crate, shared by
+//! Dialing a client WebSocket: resolve a `ws://` or `wss://` URL, connect
+//! TCP (and TLS, `stream.rs`), upgrade through fastwebsockets. The one client transport of the crate, shared by
 //! `rollcall presence`, `rollcall beacon` and `rollcall load`.
 //!
 //! Invariants:
 //! - Every socket has `TCP_NODELAY` set before the upgrade request is written.
 //! - After [`connect_from`] returns, no hyper machinery is left per connection:
-//!   the upgraded stream is downcast back to the plain `TcpStream`, and any
+//!   the upgraded stream is downcast back to the [`ClientStream`], and any
 //!   bytes hyper read past the `101` response are copied into the [`Reader`],
 //!   so hyper's read buffer is freed.
 
@@ -19,10 +19,11 @@ use http_body_util::Empty;
 use hyper::Request;
 use hyper::header::{CONNECTION, HOST, UPGRADE};
 use hyper_util::rt::TokioIo;
-use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpSocket;
 
 use super::reader::Reader;
+use super::stream::{ClientStream, StreamWrite, TlsTarget, TransportError, dial};
+use crate::tls::{ClientTls, ClientTlsError, TlsArgs};
 
 /// An open client WebSocket, split so a pending read never blocks a write.
 pub struct WsConn {
@@ -30,13 +31,13 @@ pub struct WsConn {
     /// the caller answers them on the write half.
     pub read: Reader,
     /// Frames to the server; the client role masks every frame.
-    pub write: WebSocketWrite<OwnedWriteHalf>,
+    pub write: WebSocketWrite<StreamWrite>,
 }
 
 /// Why a `--url` cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum UrlError {
-    /// The URL is not a `ws://` URL with a host.
+    /// The URL is not a `ws://` or `wss://` URL with a host.
     #[error("invalid --url {url:?}: {reason}")]
     Invalid {
         /// The URL given.
@@ -53,23 +54,30 @@ pub enum UrlError {
         #[source]
         source: io::Error,
     },
+    /// The TLS options cannot be used.
+    #[error(transparent)]
+    Tls(#[from] ClientTlsError),
 }
 
-/// Parses a `ws://host[:port][/path]` URL and resolves its host (IPv4
-/// preferred) into a connect target. Shared by every client command.
-pub async fn resolve(url: &str) -> Result<Target, UrlError> {
+/// Parses a `ws://` or `wss://host[:port][/path]` URL and resolves its
+/// host (IPv4 preferred) into a connect target; `wss://` trusts what `tls`
+/// says. Shared by every client command.
+pub async fn resolve(url: &str, tls: &TlsArgs) -> Result<Target, UrlError> {
     let bad = |reason| UrlError::Invalid {
         url: url.to_owned(),
         reason,
     };
     let uri: hyper::Uri = url.parse().map_err(|_| bad("not a URL"))?;
-    match uri.scheme_str() {
-        Some("ws") => {}
-        Some("wss") => return Err(bad("wss:// is not supported; use ws://")),
-        _ => return Err(bad("the scheme must be ws://")),
+    let secure = match uri.scheme_str() {
+        Some("ws") => false,
+        Some("wss") => true,
+        _ => return Err(bad("the scheme must be ws:// or wss://")),
+    };
+    if !secure && tls.tls_fingerprint.is_some() {
+        return Err(bad("--tls-fingerprint needs a wss:// URL"));
     }
     let host = uri.host().ok_or_else(|| bad("no host"))?;
-    let port = uri.port_u16().unwrap_or(80);
+    let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
     let path = uri
         .path_and_query()
         .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned());
@@ -100,10 +108,18 @@ pub async fn resolve(url: &str) -> Result<Target, UrlError> {
         Some(p) => format!("{host}:{p}"),
         None => host.to_owned(),
     };
+    let tls = match secure {
+        true => Some(TlsTarget {
+            config: ClientTls::new(tls)?,
+            name: bare.to_owned(),
+        }),
+        false => None,
+    };
     Ok(Target {
         addr,
         host_header,
         path,
+        tls,
     })
 }
 
@@ -116,6 +132,8 @@ pub struct Target {
     pub host_header: String,
     /// Request target of the upgrade request (`/`, `/ws`, ...).
     pub path: String,
+    /// For `wss://`: the TLS to speak.
+    pub tls: Option<TlsTarget>,
 }
 
 /// Why a connection could not be opened.
@@ -124,6 +142,10 @@ pub enum DialError {
     /// Creating, binding or connecting the TCP socket failed.
     #[error("tcp connect failed")]
     Tcp(#[source] io::Error),
+    /// The TLS handshake failed (untrusted or unpinned certificate, or a
+    /// port that speaks no TLS).
+    #[error("TLS handshake failed")]
+    Tls(#[source] io::Error),
     /// The server answered the upgrade request with something other than `101`.
     #[error("upgrade rejected with HTTP {0}")]
     UpgradeRejected(u16),
@@ -131,8 +153,17 @@ pub enum DialError {
     #[error("websocket upgrade failed")]
     Upgrade(#[source] fastwebsockets::WebSocketError),
     /// hyper handed back an upgraded stream of an unexpected type.
-    #[error("upgraded stream is not a TcpStream")]
+    #[error("upgraded stream is not the stream dialled")]
     Downcast,
+}
+
+impl From<TransportError> for DialError {
+    fn from(e: TransportError) -> Self {
+        match e {
+            TransportError::Tcp(e) => DialError::Tcp(e),
+            TransportError::Tls(e) => DialError::Tls(e),
+        }
+    }
 }
 
 /// Runs hyper's per-connection driver for the short life of the upgrade.
@@ -166,10 +197,7 @@ pub async fn connect(target: &Target) -> Result<WsConn, DialError> {
 /// bound to a local address first (so a fleet can spread over several
 /// loopback source addresses).
 pub async fn connect_from(target: &Target, socket: TcpSocket) -> Result<WsConn, DialError> {
-    let stream = socket.connect(target.addr).await.map_err(DialError::Tcp)?;
-    // Before the first write: a request written as header + body segments
-    // must not wait for a delayed ACK.
-    stream.set_nodelay(true).map_err(DialError::Tcp)?;
+    let stream = dial(socket, target.addr, target.tls.as_ref()).await?;
     let (ws, _response) =
         match handshake::client(&SpawnExecutor, upgrade_request(target), stream).await {
             Ok(pair) => pair,
@@ -181,9 +209,9 @@ pub async fn connect_from(target: &Target, socket: TcpSocket) -> Result<WsConn, 
     let parts = ws
         .into_inner()
         .into_inner()
-        .downcast::<TokioIo<TcpStream>>()
+        .downcast::<TokioIo<ClientStream>>()
         .map_err(|_| DialError::Downcast)?;
-    let (rd, wr) = parts.io.into_inner().into_split();
+    let (rd, wr) = parts.io.into_inner().split();
     // Copying `parts.read_buf` lets hyper's read buffer, which it views, go.
     let read = Reader::new(rd, &parts.read_buf);
     // fastwebsockets makes halves only in pairs; the read half is dropped at once.
@@ -215,12 +243,22 @@ mod tests {
 
     #[tokio::test]
     async fn url_parts_become_the_target() {
-        let t = resolve("ws://127.0.0.1:9/ws?x=1").await.unwrap();
+        let none = TlsArgs::default();
+        let t = resolve("ws://127.0.0.1:9/ws?x=1", &none).await.unwrap();
         assert_eq!(t.addr, "127.0.0.1:9".parse().unwrap());
         assert_eq!(t.path, "/ws?x=1");
         assert_eq!(t.host_header, "127.0.0.1:9");
-        assert!(resolve("http://127.0.0.1:9/").await.is_err());
-        assert!(resolve("wss://127.0.0.1:9/").await.is_err());
+        assert!(t.tls.is_none());
+        assert!(resolve("http://127.0.0.1:9/", &none).await.is_err());
+        let pinned = TlsArgs {
+            tls_fingerprint: Some(crate::tls::Fingerprint::of(b"c")),
+            ..TlsArgs::default()
+        };
+        let t = resolve("wss://127.0.0.1/", &pinned).await.unwrap();
+        assert_eq!(t.addr.port(), 443);
+        assert_eq!(t.tls.unwrap().name, "127.0.0.1");
+        let err = resolve("ws://127.0.0.1:9/", &pinned).await.unwrap_err();
+        assert!(err.to_string().contains("needs a wss:// URL"), "{err}");
     }
 
     /// A server that sends its first frames in the same write as the `101`, as
@@ -253,6 +291,7 @@ mod tests {
             addr,
             host_header: addr.to_string(),
             path: "/".into(),
+            tls: None,
         };
         let mut conn = connect(&target).await.unwrap();
         for want in [&b"hello"[..], b"after"] {
@@ -282,6 +321,7 @@ mod tests {
             addr,
             host_header: addr.to_string(),
             path: "/".into(),
+            tls: None,
         };
         let err = connect(&target).await.err().unwrap();
         assert!(matches!(err, DialError::UpgradeRejected(404)), "{err}");

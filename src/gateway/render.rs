@@ -10,6 +10,7 @@ use crate::protocol::{
     ErrorShape, Health, OK_PAYLOAD, write_health, write_response_err, write_response_ok,
     write_response_ok_with,
 };
+use crate::tls::CertResolver;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -19,6 +20,7 @@ pub struct Renderer {
     metrics: Arc<Metrics>,
     started: Instant,
     fleet: Option<Arc<FleetStatus>>,
+    tls: Option<Arc<CertResolver>>,
 }
 
 impl Renderer {
@@ -30,12 +32,19 @@ impl Renderer {
             metrics,
             started: Instant::now(),
             fleet: None,
+            tls: None,
         }
     }
 
     /// Adds the fleet link's state to `health` (fleet mode only).
     pub fn with_fleet(mut self, fleet: Option<Arc<FleetStatus>>) -> Renderer {
         self.fleet = fleet;
+        self
+    }
+
+    /// Adds the served certificate's fingerprint to `health` (TLS only).
+    pub fn with_tls(mut self, tls: Option<Arc<CertResolver>>) -> Renderer {
+        self.tls = tls;
         self
     }
 
@@ -55,12 +64,14 @@ impl Renderer {
     pub fn health(&self, id: &str, out: &mut Vec<u8>) {
         let snapshot = self.reader.load();
         let fleet = self.fleet.as_ref().map(|f| f.to_json().to_string());
+        let tls = self.tls.as_ref().map(|t| t.fingerprint().to_string());
         let health = Health {
             uptime_ms: self.uptime_ms(),
             entries: snapshot.len(),
             version: snapshot.version(),
             fanout: self.metrics.fanout(),
             fleet: fleet.as_deref(),
+            tls_fingerprint: tls.as_deref(),
         };
         let mut payload = Vec::with_capacity(160);
         write_health(&mut payload, &health);

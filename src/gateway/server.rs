@@ -11,6 +11,11 @@
 //!   oldest is closed to make room once it has waited a second
 //!   (`waiting.rs`), so silent or slowloris sockets can never lock
 //!   WebSocket clients out.
+//! - with TLS, the handshake happens inside the same bounds: a socket that
+//!   never sends a ClientHello is closed after `--http-timeout`, and stays
+//!   in the waiting pool until its first request head, so TLS handshakes
+//!   count like silent sockets. A plain HTTP request on a TLS port gets a
+//!   400 saying so, not a TLS alert it cannot read.
 
 use super::client_ip::client_ip;
 use super::session::{self, CloseReason};
@@ -18,6 +23,7 @@ use super::state::State;
 use super::waiting::{MIN_WAIT, Waiting, WaitingPool};
 use crate::config::{ConfigError, ServeConfig};
 use crate::http::{Body, OriginPolicy, route};
+use crate::tls::{ServerTls, TlsError};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, SEC_WEBSOCKET_VERSION};
@@ -32,9 +38,11 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
 use thiserror::Error;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
+use tokio_rustls::server::TlsStream;
 
 /// Why the server could not start or run.
 #[derive(Debug, Error)]
@@ -42,6 +50,9 @@ pub enum ServeError {
     /// The configuration is unusable.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The certificate could not be loaded or made.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     /// The port could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -59,6 +70,7 @@ pub enum ServeError {
 pub struct Server {
     listener: TcpListener,
     state: Arc<State>,
+    tls: Option<Arc<ServerTls>>,
 }
 
 /// What one accepted connection's HTTP side holds.
@@ -80,11 +92,35 @@ impl Server {
             return Err(ConfigError::AllowedOrigin(bad.clone()).into());
         }
         let addr = config.bind;
+        let tls = match config.tls_files()? {
+            Some(files) => Some(Arc::new(ServerTls::new(
+                &files.cert,
+                &files.key,
+                files.self_signed,
+                addr,
+            )?)),
+            None => None,
+        };
+        if tls.is_none() && !addr.ip().is_loopback() {
+            tracing::warn!(
+                %addr,
+                "serving without TLS beyond loopback: tokens, hosts, IPs and device ids travel \
+                 in clear; pass --tls-cert/--tls-key or --tls-self-signed"
+            );
+        }
         let listener = listen(addr).map_err(|source| ServeError::Bind { addr, source })?;
+        let resolver = tls.as_ref().map(|t| Arc::clone(t.resolver()));
         Ok(Server {
             listener,
-            state: State::new(config)?,
+            state: State::new(config, resolver)?,
+            tls,
         })
+    }
+
+    /// With TLS, the certificate served: its fingerprint, and whether this
+    /// start made it (`--tls-self-signed`).
+    pub fn tls(&self) -> Option<&ServerTls> {
+        self.tls.as_deref()
     }
 
     /// The bound address (useful with port 0).
@@ -111,6 +147,9 @@ impl Server {
         let waiting = (state.config.max_connections / 2).max(1);
         let pool = WaitingPool::new(state.config.max_waiting_connections.min(waiting));
         let mut connections = JoinSet::new();
+        if let Some(tls) = &self.tls {
+            tls.watch(state.config.tls_watch_interval, state.shutdown.subscribe());
+        }
         tokio::pin!(shutdown);
         loop {
             let permit = tokio::select! {
@@ -129,7 +168,7 @@ impl Server {
                 slot: Arc::new(Mutex::new(Some(permit))),
                 waiting,
             };
-            connections.spawn(serve_http(socket, accepted));
+            connections.spawn(serve(socket, accepted, self.tls.clone()));
             // Reap finished tasks so the set does not grow with history.
             while connections.try_join_next().is_some() {}
         }
@@ -176,18 +215,70 @@ async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
     }
 }
 
+/// Serves one connection, through TLS when it is on: the handshake must
+/// end within `--http-timeout`, and eviction from the waiting pool ends it.
+async fn serve(socket: TcpStream, accepted: Accepted, tls: Option<Arc<ServerTls>>) {
+    let evicted = accepted.waiting.evicted();
+    let Some(tls) = tls else {
+        return serve_http(socket, accepted, evicted).await;
+    };
+    let peer = accepted.peer;
+    let timeout = accepted.state.config.http_timeout;
+    let handshake = tokio::time::timeout(timeout, tls_handshake(socket, &tls));
+    tokio::pin!(evicted);
+    let stream = tokio::select! {
+        done = handshake => match done {
+            Ok(Ok(Some(stream))) => stream,
+            Ok(Ok(None)) => return,
+            Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+            Err(_) => return tracing::debug!(%peer, "no TLS handshake within the HTTP timeout"),
+        },
+        () = &mut evicted => return tracing::debug!(%peer, "closed to make room: no TLS handshake yet"),
+    };
+    serve_http(stream, accepted, evicted).await
+}
+
+/// The server side of a TLS handshake. A socket whose first byte cannot
+/// start a TLS record (a plain HTTP request) is answered with a 400 that
+/// says to use TLS, and closed: `None`.
+async fn tls_handshake(
+    socket: TcpStream,
+    tls: &ServerTls,
+) -> std::io::Result<Option<TlsStream<TcpStream>>> {
+    /// The content type of a TLS handshake record (RFC 8446 §5.1).
+    const HANDSHAKE_RECORD: u8 = 0x16;
+    let mut first = [0u8; 1];
+    if socket.peek(&mut first).await? == 0 {
+        return Ok(None);
+    }
+    if first[0] != HANDSHAKE_RECORD {
+        let mut socket = socket;
+        socket.write_all(PLAIN_ON_TLS_PORT).await?;
+        let _ = socket.shutdown().await;
+        return Ok(None);
+    }
+    tls.acceptor().accept(socket).await.map(Some)
+}
+
+/// The answer to plain HTTP on a TLS port.
+const PLAIN_ON_TLS_PORT: &[u8] = b"HTTP/1.1 400 Bad Request\r\n\
+    content-type: text/plain; charset=utf-8\r\nconnection: close\r\ncontent-length: 62\r\n\r\n\
+    this port speaks TLS only: use https:// or wss:// to reach it\n";
+
 /// Serves HTTP/1 on one connection until it ends, upgrades, times out, or
 /// is evicted from the waiting pool before sending a request.
-async fn serve_http(socket: TcpStream, accepted: Accepted) {
+async fn serve_http<IO>(io: IO, accepted: Accepted, evicted: impl Future<Output = ()>)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let timeout = accepted.state.config.http_timeout;
     let peer = accepted.peer;
-    let evicted = accepted.waiting.evicted();
     let accepted = Arc::new(accepted);
     let service = service_fn(move |req| handle(req, Arc::clone(&accepted)));
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(timeout)
-        .serve_connection(TokioIo::new(socket), service)
+        .serve_connection(TokioIo::new(io), service)
         .with_upgrades();
     tokio::select! {
         result = conn => {

@@ -21,6 +21,7 @@ use crate::fleet::{Fleet, FleetConfig, FleetError, FleetStatus, StateFile};
 use crate::http::{Context, Doctor, OriginPolicy, SseFeed};
 use crate::metrics::Metrics;
 use crate::presence::{DEFAULT_LOG_KEYS, DoctorConfig, Entry, Key, RemoteOp, StoreConfig};
+use crate::tls::CertResolver;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{Semaphore, watch};
@@ -67,7 +68,11 @@ pub struct State {
 impl State {
     /// Starts the engine and builds the state. Fails only when the fleet
     /// refuses this gateway: another running gateway holds its node id.
-    pub fn new(config: ServeConfig) -> Result<Arc<State>, FleetError> {
+    /// With TLS, `tls` is the certificate served, for `health` and stats.
+    pub fn new(
+        config: ServeConfig,
+        tls: Option<Arc<CertResolver>>,
+    ) -> Result<Arc<State>, FleetError> {
         let self_info = SelfInfo::detect();
         let fleet_config = fleet_config(&config);
         let status = fleet_config
@@ -106,6 +111,7 @@ impl State {
                 stale_after: config.stale_after,
             }),
             origins: OriginPolicy::new(&config.allowed_origins, config.tokens.is_empty()),
+            tls: tls.clone(),
         });
         // Until the first fan-out, the interval is the coalescing one.
         metrics.paced(config.coalesce, 0, 0);
@@ -117,7 +123,9 @@ impl State {
             writer_stats: engine.stats(),
             registry: Registry::new(engine.reader().load_full(), DEFAULT_LOG_KEYS),
             renderer: Arc::new(
-                Renderer::new(engine.reader(), Arc::clone(&metrics)).with_fleet(status),
+                Renderer::new(engine.reader(), Arc::clone(&metrics))
+                    .with_fleet(status)
+                    .with_tls(tls),
             ),
             http,
             shutdown,

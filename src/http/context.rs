@@ -9,6 +9,7 @@ use crate::auth::Grants;
 use crate::engine::{Event, EventSender, SnapshotReader, WriterStats};
 use crate::fleet::FleetStatus;
 use crate::metrics::Metrics;
+use crate::tls::CertResolver;
 use std::sync::Arc;
 use tokio::sync::watch;
 
@@ -34,4 +35,6 @@ pub struct Context {
     pub doctor: Doctor,
     /// Which browser origins and `Host` names are served (§3.6).
     pub origins: OriginPolicy,
+    /// With TLS, the certificate served: stats show its fingerprint.
+    pub tls: Option<Arc<CertResolver>>,
 }

@@ -141,6 +141,9 @@ fn stats(state: &Context) -> Response<Body> {
     if let Some(fleet) = &state.fleet {
         body["fleet"] = fleet.to_json();
     }
+    if let Some(tls) = &state.tls {
+        body["tls"] = serde_json::json!({"fingerprintSha256": tls.fingerprint().to_string()});
+    }
     json_response(StatusCode::OK, body.to_string().into_bytes())
 }
 

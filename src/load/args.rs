@@ -42,9 +42,14 @@ fn parse_duration(s: &str) -> Result<Duration, humantime::DurationError> {
 /// Options of `rollcall load`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct LoadArgs {
-    /// Gateway WebSocket URL (`ws://` only). With `--echo`, the echo server's URL.
+    /// Gateway WebSocket URL (`ws://`, or `wss://` to a gateway serving
+    /// TLS). With `--echo`, the echo server's URL.
     #[arg(long, default_value = "ws://127.0.0.1:18789/")]
     pub url: String,
+
+    #[command(flatten)]
+    /// Whom to trust on `wss://`.
+    pub tls: crate::tls::TlsArgs,
 
     /// Token sent as `auth.token` in `connect`. Not used with `--echo`.
     #[arg(long, env = "ROLLCALL_LOAD_TOKEN", hide_env_values = true)]
@@ -157,7 +162,8 @@ pub struct LoadArgs {
 /// Why a load run could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    /// `--url` is not a usable `ws://` URL, or its host did not resolve.
+    /// `--url` is not a usable `ws://` or `wss://` URL, its host did not
+    /// resolve, or its TLS options cannot be used.
     #[error(transparent)]
     Url(#[from] UrlError),
     /// No beacon clients, readers or watchers were asked for.

@@ -17,7 +17,6 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use fastwebsockets::{Frame, Payload, WebSocketError, WebSocketWrite};
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 
@@ -26,8 +25,8 @@ use super::requests::Kind;
 use super::source::socket_from;
 use super::stats::{Failure, Stats, TimedMethod};
 use crate::client::{
-    DialError, Envelope, HandshakeError, HelloReply, Message, WsConn, WsReadError, connect_from,
-    hello,
+    DialError, Envelope, HandshakeError, HelloReply, Message, StreamWrite, WsConn, WsReadError,
+    connect_from, hello,
 };
 use crate::protocol::MessageError;
 
@@ -196,6 +195,7 @@ fn connect_failure(e: DialError) -> Failure {
             Some(libc::EMFILE) | Some(libc::ENFILE) => Failure::TooManyOpenFiles,
             _ => Failure::Tcp,
         },
+        DialError::Tls(_) => Failure::Tls,
         DialError::UpgradeRejected(_) => Failure::UpgradeRejected,
         DialError::Upgrade(_) | DialError::Downcast => Failure::UpgradeFailed,
     }
@@ -355,7 +355,7 @@ impl Driver<'_> {
 
     async fn send(
         &mut self,
-        write: &mut WebSocketWrite<OwnedWriteHalf>,
+        write: &mut WebSocketWrite<StreamWrite>,
     ) -> Result<(), WebSocketError> {
         let id = self.inflight.next_id;
         self.inflight.next_id += 1;
@@ -367,7 +367,7 @@ impl Driver<'_> {
     /// The open loop's timer fired: send a beacon unless too many wait.
     async fn beacon(
         &mut self,
-        write: &mut WebSocketWrite<OwnedWriteHalf>,
+        write: &mut WebSocketWrite<StreamWrite>,
         timer: std::pin::Pin<&mut Sleep>,
     ) -> Result<(), End> {
         let due = timer.deadline() + self.fleet.beacon_interval;
@@ -384,7 +384,7 @@ impl Driver<'_> {
     async fn on_message(
         &mut self,
         message: Result<Message<'_>, WsReadError>,
-        write: &mut WebSocketWrite<OwnedWriteHalf>,
+        write: &mut WebSocketWrite<StreamWrite>,
     ) -> Result<(), End> {
         let answer = match message {
             Ok(Message::Text(text)) => self.answer(text)?,

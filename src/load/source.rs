@@ -118,6 +118,7 @@ mod tests {
             addr: listener.local_addr().unwrap(),
             host_header: String::new(),
             path: "/".into(),
+            tls: None,
         };
         let ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
         let socket = socket_from(&target, Some(ip)).unwrap();

@@ -68,6 +68,9 @@ pub enum Failure {
     TooManyOpenFiles,
     /// Another TCP-level error while connecting.
     Tcp,
+    /// The TLS handshake failed (`wss://`): untrusted certificate, or a
+    /// port without TLS.
+    Tls,
     /// The server answered the upgrade with a status other than 101.
     UpgradeRejected,
     /// The upgrade failed for another reason (I/O, headers, early close).
@@ -87,11 +90,12 @@ pub enum Failure {
 }
 
 impl Failure {
-    const ALL: [Failure; 12] = [
+    const ALL: [Failure; 13] = [
         Failure::Refused,
         Failure::AddrNotAvailable,
         Failure::TooManyOpenFiles,
         Failure::Tcp,
+        Failure::Tls,
         Failure::UpgradeRejected,
         Failure::UpgradeFailed,
         Failure::HandshakeTimeout,
@@ -109,6 +113,7 @@ impl Failure {
             Failure::AddrNotAvailable => "addr_not_available",
             Failure::TooManyOpenFiles => "too_many_open_files",
             Failure::Tcp => "tcp",
+            Failure::Tls => "tls",
             Failure::UpgradeRejected => "upgrade_rejected",
             Failure::UpgradeFailed => "upgrade_failed",
             Failure::HandshakeTimeout => "handshake_timeout",

@@ -115,10 +115,14 @@ pub struct Health<'a> {
     /// In fleet mode, the fleet's state: one JSON object, e.g.
     /// `{"state":"degraded",…}`.
     pub fleet: Option<&'a str>,
+    /// With TLS, the SHA-256 fingerprint of the certificate served now
+    /// (64 lowercase hex digits, what clients pin).
+    pub tls_fingerprint: Option<&'a str>,
 }
 
 /// The `health` payload (§4, rollcall):
-/// `{"ok":true,"uptimeMs":N,"presence":{"entries":N,"version":N},"fanout":{…},"fleet":{…}?}`.
+/// `{"ok":true,"uptimeMs":N,"presence":{"entries":N,"version":N},"fanout":{…},"fleet":{…}?,`
+/// `"tls":{"fingerprintSha256":HEX}?}`.
 pub fn write_health(out: &mut Vec<u8>, health: &Health<'_>) {
     out.extend_from_slice(br#"{"ok":true,"uptimeMs":"#);
     write_json(out, &health.uptime_ms);
@@ -136,6 +140,11 @@ pub fn write_health(out: &mut Vec<u8>, health: &Health<'_>) {
     if let Some(fleet) = health.fleet {
         out.extend_from_slice(br#","fleet":"#);
         out.extend_from_slice(fleet.as_bytes());
+    }
+    if let Some(fingerprint) = health.tls_fingerprint {
+        out.extend_from_slice(br#","tls":{"fingerprintSha256":"#);
+        write_json(out, fingerprint);
+        out.push(b'}');
     }
     out.push(b'}');
 }

@@ -164,6 +164,7 @@ fn health_payload_has_uptime_entries_and_version() {
             delta: 1,
         },
         fleet: None,
+        tls_fingerprint: None,
     };
     write_health(&mut out, &health);
     assert_eq!(
@@ -171,6 +172,15 @@ fn health_payload_has_uptime_entries_and_version() {
         json!({"ok": true, "uptimeMs": 10, "presence": {"entries": 3, "version": 7},
                "fanout": {"intervalMs": 100, "watchers": {"full": 2, "delta": 1}}})
     );
+    out.clear();
+    write_health(
+        &mut out,
+        &Health {
+            tls_fingerprint: Some("ab12"),
+            ..health
+        },
+    );
+    assert_eq!(parse(&out)["tls"], json!({"fingerprintSha256": "ab12"}));
     assert_eq!(parse(OK_PAYLOAD), json!({"ok": true}));
 }
 
