@@ -89,6 +89,10 @@ impl ClientTls {
                 .with_no_client_auth(),
         };
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        // Every connection makes a full handshake: the CLI's commands are
+        // one connection per process, and the load generator's clients
+        // stand for distinct devices, which would not share tickets.
+        config.resumption = rustls::client::Resumption::disabled();
         Ok(ClientTls {
             connector: TlsConnector::from(Arc::new(config)),
         })
