@@ -11,6 +11,8 @@ use std::str::FromStr;
 use std::time::Duration;
 use thiserror::Error;
 
+use crate::tls::{TlsConfig, TlsConfigError};
+
 /// OpenClaw's gateway port.
 pub const DEFAULT_BIND: &str = "127.0.0.1:18789";
 /// OpenClaw closes connections that have not said `connect` by then.
@@ -39,9 +41,6 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 200_000;
 /// `ui` watchers slow down; below it, lists reach watchers later than they
 /// need to.
 pub const DEFAULT_FANOUT_BUDGET: u64 = 256 * 1024 * 1024;
-/// How often the TLS files are checked for changes: a renewed certificate
-/// is served within seconds, and a `stat` of two files costs nothing.
-pub const DEFAULT_TLS_WATCH_INTERVAL: Duration = Duration::from_secs(2);
 /// How long graceful shutdown waits for connections to close.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -284,46 +283,9 @@ pub struct ServeConfig {
     #[arg(long, env = "ROLLCALL_STALE_AFTER", default_value = "120s", value_parser = humantime::parse_duration)]
     pub stale_after: Duration,
 
-    /// Speak only TLS (wss:// and https://) with this certificate chain
-    /// (PEM, end-entity first); needs --tls-key. Reloaded on SIGHUP and
-    /// when the file changes, without dropping connections.
-    #[arg(long, env = "ROLLCALL_TLS_CERT")]
-    pub tls_cert: Option<PathBuf>,
-
-    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
-    #[arg(long, env = "ROLLCALL_TLS_KEY")]
-    pub tls_key: Option<PathBuf>,
-
-    /// Speak only TLS with a self-signed certificate, made on first start
-    /// (for localhost, this host's name and the bind address) and reused
-    /// after, at --tls-cert/--tls-key or else in ~/.rollcall/tls/. Its
-    /// SHA-256 fingerprint is logged at start, for clients to pin.
-    #[arg(long, env = "ROLLCALL_TLS_SELF_SIGNED")]
-    pub tls_self_signed: bool,
-
-    /// How often the TLS files are checked for changes (0: reload only on
-    /// SIGHUP).
-    #[arg(long, env = "ROLLCALL_TLS_WATCH_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
-    pub tls_watch_interval: Duration,
-}
-
-/// Where `--tls-self-signed` keeps its certificate without `--tls-cert`:
-/// under the home directory, as OpenClaw keeps its own in `~/.openclaw`.
-pub const DEFAULT_SELF_SIGNED_DIR: &str = ".rollcall/tls";
-
-/// The certificate and key files TLS serves.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsFiles {
-    /// The certificate chain (PEM).
-    pub cert: PathBuf,
-    /// Its private key (PEM).
-    pub key: PathBuf,
-    /// Make a self-signed pair there if neither exists.
-    pub self_signed: bool,
-}
-
-fn tls_half(given: &'static str, missing: &'static str) -> ConfigError {
-    ConfigError::TlsHalf { given, missing }
+    /// TLS on the port (`--tls-cert`, `--tls-key`, `--tls-self-signed`).
+    #[command(flatten)]
+    pub tls: TlsConfig,
 }
 
 fn parse_net(s: &str) -> Result<IpNet, String> {
@@ -360,20 +322,9 @@ pub enum ConfigError {
     /// A limit that makes the server useless.
     #[error("{0} must be greater than zero")]
     Zero(&'static str),
-    /// One of `--tls-cert` and `--tls-key` without the other.
-    #[error("{given} needs {missing}: TLS serves a certificate together with its private key")]
-    TlsHalf {
-        /// The flag given.
-        given: &'static str,
-        /// The flag missing.
-        missing: &'static str,
-    },
-    /// `--tls-self-signed` without files and without a home directory.
-    #[error(
-        "--tls-self-signed has nowhere to keep its certificate: HOME is not set; pass --tls-cert \
-         and --tls-key to say where"
-    )]
-    NoHome,
+    /// The TLS flags do not name a certificate and key.
+    #[error(transparent)]
+    Tls(#[from] TlsConfigError),
 }
 
 impl ServeConfig {
@@ -409,34 +360,8 @@ impl ServeConfig {
             state_file: None,
             state_interval: DEFAULT_STATE_INTERVAL,
             stale_after: crate::presence::ACTIVE_MAX_AGE,
-            tls_cert: None,
-            tls_key: None,
-            tls_self_signed: false,
-            tls_watch_interval: DEFAULT_TLS_WATCH_INTERVAL,
+            tls: TlsConfig::default(),
         }
-    }
-
-    /// The files TLS serves, if TLS is on: `--tls-cert`/`--tls-key`, or
-    /// with `--tls-self-signed` alone, `~/.rollcall/tls/{cert,key}.pem`.
-    pub fn tls_files(&self) -> Result<Option<TlsFiles>, ConfigError> {
-        let (cert, key) = match (&self.tls_cert, &self.tls_key) {
-            (Some(cert), Some(key)) => (cert.clone(), key.clone()),
-            (Some(_), None) => return Err(tls_half("--tls-cert", "--tls-key")),
-            (None, Some(_)) => return Err(tls_half("--tls-key", "--tls-cert")),
-            (None, None) if !self.tls_self_signed => return Ok(None),
-            (None, None) => {
-                let home = std::env::var_os("HOME")
-                    .filter(|h| !h.is_empty())
-                    .ok_or(ConfigError::NoHome)?;
-                let dir = PathBuf::from(home).join(DEFAULT_SELF_SIGNED_DIR);
-                (dir.join("cert.pem"), dir.join("key.pem"))
-            }
-        };
-        Ok(Some(TlsFiles {
-            cert,
-            key,
-            self_signed: self.tls_self_signed,
-        }))
     }
 
     /// Checks what clap cannot: the open-port rule and non-zero limits.
@@ -445,7 +370,7 @@ impl ServeConfig {
         if self.tokens.is_empty() && !self.bind.ip().is_loopback() {
             return Err(ConfigError::OpenNonLoopback(self.bind));
         }
-        self.tls_files()?;
+        self.tls.files()?;
         for (name, value) in [
             ("--max-connections", self.max_connections),
             ("--max-waiting-connections", self.max_waiting_connections),
@@ -567,27 +492,6 @@ mod tests {
         config.tokens.push("t".parse().unwrap());
         assert!(config.validate().is_ok());
         assert!(ServeConfig::defaults().validate().is_ok());
-    }
-
-    #[test]
-    fn tls_needs_both_files_or_self_signed() {
-        let mut config = ServeConfig::defaults();
-        assert_eq!(config.tls_files().unwrap(), None);
-        config.tls_cert = Some("c.pem".into());
-        let err = config.validate().unwrap_err();
-        assert!(
-            err.to_string().contains("--tls-cert needs --tls-key"),
-            "{err}"
-        );
-        config.tls_key = Some("k.pem".into());
-        let files = config.tls_files().unwrap().unwrap();
-        assert_eq!((files.cert, files.key), ("c.pem".into(), "k.pem".into()));
-        assert!(!files.self_signed);
-        let mut own = ServeConfig::defaults();
-        own.tls_self_signed = true;
-        let files = own.tls_files().unwrap().unwrap();
-        assert!(files.self_signed);
-        assert!(files.key.ends_with(".rollcall/tls/key.pem"), "{files:?}");
     }
 
     #[test]

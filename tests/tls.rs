@@ -89,8 +89,8 @@ async fn tls_server(
 ) -> TestServer {
     let (cert, key) = install(dir, pem);
     TestServer::start_with(|c| {
-        c.tls_cert = Some(cert);
-        c.tls_key = Some(key);
+        c.tls.cert = Some(cert);
+        c.tls.key = Some(key);
         edit(c);
     })
     .await
@@ -298,7 +298,7 @@ async fn a_changed_certificate_is_served_to_new_connections_and_old_ones_stay() 
     let dir = scratch();
     let first = self_signed();
     let server = tls_server(&dir, &first, |c| {
-        c.tls_watch_interval = Duration::from_millis(50);
+        c.tls.watch_interval = Duration::from_millis(50);
     })
     .await;
     let mut old = open(&wss(&server), &pinned(first.fingerprint))
@@ -328,7 +328,7 @@ async fn a_broken_new_certificate_is_not_served_and_the_old_one_stays() {
     let dir = scratch();
     let first = self_signed();
     let server = tls_server(&dir, &first, |c| {
-        c.tls_watch_interval = Duration::from_millis(50);
+        c.tls.watch_interval = Duration::from_millis(50);
     })
     .await;
     // A certificate with another certificate's key: refused at reload.
@@ -406,9 +406,9 @@ async fn a_self_signed_certificate_is_kept_and_reused_across_restarts() {
     let dir = scratch();
     let (cert, key) = (dir.join("tls/cert.pem"), dir.join("tls/key.pem"));
     let config = |c: &mut rollcall::config::ServeConfig| {
-        c.tls_self_signed = true;
-        c.tls_cert = Some(cert.clone());
-        c.tls_key = Some(key.clone());
+        c.tls.self_signed = true;
+        c.tls.cert = Some(cert.clone());
+        c.tls.key = Some(key.clone());
     };
     let mut first = TestServer::start_with(config).await;
     let made = first.state.http.tls.as_ref().unwrap().fingerprint();

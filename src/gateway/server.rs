@@ -92,7 +92,7 @@ impl Server {
             return Err(ConfigError::AllowedOrigin(bad.clone()).into());
         }
         let addr = config.bind;
-        let tls = match config.tls_files()? {
+        let tls = match config.tls.files().map_err(ConfigError::from)? {
             Some(files) => Some(Arc::new(ServerTls::new(
                 &files.cert,
                 &files.key,
@@ -148,7 +148,7 @@ impl Server {
         let pool = WaitingPool::new(state.config.max_waiting_connections.min(waiting));
         let mut connections = JoinSet::new();
         if let Some(tls) = &self.tls {
-            tls.watch(state.config.tls_watch_interval, state.shutdown.subscribe());
+            tls.watch(state.config.tls.watch_interval, state.shutdown.subscribe());
         }
         tokio::pin!(shutdown);
         loop {

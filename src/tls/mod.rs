@@ -9,6 +9,7 @@
 //! wraps dialled ones with a [`ClientTls`] connector.
 
 mod client;
+mod config;
 mod fingerprint;
 mod pem;
 mod pin;
@@ -18,6 +19,9 @@ mod self_signed;
 mod server;
 
 pub use client::{ClientTls, ClientTlsError, TlsArgs};
+pub use config::{
+    DEFAULT_SELF_SIGNED_DIR, DEFAULT_TLS_WATCH_INTERVAL, TlsConfig, TlsConfigError, TlsFiles,
+};
 pub use fingerprint::{Fingerprint, FingerprintError};
 pub use pem::{PemError, load_certified_key};
 pub use pin::{PinMismatch, PinnedCert};
