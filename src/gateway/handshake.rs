@@ -12,6 +12,7 @@ use super::push::unavailable;
 use super::registry::{HelloList, PresenceFeed, Subscriber};
 use super::self_entry::VERSION;
 use super::state::{HELLO_BUDGET_KIB, State};
+use crate::auth::AuthError;
 use crate::clock::now_millis;
 use crate::engine::Event;
 use crate::http::OriginRefusal;
@@ -124,19 +125,30 @@ impl Handshake<'_> {
             let error = ErrorShape::origin_not_allowed(refusal.reason());
             return Err(self.refuse(Some((id, error)), policy("origin not allowed")));
         }
+        // A locked-out address is answered before any secret is checked.
+        let failures = &self.state.auth_failures;
+        let now = now_millis();
+        if let Err(retry_after_ms) = failures.check(self.client_ip, now) {
+            let error = ErrorShape::auth_rate_limited(retry_after_ms);
+            return Err(self.refuse(Some((id, error)), policy("auth rate limited")));
+        }
         let token = params.auth.token.as_deref();
         let scopes = match self.state.auth().grant(token, &params.scopes, params.role) {
             Ok(scopes) => scopes,
             Err(e) => {
+                if e == AuthError::Mismatch {
+                    failures.record(self.client_ip, now);
+                }
                 let error = ErrorShape::unauthorized(e.detail_code());
                 return Err(self.refuse(Some((id, error)), policy("unauthorized")));
             }
         };
         let device = match &params.device {
             None => None,
-            Some(block) => match block.verify(&signed(params), self.nonce, now_millis()) {
+            Some(block) => match block.verify(&signed(params), self.nonce, now) {
                 Ok(proven) => Some(proven),
                 Err(e) => {
+                    failures.record(self.client_ip, now);
                     let error = ErrorShape::device_auth(e);
                     return Err(self.refuse(Some((id, error)), policy("device auth failed")));
                 }

@@ -13,6 +13,7 @@ use super::claims::Claims;
 use super::registry::Registry;
 use super::render::Renderer;
 use super::self_entry::SelfInfo;
+use crate::auth::FailureLimiter;
 use crate::auth::Grants;
 use crate::clock::now_millis;
 use crate::config::ServeConfig;
@@ -53,6 +54,8 @@ pub struct State {
     pub shutdown: watch::Sender<bool>,
     /// Which principal holds each tracked key (docs/protocol.md §5.1).
     pub claims: Claims,
+    /// Failed authentication per client address (docs/protocol.md §3.8).
+    pub auth_failures: FailureLimiter,
     /// The budget for `hello-ok` lists in flight, in KiB (see
     /// `HELLO_BUDGET_KIB`).
     pub hellos: Arc<Semaphore>,
@@ -131,6 +134,7 @@ impl State {
             shutdown,
             hellos: Arc::new(Semaphore::new(HELLO_BUDGET_KIB as usize)),
             claims: Claims::default(),
+            auth_failures: FailureLimiter::default(),
             next_conn: AtomicU64::new(1),
             engine,
             fleet,

@@ -167,6 +167,17 @@ impl ErrorShape {
             .with_details(json!({ "code": error.detail_code(), "reason": error.reason() }))
     }
 
+    /// `INVALID_REQUEST` `unauthorized`, retryable after `retry_after_ms`,
+    /// with `{"code":"AUTH_RATE_LIMITED","retryAfterMs":N}`: too many failed
+    /// attempts from this address; the secret was not checked (§3.8).
+    pub fn auth_rate_limited(retry_after_ms: u64) -> Self {
+        let mut error = Self::invalid_request("unauthorized: too many failed attempts")
+            .with_details(json!({ "code": "AUTH_RATE_LIMITED", "retryAfterMs": retry_after_ms }));
+        error.retryable = Some(true);
+        error.retry_after_ms = Some(retry_after_ms);
+        error
+    }
+
     /// `INVALID_REQUEST` `first request must be connect` (§3.3).
     pub fn first_request_must_be_connect() -> Self {
         Self::invalid_request("first request must be connect")
