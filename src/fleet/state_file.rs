@@ -1,11 +1,16 @@
 //! Warm restart without a fleet: the presence list kept in a file,
-//! written atomically (temp file, fsync, rename) periodically and on
-//! shutdown, and read at start.
+//! written atomically (temp file, fsync, rename, directory fsync)
+//! periodically and on shutdown, and read at start.
 //!
 //! Invariants: a reader never sees a half-written file (rename is atomic
-//! on one filesystem, and the temp file sits next to the target); a file
-//! that does not parse, or is not ours, is reported and ignored, never
-//! fatal; rows past their TTL are dropped on load.
+//! on one filesystem, and the temp file sits next to the target); the file
+//! holds IPs and device ids, so it is created `0600`, through a temp file
+//! with an unpredictable name opened exclusively (`O_EXCL`, `O_NOFOLLOW`),
+//! so a planted file or symlink is never written through; after the
+//! rename the directory is fsynced, so a crash cannot lose the rename; a
+//! file that does not parse, or is not ours, is reported and ignored,
+//! never fatal; rows past their TTL are dropped on load, and a row dated
+//! in the future is dated now, so it still expires.
 
 use super::outbound::record;
 use super::wire::Record;
@@ -14,6 +19,7 @@ use crate::engine::SnapshotReader;
 use crate::presence::{RemoteRow, Snapshot};
 use serde::Deserialize;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use thiserror::Error;
@@ -95,13 +101,23 @@ impl StateFile {
     pub fn save(&self, snapshot: &Snapshot, now: Millis) -> Result<(), StateFileError> {
         let bytes = encode(snapshot, now);
         let mut temp = self.path.clone().into_os_string();
-        temp.push(format!(".tmp{}", std::process::id()));
+        temp.push(format!(".tmp-{}", uuid::Uuid::new_v4().simple()));
         let temp = PathBuf::from(temp);
         let write = || -> std::io::Result<()> {
-            let mut file = std::fs::File::create(&temp)?;
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(&temp)?;
             file.write_all(&bytes)?;
             file.sync_all()?;
-            std::fs::rename(&temp, &self.path)
+            std::fs::rename(&temp, &self.path)?;
+            let dir = match self.path.parent() {
+                Some(dir) if !dir.as_os_str().is_empty() => dir,
+                _ => Path::new("."),
+            };
+            std::fs::File::open(dir)?.sync_all()
         };
         write().map_err(|source| {
             let _ = std::fs::remove_file(&temp);
@@ -170,7 +186,13 @@ fn parse(bytes: &[u8], ttl: Millis, now: Millis) -> Result<Vec<RemoteRow>, State
     }
     let fresh = |row: &RemoteRow| now.saturating_sub(row.entry.ts) <= ttl;
     let rows = file.rows.into_iter().filter_map(Record::into_row);
-    Ok(rows.filter(fresh).collect())
+    // A row from the future (a clock that was wrong, or an edited file)
+    // would never expire: it is dated now.
+    let dated = rows.map(|mut row| {
+        row.entry.ts = row.entry.ts.min(now);
+        row
+    });
+    Ok(dated.filter(fresh).collect())
 }
 
 #[cfg(test)]
@@ -232,6 +254,42 @@ mod tests {
         assert_eq!(file.load(10_000).unwrap().len(), 2);
         let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
         assert_eq!(left.len(), 1, "no temp file is left behind");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn rows_from_the_future_are_dated_now() {
+        // Saved by a gateway whose clock ran ahead: rows at 1,000 and 9,000.
+        let bytes = encode(&snapshot(), 9_500);
+        let rows = parse(&bytes, 60_000, 5_000).unwrap();
+        let new = rows.iter().find(|r| r.key.as_str() == "new").unwrap();
+        assert_eq!(
+            new.entry.ts, 5_000,
+            "dated now, so the TTL still removes it"
+        );
+        let old = rows.iter().find(|r| r.key.as_str() == "old").unwrap();
+        assert_eq!(old.entry.ts, 1_000);
+    }
+
+    #[test]
+    fn a_saved_file_is_private_and_never_written_through_a_symlink() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("rollcall-private-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let victim = dir.join("victim");
+        std::fs::write(&victim, "keep me").unwrap();
+        let path = dir.join("state.json");
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        let file = StateFile::new(&path, Duration::from_secs(60));
+        file.save(&snapshot(), 9_500).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        assert!(
+            meta.file_type().is_file(),
+            "the link is replaced, not followed"
+        );
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert_eq!(file.load(10_000).unwrap().len(), 2);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
