@@ -164,6 +164,7 @@
 pub mod auth;
 pub mod client;
 pub mod clock;
+pub mod compress;
 pub mod config;
 pub mod config_file;
 pub mod engine;

@@ -80,12 +80,14 @@ async fn websocket_upgrade_is_accepted_on_ws_path() {
 }
 
 #[tokio::test]
-async fn permessage_deflate_offer_is_declined_and_upgrade_succeeds() {
+async fn a_permessage_deflate_offer_that_cannot_be_honored_is_declined_and_upgrade_succeeds() {
     let server = TestServer::start().await;
     let mut request = server.ws_url("/").into_client_request().unwrap();
+    // A 2^10 window: rollcall compresses shared bytes with 2^15 (the
+    // accepted offers are tested in tests/deflate.rs).
     request.headers_mut().insert(
         "sec-websocket-extensions",
-        "permessage-deflate; client_max_window_bits"
+        "permessage-deflate; server_max_window_bits=10"
             .parse()
             .unwrap(),
     );

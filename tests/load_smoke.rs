@@ -60,11 +60,16 @@ async fn two_hundred_clients_for_five_seconds_see_no_errors() {
 /// A watcher run against the real gateway: `watchers` on `feed` while five
 /// beacon clients change presence, then the summary's watcher figures.
 async fn watcher_run(feed: &str) -> rollcall::load::WatchSummary {
+    watcher_run_with(feed, "").await
+}
+
+/// [`watcher_run`] with extra flags.
+async fn watcher_run_with(feed: &str, extra: &str) -> rollcall::load::WatchSummary {
     let server = TestServer::start().await;
     let url = server.ws_url("/");
     let flags = format!(
         "--clients 5 --beacon-interval 200ms --watchers 10 --watch-feed {feed} \
-         --duration 2s --settle 10s"
+         --duration 2s --settle 10s {extra}"
     );
     let args = load_args(&url, &flags);
     let summary = run(args).await.expect("the run starts");
@@ -101,4 +106,19 @@ async fn delta_watchers_hold_converge_and_see_no_gaps() {
     let w = watcher_run("delta").await;
     assert_eq!(w.feed, "delta");
     assert_watchers_kept_up(&w);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deflate_watchers_keep_up_and_read_fewer_bytes_than_they_inflate() {
+    let plain = watcher_run("full").await;
+    assert!(
+        plain.bytes_per_watcher > plain.inflated_bytes_per_watcher,
+        "uncompressed, the wire adds frame headers: {plain:?}"
+    );
+    let w = watcher_run_with("full", "--deflate").await;
+    assert_watchers_kept_up(&w);
+    assert!(
+        w.bytes_per_watcher < w.inflated_bytes_per_watcher,
+        "compressed on the wire: {w:?}"
+    );
 }

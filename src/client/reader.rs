@@ -80,11 +80,16 @@ pub struct Reader {
     delivered: bool,
     /// Bytes taken off the socket so far, frame headers included.
     received: u64,
+    /// Bytes of the text messages delivered, after inflation.
+    inflated: u64,
+    /// permessage-deflate was negotiated: RSV1 marks a compressed message.
+    deflate: bool,
 }
 
 /// A frame header: where the payload starts and how long it is.
 struct Header {
     fin: bool,
+    compressed: bool,
     opcode: Opcode,
     /// Header bytes (a server's frames carry no mask key).
     len: usize,
@@ -103,7 +108,20 @@ impl Reader {
             messages: Reassembler::new(),
             delivered: false,
             received: early.len() as u64,
+            inflated: 0,
+            deflate: false,
         }
+    }
+
+    /// Accepts compressed messages (the server agreed to permessage-deflate).
+    pub fn with_deflate(mut self, deflate: bool) -> Self {
+        self.deflate = deflate;
+        self
+    }
+
+    /// Whether permessage-deflate is in use on this connection.
+    pub fn deflate(&self) -> bool {
+        self.deflate
     }
 
     /// Reads until one whole message or control frame is in. Text messages
@@ -118,13 +136,20 @@ impl Reader {
             let header = self.header().await?;
             self.fill(header.len + header.payload).await?;
             let payload = self.take_frame(&header);
-            match self
-                .messages
-                .push(header.opcode, header.fin, &payload, MAX_MESSAGE_BYTES)?
-            {
+            let progress = if header.opcode.is_control() {
+                Progress::Control(header.opcode)
+            } else {
+                let (op, compressed) = (header.opcode, header.compressed);
+                self.messages
+                    .begin_frame(op, compressed, payload.len(), MAX_MESSAGE_BYTES)?
+                    .copy_from_slice(&payload);
+                self.messages.end_frame(header.fin)?
+            };
+            match progress {
                 Progress::Partial => {}
                 Progress::Complete => {
                     self.delivered = true;
+                    self.inflated += self.messages.message_mut().len() as u64;
                     return Ok(Message::Text(self.messages.message_mut()));
                 }
                 Progress::Control(Opcode::Ping) => return Ok(Message::Ping(payload)),
@@ -140,6 +165,13 @@ impl Reader {
         self.received
     }
 
+    /// Bytes of the text messages read so far, after inflation: what
+    /// [`Reader::bytes_received`] would be, less frame headers, without
+    /// compression.
+    pub fn bytes_inflated(&self) -> u64 {
+        self.inflated
+    }
+
     /// The text of the last [`Message::Text`] returned, until the next read.
     pub fn last_text(&mut self) -> &mut Vec<u8> {
         self.messages.message_mut()
@@ -150,7 +182,7 @@ impl Reader {
         let mut need = 2;
         let (frame, len) = loop {
             self.fill(need).await?;
-            match ws::parse_header(&self.pending, ws::Sender::Server)? {
+            match ws::parse_header_with(&self.pending, ws::Sender::Server, self.deflate)? {
                 Parsed::Incomplete(n) => need = n,
                 Parsed::Header(frame, len) => break (frame, len),
             }
@@ -163,6 +195,7 @@ impl Reader {
             }))?;
         Ok(Header {
             fin: frame.fin,
+            compressed: frame.compressed,
             opcode: frame.opcode,
             len,
             payload,

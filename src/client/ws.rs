@@ -17,7 +17,7 @@ use bytes::Bytes;
 use fastwebsockets::{Role, WebSocketWrite, handshake};
 use http_body_util::Empty;
 use hyper::Request;
-use hyper::header::{CONNECTION, HOST, UPGRADE};
+use hyper::header::{CONNECTION, HOST, SEC_WEBSOCKET_EXTENSIONS, UPGRADE};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpSocket;
 
@@ -120,6 +120,7 @@ pub async fn resolve(url: &str, tls: &TlsArgs) -> Result<Target, UrlError> {
         host_header,
         path,
         tls,
+        deflate: false,
     })
 }
 
@@ -134,6 +135,8 @@ pub struct Target {
     pub path: String,
     /// For `wss://`: the TLS to speak.
     pub tls: Option<TlsTarget>,
+    /// Offer permessage-deflate (RFC 7692), as browsers and Node's `ws` do.
+    pub deflate: bool,
 }
 
 /// Why a connection could not be opened.
@@ -198,7 +201,7 @@ pub async fn connect(target: &Target) -> Result<WsConn, DialError> {
 /// loopback source addresses).
 pub async fn connect_from(target: &Target, socket: TcpSocket) -> Result<WsConn, DialError> {
     let stream = dial(socket, target.addr, target.tls.as_ref()).await?;
-    let (ws, _response) =
+    let (ws, response) =
         match handshake::client(&SpawnExecutor, upgrade_request(target), stream).await {
             Ok(pair) => pair,
             Err(fastwebsockets::WebSocketError::InvalidStatusCode(code)) => {
@@ -213,14 +216,31 @@ pub async fn connect_from(target: &Target, socket: TcpSocket) -> Result<WsConn, 
         .map_err(|_| DialError::Downcast)?;
     let (rd, wr) = parts.io.into_inner().split();
     // Copying `parts.read_buf` lets hyper's read buffer, which it views, go.
-    let read = Reader::new(rd, &parts.read_buf);
+    let agreed = response
+        .headers()
+        .get_all(SEC_WEBSOCKET_EXTENSIONS)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.trim_start().starts_with(PERMESSAGE_DEFLATE));
+    let read = Reader::new(rd, &parts.read_buf).with_deflate(target.deflate && agreed);
     // fastwebsockets makes halves only in pairs; the read half is dropped at once.
     let (_, write) = fastwebsockets::after_handshake_split(tokio::io::empty(), wr, Role::Client);
     Ok(WsConn { read, write })
 }
 
+/// The extension's name, in the server's answer.
+const PERMESSAGE_DEFLATE: &str = "permessage-deflate";
+
+/// What this client offers: the server must compress each message on its
+/// own (or decline), since the reader inflates each with a fresh window.
+const DEFLATE_OFFER: &str = "permessage-deflate; server_no_context_takeover";
+
 fn upgrade_request(target: &Target) -> Request<Empty<Bytes>> {
-    Request::builder()
+    let builder = match target.deflate {
+        true => Request::builder().header(SEC_WEBSOCKET_EXTENSIONS, DEFLATE_OFFER),
+        false => Request::builder(),
+    };
+    builder
         .method("GET")
         .uri(target.path.as_str())
         .header(HOST, target.host_header.as_str())
@@ -292,6 +312,7 @@ mod tests {
             host_header: addr.to_string(),
             path: "/".into(),
             tls: None,
+            deflate: false,
         };
         let mut conn = connect(&target).await.unwrap();
         for want in [&b"hello"[..], b"after"] {
@@ -322,6 +343,7 @@ mod tests {
             host_header: addr.to_string(),
             path: "/".into(),
             tls: None,
+            deflate: false,
         };
         let err = connect(&target).await.err().unwrap();
         assert!(matches!(err, DialError::UpgradeRejected(404)), "{err}");

@@ -9,7 +9,7 @@
 //! (`pacing.rs`), so their egress stays within the budget while handshakes
 //! and replies, which never wait for fan-out, keep the CPU they need.
 
-use super::pacing::full_interval;
+use super::pacing::{full_interval, round_bytes};
 use super::registry::{Offered, delta_event};
 use super::state::State;
 use crate::clock::now_millis;
@@ -121,7 +121,7 @@ impl Broadcaster {
         registry.log_step(&merged, Arc::clone(latest));
         let offered = registry.offer_delta(&step, merged.from);
         drop(registry);
-        self.count("presence.delta", offered, step.head().len());
+        self.count("presence.delta", offered, &step);
         self.delta_sent = Arc::clone(latest);
         self.delta_at = now;
     }
@@ -132,14 +132,24 @@ impl Broadcaster {
         let event = SharedEvent::presence(latest.version(), list_bytes, |out| {
             latest.write_list(now_millis(), out)
         });
+        // Compressed here, once, before any writer asks: its size paces.
+        let compressing = self.state.registry.lock().full_deflate();
+        let deflated = match compressing {
+            0 => event.head().len(),
+            _ => event
+                .deflated()
+                .map_or(event.head().len(), |d| d.bytes.len()),
+        };
         let mut registry = self.state.registry.lock();
         let offered = registry.offer_full(latest.version(), &event);
         let (full, delta) = registry.watchers();
+        let compressing = registry.full_deflate();
         drop(registry);
         self.state.http.sse.publish(latest);
-        self.count("presence", offered, event.head().len());
+        self.count("presence", offered, &event);
         let config = &self.state.config;
-        self.full_interval = full_interval(config.coalesce, list_bytes, full, config.fanout_budget);
+        let round = round_bytes(event.head().len(), deflated, full, compressing);
+        self.full_interval = full_interval(config.coalesce, round, config.fanout_budget);
         self.state.metrics().paced(self.full_interval, full, delta);
         self.full_sent = Arc::clone(latest);
         self.full_at = now;
@@ -154,11 +164,22 @@ impl Broadcaster {
         self.state.metrics().conflated("tick", replaced);
     }
 
-    fn count(&self, event: &'static str, offered: Offered, bytes: usize) {
+    /// Counts a fan-out: what was conflated, and the bytes it puts on the
+    /// wire (compressed for subscribers that negotiated permessage-deflate).
+    fn count(&self, name: &'static str, offered: Offered, event: &SharedEvent) {
         let metrics = self.state.metrics();
-        metrics.conflated(event, offered.conflated);
-        metrics
-            .fanout_bytes
-            .inc_by(offered.subscribers * bytes as u64);
+        metrics.conflated(name, offered.conflated);
+        let plain = event.head().len();
+        let deflated = match offered.deflated {
+            0 => plain,
+            _ => event.deflated().map_or(plain, |d| d.bytes.len()),
+        };
+        let bytes = round_bytes(
+            plain,
+            deflated,
+            offered.subscribers as usize,
+            offered.deflated as usize,
+        );
+        metrics.fanout_bytes.inc_by(bytes);
     }
 }

@@ -13,9 +13,17 @@
 //!   alone never makes the reader allocate more than the limit.
 //! - Every broadcast event is numbered with the connection's next `seq` as
 //!   it is written: 1, 2, 3, … with no gaps (docs/protocol.md §2).
+//! - With permessage-deflate (RFC 7692) negotiated, a client message with
+//!   RSV1 is inflated under the same limit, counted after inflation. The
+//!   writer compresses nothing itself: an event's head and a list's rows
+//!   come compressed once for every connection, and the per-connection
+//!   bytes (`seq`, request id, the self entry) go around them as stored
+//!   blocks. Small replies are sent uncompressed, as §6 of the RFC allows.
 
+use super::list_frame::ListFrame;
 use super::outbox::{Out, Receiver};
 use super::render::Renderer;
+use crate::compress::{write_message_end, write_stored};
 use crate::protocol::ws::{self, FrameHeader, HeaderError, MAX_CONTROL_PAYLOAD, Parsed};
 use crate::protocol::{MessageError, Opcode, Progress, Reassembler};
 use std::future::poll_fn;
@@ -37,8 +45,13 @@ const HELLO_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 const WRITE_BUFFER_KEEP: usize = 64 * 1024;
 
 /// Most payload parts one frame is written from (an event's shared head
-/// and its per-connection tail; a close's code and reason).
-pub const MAX_PARTS: usize = 2;
+/// and its per-connection tail; a close's code and reason; a list reply's
+/// own bytes around its shared rows).
+pub const MAX_PARTS: usize = 3;
+
+/// Shared rows shorter than this go out uncompressed: the stored blocks
+/// around them would cost more than compressing saves.
+const DEFLATE_MIN_ROWS: usize = 256;
 
 /// A control frame the peer is owed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +87,8 @@ pub struct FrameReader<R> {
     buf: Vec<u8>,
     start: usize,
     message: Reassembler,
+    /// permessage-deflate was negotiated: RSV1 marks a compressed message.
+    deflate: bool,
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
@@ -84,7 +99,14 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             buf: Vec::new(),
             start: 0,
             message: Reassembler::new(),
+            deflate: false,
         }
+    }
+
+    /// Accepts compressed messages (permessage-deflate was negotiated).
+    pub fn with_deflate(mut self, deflate: bool) -> Self {
+        self.deflate = deflate;
+        self
     }
 
     /// Reads one whole text message of at most `limit` bytes, reassembling
@@ -144,7 +166,8 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         let mut need = 2;
         loop {
             self.fill(need).await?;
-            match ws::parse_header(&self.buf[self.start..], ws::Sender::Client)? {
+            match ws::parse_header_with(&self.buf[self.start..], ws::Sender::Client, self.deflate)?
+            {
                 Parsed::Incomplete(n) => need = n,
                 Parsed::Header(header, used) => {
                     self.start += used;
@@ -174,7 +197,9 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         len: usize,
         limit: usize,
     ) -> Result<(), ReadError> {
-        let slot = self.message.begin_frame(header.opcode, len, limit)?;
+        let slot = self
+            .message
+            .begin_frame(header.opcode, header.compressed, len, limit)?;
         let buffered = (self.buf.len() - self.start).min(len);
         slot[..buffered].copy_from_slice(&self.buf[self.start..self.start + buffered]);
         self.start += buffered;
@@ -269,6 +294,10 @@ pub struct FrameWriter<W> {
     /// The per-connection tail of the last event (`,"seq":N,…}`), kept for
     /// the next one.
     tail: Vec<u8>,
+    /// Stored blocks around shared compressed bytes, reused.
+    stored: Vec<u8>,
+    /// permessage-deflate was negotiated.
+    deflate: bool,
 }
 
 impl<W: AsyncWrite + Unpin> FrameWriter<W> {
@@ -278,20 +307,40 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
             io,
             seq: 0,
             tail: Vec::new(),
+            stored: Vec::new(),
+            deflate: false,
         }
+    }
+
+    /// Sends shared events and lists compressed (permessage-deflate was
+    /// negotiated).
+    pub fn with_deflate(mut self, deflate: bool) -> Self {
+        self.deflate = deflate;
+        self
     }
 
     /// Writes one frame whose payload is `parts` joined (at most
     /// [`MAX_PARTS`] of them), header included, in vectored writes and
     /// without allocating.
     pub async fn write_frame(&mut self, opcode: Opcode, parts: &[&[u8]]) -> io::Result<()> {
+        self.write_frame_with(opcode, false, parts).await
+    }
+
+    /// [`FrameWriter::write_frame`], with RSV1 set when the parts are one
+    /// compressed message.
+    async fn write_frame_with(
+        &mut self,
+        opcode: Opcode,
+        compressed: bool,
+        parts: &[&[u8]],
+    ) -> io::Result<()> {
         debug_assert!(
             parts.len() <= MAX_PARTS,
             "a frame has at most {MAX_PARTS} parts"
         );
         let mut header = [0u8; ws::MAX_HEADER_LEN];
-        let len = parts.iter().map(|p| p.len()).sum();
-        let n = ws::write_header(&mut header, opcode, len);
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let n = ws::write_header_with(&mut header, opcode, compressed, len);
         let mut slices = [IoSlice::new(&[]); MAX_PARTS + 1];
         slices[0] = IoSlice::new(&header[..n]);
         let mut used = 1;
@@ -317,8 +366,45 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
         let mut tail = std::mem::take(&mut self.tail);
         tail.clear();
         event.write_tail(Some(self.seq), &mut tail);
-        let written = self.write_frame(Opcode::Text, &[event.head(), &tail]).await;
+        let written = match event.deflated().filter(|_| self.deflate) {
+            Some(head) => {
+                let mut stored = std::mem::take(&mut self.stored);
+                stored.clear();
+                write_stored(&mut stored, &tail);
+                write_message_end(&mut stored);
+                let parts: [&[u8]; 2] = [&head.bytes, &stored];
+                let written = self.write_frame_with(Opcode::Text, true, &parts).await;
+                self.stored = stored;
+                written
+            }
+            None => self.write_frame(Opcode::Text, &[event.head(), &tail]).await,
+        };
         self.tail = tail;
+        written
+    }
+
+    /// Writes a reply carrying shared rows: compressed around the rows'
+    /// shared compressed bytes when that pays, else plain.
+    pub async fn write_list(&mut self, frame: &ListFrame) -> io::Result<()> {
+        let rows = frame
+            .rows()
+            .filter(|rows| self.deflate && rows.plain().len() >= DEFLATE_MIN_ROWS);
+        let Some(rows) = rows else {
+            return self.write_frame(Opcode::Text, &frame.parts()).await;
+        };
+        let (before, after) = frame.around();
+        let mut stored = std::mem::take(&mut self.stored);
+        stored.clear();
+        write_stored(&mut stored, before);
+        let mid = stored.len();
+        write_stored(&mut stored, after);
+        write_message_end(&mut stored);
+        let parts: [&[u8]; 3] = [&stored[..mid], &rows.deflated().bytes, &stored[mid..]];
+        let written = self.write_frame_with(Opcode::Text, true, &parts).await;
+        if stored.capacity() > WRITE_BUFFER_KEEP {
+            stored = Vec::new();
+        }
+        self.stored = stored;
         written
     }
 }
@@ -326,8 +412,13 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
 /// Writes the outbox to the socket until a close is written, the outbox is
 /// ended and drained, or the socket fails. Late-bound replies are rendered
 /// by `renderer` when their turn comes.
-pub async fn write_loop<W: AsyncWrite + Unpin>(io: W, outbox: Receiver, renderer: &Renderer) {
-    let mut ws = FrameWriter::new(io);
+pub async fn write_loop<W: AsyncWrite + Unpin>(
+    io: W,
+    outbox: Receiver,
+    renderer: &Renderer,
+    deflate: bool,
+) {
+    let mut ws = FrameWriter::new(io).with_deflate(deflate);
     let mut buf = Vec::new();
     while let Some((out, size)) = outbox.next().await {
         buf.clear();
@@ -341,8 +432,7 @@ pub async fn write_loop<W: AsyncWrite + Unpin>(io: W, outbox: Receiver, renderer
                 frame,
                 permit: _permit,
             } => {
-                let parts: [&[u8]; 1] = [&frame];
-                let write = ws.write_frame(Opcode::Text, &parts);
+                let write = ws.write_list(&frame);
                 tokio::time::timeout(HELLO_WRITE_TIMEOUT, write)
                     .await
                     .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
@@ -352,10 +442,7 @@ pub async fn write_loop<W: AsyncWrite + Unpin>(io: W, outbox: Receiver, renderer
                 renderer.applied(&id, applied.await.is_ok(), &mut buf);
                 ws.write_frame(Opcode::Text, &[&buf]).await
             }
-            Out::Presence { id } => {
-                renderer.presence(&id, &mut buf);
-                ws.write_frame(Opcode::Text, &[&buf]).await
-            }
+            Out::Presence { id } => ws.write_list(&renderer.presence(&id)).await,
             Out::Health { id } => {
                 renderer.health(&id, &mut buf);
                 ws.write_frame(Opcode::Text, &[&buf]).await

@@ -7,6 +7,7 @@
 //! hello's list already holds it.
 
 use super::claims::Principal;
+use super::list_frame::ListFrame;
 use super::outbox::{Out, Outbox};
 use super::push::unavailable;
 use super::registry::{HelloList, PresenceFeed, Subscriber};
@@ -72,6 +73,8 @@ pub struct Handshake<'a> {
     pub origin: Result<(), OriginRefusal>,
     /// The nonce of the challenge this connection was sent (§3.1).
     pub nonce: &'a str,
+    /// The connection negotiated permessage-deflate.
+    pub deflate: bool,
 }
 
 /// Queues `connect.challenge` (§3.1); its nonce, which a device signs.
@@ -324,22 +327,23 @@ impl Handshake<'_> {
                 presence_version: version,
                 uptime_ms: self.state.renderer.uptime_ms(),
             };
-            let capacity = if show { snapshot.list_json().len() } else { 0 };
-            let mut frame = Vec::with_capacity(capacity + 512);
-            write_hello(&mut frame, parts.id, &hello, |out| {
-                if show {
-                    snapshot.write_list(now_millis(), out);
-                } else {
-                    out.extend_from_slice(b"[]");
-                }
+            let frame = ListFrame::render(&snapshot, self.state.renderer.rows(), |out, list| {
+                write_hello(out, parts.id, &hello, |out| {
+                    if show {
+                        list(out);
+                    } else {
+                        out.extend_from_slice(b"[]");
+                    }
+                });
             });
-            (version, Bytes::from(frame))
+            (version, frame)
         };
         let subscriber = Subscriber {
             outbox: self.outbox.clone(),
             feed,
             // `join` sets it to the hello's version.
             held: 0,
+            deflate: self.deflate,
         };
         let registry = &self.state.registry;
         registry.join(self.conn, subscriber, parts.resume_from, permit, render);

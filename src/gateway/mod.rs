@@ -12,6 +12,7 @@ mod claims;
 mod client_ip;
 mod frames;
 mod handshake;
+mod list_frame;
 mod methods;
 mod outbox;
 mod pacing;

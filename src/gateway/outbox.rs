@@ -18,6 +18,7 @@
 //! comes (see `render.rs`), after every earlier `system-event` of the
 //! connection was applied: that ordering is what gives read-your-writes.
 
+use super::list_frame::ListFrame;
 use crate::protocol::{Close, SharedEvent};
 use bytes::Bytes;
 use std::collections::VecDeque;
@@ -33,7 +34,7 @@ pub enum Out {
     /// flight until it is written.
     Hello {
         /// The frame.
-        frame: Bytes,
+        frame: ListFrame,
         /// Released when the frame is written (or dropped).
         permit: Option<OwnedSemaphorePermit>,
     },

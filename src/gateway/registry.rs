@@ -11,10 +11,10 @@
 //! - once the `shutdown` notice went out, a connection that joins late gets
 //!   it too, then a close.
 
+use super::list_frame::ListFrame;
 use super::outbox::{Out, Outbox};
 use crate::presence::{ChangeLog, Merged, Snapshot};
 use crate::protocol::{Close, Delta, SharedEvent};
-use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::OwnedSemaphorePermit;
@@ -38,6 +38,9 @@ pub struct Subscriber {
     pub feed: PresenceFeed,
     /// The presence version it holds once its queue is written.
     pub held: u64,
+    /// It negotiated permessage-deflate: its events cost their compressed
+    /// size on the wire.
+    pub deflate: bool,
 }
 
 /// What a joining connection's hello is rendered from.
@@ -56,6 +59,8 @@ pub struct Offered {
     pub subscribers: u64,
     /// Of those, how many had an unsent one that it replaced.
     pub conflated: u64,
+    /// Of those, how many negotiated permessage-deflate.
+    pub deflated: u64,
 }
 
 impl Offered {
@@ -114,7 +119,7 @@ impl Registry {
         mut subscriber: Subscriber,
         resume_from: Option<u64>,
         permit: Option<OwnedSemaphorePermit>,
-        render: impl Fn(HelloList) -> (u64, Bytes),
+        render: impl Fn(HelloList) -> (u64, ListFrame),
     ) {
         if let Some(from) = resume_from.filter(|_| subscriber.feed == PresenceFeed::Delta) {
             let inner = self.lock();
@@ -185,6 +190,14 @@ impl Locked<'_> {
         (count(PresenceFeed::Full), count(PresenceFeed::Delta))
     }
 
+    /// Full-list subscribers that negotiated permessage-deflate.
+    pub fn full_deflate(&self) -> usize {
+        let subscribers = self.0.subscribers.values();
+        subscribers
+            .filter(|s| s.feed == PresenceFeed::Full && s.deflate)
+            .count()
+    }
+
     /// Records `step`, which ends at `after`, in the log.
     pub fn log_step(&mut self, step: &Merged<'_>, after: Arc<Snapshot>) {
         self.0.log.record(step);
@@ -198,6 +211,7 @@ impl Locked<'_> {
         let mut offered = Offered::default();
         for sub in self.0.subscribers.values_mut() {
             if sub.feed == PresenceFeed::Full && sub.held < version {
+                offered.deflated += u64::from(sub.deflate);
                 offered.count(sub.outbox.offer_presence(sub.held, |_| event.clone()));
                 sub.held = version;
             }
@@ -238,6 +252,7 @@ impl Locked<'_> {
                     })
                     .clone()
             });
+            offered.deflated += u64::from(sub.deflate);
             offered.count(conflated);
             sub.held = to;
         }
@@ -306,6 +321,7 @@ pub(super) fn subscriber(feed: PresenceFeed) -> (Subscriber, Outbox) {
         outbox: outbox.clone(),
         feed,
         held: 0,
+        deflate: false,
     };
     (subscriber, outbox)
 }
@@ -314,6 +330,7 @@ pub(super) fn subscriber(feed: PresenceFeed) -> (Subscriber, Outbox) {
 mod tests {
     use super::*;
     use crate::presence::{Entry, Store, StoreConfig};
+    use bytes::Bytes;
 
     fn registry() -> Registry {
         let me = Entry {
@@ -327,7 +344,7 @@ mod tests {
 
     fn text(out: Option<Out>) -> Bytes {
         match out {
-            Some(Out::Hello { frame, .. }) => frame,
+            Some(Out::Hello { frame, .. }) => frame.to_bytes(),
             _ => panic!("expected a text frame"),
         }
     }
@@ -336,7 +353,9 @@ mod tests {
     fn join_records_the_hello_version() {
         let registry = registry();
         let (sub, rx) = subscriber(PresenceFeed::Full);
-        registry.join(7, sub, None, None, |_| (5, Bytes::from_static(b"hello")));
+        registry.join(7, sub, None, None, |_| {
+            (5, ListFrame::plain(b"hello".to_vec()))
+        });
         assert_eq!(&text(rx.try_take())[..], b"hello");
         assert_eq!(registry.lock().0.subscribers[&7].held, 5);
     }
@@ -346,7 +365,9 @@ mod tests {
         let registry = registry();
         registry.lock().farewell(SharedEvent::shutdown());
         let (sub, rx) = subscriber(PresenceFeed::Full);
-        registry.join(7, sub, None, None, |_| (1, Bytes::from_static(b"hello")));
+        registry.join(7, sub, None, None, |_| {
+            (1, ListFrame::plain(b"hello".to_vec()))
+        });
         assert_eq!(&text(rx.try_take())[..], b"hello");
         assert!(matches!(rx.try_take(), Some(Out::Event(e)) if e == SharedEvent::shutdown()));
         assert!(matches!(rx.try_take(), Some(Out::Close(Close::SHUTDOWN))));

@@ -2,7 +2,8 @@
 //! when they are queued: `system-presence` then shows every beacon the
 //! connection sent before it (read-your-writes), and `health` is current.
 
-use crate::clock::now_millis;
+use super::list_frame::ListFrame;
+use crate::compress::RowsCache;
 use crate::engine::SnapshotReader;
 use crate::fleet::FleetStatus;
 use crate::metrics::Metrics;
@@ -17,6 +18,7 @@ use std::time::Instant;
 /// Renders the late-bound replies from the published snapshot.
 pub struct Renderer {
     reader: SnapshotReader,
+    rows: Arc<RowsCache>,
     metrics: Arc<Metrics>,
     started: Instant,
     fleet: Option<Arc<FleetStatus>>,
@@ -26,9 +28,11 @@ pub struct Renderer {
 impl Renderer {
     /// A renderer reading `reader` and the fan-out figures in `metrics`;
     /// uptime counts from now.
-    pub fn new(reader: SnapshotReader, metrics: Arc<Metrics>) -> Renderer {
+    /// Lists share their rows through `rows`.
+    pub fn new(reader: SnapshotReader, metrics: Arc<Metrics>, rows: Arc<RowsCache>) -> Renderer {
         Renderer {
             reader,
+            rows,
             metrics,
             started: Instant::now(),
             fleet: None,
@@ -53,11 +57,17 @@ impl Renderer {
         u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
+    /// The shared rows of recent lists.
+    pub fn rows(&self) -> &RowsCache {
+        &self.rows
+    }
+
     /// The `system-presence` reply to `id`.
-    pub fn presence(&self, id: &str, out: &mut Vec<u8>) {
+    pub fn presence(&self, id: &str) -> ListFrame {
         let snapshot = self.reader.load();
-        out.reserve(snapshot.list_json().len() + id.len() + 64);
-        write_response_ok_with(out, id, |out| snapshot.write_list(now_millis(), out));
+        ListFrame::render(&snapshot, &self.rows, |out, list| {
+            write_response_ok_with(out, id, |out| list(out));
+        })
     }
 
     /// The `health` reply to `id`.

@@ -21,12 +21,13 @@ use super::client_ip::client_ip;
 use super::session::{self, CloseReason};
 use super::state::State;
 use super::waiting::{MIN_WAIT, Waiting, WaitingPool};
+use crate::compress::negotiate;
 use crate::config::{ConfigError, ServeConfig};
 use crate::http::{Body, OriginPolicy, route};
 use crate::tls::{ServerTls, TlsError};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, SEC_WEBSOCKET_VERSION};
+use hyper::header::{HeaderValue, SEC_WEBSOCKET_EXTENSIONS, SEC_WEBSOCKET_VERSION};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
@@ -364,13 +365,26 @@ async fn handle(
             "gateway is shutting down",
         ));
     }
+    // permessage-deflate (RFC 7692): the first offer rollcall can honor,
+    // or none; declining never fails the upgrade.
+    let offers = req.headers().get_all(SEC_WEBSOCKET_EXTENSIONS);
+    let deflate = negotiate(offers.iter().filter_map(|v| v.to_str().ok()));
     Ok(match fastwebsockets::upgrade::upgrade(&mut req) {
-        Ok((response, upgrade)) => {
+        Ok((mut response, upgrade)) => {
+            if let Some(agreed) = &deflate {
+                let value = HeaderValue::from_str(&agreed.response)
+                    .expect("the answer is a valid header value");
+                response
+                    .headers_mut()
+                    .insert(SEC_WEBSOCKET_EXTENSIONS, value);
+            }
             let permit = accepted.slot.lock().ok().and_then(|mut p| p.take());
             let (state, peer) = (Arc::clone(state), accepted.peer);
+            let deflate = deflate.is_some();
             tokio::spawn(async move {
                 let _permit = permit;
-                log_close(peer, session::serve(upgrade, state, ip, origin).await);
+                let serve = session::serve(upgrade, state, ip, origin, deflate);
+                log_close(peer, serve.await);
             });
             response.map(|body| body.map_err(|never| match never {}).boxed())
         }

@@ -56,12 +56,14 @@ pub enum CloseReason {
     Shutdown,
 }
 
-/// Runs one upgraded connection to its end.
+/// Runs one upgraded connection to its end; `deflate` when it negotiated
+/// permessage-deflate.
 pub async fn serve(
     upgrade: fastwebsockets::upgrade::UpgradeFut,
     state: Arc<State>,
     client_ip: IpAddr,
     origin: Result<(), OriginRefusal>,
+    deflate: bool,
 ) -> CloseReason {
     let ws = match upgrade.await {
         Ok(ws) => ws,
@@ -72,7 +74,7 @@ pub async fn serve(
     let receiver = Receiver::new(&outbox);
     let renderer = Arc::clone(&state.renderer);
     let mut writer_task =
-        tokio::spawn(async move { write_loop(writer, receiver, &renderer).await });
+        tokio::spawn(async move { write_loop(writer, receiver, &renderer, deflate).await });
     let mut conn = Session {
         id: state.next_conn_id(),
         state,
@@ -80,8 +82,9 @@ pub async fn serve(
         client_ip,
         origin,
         admission: None,
+        deflate,
     };
-    let mut reader = FrameReader::new(reader);
+    let mut reader = FrameReader::new(reader).with_deflate(deflate);
     // A writer that ends first (the socket failed, or a hello was not taken
     // in time) ends the connection: nothing more could be sent on it.
     let (reason, writer_done) = tokio::select! {
@@ -112,6 +115,7 @@ struct Session {
     origin: Result<(), OriginRefusal>,
     id: u64,
     admission: Option<Admission>,
+    deflate: bool,
 }
 
 impl Session {
@@ -189,6 +193,7 @@ impl Session {
             client_ip: self.client_ip,
             origin: self.origin,
             nonce,
+            deflate: self.deflate,
         };
         // Boxed: the handshake's state is large and short-lived; inline, it
         // would size every idle connection's future.
@@ -220,6 +225,10 @@ impl Session {
             ReadError::Message(MessageError::InvalidUtf8) => {
                 (Close::INVALID_UTF8, CloseReason::InvalidUtf8)
             }
+            ReadError::Message(MessageError::Corrupt) => (
+                Close::INVALID_DEFLATE,
+                CloseReason::Protocol(MessageError::Corrupt.to_string()),
+            ),
             ReadError::Message(e) => (Close::PROTOCOL_ERROR, CloseReason::Protocol(e.to_string())),
             ReadError::Frame(e) => (Close::PROTOCOL_ERROR, CloseReason::Protocol(e.to_string())),
             ReadError::Closed => return CloseReason::ClientClosed,

@@ -16,6 +16,7 @@ use super::self_entry::SelfInfo;
 use crate::auth::FailureLimiter;
 use crate::auth::Grants;
 use crate::clock::now_millis;
+use crate::compress::RowsCache;
 use crate::config::ServeConfig;
 use crate::engine::{Engine, EngineConfig, Event, EventSender, SnapshotReader, WriterStats};
 use crate::fleet::{Fleet, FleetConfig, FleetError, FleetStatus, StateFile};
@@ -101,7 +102,9 @@ impl State {
                 .inspect_err(|error| tracing::error!(%error, "fleet mode not started"))
                 .ok()
         });
+        let rows = Arc::new(RowsCache::default());
         let http = Arc::new(Context {
+            rows: Arc::clone(&rows),
             fleet: status.clone(),
             reader: engine.reader(),
             sse: SseFeed::default(),
@@ -126,7 +129,7 @@ impl State {
             writer_stats: engine.stats(),
             registry: Registry::new(engine.reader().load_full(), DEFAULT_LOG_KEYS),
             renderer: Arc::new(
-                Renderer::new(engine.reader(), Arc::clone(&metrics))
+                Renderer::new(engine.reader(), Arc::clone(&metrics), rows)
                     .with_fleet(status)
                     .with_tls(tls),
             ),

@@ -6,6 +6,7 @@ use super::doctor::Doctor;
 use super::origin::OriginPolicy;
 use super::sse::SseFeed;
 use crate::auth::Grants;
+use crate::compress::RowsCache;
 use crate::engine::{Event, EventSender, SnapshotReader, WriterStats};
 use crate::fleet::FleetStatus;
 use crate::metrics::Metrics;
@@ -37,4 +38,7 @@ pub struct Context {
     pub origins: OriginPolicy,
     /// With TLS, the certificate served: stats show its fingerprint.
     pub tls: Option<Arc<CertResolver>>,
+    /// The list's rows at recent versions, compressed once for every
+    /// answer (shared with the WebSocket side).
+    pub rows: Arc<RowsCache>,
 }

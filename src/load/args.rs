@@ -70,6 +70,11 @@ pub struct LoadArgs {
     #[arg(long, default_value_t = 0)]
     pub watchers: u32,
 
+    /// Offer permessage-deflate (RFC 7692) on every connection, as browsers
+    /// and Node's `ws` do; watchers then report wire and inflated bytes.
+    #[arg(long)]
+    pub deflate: bool,
+
     /// The feed each watcher asks for: whole lists or deltas.
     #[arg(long, value_enum, default_value = "full")]
     pub watch_feed: WatchFeed,

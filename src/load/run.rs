@@ -131,7 +131,8 @@ pub async fn run_with_progress(
 /// that can fail before the first client starts.
 async fn prepare(args: &LoadArgs) -> Result<SimulatedFleet, LoadError> {
     validate(args)?;
-    let target = resolve(&args.url, &args.tls).await?;
+    let mut target = resolve(&args.url, &args.tls).await?;
+    target.deflate = args.deflate;
     let connections = connections(args);
     let source_ips = source_ips(target.addr, args.source_ips, connections)?;
     let protocol = if args.echo {

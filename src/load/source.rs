@@ -119,6 +119,7 @@ mod tests {
             host_header: String::new(),
             path: "/".into(),
             tls: None,
+            deflate: false,
         };
         let ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
         let socket = socket_from(&target, Some(ip)).unwrap();

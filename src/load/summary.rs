@@ -177,6 +177,9 @@ pub struct WatchSummary {
     pub bytes_per_watcher: f64,
     /// Bytes received by all watchers.
     pub bytes_total: u64,
+    /// Mean bytes of text messages per watcher after inflation (equal to
+    /// the message bytes when `--deflate` is off or declined).
+    pub inflated_bytes_per_watcher: f64,
     /// `presence` and `presence.delta` events received.
     pub presence_events: u64,
     /// Publication (the newest non-gateway `ts` in the event) to arrival,
@@ -396,8 +399,12 @@ impl fmt::Display for WatchSummary {
         )?;
         writeln!(
             f,
-            "    {} presence events, {:.0} bytes per watcher, {} seq gaps, {} delta gaps",
-            self.presence_events, self.bytes_per_watcher, self.seq_gaps, self.delta_gaps
+            "    {} presence events, {:.0} bytes per watcher on the wire ({:.0} inflated), {} seq gaps, {} delta gaps",
+            self.presence_events,
+            self.bytes_per_watcher,
+            self.inflated_bytes_per_watcher,
+            self.seq_gaps,
+            self.delta_gaps
         )
     }
 }

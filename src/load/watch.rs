@@ -185,7 +185,10 @@ pub(super) async fn run_watcher(
     stats.held.fetch_add(1, Ordering::Relaxed);
     let end = follow(&fleet, watcher, &mut conn, &mut held, &mut stop).await;
     stats.held.fetch_sub(1, Ordering::Relaxed);
-    fleet.watch.ended(watcher, conn.read.bytes_received());
+    let read = &conn.read;
+    fleet
+        .watch
+        .ended(watcher, read.bytes_received(), read.bytes_inflated());
     match end {
         Ok(()) => close(&mut conn).await,
         Err(cause) => stats.fail(cause),

@@ -73,6 +73,8 @@ pub struct WatchStats {
     delta_gaps: AtomicU64,
     /// Bytes received by watchers whose connection has ended.
     bytes: AtomicU64,
+    /// Text bytes the ended watchers read, after inflation.
+    inflated: AtomicU64,
     /// Watchers whose connection has ended after a handshake (the mean's divisor).
     ended: AtomicU64,
 }
@@ -93,6 +95,7 @@ impl WatchStats {
             seq_gaps: AtomicU64::new(0),
             delta_gaps: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
+            inflated: AtomicU64::new(0),
             ended: AtomicU64::new(0),
         }
     }
@@ -151,9 +154,10 @@ impl WatchStats {
     }
 
     /// Watcher `watcher`'s connection ended after `bytes` received.
-    pub fn ended(&self, watcher: u32, bytes: u64) {
+    pub fn ended(&self, watcher: u32, bytes: u64, inflated: u64) {
         self.hold(watcher, 0);
         self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.inflated.fetch_add(inflated, Ordering::Relaxed);
         self.ended.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -191,6 +195,11 @@ impl WatchStats {
         }
         let ended = self.ended.load(Ordering::Relaxed);
         let bytes = self.bytes.load(Ordering::Relaxed);
+        let inflated = self.inflated.load(Ordering::Relaxed);
+        let per = |total: u64| match ended {
+            0 => 0.0,
+            n => total as f64 / n as f64,
+        };
         WatchSummary {
             watchers: self.len() as u64,
             feed: frame.feed,
@@ -201,12 +210,9 @@ impl WatchStats {
             final_version_from: frame.final_version_from,
             settle_secs: frame.settle_secs,
             handshake_latency_us: Latency::from_histogram(&handshake),
-            bytes_per_watcher: if ended > 0 {
-                bytes as f64 / ended as f64
-            } else {
-                0.0
-            },
+            bytes_per_watcher: per(bytes),
             bytes_total: bytes,
+            inflated_bytes_per_watcher: per(inflated),
             presence_events: self.events.load(Ordering::Relaxed),
             delay_us: Latency::from_histogram(&delay),
             seq_gaps: self.seq_gaps.load(Ordering::Relaxed),
@@ -254,7 +260,7 @@ mod tests {
                 converged: 1
             }
         );
-        s.ended(1, 100);
+        s.ended(1, 100, 100);
         assert_eq!(s.convergence(4).held, 1);
     }
 
@@ -269,7 +275,7 @@ mod tests {
             newest_ts: Some(1_000),
         };
         s.record(0, seen, 2, 1_250);
-        s.ended(0, 4096);
+        s.ended(0, 4096, 4096);
         let sum = s.summarize(WatchFrame {
             feed: "delta",
             mode: "ui".into(),

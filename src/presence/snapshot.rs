@@ -95,6 +95,14 @@ impl Snapshot {
     /// `now` ("every list refreshes its ts"). A byte copy, no encoding.
     pub fn write_list(&self, now: Millis, out: &mut Vec<u8>) {
         out.reserve(self.list.len() + 8);
+        self.write_list_head(now, out);
+        out.extend_from_slice(&self.list[self.rest.clone()]);
+        out.push(b']');
+    }
+
+    /// The start of [`Snapshot::write_list`]: `[` and the self entry with
+    /// its `ts` set to `now`. [`Snapshot::list_rest`] and `]` complete it.
+    pub fn write_list_head(&self, now: Millis, out: &mut Vec<u8>) {
         out.push(b'[');
         out.extend_from_slice(&self.list[self.self_prefix.clone()]);
         out.extend_from_slice(
@@ -103,8 +111,12 @@ impl Snapshot {
                 .as_bytes(),
         );
         out.push(b'}');
-        out.extend_from_slice(&self.list[self.rest.clone()]);
-        out.push(b']');
+    }
+
+    /// The rows after the self entry, each with its leading comma: the
+    /// part of the list that is the same in every answer at this version.
+    pub fn list_rest(&self) -> Bytes {
+        self.list.slice(self.rest.clone())
     }
 
     /// Builds a snapshot from rows in list order; `entries[0]` must be the

@@ -54,6 +54,9 @@ impl Close {
     pub const PROTOCOL_ERROR: Close = Close::new(CloseCode::ProtocolError, "protocol error");
     /// A text message that is not UTF-8.
     pub const INVALID_UTF8: Close = Close::new(CloseCode::InvalidPayload, "invalid UTF-8");
+    /// A permessage-deflate message that does not inflate (RFC 7692 §6.2).
+    pub const INVALID_DEFLATE: Close =
+        Close::new(CloseCode::InvalidPayload, "invalid compressed data");
 
     /// A close with `code` and `reason`.
     pub const fn new(code: CloseCode, reason: &'static str) -> Close {

@@ -8,7 +8,9 @@
 
 use super::frame::{StateVersion, write_event_with, write_json, write_json_str};
 use crate::clock::Millis;
+use crate::compress::{Deflated, deflate_sync};
 use bytes::Bytes;
+use std::sync::{Arc, OnceLock};
 
 /// The `health` half of `stateVersion`; rollcall publishes no health changes.
 pub const HEALTH_VERSION: u64 = 1;
@@ -46,13 +48,29 @@ pub fn write_challenge(out: &mut Vec<u8>, nonce: &str, ts: Millis) {
 /// where the per-connection part begins. Each connection's writer appends
 /// [`SharedEvent::write_tail`] with its own `seq` (§2: numbered per
 /// connection when written), so the large part is encoded once and shared.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// For permessage-deflate connections the head is also compressed once, by
+/// the first to ask ([`SharedEvent::deflated`]), and shared the same way.
+#[derive(Debug, Clone)]
 pub struct SharedEvent {
     /// `{"type":"event","event":NAME,"payload":PAYLOAD` with no closing brace.
     head: Bytes,
     /// The `stateVersion` the tail carries, for presence events.
     state_version: Option<StateVersion>,
+    /// The head compressed, when that makes it smaller; shared by clones.
+    deflated: Arc<OnceLock<Option<Deflated>>>,
 }
+
+impl PartialEq for SharedEvent {
+    fn eq(&self, other: &Self) -> bool {
+        self.head == other.head && self.state_version == other.state_version
+    }
+}
+
+impl Eq for SharedEvent {}
+
+/// What compressing must save for a compressed event to be sent: the
+/// stored block around the tail costs 6 bytes.
+const DEFLATE_MIN_SAVING: usize = 16;
 
 impl SharedEvent {
     fn build(
@@ -69,6 +87,7 @@ impl SharedEvent {
         SharedEvent {
             head: Bytes::from(head),
             state_version,
+            deflated: Arc::default(),
         }
     }
 
@@ -133,6 +152,17 @@ impl SharedEvent {
     /// The shared bytes.
     pub fn head(&self) -> &Bytes {
         &self.head
+    }
+
+    /// The head as a raw DEFLATE stream ending at a sync flush, made once
+    /// for every clone; `None` when compressing does not pay (a `tick`).
+    pub fn deflated(&self) -> Option<&Deflated> {
+        self.deflated
+            .get_or_init(|| {
+                let deflated = deflate_sync(&self.head);
+                (deflated.bytes.len() + DEFLATE_MIN_SAVING < self.head.len()).then_some(deflated)
+            })
+            .as_ref()
     }
 
     /// Appends the per-connection end of the frame: `,"seq":N`, the

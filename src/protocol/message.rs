@@ -6,8 +6,12 @@
 //! and never disturb it; a message is never longer than the limit the caller
 //! passes; a completed text message is valid UTF-8; after
 //! [`Reassembler::release`] it holds no buffer, so an idle reader's memory
-//! does not depend on the largest message it ever read.
+//! does not depend on the largest message it ever read. A compressed message
+//! (RSV1 on its first frame, permessage-deflate, RFC 7692) is held
+//! compressed within a bound close to the limit, then inflated with the
+//! limit counted on the inflated bytes, never growing past it.
 
+use crate::compress::{InflateError, inflate_message};
 use thiserror::Error;
 
 /// A frame's opcode, as far as reassembly cares.
@@ -63,6 +67,25 @@ pub enum MessageError {
     /// A new text frame while a fragmented message is unfinished.
     #[error("new message inside a fragmented one")]
     UnfinishedMessage,
+    /// A compressed message that does not inflate (RFC 7692 §6.2).
+    #[error("invalid compressed data in a permessage-deflate message")]
+    Corrupt,
+}
+
+impl From<InflateError> for MessageError {
+    fn from(e: InflateError) -> Self {
+        match e {
+            InflateError::TooLarge { limit } => MessageError::TooLarge { limit },
+            InflateError::Corrupt => MessageError::Corrupt,
+        }
+    }
+}
+
+/// How many compressed bytes a message under `limit` may take: stored
+/// blocks add 5 bytes per 64 KiB, so incompressible text near the limit
+/// still fits.
+pub fn compressed_limit(limit: usize) -> usize {
+    limit.saturating_add(limit / 64 + 64)
 }
 
 /// What one frame did.
@@ -83,6 +106,10 @@ pub struct Reassembler {
     buf: Vec<u8>,
     /// True between a non-final text frame and the final continuation.
     assembling: bool,
+    /// The message being joined is compressed: `buf` holds DEFLATE data.
+    compressed: bool,
+    /// The limit of the message being joined.
+    limit: usize,
 }
 
 impl Reassembler {
@@ -104,7 +131,7 @@ impl Reassembler {
         if opcode.is_control() {
             return Ok(Progress::Control(opcode));
         }
-        self.begin_frame(opcode, payload.len(), limit)?
+        self.begin_frame(opcode, false, payload.len(), limit)?
             .copy_from_slice(payload);
         self.end_frame(fin)
     }
@@ -112,10 +139,14 @@ impl Reassembler {
     /// Starts a data frame of `len` bytes: checks it against the message in
     /// progress and the limit, and returns the space its payload goes in.
     /// Nothing is allocated for a frame that would break the limit, so a
-    /// header alone cannot make the reader reserve memory.
+    /// header alone cannot make the reader reserve memory. `compressed` is
+    /// the first frame's RSV1 (the caller checks it is allowed): the
+    /// message is inflated when complete, and its compressed bytes are
+    /// bounded by [`compressed_limit`].
     pub fn begin_frame(
         &mut self,
         opcode: Opcode,
+        compressed: bool,
         len: usize,
         limit: usize,
     ) -> Result<&mut [u8], MessageError> {
@@ -125,12 +156,22 @@ impl Reassembler {
             Opcode::Continuation if !self.assembling => {
                 return Err(MessageError::UnexpectedContinuation);
             }
-            Opcode::Text => self.buf.clear(),
+            Opcode::Text => {
+                self.buf.clear();
+                self.compressed = compressed;
+                self.limit = limit;
+            }
             _ => {}
         }
         let start = self.buf.len();
-        if len > limit.saturating_sub(start) {
+        let bound = if self.compressed {
+            compressed_limit(limit)
+        } else {
+            limit
+        };
+        if len > bound.saturating_sub(start) {
             self.assembling = false;
+            self.compressed = false;
             self.release();
             return Err(MessageError::TooLarge { limit });
         }
@@ -145,6 +186,12 @@ impl Reassembler {
             return Ok(Progress::Partial);
         }
         self.assembling = false;
+        if std::mem::take(&mut self.compressed) {
+            let mut inflated = Vec::new();
+            let inflate = inflate_message(&self.buf, self.limit, &mut inflated);
+            self.buf = inflated;
+            inflate?;
+        }
         if std::str::from_utf8(&self.buf).is_err() {
             return Err(MessageError::InvalidUtf8);
         }

@@ -4,7 +4,8 @@
 //! `client::reader`.
 //!
 //! Invariants: [`parse_header`] accepts only what §5 allows the given
-//! sender: no reserved bits (no extension is negotiated), a known opcode,
+//! sender: no reserved bits but RSV1 on the first frame of a data message
+//! when permessage-deflate is negotiated (RFC 7692 §6), a known opcode,
 //! the mask bit set on a client's frames and clear on a server's (§5.1: the
 //! receiver must fail the connection otherwise), control frames final and
 //! at most 125 bytes, and a 64-bit length with its top bit clear.
@@ -32,12 +33,16 @@ pub struct FrameHeader {
     pub mask: Option<[u8; 4]>,
     /// Payload length in bytes.
     pub len: u64,
+    /// RSV1: the message is compressed (permessage-deflate). Set only on a
+    /// text or binary frame, and only when the caller allowed it.
+    pub compressed: bool,
 }
 
 /// A header that breaks a rule of RFC 6455 §5; each names the rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 pub enum HeaderError {
-    /// RSV1-3 set with no extension negotiated (§5.2).
+    /// RSV1-3 set with no extension negotiated (§5.2), or RSV1 on a
+    /// control or continuation frame (RFC 7692 §6.1).
     #[error("reserved bits set")]
     ReservedBits,
     /// An opcode §5.2 reserves.
@@ -110,16 +115,25 @@ impl Opcode {
     }
 }
 
-/// Parses the header of a frame from `sender` at the start of `buf`.
+/// Parses the header of a frame from `sender` at the start of `buf`, with
+/// no extension negotiated.
 pub fn parse_header(buf: &[u8], sender: Sender) -> Result<Parsed, HeaderError> {
+    parse_header_with(buf, sender, false)
+}
+
+/// Parses the header of a frame from `sender` at the start of `buf`;
+/// `deflate` allows RSV1 on the first frame of a data message.
+pub fn parse_header_with(buf: &[u8], sender: Sender, deflate: bool) -> Result<Parsed, HeaderError> {
     let [b0, b1, ..] = *buf else {
         return Ok(Parsed::Incomplete(2));
     };
-    if b0 & 0x70 != 0 {
+    let opcode = Opcode::from_code(b0 & 0x0f).ok_or(HeaderError::UnknownOpcode(b0 & 0x0f))?;
+    let compressed = b0 & 0x40 != 0;
+    let starts_message = matches!(opcode, Opcode::Text | Opcode::Binary);
+    if b0 & 0x30 != 0 || (compressed && !(deflate && starts_message)) {
         return Err(HeaderError::ReservedBits);
     }
     let fin = b0 & 0x80 != 0;
-    let opcode = Opcode::from_code(b0 & 0x0f).ok_or(HeaderError::UnknownOpcode(b0 & 0x0f))?;
     let masked = b1 & 0x80 != 0;
     match sender {
         Sender::Client if !masked => return Err(HeaderError::Unmasked),
@@ -167,6 +181,7 @@ pub fn parse_header(buf: &[u8], sender: Sender) -> Result<Parsed, HeaderError> {
             opcode,
             mask,
             len,
+            compressed,
         },
         total,
     ))
@@ -183,7 +198,17 @@ pub fn unmask(payload: &mut [u8], mask: [u8; 4], offset: usize) {
 /// Writes the header of an unmasked, final server frame of `len` bytes
 /// into `out`; returns how many bytes it took (2, 4 or 10).
 pub fn write_header(out: &mut [u8; MAX_HEADER_LEN], opcode: Opcode, len: usize) -> usize {
-    out[0] = 0x80 | opcode.code();
+    write_header_with(out, opcode, false, len)
+}
+
+/// [`write_header`], with RSV1 set when `compressed` (permessage-deflate).
+pub fn write_header_with(
+    out: &mut [u8; MAX_HEADER_LEN],
+    opcode: Opcode,
+    compressed: bool,
+    len: usize,
+) -> usize {
+    out[0] = 0x80 | (u8::from(compressed) << 6) | opcode.code();
     if len < 126 {
         out[1] = len as u8;
         2
@@ -220,7 +245,8 @@ mod tests {
                     fin: true,
                     opcode: Opcode::Text,
                     mask: Some([1, 2, 3, 4]),
-                    len: 5
+                    len: 5,
+                    compressed: false,
                 },
                 6
             ))
@@ -307,6 +333,26 @@ mod tests {
         assert_eq!(whole, split);
     }
 
+    #[test]
+    fn rsv1_only_starts_a_message_and_only_when_negotiated() {
+        let parsed = parse_header_with(&masked(0xC1, 1, &[]), Sender::Client, true);
+        assert!(
+            matches!(parsed, Ok(Parsed::Header(h, 6)) if h.compressed && h.opcode == Opcode::Text)
+        );
+        // RFC 7692 §6.1: not on a continuation or a control frame.
+        for b0 in [0xC0, 0xC9, 0xA1, 0x91] {
+            assert_eq!(
+                parse_header_with(&masked(b0, 1, &[]), Sender::Client, true),
+                Err(HeaderError::ReservedBits),
+                "{b0:#x}"
+            );
+        }
+        let mut out = [0u8; MAX_HEADER_LEN];
+        let n = write_header_with(&mut out, Opcode::Text, true, 300);
+        let parsed = parse_header_with(&out[..n], Sender::Server, true);
+        assert!(matches!(parsed, Ok(Parsed::Header(h, 4)) if h.compressed && h.len == 300));
+    }
+
     proptest! {
         #[test]
         fn written_headers_read_back(len in 0usize..200_000, op in prop::sample::select(vec![Opcode::Text, Opcode::Pong, Opcode::Close])) {
@@ -314,7 +360,7 @@ mod tests {
             let mut out = [0u8; MAX_HEADER_LEN];
             let n = write_header(&mut out, op, len);
             let parsed = parse_header(&out[..n], Sender::Server).unwrap();
-            prop_assert_eq!(parsed, Parsed::Header(FrameHeader { fin: true, opcode: op, mask: None, len: len as u64 }, n));
+            prop_assert_eq!(parsed, Parsed::Header(FrameHeader { fin: true, opcode: op, mask: None, len: len as u64, compressed: false }, n));
         }
     }
 }
