@@ -105,9 +105,10 @@ impl State {
         let rows = Arc::new(RowsCache::default());
         let http = Arc::new(Context {
             rows: Arc::clone(&rows),
+            doctor_gzip: Default::default(),
             fleet: status.clone(),
             reader: engine.reader(),
-            sse: SseFeed::default(),
+            sse: SseFeed::default().with_rows(Arc::clone(&rows)),
             auth: Arc::new(Grants::new(config.tokens.clone())),
             metrics: Arc::clone(&metrics),
             sender: engine.sender(),

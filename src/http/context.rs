@@ -3,6 +3,7 @@
 //! the gateway that serves it.
 
 use super::doctor::Doctor;
+use super::encoding::GzipCache;
 use super::origin::OriginPolicy;
 use super::sse::SseFeed;
 use crate::auth::Grants;
@@ -41,4 +42,6 @@ pub struct Context {
     /// The list's rows at recent versions, compressed once for every
     /// answer (shared with the WebSocket side).
     pub rows: Arc<RowsCache>,
+    /// The doctor's last report, gzipped.
+    pub doctor_gzip: GzipCache,
 }

@@ -5,6 +5,7 @@ mod body;
 mod context;
 mod dashboard;
 mod doctor;
+mod encoding;
 mod origin;
 mod rest;
 mod screen;

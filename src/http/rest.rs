@@ -7,11 +7,13 @@
 
 use super::body::{Body, full};
 use super::context::Context;
-use super::{dashboard, sse};
+use super::{dashboard, encoding, sse};
 use crate::auth::AuthError;
 use crate::clock::now_millis;
+use crate::compress::{Encoding, gzip_parts};
 use crate::presence::Status;
 use crate::protocol::grants_read;
+use bytes::Bytes;
 use hyper::header::{
     CACHE_CONTROL, CONTENT_TYPE, ETAG, HeaderValue, IF_NONE_MATCH, WWW_AUTHENTICATE,
 };
@@ -41,8 +43,11 @@ pub async fn route<B>(req: Request<B>, state: &Context) -> Response<Body> {
             match path {
                 "/v1/presence" => presence(&req, state),
                 "/v1/presence/stats" => stats(state),
-                "/v1/presence/doctor" => doctor(state).await,
-                "/v1/presence/stream" => sse::stream(&state.sse, state.shutdown.clone()),
+                "/v1/presence/doctor" => doctor(&req, state).await,
+                "/v1/presence/stream" => match encoding::negotiate(&req) {
+                    Ok(coding) => sse::stream(&state.sse, state.shutdown.clone(), coding),
+                    Err(refusal) => refusal,
+                },
                 _ => metrics(state),
             }
         }
@@ -61,24 +66,50 @@ fn page() -> Response<Body> {
     response
 }
 
+/// The list, gzipped when the request allows it: the rows after the self
+/// entry are compressed once per version (`RowsCache`), the self entry
+/// with its fresh `ts` goes around them as stored blocks. Each coding has
+/// its own strong `ETag` (`"V"`, `"V-gzip"`); either matches for a 304.
 fn presence<B>(req: &Request<B>, state: &Context) -> Response<Body> {
+    let encoding = match encoding::negotiate(req) {
+        Ok(encoding) => encoding,
+        Err(refusal) => return refusal,
+    };
     let snapshot = state.reader.load();
-    let etag = format!("\"{}\"", snapshot.version());
+    let version = snapshot.version();
+    let etag = match encoding {
+        Encoding::Identity => format!("\"{version}\""),
+        Encoding::Gzip => format!("\"{version}-gzip\""),
+    };
+    let current = [format!("\"{version}\""), format!("\"{version}-gzip\"")];
     let matches = req
         .headers()
         .get(IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+        .is_some_and(|v| {
+            v.split(',')
+                .map(str::trim)
+                .any(|t| t == "*" || current.iter().any(|c| c == t))
+        });
     let mut response = if matches {
         let mut r = Response::new(super::body::empty());
         *r.status_mut() = StatusCode::NOT_MODIFIED;
         r
+    } else if encoding == Encoding::Gzip {
+        let mut head = Vec::with_capacity(1024);
+        snapshot.write_list_head(now_millis(), &mut head);
+        let rows = state.rows.get(version, || snapshot.list_rest());
+        json_response(
+            StatusCode::OK,
+            gzip_parts(&head, Some(rows.deflated()), b"]"),
+        )
     } else {
         let mut list = Vec::with_capacity(snapshot.list_json().len() + 16);
         snapshot.write_list(now_millis(), &mut list);
         json_response(StatusCode::OK, list)
     };
     let headers = response.headers_mut();
+    encoding::mark(headers, encoding);
     headers.insert(
         ETAG,
         HeaderValue::from_str(&etag).expect("digits and quotes are a valid header"),
@@ -87,9 +118,18 @@ fn presence<B>(req: &Request<B>, state: &Context) -> Response<Body> {
     response
 }
 
-async fn doctor(state: &Context) -> Response<Body> {
+async fn doctor<B>(req: &Request<B>, state: &Context) -> Response<Body> {
+    let encoding = match encoding::negotiate(req) {
+        Ok(encoding) => encoding,
+        Err(refusal) => return refusal,
+    };
     match state.doctor.answer(&state.reader).await {
-        Ok(body) => json_response(StatusCode::OK, body),
+        Ok(body) => {
+            let mut response = json_response(StatusCode::OK, Bytes::new());
+            *response.body_mut() = encoding::body(body, encoding, &state.doctor_gzip);
+            encoding::mark(response.headers_mut(), encoding);
+            response
+        }
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     }
 }

@@ -7,9 +7,18 @@
 //! page derives the server's clock from `serverTime`, and the last publish
 //! may be minutes old on a quiet gateway); a comment keeps idle proxies
 //! open.
+//!
+//! gzip (when `Accept-Encoding` allows it): the body is one gzip member
+//! written a block at a time, each chunk flushed so the reader gets every
+//! event at once. A stream holds a running CRC, not a compressor: each
+//! published block is compressed once, by the first gzip stream to send
+//! it, and a stream's first block shares the list's rows compressed once
+//! per version (`RowsCache`).
 
 use super::body::Body;
+use super::encoding;
 use crate::clock::now_millis;
+use crate::compress::{Deflated, Encoding, GzipStream, RowsCache, deflate_sync};
 use crate::presence::{Millis, Snapshot};
 use crate::protocol::write_sse_presence;
 use bytes::Bytes;
@@ -18,7 +27,7 @@ use hyper::Response;
 use hyper::body::Frame;
 use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -31,6 +40,8 @@ pub struct SseFeed {
     latest: watch::Sender<Option<Latest>>,
     /// The wall clock the stamps read (injected by tests).
     clock: fn() -> Millis,
+    /// The list's rows at recent versions, for gzip streams' first block.
+    rows: Arc<RowsCache>,
 }
 
 /// One published list.
@@ -40,6 +51,14 @@ struct Latest {
     event: Bytes,
     /// Its snapshot, for a stream's first block, stamped afresh.
     snapshot: Arc<Snapshot>,
+    /// `event` compressed, made by the first gzip stream that sends it.
+    deflated: Arc<OnceLock<Deflated>>,
+}
+
+impl Latest {
+    fn deflated(&self) -> &Deflated {
+        self.deflated.get_or_init(|| deflate_sync(&self.event))
+    }
 }
 
 /// The `event: presence` block of `snapshot` as of `now`.
@@ -49,6 +68,23 @@ fn render(snapshot: &Snapshot, now: Millis) -> Bytes {
         snapshot.write_list(now, out)
     });
     event(&data)
+}
+
+/// The `event: presence` block of `snapshot` as of `now`, gzipped into
+/// `gzip` around the rows shared from `rows`.
+fn render_gzip(snapshot: &Snapshot, now: Millis, rows: &RowsCache, gzip: &mut GzipStream) -> Bytes {
+    let mut text = Vec::with_capacity(1024);
+    text.extend_from_slice(EVENT_START);
+    let mut split = 0;
+    write_sse_presence(&mut text, snapshot.version(), now, |out| {
+        snapshot.write_list_head(now, out);
+        split = out.len();
+        out.push(b']');
+    });
+    text.extend_from_slice(EVENT_END);
+    let shared = rows.get(snapshot.version(), || snapshot.list_rest());
+    let (before, after) = text.split_at(split);
+    Bytes::from(gzip.chunk(before, Some(shared.deflated()), after))
 }
 
 impl Default for SseFeed {
@@ -63,7 +99,14 @@ impl SseFeed {
         SseFeed {
             latest: watch::channel(None).0,
             clock,
+            rows: Arc::default(),
         }
+    }
+
+    /// The feed, its gzip streams sharing the rows in `rows`.
+    pub fn with_rows(mut self, rows: Arc<RowsCache>) -> SseFeed {
+        self.rows = rows;
+        self
     }
 
     /// Makes `snapshot` the list every stream sends next.
@@ -71,6 +114,7 @@ impl SseFeed {
         self.latest.send_replace(Some(Latest {
             event: render(snapshot, (self.clock)()),
             snapshot: Arc::clone(snapshot),
+            deflated: Arc::default(),
         }));
     }
 
@@ -81,46 +125,86 @@ impl SseFeed {
 
 struct Stream {
     updates: watch::Receiver<Option<Latest>>,
-    clock: fn() -> Millis,
     shutdown: watch::Receiver<bool>,
     keep_alive: tokio::time::Interval,
     first: bool,
+    clock: fn() -> Millis,
+    /// The gzip member being written, when the body is gzipped.
+    gzip: Option<GzipStream>,
+    /// Rows shared by gzip streams' first blocks.
+    rows: Arc<RowsCache>,
+}
+
+/// What a stream sends next.
+enum Next {
+    /// A stream's first list, stamped now.
+    First(Latest),
+    /// A published list.
+    Published(Latest),
+    /// A comment.
+    Comment(&'static [u8]),
+    /// The end of the body.
+    End,
 }
 
 impl Stream {
     /// The next chunk of the body; `None` ends the stream.
     async fn next(&mut self) -> Option<Bytes> {
+        let next = self.next_block().await;
+        let Some(gzip) = self.gzip.as_mut() else {
+            return match next {
+                Next::First(latest) => Some(render(&latest.snapshot, (self.clock)())),
+                Next::Published(latest) => Some(latest.event),
+                Next::Comment(text) => Some(Bytes::from_static(text)),
+                Next::End => None,
+            };
+        };
+        let chunk = match next {
+            Next::First(latest) => render_gzip(&latest.snapshot, (self.clock)(), &self.rows, gzip),
+            Next::Published(latest) => Bytes::from(gzip.chunk(b"", Some(latest.deflated()), b"")),
+            Next::Comment(text) => Bytes::from(gzip.chunk(text, None, b"")),
+            // The member's end, then the body's.
+            Next::End => return Some(self.gzip.take()?.finish()),
+        };
+        Some(chunk)
+    }
+
+    async fn next_block(&mut self) -> Next {
         if std::mem::take(&mut self.first) {
             let current = self.updates.borrow_and_update().clone();
             if let Some(current) = current {
-                return Some(render(&current.snapshot, (self.clock)()));
+                return Next::First(current);
             }
         }
         if *self.shutdown.borrow() {
-            return None;
+            return Next::End;
         }
         tokio::select! {
             changed = self.updates.changed() => {
-                changed.ok()?;
-                let current = self.updates.borrow_and_update().as_ref().map(|l| l.event.clone());
-                Some(current.unwrap_or_else(|| Bytes::from_static(b": waiting\n\n")))
+                if changed.is_err() {
+                    return Next::End;
+                }
+                let current = self.updates.borrow_and_update().clone();
+                current.map_or(Next::Comment(b": waiting\n\n"), Next::Published)
             }
-            _ = self.keep_alive.tick() => Some(Bytes::from_static(b": keep-alive\n\n")),
-            _ = self.shutdown.changed() => None,
+            _ = self.keep_alive.tick() => Next::Comment(b": keep-alive\n\n"),
+            _ = self.shutdown.changed() => Next::End,
         }
     }
 }
 
-/// The SSE response for one reader.
-pub fn stream(feed: &SseFeed, shutdown: watch::Receiver<bool>) -> Response<Body> {
+/// The SSE response for one reader, in `coding`.
+pub fn stream(feed: &SseFeed, shutdown: watch::Receiver<bool>, coding: Encoding) -> Response<Body> {
     let mut keep_alive = tokio::time::interval(KEEP_ALIVE);
     keep_alive.reset();
     let stream = Stream {
         updates: feed.subscribe(),
-        clock: feed.clock,
         shutdown,
         keep_alive,
         first: true,
+        clock: feed.clock,
+        gzip: (coding == Encoding::Gzip).then(GzipStream::default),
+        rows: Arc::clone(&feed.rows),
     };
     let events = futures_util::stream::unfold(stream, |mut s| async move {
         let chunk = s.next().await?;
@@ -131,14 +215,18 @@ pub fn stream(feed: &SseFeed, shutdown: watch::Receiver<bool>) -> Response<Body>
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    encoding::mark(headers, coding);
     response
 }
 
+const EVENT_START: &[u8] = b"event: presence\ndata: ";
+const EVENT_END: &[u8] = b"\n\n";
+
 fn event(data: &[u8]) -> Bytes {
     let mut out = Vec::with_capacity(data.len() + 24);
-    out.extend_from_slice(b"event: presence\ndata: ");
+    out.extend_from_slice(EVENT_START);
     out.extend_from_slice(data);
-    out.extend_from_slice(b"\n\n");
+    out.extend_from_slice(EVENT_END);
     Bytes::from(out)
 }
 
@@ -184,7 +272,7 @@ mod tests {
         // A quiet gateway: nothing is published for 90 s, then a page opens.
         NOW.store(OPENED, Ordering::SeqCst);
         let (_stop, shutdown) = watch::channel(false);
-        let mut body = stream(&feed, shutdown).into_body();
+        let mut body = stream(&feed, shutdown, Encoding::Identity).into_body();
         let frame = body
             .frame()
             .await

@@ -521,6 +521,8 @@ pub async fn http_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) ->
 pub struct SseReader {
     body: Incoming,
     buf: Vec<u8>,
+    /// Inflates a gzipped stream as its chunks arrive.
+    gzip: Option<flate2::write::GzDecoder<Vec<u8>>>,
 }
 
 /// One Server-Sent Event.
@@ -538,6 +540,15 @@ impl SseReader {
         SseReader {
             body,
             buf: Vec::new(),
+            gzip: None,
+        }
+    }
+
+    /// Wraps a gzipped response body: each chunk must inflate on arrival.
+    pub fn gzipped(body: Incoming) -> SseReader {
+        SseReader {
+            gzip: Some(flate2::write::GzDecoder::new(Vec::new())),
+            ..SseReader::new(body)
         }
     }
 
@@ -571,7 +582,15 @@ impl SseReader {
                     .expect("the stream stays open")
                     .expect("the stream reads");
                 if let Ok(data) = frame.into_data() {
-                    self.buf.extend_from_slice(&data);
+                    match &mut self.gzip {
+                        None => self.buf.extend_from_slice(&data),
+                        Some(gz) => {
+                            use std::io::Write;
+                            gz.write_all(&data).expect("the stream is valid gzip");
+                            gz.flush().expect("the chunk inflates");
+                            self.buf.append(gz.get_mut());
+                        }
+                    }
                 }
             }
         })
