@@ -13,6 +13,11 @@
 #   beacons    100 beacon clients x 4 in flight, alone and then with 2,000
 #              full-list watchers connected (two load processes), same server
 #              build: beacon throughput ratio and p99
+#   deflate2k  2,000 untracked full-list watchers while 200 beacon clients
+#              (200 rows) beacon every second, without and then with
+#              permessage-deflate (`load --deflate`), same server build: wire
+#              and inflated bytes per watcher and per list, and the server's
+#              CPU seconds per list delivered (ratio deflate / plain)
 #
 # Usage: benches/fanout.sh [SCENARIO...]   (default: all; builds release first)
 # Environment: ROLLCALL_BIN (default target/release/rollcall; runs `load`),
@@ -112,6 +117,42 @@ beacons() {
     echo "beacons: alone $alone/s (p99 $(jq '.methods["system-event"].latency_us.p99' "$OUT/beacons-alone.json") us)," \
         "with 2,000 watchers $with/s (p99 $(jq '.methods["system-event"].latency_us.p99' "$OUT/beacons-with.json") us)," \
         "ratio $(awk -v a="$alone" -v w="$with" 'BEGIN { printf "%.2f", w / a }')"
+}
+
+# Server CPU seconds so far (user + system), from /proc.
+cpu_secs() {
+    awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$SERVER/stat"
+}
+
+# deflate2k-run NAME [--deflate]: one run against a fresh server; prints a
+# JSON line with the figures.
+deflate2k_run() {
+    local name=$1
+    shift
+    start --max-entries 1000
+    timeout 240 "$BIN" load --url "$URL" --json --clients 200 --beacon-interval 1s \
+        --watchers 2000 --watch-feed full --watch-mode cli --watch-ramp-rate 1000 \
+        --duration 20s --settle 5s "$@" >"$OUT/$name.json"
+    local cpu
+    cpu=$(cpu_secs)
+    stop
+    jq -c --arg name "$name" --argjson cpu "$cpu" '.watchers as $w
+        | ($w.presence_events / $w.watchers) as $lists
+        | {run: $name, server_cpu_s: $cpu, watchers: $w.watchers, held: $w.held,
+           converged: $w.converged, seq_gaps: $w.seq_gaps, lists_per_watcher: $lists,
+           wire_bytes_per_watcher: $w.bytes_per_watcher,
+           inflated_bytes_per_watcher: $w.inflated_bytes_per_watcher,
+           wire_bytes_per_list: ($w.bytes_per_watcher / $lists),
+           cpu_ms_per_1k_lists: ($cpu * 1000 / ($w.presence_events / 1000))}' "$OUT/$name.json"
+}
+
+deflate2k() {
+    local plain zipped
+    plain=$(deflate2k_run deflate2k-plain)
+    zipped=$(deflate2k_run deflate2k-deflate --deflate)
+    echo "$plain"
+    echo "$zipped"
+    jq -rn --argjson p "$plain" --argjson z "$zipped" '"deflate2k: wire bytes per list \($p.wire_bytes_per_list | floor) -> \($z.wire_bytes_per_list | floor) (÷\($p.wire_bytes_per_list / $z.wire_bytes_per_list * 100 | floor / 100)), server CPU per list delivered x\($z.cpu_ms_per_1k_lists / $p.cpu_ms_per_1k_lists * 100 | floor / 100), server CPU \($p.server_cpu_s) s -> \($z.server_cpu_s) s"'
 }
 
 for scenario in "${@:-ui12k delta12k delta12kcli beacons}"; do
