@@ -47,19 +47,20 @@ impl Task {
             seq,
             reset,
             at,
+            beat,
             ..
         } = &message;
-        let verdict = self.peers.message(node, boot, *seq, *reset);
+        let verdict = self.peers.message(node, boot, *seq, *reset, *beat);
         if verdict == OnMessage::Unheard {
             // A ghost, a lapsed peer or a new boot: the poll decides.
             self.status.unheard.fetch_add(1, RELAXED);
             self.poll_soon = true;
             return Ok(());
         }
-        self.status.messages_in.fetch_add(1, RELAXED);
         self.peers.clock(node, *at, now_millis());
         match verdict {
             OnMessage::Apply if message.upserts.len() <= self.config.max_rows => {
+                self.status.messages_in.fetch_add(1, RELAXED);
                 self.apply(message).await
             }
             OnMessage::Skip => Ok(()),

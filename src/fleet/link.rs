@@ -168,6 +168,16 @@ impl Link {
         pipe.query_async::<()>(&mut self.con).await
     }
 
+    /// Publishes a heartbeat: our clock and last message number.
+    pub async fn beat(&mut self, now: Millis) -> redis::RedisResult<()> {
+        let message = wire::beat_message(&self.node, &self.boot, self.seq, now);
+        redis::cmd("PUBLISH")
+            .arg(self.keys.channel())
+            .arg(message)
+            .query_async::<()>(&mut self.con)
+            .await
+    }
+
     /// The stamp our last write left, if this link wrote anything.
     pub fn stamp(&self, rows: u64) -> Stamp {
         Stamp {

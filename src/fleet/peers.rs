@@ -137,13 +137,28 @@ impl Peers {
         peer.self_key = None;
     }
 
-    /// Takes one message's header.
-    pub fn message(&mut self, node: &str, boot: &str, seq: u64, reset: bool) -> OnMessage {
+    /// Takes one message's header (`beat`: a heartbeat, whose `seq` is
+    /// the origin's last message number).
+    pub fn message(
+        &mut self,
+        node: &str,
+        boot: &str,
+        seq: u64,
+        reset: bool,
+        beat: bool,
+    ) -> OnMessage {
         let Some(peer) = self.known.get_mut(node) else {
             return OnMessage::Unheard;
         };
         if !peer.alive || peer.boot.as_deref() != Some(boot) {
             return OnMessage::Unheard;
+        }
+        if beat {
+            return if seq > peer.seq {
+                OnMessage::Reload
+            } else {
+                OnMessage::Skip
+            };
         }
         if reset || seq > peer.seq + 1 {
             return OnMessage::Reload;
@@ -236,7 +251,7 @@ mod tests {
         let mut peers = Peers::default();
         peers.observe(lease("b", Some("1")));
         peers.loaded("b", Some("1"), None);
-        assert_eq!(peers.message("b", "1", 1, false), OnMessage::Apply);
+        assert_eq!(peers.message("b", "1", 1, false, false), OnMessage::Apply);
         assert_eq!(
             peers.observe(lease("b", Some("2"))),
             [Action::Reload("b".into())]
@@ -263,22 +278,42 @@ mod tests {
             rows: 0,
         };
         peers.loaded("b", Some("1"), Some(&stamp));
-        assert_eq!(peers.message("b", "1", 4, false), OnMessage::Skip);
-        assert_eq!(peers.message("b", "1", 5, false), OnMessage::Skip);
-        assert_eq!(peers.message("b", "1", 6, false), OnMessage::Apply);
-        assert_eq!(peers.message("b", "1", 8, false), OnMessage::Reload);
-        assert_eq!(peers.message("b", "1", 7, true), OnMessage::Reload);
+        assert_eq!(peers.message("b", "1", 4, false, false), OnMessage::Skip);
+        assert_eq!(peers.message("b", "1", 5, false, false), OnMessage::Skip);
+        assert_eq!(peers.message("b", "1", 6, false, false), OnMessage::Apply);
+        assert_eq!(peers.message("b", "1", 8, false, false), OnMessage::Reload);
+        assert_eq!(peers.message("b", "1", 7, true, false), OnMessage::Reload);
+    }
+
+    #[test]
+    fn a_beat_is_skipped_unless_it_shows_a_missed_message() {
+        let mut peers = Peers::default();
+        peers.observe(lease("b", Some("1")));
+        peers.loaded("b", Some("1"), None);
+        assert_eq!(peers.message("b", "1", 1, false, false), OnMessage::Apply);
+        assert_eq!(peers.message("b", "1", 1, false, true), OnMessage::Skip);
+        assert_eq!(peers.message("b", "1", 2, false, true), OnMessage::Reload);
+        assert_eq!(
+            peers.message("ghost", "1", 2, false, true),
+            OnMessage::Unheard
+        );
     }
 
     #[test]
     fn messages_from_a_node_without_a_live_lease_are_unheard() {
         let mut peers = Peers::default();
-        assert_eq!(peers.message("ghost", "1", 1, false), OnMessage::Unheard);
+        assert_eq!(
+            peers.message("ghost", "1", 1, false, false),
+            OnMessage::Unheard
+        );
         peers.observe(lease("b", Some("1")));
         peers.loaded("b", Some("1"), None);
-        assert_eq!(peers.message("b", "other", 1, false), OnMessage::Unheard);
+        assert_eq!(
+            peers.message("b", "other", 1, false, false),
+            OnMessage::Unheard
+        );
         peers.observe(lease("b", None));
-        assert_eq!(peers.message("b", "1", 1, false), OnMessage::Unheard);
+        assert_eq!(peers.message("b", "1", 1, false, false), OnMessage::Unheard);
         assert_eq!(peers.alive(), 0, "a message never makes a peer alive");
     }
 
@@ -332,7 +367,7 @@ mod tests {
         assert!(peers.observe(poll("b", Some("1"), Some(4))).is_empty());
         // A message in flight at one poll and applied by the next is fine.
         assert!(peers.observe(poll("b", Some("1"), Some(5))).is_empty());
-        assert_eq!(peers.message("b", "1", 5, false), OnMessage::Apply);
+        assert_eq!(peers.message("b", "1", 5, false, false), OnMessage::Apply);
         assert!(peers.observe(poll("b", Some("1"), Some(5))).is_empty());
     }
 

@@ -230,6 +230,10 @@ impl Task {
     async fn on_tick(&mut self, link: &mut Link) -> Result<(), FleetError> {
         let beat = link.heartbeat(false).await?;
         self.on_beat(link, beat).await?;
+        if self.claimed {
+            // Peers measure our clock and check they missed nothing.
+            link.beat(now_millis()).await?;
+        }
         self.poll_peers(link).await?;
         self.status
             .set_skews(self.peers.skews(), self.screen.max_skew);

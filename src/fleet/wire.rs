@@ -152,9 +152,22 @@ pub struct FleetMessage {
     /// Keys the origin no longer holds.
     #[serde(default)]
     pub removed: Vec<String>,
-    /// When the origin published it (ms), for propagation measurements.
+    /// When the origin published it (ms), by its clock: propagation
+    /// measurements, and each peer's clock skew.
     #[serde(default)]
     pub at: Millis,
+    /// A heartbeat: no rows, `seq` is the origin's last message number
+    /// (receivers that hold less missed one).
+    #[serde(default)]
+    pub beat: bool,
+}
+
+/// A heartbeat message: the origin's clock and last message number.
+pub fn beat_message(node: &str, boot: &str, seq: u64, at: Millis) -> Vec<u8> {
+    let mut message = begin_message(node, boot, seq, false, at);
+    message.truncate(message.len() - br#","upserts":["#.len());
+    message.extend_from_slice(br#","beat":true}"#);
+    message
 }
 
 /// Starts a message; add records with [`push_record`] and finish with
@@ -219,6 +232,14 @@ mod tests {
         assert_eq!(row.key.as_str(), "mac \"1\"");
         assert!(row.live && !row.pinned);
         assert_eq!((row.entry.host.as_deref(), row.entry.ts), (Some("m"), 5));
+    }
+
+    #[test]
+    fn a_beat_carries_no_rows() {
+        let parsed: Message = serde_json::from_slice(&beat_message("n", "b", 7, 42)).unwrap();
+        assert!(parsed.beat && !parsed.reset);
+        assert_eq!((parsed.seq, parsed.at), (7, 42));
+        assert!(parsed.upserts.is_empty() && parsed.removed.is_empty());
     }
 
     #[test]

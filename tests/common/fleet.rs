@@ -154,14 +154,35 @@ impl KillableGateway {
     /// Starts it with `--presence-ttl ttl` (whole seconds) and waits until
     /// it listens.
     pub async fn start(url: &str, node: &str, ttl: Duration) -> KillableGateway {
+        KillableGateway::start_with(url, node, ttl, &[], &[]).await
+    }
+
+    /// Like [`KillableGateway::start`], with `extra` serve arguments and
+    /// `envs` set for the process (for example libfaketime's `LD_PRELOAD`
+    /// and `FAKETIME`: the gateway itself is the child, so it can be
+    /// killed).
+    pub async fn start_with(
+        url: &str,
+        node: &str,
+        ttl: Duration,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+    ) -> KillableGateway {
         let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_rollcall"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_rollcall"));
+        command.envs(envs.iter().copied());
+        let stderr = match std::env::var_os("ROLLCALL_TEST_GATEWAY_LOGS") {
+            Some(_) => Stdio::inherit(),
+            None => Stdio::null(),
+        };
+        let child = command
             .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
             .args(["--fleet", url, "--node-id", node])
             .args(["--fleet-lease", "1s"])
             .args(["--presence-ttl", &format!("{}s", ttl.as_secs())])
+            .args(extra)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("the rollcall binary starts");
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("an address");
