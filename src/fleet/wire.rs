@@ -236,7 +236,7 @@ mod tests {
 
     #[test]
     fn a_beat_carries_no_rows() {
-        let parsed: Message = serde_json::from_slice(&beat_message("n", "b", 7, 42)).unwrap();
+        let parsed: FleetMessage = serde_json::from_slice(&beat_message("n", "b", 7, 42)).unwrap();
         assert!(parsed.beat && !parsed.reset);
         assert_eq!((parsed.seq, parsed.at), (7, 42));
         assert!(parsed.upserts.is_empty() && parsed.removed.is_empty());
