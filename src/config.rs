@@ -244,6 +244,11 @@ pub struct ServeConfig {
     #[arg(long, env = "ROLLCALL_FLEET_PASSWORD_FILE")]
     pub fleet_password_file: Option<PathBuf>,
 
+    /// Check a `rediss://` server's certificate against the CA
+    /// certificates in this PEM file instead of the system's roots.
+    #[arg(long, env = "ROLLCALL_FLEET_CA_FILE")]
+    pub fleet_ca_file: Option<PathBuf>,
+
     /// Start even if another gateway holds this node id's lease, taking it
     /// over (the other one stops writing and reports why).
     #[arg(long, env = "ROLLCALL_FLEET_TAKEOVER")]
@@ -308,9 +313,11 @@ pub enum ConfigError {
     /// `--fleet` is not a Redis URL (the message shows it redacted).
     #[error(transparent)]
     FleetUrl(#[from] crate::fleet::EndpointError),
-    /// `--fleet-password-file` cannot be read.
-    #[error("--fleet-password-file {path}: {source}")]
-    FleetPassword {
+    /// `--fleet-password-file` or `--fleet-ca-file` cannot be read.
+    #[error("{flag} {path}: {source}")]
+    FleetFile {
+        /// The flag that names it.
+        flag: &'static str,
         /// The file.
         path: PathBuf,
         /// The OS error.
@@ -352,6 +359,7 @@ impl ServeConfig {
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             fleet: None,
             fleet_password_file: None,
+            fleet_ca_file: None,
             fleet_takeover: false,
             max_clock_skew: DEFAULT_MAX_CLOCK_SKEW,
             fleet_prefix: DEFAULT_FLEET_PREFIX.into(),
@@ -388,7 +396,8 @@ impl ServeConfig {
         }
         if let Some(url) = &self.fleet {
             let password = self.fleet_password()?;
-            crate::fleet::Endpoint::open(url, password.as_deref())?;
+            let ca = self.fleet_ca()?;
+            crate::fleet::Endpoint::open(url, password.as_deref(), ca.as_deref())?;
         }
         for (name, value) in [
             ("--tick-interval", self.tick_interval),
@@ -406,15 +415,29 @@ impl ServeConfig {
         Ok(())
     }
 
+    /// The PEM bytes of `--fleet-ca-file`, if set.
+    pub fn fleet_ca(&self) -> Result<Option<Vec<u8>>, ConfigError> {
+        let Some(path) = &self.fleet_ca_file else {
+            return Ok(None);
+        };
+        std::fs::read(path)
+            .map(Some)
+            .map_err(|source| ConfigError::FleetFile {
+                flag: "--fleet-ca-file",
+                path: path.clone(),
+                source,
+            })
+    }
+
     /// The fleet's Redis password when not in the URL: the first line of
     /// `--fleet-password-file`, else `ROLLCALL_FLEET_PASSWORD`.
     pub fn fleet_password(&self) -> Result<Option<String>, ConfigError> {
         if let Some(path) = &self.fleet_password_file {
-            let read =
-                std::fs::read_to_string(path).map_err(|source| ConfigError::FleetPassword {
-                    path: path.clone(),
-                    source,
-                })?;
+            let read = std::fs::read_to_string(path).map_err(|source| ConfigError::FleetFile {
+                flag: "--fleet-password-file",
+                path: path.clone(),
+                source,
+            })?;
             let line = read.lines().next().unwrap_or_default().trim_end();
             return Ok(Some(line.to_owned()));
         }

@@ -278,3 +278,53 @@ async fn a_password_from_a_file_works_and_is_never_shown() {
     assert!(logs.contains(":***@"), "{logs}");
     assert!(!logs.contains("hunter2"), "{logs}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_over_rediss_shares_presence_over_tls() {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let dir = std::env::temp_dir().join(format!("rollcall-rediss-{}", free_port()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let port = free_port();
+    let (cert_arg, key_arg) = (cert.display().to_string(), key.display().to_string());
+    let tls_port = port.to_string();
+    let _redis = Redis::start_with(
+        port,
+        &[
+            "--port",
+            "0",
+            "--tls-port",
+            &tls_port,
+            "--tls-cert-file",
+            &cert_arg,
+            "--tls-key-file",
+            &key_arg,
+            "--tls-ca-cert-file",
+            &cert_arg,
+            "--tls-auth-clients",
+            "no",
+        ],
+    )
+    .await;
+    // The self-signed certificate is its own CA: --fleet-ca-file trusts it.
+    let url = format!("rediss://localhost:{port}");
+    let over_tls = async |node: &str| {
+        let (url, node, ca) = (url.clone(), node.to_owned(), cert.clone());
+        TestServer::start_with(move |c| {
+            c.fleet = Some(url);
+            c.fleet_ca_file = Some(ca);
+            c.node_id = Some(node);
+            c.fleet_lease = Duration::from_secs(1);
+        })
+        .await
+    };
+    let a = over_tls("gw-a").await;
+    let b = over_tls("gw-b").await;
+    in_sync(&[&a, &b]).await;
+    let (_client, _) = Client::connect(a.addr, tracked("over-tls")).await;
+    let seen = row_where(b.addr, "over-tls", |r| r["reason"] == "connect").await;
+    assert_eq!(seen["gatewayId"], "gw-a");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -46,8 +46,14 @@ impl std::fmt::Debug for Endpoint {
 }
 
 impl Endpoint {
-    /// Parses `url`; `password`, when given, replaces the URL's.
-    pub fn open(url: &str, password: Option<&str>) -> Result<Endpoint, EndpointError> {
+    /// Parses `url`; `password`, when given, replaces the URL's; `ca`
+    /// (PEM), when given, is the only root a `rediss://` server's
+    /// certificate is checked against (else the system's roots).
+    pub fn open(
+        url: &str,
+        password: Option<&str>,
+        ca: Option<&[u8]>,
+    ) -> Result<Endpoint, EndpointError> {
         let invalid = |reason: String| EndpointError::Url {
             url: redact(url),
             reason,
@@ -65,7 +71,17 @@ impl Endpoint {
             }
             None => info,
         };
-        redis::Client::open(info)
+        let client = match ca {
+            Some(ca) => {
+                let certificates = redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(ca.to_vec()),
+                };
+                redis::Client::build_with_tls(info, certificates)
+            }
+            None => redis::Client::open(info),
+        };
+        client
             .map(Endpoint::Direct)
             .map_err(|e| invalid(e.to_string()))
     }
@@ -154,15 +170,19 @@ mod tests {
     #[test]
     fn urls_of_each_kind_open_and_errors_never_show_the_password() {
         assert!(matches!(
-            Endpoint::open("redis://127.0.0.1:1", None),
+            Endpoint::open("redis://127.0.0.1:1", None, None),
             Ok(Endpoint::Direct(_))
         ));
         assert!(matches!(
-            Endpoint::open("rediss://127.0.0.1:1", Some("pw")),
+            Endpoint::open("rediss://127.0.0.1:1", Some("pw"), None),
             Ok(Endpoint::Direct(_))
         ));
         assert!(matches!(
-            Endpoint::open("redis+sentinel://:pw@127.0.0.1:1,127.0.0.1:2/main", None),
+            Endpoint::open(
+                "redis+sentinel://:pw@127.0.0.1:1,127.0.0.1:2/main",
+                None,
+                None
+            ),
             Ok(Endpoint::Sentinel(_))
         ));
         for bad in [
@@ -171,7 +191,7 @@ mod tests {
             "redis+sentinel://:hunter2@host/main",
             "redis+sentinel://:hunter2@host:1/",
         ] {
-            let error = Endpoint::open(bad, None).unwrap_err().to_string();
+            let error = Endpoint::open(bad, None, None).unwrap_err().to_string();
             assert!(!error.contains("hunter2"), "{error}");
         }
     }

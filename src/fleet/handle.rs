@@ -29,6 +29,8 @@ pub struct FleetConfig {
     pub url: String,
     /// The Redis password, when not in the URL.
     pub password: Option<String>,
+    /// PEM roots a `rediss://` server's certificate must chain to.
+    pub ca: Option<Vec<u8>>,
     /// This run's boot id (a fresh UUID per start).
     pub boot: String,
     /// How far ahead of this gateway's clock a peer's `ts` may be.
@@ -108,7 +110,11 @@ impl Fleet {
         restored: bool,
     ) -> Result<Fleet, FleetError> {
         let (sender, reader) = engine;
-        let endpoint = Endpoint::open(&config.url, config.password.as_deref())?;
+        let endpoint = Endpoint::open(
+            &config.url,
+            config.password.as_deref(),
+            config.ca.as_deref(),
+        )?;
         let (stop, stop_rx) = watch::channel(false);
         let (done_tx, done) = mpsc::channel();
         status.set_skew_bound(millis(config.max_skew));
@@ -169,7 +175,11 @@ impl Fleet {
 /// gateway holding the node id (it renewed the lease for longer than one
 /// lease): [`FleetError::NodeIdTaken`], and the gateway must not start.
 pub fn preload(config: &FleetConfig) -> Result<(Vec<RemoteOp>, bool), FleetError> {
-    let endpoint = Endpoint::open(&config.url, config.password.as_deref())?;
+    let endpoint = Endpoint::open(
+        &config.url,
+        config.password.as_deref(),
+        config.ca.as_deref(),
+    )?;
     let budget = Duration::from_millis(1500) + config.lease * 2;
     let read = std::thread::scope(|scope| {
         let reader = scope.spawn(|| {

@@ -196,6 +196,7 @@ fn fleet_config(config: &ServeConfig) -> Option<FleetConfig> {
         prefix: config.fleet_prefix.clone(),
         node_id: config.node_id(),
         password: config.fleet_password().ok().flatten(),
+        ca: config.fleet_ca().ok().flatten(),
         boot: uuid::Uuid::new_v4().to_string(),
         max_skew: config.max_clock_skew,
         max_rows: config.max_entries,
