@@ -9,6 +9,7 @@ use rollcall::client::{visible, visible_json};
 use rollcall::config::ServeConfig;
 use rollcall::config_file::{self, ConfigFileError, ServeArgs};
 use rollcall::gateway::Server;
+use rollcall::load::vfleet::FleetSimArgs;
 use rollcall::load::{LoadArgs, LoadProgress};
 use serde_json::Value;
 use std::io::{IsTerminal, Write};
@@ -38,8 +39,28 @@ enum Command {
     /// rows nothing writes, disconnected rows kept until the TTL, cap pressure.
     #[command(after_help = doctor::EXIT_CODES)]
     Doctor(DoctorArgs),
-    /// Simulate a fleet of clients against a gateway and report throughput and latency.
-    Load(LoadArgs),
+    /// Simulate a fleet of clients against a gateway and report throughput
+    /// and latency; `load fleet-sim`: a virtual fleet of gateways on a Redis.
+    Load(Box<LoadCommand>),
+}
+
+/// `rollcall load`: clients against a gateway, or a virtual fleet.
+#[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+struct LoadCommand {
+    #[command(subcommand)]
+    mode: Option<LoadMode>,
+    #[command(flatten)]
+    args: LoadArgs,
+}
+
+#[derive(Subcommand)]
+enum LoadMode {
+    /// Play G gateways against a Redis exactly as real gateways do (leases,
+    /// row hashes, expiry sets, change messages), holding N rows and
+    /// changing them at a given rate; with `--observe`, measure a real
+    /// gateway's propagation delay and convergence.
+    FleetSim(FleetSimArgs),
 }
 
 /// The command line, with `serve --config FILE`'s values where no flag or
@@ -92,7 +113,10 @@ fn main() -> ExitCode {
             report(done)
         }
         Command::Doctor(args) => run_doctor(&runtime, &args),
-        Command::Load(args) => runtime.block_on(load(args)),
+        Command::Load(command) => match command.mode {
+            Some(LoadMode::FleetSim(args)) => runtime.block_on(fleet_sim(args)),
+            None => runtime.block_on(load(command.args)),
+        },
     }
 }
 
@@ -196,6 +220,30 @@ async fn load(args: LoadArgs) -> ExitCode {
         },
         Ok(summary) => {
             print!("{summary}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("rollcall: {}", visible(&e.to_string()));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn fleet_sim(args: FleetSimArgs) -> ExitCode {
+    let json = args.json;
+    match rollcall::load::vfleet::run(args).await {
+        Ok(report) if json => match serde_json::to_string_pretty(&report) {
+            Ok(text) => {
+                println!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("rollcall: cannot encode the report: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Ok(report) => {
+            print!("{report}");
             ExitCode::SUCCESS
         }
         Err(e) => {

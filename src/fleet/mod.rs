@@ -20,6 +20,8 @@ mod wire;
 
 pub use endpoint::{Endpoint, EndpointError, SENTINEL_SCHEME, redact};
 pub use handle::{Fleet, FleetConfig, FleetError, preload};
+/// The Redis side, for `rollcall load fleet-sim`'s simulated gateways.
+pub(crate) use link::Link;
 pub use outbound::{Outbound, diff};
 pub use peers::{Action, OnMessage, Peers, Poll};
 pub use state_file::{StateFile, StateFileError};

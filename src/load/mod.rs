@@ -31,6 +31,7 @@ pub mod fdlimit;
 pub mod run;
 pub mod stats;
 pub mod summary;
+pub mod vfleet;
 
 mod crew;
 mod fleet;
