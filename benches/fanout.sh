@@ -142,7 +142,7 @@ deflate2k_run() {
            converged: $w.converged, seq_gaps: $w.seq_gaps, lists_per_watcher: $lists,
            wire_bytes_per_watcher: $w.bytes_per_watcher,
            inflated_bytes_per_watcher: $w.inflated_bytes_per_watcher,
-           wire_bytes_per_list: ($w.bytes_per_watcher / $lists),
+           wire_bytes_per_list: ($w.bytes_total / $w.presence_events),
            cpu_ms_per_1k_lists: ($cpu * 1000 / ($w.presence_events / 1000))}' "$OUT/$name.json"
 }
 
