@@ -180,6 +180,11 @@ pub struct ServeConfig {
     )]
     pub allowed_origins: Vec<String>,
 
+    /// Close an SSE stream whose last list stays unsent this long (the
+    /// client does not read).
+    #[arg(long, env = "ROLLCALL_SSE_STALL_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub sse_stall_timeout: Duration,
+
     /// Most concurrent connections (HTTP and WebSocket); more wait in the
     /// kernel's accept backlog.
     #[arg(long, env = "ROLLCALL_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS)]
@@ -345,6 +350,7 @@ impl ServeConfig {
             untracked_modes: vec!["cli".into()],
             trusted_proxies: Vec::new(),
             allowed_origins: Vec::new(),
+            sse_stall_timeout: Duration::from_secs(10),
             max_connections: DEFAULT_MAX_CONNECTIONS,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             http_timeout: DEFAULT_HTTP_TIMEOUT,
@@ -403,6 +409,7 @@ impl ServeConfig {
             ("--tick-interval", self.tick_interval),
             ("--handshake-timeout", self.handshake_timeout),
             ("--http-timeout", self.http_timeout),
+            ("--sse-stall-timeout", self.sse_stall_timeout),
             ("--presence-ttl", self.presence_ttl),
             ("--fleet-lease", self.fleet_lease),
             ("--state-interval", self.state_interval),

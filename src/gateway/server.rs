@@ -23,7 +23,7 @@ use super::state::State;
 use super::waiting::{MIN_WAIT, Waiting, WaitingPool};
 use crate::compress::negotiate;
 use crate::config::{ConfigError, ServeConfig};
-use crate::http::{Body, OriginPolicy, route};
+use crate::http::{Body, CloseConnection, OriginPolicy, route};
 use crate::tls::{ServerTls, TlsError};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -83,6 +83,8 @@ struct Accepted {
     slot: PermitSlot,
     /// Its place in the pool of connections that have not sent a request.
     waiting: Waiting,
+    /// Closes the connection: an SSE stream that stopped reading uses it.
+    close: CloseConnection,
 }
 
 impl Server {
@@ -168,6 +170,7 @@ impl Server {
                 peer,
                 slot: Arc::new(Mutex::new(Some(permit))),
                 waiting,
+                close: CloseConnection::default(),
             };
             connections.spawn(serve(socket, accepted, self.tls.clone()));
             // Reap finished tasks so the set does not grow with history.
@@ -274,6 +277,7 @@ where
 {
     let timeout = accepted.state.config.http_timeout;
     let peer = accepted.peer;
+    let close = Arc::clone(&accepted.close.0);
     let accepted = Arc::new(accepted);
     let service = service_fn(move |req| handle(req, Arc::clone(&accepted)));
     let conn = http1::Builder::new()
@@ -288,6 +292,7 @@ where
             }
         }
         () = evicted => tracing::debug!(%peer, "closed to make room: no request yet"),
+        () = close.notified() => tracing::debug!(%peer, "closed: its stream stopped reading"),
     }
 }
 
@@ -344,6 +349,7 @@ async fn handle(
 ) -> Result<Response<Body>, Infallible> {
     // A whole request head arrived: the connection is no longer waiting.
     accepted.waiting.leave();
+    req.extensions_mut().insert(accepted.close.clone());
     let state = &accepted.state;
     let path = req.uri().path();
     let ws_path = path == "/" || path == "/ws";

@@ -108,7 +108,9 @@ impl State {
             doctor_gzip: Default::default(),
             fleet: status.clone(),
             reader: engine.reader(),
-            sse: SseFeed::default().with_rows(Arc::clone(&rows)),
+            sse: SseFeed::default()
+                .with_rows(Arc::clone(&rows))
+                .with_stall(config.sse_stall_timeout),
             auth: Arc::new(Grants::new(config.tokens.clone())),
             metrics: Arc::clone(&metrics),
             sender: engine.sender(),

@@ -17,4 +17,4 @@ pub use doctor::Doctor;
 pub use origin::{OriginPolicy, OriginRefusal};
 pub use rest::{error as rest_error, route};
 pub use screen::{screen_http, screen_origin};
-pub use sse::SseFeed;
+pub use sse::{CloseConnection, DEFAULT_SSE_STALL, SSE_UNSENT_BUDGET, SseFeed};

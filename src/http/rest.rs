@@ -45,7 +45,11 @@ pub async fn route<B>(req: Request<B>, state: &Context) -> Response<Body> {
                 "/v1/presence/stats" => stats(state),
                 "/v1/presence/doctor" => doctor(&req, state).await,
                 "/v1/presence/stream" => match encoding::negotiate(&req) {
-                    Ok(coding) => sse::stream(&state.sse, state.shutdown.clone(), coding),
+                    Ok(coding) => {
+                        let close = req.extensions().get::<sse::CloseConnection>();
+                        let close = close.cloned().unwrap_or_default();
+                        sse::stream(&state.sse, state.shutdown.clone(), coding, close)
+                    }
                     Err(refusal) => refusal,
                 },
                 _ => metrics(state),

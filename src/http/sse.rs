@@ -15,6 +15,14 @@
 //! it, and a stream's first block shares the list's rows compressed once
 //! per version (`RowsCache`).
 
+//! Bounded like WebSocket watchers (docs/protocol.md §9): a block handed to
+//! the connection is *unsent* until the connection asks for the next one,
+//! and all streams' unsent bytes count against [`SSE_UNSENT_BUDGET`]; a
+//! stream whose block stays unsent past its stall deadline (it does not
+//! read), or that would exceed the budget, has its connection closed, which
+//! frees the kernel's buffers too. A reading stream always has nothing
+//! unsent between two changes, so it never meets either bound.
+
 use super::body::Body;
 use super::encoding;
 use crate::clock::now_millis;
@@ -27,9 +35,30 @@ use hyper::Response;
 use hyper::body::Frame;
 use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 use std::convert::Infallible;
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
+
+/// Unsent SSE bytes all streams may hold together: a few hundred lists of
+/// 200 rows. Streams that read hold none between changes.
+pub const SSE_UNSENT_BUDGET: usize = 64 * 1024 * 1024;
+/// How long a block may stay unsent before its stream is closed as not
+/// reading: far longer than a slow link needs for a large list.
+pub const DEFAULT_SSE_STALL: Duration = Duration::from_secs(10);
+
+/// Closes the HTTP connection a request came on: the server puts one in
+/// every request's extensions, and a stream that stopped reading uses it.
+#[derive(Clone, Default)]
+pub struct CloseConnection(pub Arc<Notify>);
+
+/// One stream's unsent block: since when, and how large.
+#[derive(Default)]
+struct Unsent {
+    since: Mutex<Option<Instant>>,
+    bytes: AtomicUsize,
+}
 
 /// Proxies commonly drop connections idle for 30-60 s.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -42,6 +71,10 @@ pub struct SseFeed {
     clock: fn() -> Millis,
     /// The list's rows at recent versions, for gzip streams' first block.
     rows: Arc<RowsCache>,
+    /// Every stream's unsent bytes together.
+    unsent: Arc<AtomicUsize>,
+    /// How long a block may stay unsent.
+    stall: Duration,
 }
 
 /// One published list.
@@ -100,7 +133,20 @@ impl SseFeed {
             latest: watch::channel(None).0,
             clock,
             rows: Arc::default(),
+            unsent: Arc::default(),
+            stall: DEFAULT_SSE_STALL,
         }
+    }
+
+    /// This feed with streams closed after `stall` without reading.
+    pub fn with_stall(mut self, stall: Duration) -> SseFeed {
+        self.stall = stall;
+        self
+    }
+
+    /// Bytes handed to streams' connections and not yet taken.
+    pub fn unsent_bytes(&self) -> usize {
+        self.unsent.load(Ordering::Relaxed)
     }
 
     /// The feed, its gzip streams sharing the rows in `rows`.
@@ -133,6 +179,18 @@ struct Stream {
     gzip: Option<GzipStream>,
     /// Rows shared by gzip streams' first blocks.
     rows: Arc<RowsCache>,
+    /// This stream's unsent block.
+    mine: Arc<Unsent>,
+    /// All streams' unsent bytes.
+    unsent: Arc<AtomicUsize>,
+    /// Closes the connection when the budget would overflow.
+    close: CloseConnection,
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        self.taken();
+    }
 }
 
 /// What a stream sends next.
@@ -148,8 +206,37 @@ enum Next {
 }
 
 impl Stream {
-    /// The next chunk of the body; `None` ends the stream.
+    /// The connection asked for more: the last block was taken.
+    fn taken(&self) {
+        let bytes = self.mine.bytes.swap(0, Ordering::Relaxed);
+        self.unsent.fetch_sub(bytes, Ordering::Relaxed);
+        *self.mine.since.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// Hands `chunk` over, counted as unsent; `None` (and the connection
+    /// closed) when it would overflow the budget.
+    fn hand(&self, chunk: Bytes) -> Option<Bytes> {
+        let size = chunk.len();
+        let before = self.unsent.fetch_add(size, Ordering::Relaxed);
+        if before + size > SSE_UNSENT_BUDGET {
+            self.unsent.fetch_sub(size, Ordering::Relaxed);
+            self.close.0.notify_one();
+            return None;
+        }
+        self.mine.bytes.store(size, Ordering::Relaxed);
+        *self.mine.since.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        Some(chunk)
+    }
+
+    /// The next chunk of the body, counted as unsent until the next call;
+    /// `None` ends the stream.
     async fn next(&mut self) -> Option<Bytes> {
+        self.taken();
+        let chunk = self.produce().await?;
+        self.hand(chunk)
+    }
+
+    async fn produce(&mut self) -> Option<Bytes> {
         let next = self.next_block().await;
         let Some(gzip) = self.gzip.as_mut() else {
             return match next {
@@ -193,11 +280,43 @@ impl Stream {
     }
 }
 
-/// The SSE response for one reader, in `coding`.
-pub fn stream(feed: &SseFeed, shutdown: watch::Receiver<bool>, coding: Encoding) -> Response<Body> {
+/// Closes the connection once `unsent`'s block has waited `stall`; ends
+/// with the stream.
+async fn watch_stall(unsent: Weak<Unsent>, stall: Duration, close: CloseConnection) {
+    loop {
+        tokio::time::sleep(stall / 4).await;
+        let Some(unsent) = unsent.upgrade() else {
+            return;
+        };
+        let since = *unsent.since.lock().unwrap_or_else(|e| e.into_inner());
+        if since.is_some_and(|since| since.elapsed() >= stall) {
+            tracing::debug!("closing an SSE stream that does not read");
+            close.0.notify_one();
+            return;
+        }
+    }
+}
+
+/// The SSE response for one reader, in `coding`; `close` closes its
+/// connection.
+pub fn stream(
+    feed: &SseFeed,
+    shutdown: watch::Receiver<bool>,
+    coding: Encoding,
+    close: CloseConnection,
+) -> Response<Body> {
     let mut keep_alive = tokio::time::interval(KEEP_ALIVE);
     keep_alive.reset();
+    let mine = Arc::new(Unsent::default());
+    tokio::spawn(watch_stall(
+        Arc::downgrade(&mine),
+        feed.stall,
+        close.clone(),
+    ));
     let stream = Stream {
+        mine,
+        unsent: Arc::clone(&feed.unsent),
+        close,
         updates: feed.subscribe(),
         shutdown,
         keep_alive,
@@ -272,7 +391,8 @@ mod tests {
         // A quiet gateway: nothing is published for 90 s, then a page opens.
         NOW.store(OPENED, Ordering::SeqCst);
         let (_stop, shutdown) = watch::channel(false);
-        let mut body = stream(&feed, shutdown, Encoding::Identity).into_body();
+        let close = CloseConnection::default();
+        let mut body = stream(&feed, shutdown, Encoding::Identity, close).into_body();
         let frame = body
             .frame()
             .await
