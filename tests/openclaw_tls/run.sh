@@ -85,6 +85,11 @@ for _ in $(seq 600); do
 done
 [[ $(nodes) -ge 1 ]] || { tail -20 "$WORK/pinned.log" >&2; die "the pinned node host did not connect"; }
 echo "openclaw-tls: the node host pinned to the fingerprint connected"
+# Its connect carries a signed device block (docs/protocol.md §3.7): the
+# row is keyed by the proven id, the SHA-256 of its key in lowercase hex.
+"$ROLLCALL_BIN" presence --url "wss://127.0.0.1:$PORT" --tls-fingerprint "$FP" --json \
+    | grep -q '"deviceId":"[0-9a-f]\{64\}"' || die "the node host's row has no proven deviceId"
+echo "openclaw-tls: its device identity was verified (deviceId is the key's SHA-256)"
 
 WRONG=$(printf '%064d' 0)
 node_host wrong "$WRONG"
