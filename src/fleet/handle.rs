@@ -258,5 +258,5 @@ async fn read_all(config: &FleetConfig, endpoint: &Endpoint) -> Result<Vec<Remot
 /// The valid rows of one hash (the fleet task reports refused ones once
 /// it runs; here they are only left out).
 fn screened(screen: &Screen, raw: Vec<(String, Vec<u8>)>) -> Vec<RemoteRow> {
-    screen.hash(raw, now_millis()).0
+    screen.hash(raw, now_millis()).rows
 }

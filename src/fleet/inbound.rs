@@ -114,7 +114,12 @@ impl Task {
         raw: Vec<(String, Vec<u8>)>,
         now: Millis,
     ) -> Vec<RemoteRow> {
-        let (rows, refused) = self.screen.hash(raw, now);
+        let super::validate::Screened {
+            rows,
+            refused,
+            clamped,
+        } = self.screen.hash(raw, now);
+        self.status.clamped.fetch_add(clamped, RELAXED);
         for (key, error) in &refused {
             self.refuse(node, key, error);
         }

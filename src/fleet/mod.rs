@@ -26,5 +26,5 @@ pub use outbound::{Outbound, diff};
 pub use peers::{Action, OnMessage, Peers, Poll};
 pub use state_file::{StateFile, StateFileError};
 pub use status::FleetStatus;
-pub use validate::{Invalid, MAX_MESSAGE_BYTES, MAX_RECORD_BYTES, Screen};
+pub use validate::{Invalid, MAX_MESSAGE_BYTES, MAX_RECORD_BYTES, Screen, Screened};
 pub use wire::{FleetMessage, Keys, Record, Stamp};

@@ -77,30 +77,43 @@ impl Screen {
 
 impl Screen {
     /// Parses and checks the records of one hash, read at `now`: the
-    /// valid rows (at most one of them pinned) and why each other one was
-    /// refused, with its field name.
-    pub fn hash(
-        &self,
-        raw: Vec<(String, Vec<u8>)>,
-        now: Millis,
-    ) -> (Vec<RemoteRow>, Vec<(String, Invalid)>) {
+    /// valid rows (at most one of them pinned), why each other one was
+    /// refused, and how many had their `ts` clamped.
+    pub fn hash(&self, raw: Vec<(String, Vec<u8>)>, now: Millis) -> Screened {
         let mut pinned = false;
-        let (mut rows, mut refused) = (Vec::with_capacity(raw.len()), Vec::new());
+        let mut out = Screened {
+            rows: Vec::with_capacity(raw.len()),
+            refused: Vec::new(),
+            clamped: 0,
+        };
         for (key, bytes) in raw {
             let checked = parse_record(&bytes).and_then(|mut row| {
                 let may_pin = row.pinned && !pinned;
-                self.check(&mut row, now, may_pin).map(|_| row)
+                self.check(&mut row, now, may_pin)
+                    .map(|clamped| (row, clamped))
             });
             match checked {
-                Ok(row) => {
+                Ok((row, clamped)) => {
                     pinned |= row.pinned;
-                    rows.push(row);
+                    out.clamped += u64::from(clamped);
+                    out.rows.push(row);
                 }
-                Err(error) => refused.push((key, error)),
+                Err(error) => out.refused.push((key, error)),
             }
         }
-        (rows, refused)
+        out
     }
+}
+
+/// One hash after [`Screen::hash`].
+#[derive(Debug, Default)]
+pub struct Screened {
+    /// The rows that passed, `ts` clamped, arrays bounded.
+    pub rows: Vec<RemoteRow>,
+    /// Each refused field's key and why.
+    pub refused: Vec<(String, Invalid)>,
+    /// How many rows had a `ts` past the skew bound.
+    pub clamped: u64,
 }
 
 fn bounded(field: &'static str, value: &str, max: usize) -> Result<(), Invalid> {
@@ -239,7 +252,7 @@ mod tests {
             ("b".to_string(), record("b")),
             ("c".to_string(), b"nope".to_vec()),
         ];
-        let (rows, refused) = SCREEN.hash(raw, 10);
+        let Screened { rows, refused, .. } = SCREEN.hash(raw, 10);
         assert_eq!(rows.len(), 2);
         assert_eq!(rows.iter().filter(|r| r.pinned).count(), 1);
         assert_eq!(refused.len(), 1);
