@@ -69,7 +69,12 @@ start_server() {
 # The certificate is made by the first TLS start and kept: every TLS run
 # serves the same one.
 start_server tls
-FINGERPRINT=$(grep -o 'fingerprint=[0-9a-f]\{64\}' "$OUT/serve.tls.log" | head -1 | cut -d= -f2)
+FINGERPRINT=""
+for _ in $(seq 100); do
+    FINGERPRINT=$(grep -o 'fingerprint=[0-9a-f]\{64\}' "$OUT/serve.tls.log" | head -1 | cut -d= -f2 || true)
+    [[ -n $FINGERPRINT ]] && break
+    sleep 0.1
+done
 stop_server
 [[ -n $FINGERPRINT ]] || die "no fingerprint in $OUT/serve.tls.log"
 
