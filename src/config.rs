@@ -24,6 +24,12 @@ pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(5);
 /// than a ramp of thousands of clients per second has in flight (each
 /// waits milliseconds), far fewer than the file limit.
 pub const DEFAULT_MAX_WAITING_CONNECTIONS: usize = 1024;
+/// OpenClaw 2026.9.6 pings every WebSocket this often (docs/protocol.md §1).
+pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(25);
+/// Keys other than its own one connection may beacon per TTL (docs/protocol.md
+/// §5.4): plenty for a relay of a few dozen hosts, a small share of the
+/// default cap.
+pub const DEFAULT_MAX_BEACON_ROWS: usize = 64;
 /// OpenClaw's `policy.tickIntervalMs`.
 pub const DEFAULT_TICK_INTERVAL: Duration = Duration::from_secs(30);
 /// At most one `presence` event per this interval (docs/protocol.md §7).
@@ -208,6 +214,19 @@ pub struct ServeConfig {
     #[arg(long, env = "ROLLCALL_TICK_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
     pub tick_interval: Duration,
 
+    /// Ping every WebSocket this often; a connection that has sent nothing
+    /// (no pong, no frame) by the next ping is closed. Rows of connections
+    /// that are alive are renewed twice per interval. `0s` turns pings off
+    /// (live rows are then renewed only when the TTL reaches them).
+    #[arg(long, env = "ROLLCALL_KEEPALIVE", default_value = "25s", value_parser = humantime::parse_duration)]
+    pub keepalive: Duration,
+
+    /// Most keys other than its own that one connection may write through
+    /// `system-event` beacons per TTL; more answer UNAVAILABLE, so one
+    /// client cannot fill the cap.
+    #[arg(long, env = "ROLLCALL_MAX_BEACON_ROWS", default_value_t = DEFAULT_MAX_BEACON_ROWS)]
+    pub max_beacon_rows: usize,
+
     /// At most one `presence` event per this interval.
     #[arg(long, env = "ROLLCALL_COALESCE", default_value = "100ms", value_parser = humantime::parse_duration)]
     pub coalesce: Duration,
@@ -356,6 +375,8 @@ impl ServeConfig {
             http_timeout: DEFAULT_HTTP_TIMEOUT,
             max_waiting_connections: DEFAULT_MAX_WAITING_CONNECTIONS,
             tick_interval: DEFAULT_TICK_INTERVAL,
+            keepalive: DEFAULT_KEEPALIVE,
+            max_beacon_rows: DEFAULT_MAX_BEACON_ROWS,
             coalesce: DEFAULT_COALESCE,
             fanout_budget: DEFAULT_FANOUT_BUDGET,
             max_payload: DEFAULT_MAX_PAYLOAD,

@@ -220,10 +220,13 @@ async fn beacons_with_another_instance_id_are_a_duplicate_of_the_connect_row() {
 async fn a_silent_open_connection_is_stale_connected_then_gone_once_closed() {
     let server = TestServer::start_with(|c| c.stale_after = Duration::from_secs(1)).await;
     let params = ui_params(json!({"instanceId": "quiet-1", "displayName": "quiet"}));
-    let (client, hello) = Client::connect(server.addr, params).await;
+    let (mut client, hello) = Client::connect(server.addr, params).await;
     let conn = conn_id(&hello);
     // Only a row older than --stale-after is ever stale, by the server's
     // own clock (no wall time measured here).
+    client
+        .beacon(json!({"text": "once", "instanceId": "quiet-1"}))
+        .await;
     let fresh = report(server.addr).await;
     for f in fresh.listed(StaleConnected) {
         assert!(f.age_ms.unwrap() > 1000, "{fresh:#?}");
@@ -238,7 +241,7 @@ async fn a_silent_open_connection_is_stale_connected_then_gone_once_closed() {
     assert!(stale.age_ms.unwrap() > 1000, "{stale:?}");
     let summary = stale.summary.as_str();
     assert!(
-        summary.contains("is connected but nothing wrote it"),
+        summary.contains("is connected but its last beacon was"),
         "{summary}"
     );
     assert!(summary.contains(&conn), "{summary}");
@@ -546,7 +549,10 @@ async fn a_read_only_client_that_never_beacons_is_not_stale() {
     let stale = the_finding(&r, StaleConnected);
     assert_eq!(stale.key, "admin-1", "{r:#?}");
     assert!(
-        stale.summary.as_str().contains("stopped sending beacons"),
+        stale
+            .summary
+            .as_str()
+            .contains("stopped sending the beacons it used to send"),
         "{stale:?}"
     );
     assert_eq!(r.count(StaleConnected), 1, "{r:#?}");

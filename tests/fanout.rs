@@ -182,7 +182,12 @@ async fn presence_since_of_the_wrong_type_names_the_field() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handshake_completes_promptly_during_a_fanout_storm() {
-    let server = TestServer::start_with(|c| c.coalesce = Duration::from_millis(1)).await;
+    let server = TestServer::start_with(|c| {
+        c.coalesce = Duration::from_millis(1);
+        // One admin connection pads the list with 100 rows.
+        c.max_beacon_rows = 1000;
+    })
+    .await;
     let mut admin = Client::admin(server.addr).await;
     let pad = "p".repeat(500);
     for i in 0..100 {

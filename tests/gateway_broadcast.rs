@@ -328,6 +328,8 @@ async fn slow_consumer_does_not_stall_others_and_gets_only_the_latest_list() {
     let server = TestServer::start_with(|c| {
         c.max_buffered_bytes = 64 * 1024;
         c.coalesce = Duration::from_millis(5);
+        // One admin connection writes many rows.
+        c.max_beacon_rows = 10_000;
     })
     .await;
     // Reads nothing until the end.
@@ -424,7 +426,12 @@ async fn slow_consumer_does_not_stall_others_and_gets_only_the_latest_list() {
 
 #[tokio::test]
 async fn reply_backlog_over_budget_closes_1008_slow_consumer() {
-    let server = TestServer::start_with(|c| c.max_buffered_bytes = 256 * 1024).await;
+    let server = TestServer::start_with(|c| {
+        c.max_buffered_bytes = 256 * 1024;
+        // One admin connection pads the list with 100 rows.
+        c.max_beacon_rows = 1000;
+    })
+    .await;
     // A large list makes each system-presence reply about 100 KiB.
     let mut admin = Client::admin(server.addr).await;
     for i in 0..100 {

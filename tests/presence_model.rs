@@ -62,6 +62,7 @@ struct Model {
     seq: u64,
     version: u64,
     changed: bool,
+    renewed: bool,
 }
 
 impl Model {
@@ -74,21 +75,43 @@ impl Model {
         entry.merge(patch, now);
         self.entries.insert(key.to_owned(), (entry, self.seq));
         while self.entries.len() > self.cap {
-            let oldest = self
-                .entries
-                .iter()
-                .min_by_key(|(_, (e, seq))| (e.ts, *seq))
-                .map(|(k, _)| k.clone())
-                .unwrap();
-            self.entries.remove(&oldest);
+            // Rows without a live connection go first; live ones only when
+            // nothing else is left (docs/protocol.md §5.4).
+            let oldest = |live: bool| {
+                self.entries
+                    .iter()
+                    .filter(|(k, _)| live || !self.owners.contains_key(*k))
+                    .min_by_key(|(_, (e, seq))| (e.ts, *seq))
+                    .map(|(k, _)| k.clone())
+            };
+            let victim = oldest(false).or_else(|| oldest(true)).unwrap();
+            self.entries.remove(&victim);
         }
         self.changed = true;
     }
 
+    /// The TTL removes rows without a live connection and renews the
+    /// others, oldest first.
     fn expire(&mut self, now: Millis) {
         let before = self.entries.len();
-        self.entries.retain(|_, (e, _)| now - e.ts <= TTL_MS);
+        let owners = &self.owners;
+        self.entries
+            .retain(|k, (e, _)| now - e.ts <= TTL_MS || owners.contains_key(k));
         self.changed |= self.entries.len() != before;
+        let mut renew: Vec<(Millis, u64, String)> = self
+            .entries
+            .iter()
+            .filter(|(_, (e, _))| now - e.ts > TTL_MS)
+            .map(|(k, (e, seq))| (e.ts, *seq, k.clone()))
+            .collect();
+        renew.sort();
+        for (_, _, key) in renew {
+            self.seq += 1;
+            let (entry, seq) = self.entries.get_mut(&key).unwrap();
+            entry.ts = now;
+            *seq = self.seq;
+            self.renewed = true;
+        }
     }
 
     fn list(&self) -> Vec<(String, Entry)> {
@@ -173,7 +196,9 @@ proptest! {
                 Op::Publish => {
                     store.expire(now);
                     model.expire(now);
-                    if model.changed { model.version += 1; model.changed = false; }
+                    if model.changed || model.renewed { model.version += 1; }
+                    model.changed = false;
+                    model.renewed = false;
                     let snap = store.publish(now);
                     prop_assert_eq!(snap.version(), model.version);
                     prop_assert!(snap.version() >= last_version);

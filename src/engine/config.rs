@@ -1,6 +1,7 @@
 //! How to run the engine: [`EngineConfig`] and its documented defaults.
 
 use crate::presence::StoreConfig;
+use std::time::Duration;
 
 /// Default bound of the data queue: about a second of a busy gateway's
 /// beacons, small enough that a full queue is noticed quickly.
@@ -20,6 +21,10 @@ pub struct EngineConfig {
     pub queue_capacity: usize,
     /// Most events applied between two publishes.
     pub max_batch: usize,
+    /// How often rows with a live connection get `ts = now` (half the
+    /// keepalive interval when serving); zero: only when the TTL reaches
+    /// them.
+    pub renew_every: Duration,
 }
 
 impl Default for EngineConfig {
@@ -28,6 +33,7 @@ impl Default for EngineConfig {
             store: StoreConfig::default(),
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             max_batch: DEFAULT_MAX_BATCH,
+            renew_every: Duration::ZERO,
         }
     }
 }

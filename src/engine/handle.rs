@@ -64,7 +64,10 @@ impl Engine {
         let reader = Arc::new(SnapshotCell::new(Arc::new(initial), store.version()));
         let (sender, queues) = queue::queues(config.queue_capacity.max(1));
         let stats = Arc::new(WriterStats::default());
-        let machine = StatsMachine::new(PresenceMachine::new(store), Arc::clone(&stats));
+        let machine = StatsMachine::new(
+            PresenceMachine::new(store).renewing(config.renew_every),
+            Arc::clone(&stats),
+        );
         let cell = Arc::clone(&reader);
         let writer_stats = Arc::clone(&stats);
         let writer_config = WriterConfig {

@@ -42,17 +42,40 @@ pub enum Event {
     },
     /// A change from another fleet gateway, or rows of a previous run.
     Remote(RemoteOp),
+    /// A live connection said it is alive (`node.event`): its row's `ts`
+    /// moves to now, nothing else (docs/protocol.md §5.4).
+    Renew {
+        /// The key the connection is tracked under.
+        key: Key,
+    },
 }
 
 /// The store plus what the writer reports about it.
 pub struct PresenceMachine {
     store: Store,
+    /// How often live rows are renewed, in ms; 0 never (docs/protocol.md §5.4).
+    renew_every: Millis,
+    /// When the next renewal is due.
+    next_renewal: Millis,
 }
 
 impl PresenceMachine {
-    /// Wraps a store.
+    /// Wraps a store; live rows are renewed only when the TTL reaches them.
     pub fn new(store: Store) -> Self {
-        PresenceMachine { store }
+        PresenceMachine {
+            store,
+            renew_every: 0,
+            next_renewal: Millis::MAX,
+        }
+    }
+
+    /// Renews live rows every `every` (a zero duration: never), so a row
+    /// whose connection is alive keeps a `ts` less than two periods old.
+    /// One pass per period, whatever the number of connections.
+    pub fn renewing(mut self, every: std::time::Duration) -> Self {
+        self.renew_every = Millis::try_from(every.as_millis()).unwrap_or(Millis::MAX);
+        self.next_renewal = if self.renew_every > 0 { 0 } else { Millis::MAX };
+        self
     }
 
     /// Running totals of expirations and evictions.
@@ -82,10 +105,18 @@ impl Machine for PresenceMachine {
                 self.store.apply_remote(op);
                 return;
             }
+            Event::Renew { key } => {
+                self.store.renew_key(&key, now);
+                return;
+            }
         };
     }
 
     fn expire(&mut self, now: Millis) {
+        if now >= self.next_renewal {
+            self.store.renew_live(now, self.renew_every);
+            self.next_renewal = now.saturating_add(self.renew_every);
+        }
         self.store.expire(now);
     }
 
@@ -99,6 +130,10 @@ impl Machine for PresenceMachine {
     }
 
     fn next_deadline(&self) -> Option<Millis> {
-        self.store.next_expiry()
+        let renewal = (self.next_renewal < Millis::MAX).then_some(self.next_renewal);
+        match (self.store.next_expiry(), renewal) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 }

@@ -38,21 +38,26 @@ pub fn record(row: &SnapshotEntry, pinned: bool) -> Vec<u8> {
 }
 
 /// The own rows (the self entry left out) that differ between `before`
-/// and `after`; every own row of `after` when there is no `before`.
+/// and `after`; every own row of `after` when there is no `before`. A row
+/// that is live on both sides and differs only in `ts` (renewed) is not
+/// sent: every gateway renews the live rows it shows (docs/protocol.md §5.4).
 pub fn diff(before: Option<&Snapshot>, after: &Snapshot, node: &str, ttl: Millis) -> Outbound {
-    let own = |snap: &Snapshot| -> HashMap<Key, Arc<crate::presence::Entry>> {
+    let own = |snap: &Snapshot| -> HashMap<Key, (Arc<crate::presence::Entry>, bool)> {
         snap.entries()[1..]
             .iter()
             .filter(|row| is_ours(row, node))
-            .map(|row| (row.key.clone(), Arc::clone(&row.entry)))
+            .map(|row| (row.key.clone(), (Arc::clone(&row.entry), row.live)))
             .collect()
     };
     let old = before.map(own).unwrap_or_default();
     let mut out = Outbound::default();
     let mut still = 0;
+    let unchanged = |(entry, live): &(Arc<crate::presence::Entry>, bool), row: &SnapshotEntry| {
+        Arc::ptr_eq(entry, &row.entry) || (*live && row.live && entry.same_but_ts(&row.entry))
+    };
     for row in after.entries()[1..].iter().filter(|row| is_ours(row, node)) {
         match old.get(&row.key) {
-            Some(entry) if Arc::ptr_eq(entry, &row.entry) => still += 1,
+            Some(held) if unchanged(held, row) => still += 1,
             found => {
                 still += usize::from(found.is_some());
                 let expiry = row.entry.ts.saturating_add(ttl);
@@ -106,6 +111,24 @@ mod tests {
 
     fn keys(list: &[(Key, Vec<u8>, Millis)]) -> Vec<&str> {
         list.iter().map(|(k, _, _)| k.as_str()).collect()
+    }
+
+    #[test]
+    fn a_renewed_row_is_not_sent_again() {
+        let mut s = store();
+        let key = Key::parse("live").unwrap();
+        s.connect(1, key.clone(), Patch::reason("connect"), 1);
+        let before = s.publish(1);
+        assert_eq!(s.renew_live(50_000, 0), 1);
+        let after = s.publish(50_000);
+        assert_eq!(after.entries()[1].entry.ts, 50_000);
+        assert!(diff(Some(&before), &after, "a", 300_000).is_empty());
+        s.disconnect(1, key, false, None, 60_000);
+        let closed = s.publish(60_000);
+        assert_eq!(
+            keys(&diff(Some(&after), &closed, "a", 300_000).records),
+            ["live"]
+        );
     }
 
     #[test]

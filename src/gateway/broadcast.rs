@@ -76,8 +76,11 @@ async fn shutting_down(shutdown: &mut watch::Receiver<bool>) {
 impl Broadcaster {
     /// Waits until a feed has a change that is due: the first change after
     /// a quiet period at once, later ones when their interval is over.
+    /// Renewals alone (docs/protocol.md §5.4: only live rows' `ts` moved) wake
+    /// no watcher; the next change carries them. Dashboards' SSE streams,
+    /// few and cheap, get them as they come.
     async fn next_change(&self) {
-        let published = self.state.reader.version();
+        let published = self.state.reader.load().change_version();
         let due = [
             (
                 self.delta_sent.version(),
@@ -93,7 +96,16 @@ impl Broadcaster {
             Some(due) => tokio::time::sleep_until(due).await,
             None => {
                 let newest = self.delta_sent.version().max(self.full_sent.version());
-                self.state.reader.wait_for(newest + 1).await;
+                let mut seen = self.state.reader.version().max(newest);
+                loop {
+                    self.state.reader.wait_for(seen + 1).await;
+                    let latest = self.state.reader.load_full();
+                    if latest.change_version() > newest {
+                        return;
+                    }
+                    seen = latest.version();
+                    self.state.http.sse.publish(&latest);
+                }
             }
         }
     }
@@ -102,12 +114,14 @@ impl Broadcaster {
     fn send_due(&mut self) {
         let latest = self.state.reader.load_full();
         let now = Instant::now();
-        if latest.version() > self.delta_sent.version()
+        if latest.change_version() > self.delta_sent.version()
             && now >= self.delta_at + self.state.config.coalesce
         {
             self.delta_step(&latest, now);
         }
-        if latest.version() > self.full_sent.version() && now >= self.full_at + self.full_interval {
+        if latest.change_version() > self.full_sent.version()
+            && now >= self.full_at + self.full_interval
+        {
             self.full_list(&latest, now);
         }
     }

@@ -448,6 +448,7 @@ pub async fn write_loop<W: AsyncWrite + Unpin>(
                 ws.write_frame(Opcode::Text, &[&buf]).await
             }
             Out::Pong(data) => ws.write_frame(Opcode::Pong, &[&data]).await,
+            Out::Ping => ws.write_frame(Opcode::Ping, &[]).await,
             Out::CloseEcho(data) => {
                 let _ = ws.write_frame(Opcode::Close, &[&data]).await;
                 break;

@@ -6,6 +6,7 @@
 //! connection's own entry is applied before its hello is rendered, so the
 //! hello's list already holds it.
 
+use super::beacon_rows::BeaconRows;
 use super::claims::Principal;
 use super::list_frame::ListFrame;
 use super::outbox::{Out, Outbox};
@@ -25,6 +26,7 @@ use crate::protocol::{
 use bytes::Bytes;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::Mutex;
 
 /// What the handshake established: the role, scopes and keys a
 /// connection was admitted with, for the rest of its session.
@@ -46,6 +48,9 @@ pub struct Admission {
     pub conn_tag: ConnTag,
     /// Who it acts for: the rows it may write (§5.1).
     pub principal: Principal,
+    /// Keys besides its own this connection beaconed in the current TTL
+    /// window (docs/protocol.md §5.4).
+    pub beacon_rows: Mutex<BeaconRows>,
 }
 
 /// What a client that passed every check was granted.
@@ -204,6 +209,7 @@ impl Handshake<'_> {
             own_source,
             conn_tag,
             principal,
+            beacon_rows: Mutex::default(),
         };
         let feed = feed(&session, params);
         let hello = HelloParts {

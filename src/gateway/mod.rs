@@ -7,11 +7,13 @@
 //! the connections that `broadcast` fans out to; `state` wires them to the
 //! engine.
 
+mod beacon_rows;
 mod broadcast;
 mod claims;
 mod client_ip;
 mod frames;
 mod handshake;
+mod keepalive;
 mod list_frame;
 mod methods;
 mod outbox;

@@ -60,6 +60,8 @@ pub enum Out {
     Event(SharedEvent),
     /// A pong carrying the latest ping's payload.
     Pong(Vec<u8>),
+    /// A keepalive ping with an empty payload (docs/protocol.md §1).
+    Ping,
     /// The echo of a client's close frame; the writer stops after it.
     CloseEcho(Vec<u8>),
     /// A close frame; the writer stops after it.
@@ -91,6 +93,8 @@ enum Queued {
     Latest(Feed),
     /// Take the pong slot.
     Pong,
+    /// Take the ping flag.
+    Ping,
 }
 
 #[derive(Default)]
@@ -99,6 +103,8 @@ struct Inner {
     presence: Option<Pending>,
     tick: Option<SharedEvent>,
     pong: Option<Vec<u8>>,
+    /// A keepalive ping is queued and not yet written.
+    ping: bool,
 }
 
 struct Shared {
@@ -157,6 +163,15 @@ impl Outbox {
             self.enqueue(&mut inner, Queued::Pong, 0);
         }
         Ok(())
+    }
+
+    /// Queues a keepalive ping unless one is already pending; it is never
+    /// refused (it is 2 bytes) and never piles up.
+    pub fn ping(&self) {
+        let mut inner = self.lock();
+        if !std::mem::replace(&mut inner.ping, true) {
+            self.enqueue(&mut inner, Queued::Ping, 0);
+        }
     }
 
     /// Offers the newest presence event. `make` gets the version the client
@@ -254,6 +269,7 @@ impl Shared {
                 }
                 Queued::Latest(Feed::Tick) => inner.tick.take().map(Out::Event),
                 Queued::Pong => inner.pong.take().map(Out::Pong),
+                Queued::Ping => std::mem::take(&mut inner.ping).then_some(Out::Ping),
             };
             match out {
                 Some(out) => return Some((out, size)),

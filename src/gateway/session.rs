@@ -10,6 +10,7 @@
 
 use super::frames::{FrameReader, Obligation, ReadEnd, ReadError, write_loop};
 use super::handshake::{Admission, Handshake, Refused, send_challenge};
+use super::keepalive::{self, Heard};
 use super::methods::{Reply, dispatch};
 use super::outbox::{Out, Outbox, Receiver, SlowConsumer, outbox};
 use super::state::State;
@@ -23,6 +24,7 @@ use crate::protocol::{
 use bytes::Bytes;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 use tokio::io::AsyncRead;
 
@@ -54,6 +56,8 @@ pub enum CloseReason {
     Upgrade(String),
     /// Graceful shutdown.
     Shutdown,
+    /// Nothing came back between two keepalive pings (docs/protocol.md §1).
+    KeepaliveTimeout,
 }
 
 /// Runs one upgraded connection to its end; `deflate` when it negotiated
@@ -84,14 +88,21 @@ pub async fn serve(
         admission: None,
         deflate,
     };
-    let mut reader = FrameReader::new(reader).with_deflate(deflate);
+    let heard = AtomicBool::new(false);
+    let mut reader = FrameReader::new(Heard::new(reader, &heard)).with_deflate(deflate);
+    let pinger = conn.outbox.clone();
+    let keepalive = conn.state.config.keepalive;
     // A writer that ends first (the socket failed, or a hello was not taken
     // in time) ends the connection: nothing more could be sent on it.
     let (reason, writer_done) = tokio::select! {
         biased;
         reason = conn.run(&mut reader) => (reason, false),
         _ = &mut writer_task => (CloseReason::Transport("writing failed or stalled".into()), true),
+        keepalive::Unanswered = keepalive::watch(keepalive, &heard, &pinger) => {
+            (CloseReason::KeepaliveTimeout, false)
+        }
     };
+    drop(pinger);
     conn.finish(&reason);
     conn.outbox.end();
     drop(conn);

@@ -22,7 +22,9 @@ use crate::engine::{Engine, EngineConfig, Event, EventSender, SnapshotReader, Wr
 use crate::fleet::{Fleet, FleetConfig, FleetError, FleetStatus, StateFile};
 use crate::http::{Context, Doctor, OriginPolicy, SseFeed};
 use crate::metrics::Metrics;
-use crate::presence::{DEFAULT_LOG_KEYS, DoctorConfig, Entry, Key, RemoteOp, StoreConfig};
+use crate::presence::{
+    DEFAULT_LOG_KEYS, DoctorConfig, Entry, HostStatsBook, Key, RemoteOp, StoreConfig,
+};
 use crate::tls::CertResolver;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -121,6 +123,7 @@ impl State {
             }),
             origins: OriginPolicy::new(&config.allowed_origins, config.tokens.is_empty()),
             tls: tls.clone(),
+            host_stats: HostStatsBook::new(config.max_entries),
         });
         // Until the first fan-out, the interval is the coalescing one.
         metrics.paced(config.coalesce, 0, 0);
@@ -242,6 +245,7 @@ fn start_engine(
             },
             queue_capacity: config.queue_capacity,
             max_batch: config.max_batch,
+            renew_every: config.keepalive / 2,
         },
         self_entry,
         preload,

@@ -11,6 +11,7 @@ use crate::compress::RowsCache;
 use crate::engine::{Event, EventSender, SnapshotReader, WriterStats};
 use crate::fleet::FleetStatus;
 use crate::metrics::Metrics;
+use crate::presence::HostStatsBook;
 use crate::tls::CertResolver;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -44,4 +45,7 @@ pub struct Context {
     pub rows: Arc<RowsCache>,
     /// The doctor's last report, gzipped.
     pub doctor_gzip: GzipCache,
+    /// The last host stats of each node (`node.event`), for the dashboard
+    /// and `/v1/presence/hosts`.
+    pub host_stats: HostStatsBook,
 }

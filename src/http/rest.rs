@@ -1,5 +1,6 @@
 //! Routing and the JSON routes: `/healthz`, `/v1/presence`,
-//! `/v1/presence/stats`, `/v1/presence/doctor`, `/metrics`, and the
+//! `/v1/presence/stats`, `/v1/presence/hosts`, `/v1/presence/doctor`,
+//! `/metrics`, and the
 //! dashboard page.
 //!
 //! Every `/v1/*` route and `/metrics` require a bearer token with a read
@@ -31,6 +32,7 @@ pub async fn route<B>(req: Request<B>, state: &Context) -> Response<Body> {
         "/healthz" => healthz(state),
         "/v1/presence"
         | "/v1/presence/stats"
+        | "/v1/presence/hosts"
         | "/v1/presence/doctor"
         | "/v1/presence/stream"
         | "/metrics" => {
@@ -43,6 +45,7 @@ pub async fn route<B>(req: Request<B>, state: &Context) -> Response<Body> {
             match path {
                 "/v1/presence" => presence(&req, state),
                 "/v1/presence/stats" => stats(state),
+                "/v1/presence/hosts" => hosts(state),
                 "/v1/presence/doctor" => doctor(&req, state).await,
                 "/v1/presence/stream" => match encoding::negotiate(&req) {
                     Ok(coding) => {
@@ -119,6 +122,29 @@ fn presence<B>(req: &Request<B>, state: &Context) -> Response<Body> {
         HeaderValue::from_str(&etag).expect("digits and quotes are a valid header"),
     );
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// `{"hosts":{KEY:{receivedAt,cpuCount,…}}}`: the last host stats of each
+/// listed node row (`node.event` `node.host.stats`), kept until the row
+/// expires.
+fn hosts(state: &Context) -> Response<Body> {
+    let snapshot = state.reader.load_full();
+    let hosts: serde_json::Map<String, serde_json::Value> = state
+        .host_stats
+        .listed(&snapshot)
+        .into_iter()
+        .map(|(key, stats)| {
+            let stats = serde_json::to_value(stats).expect("host stats always encode");
+            (key.as_str().to_owned(), stats)
+        })
+        .collect();
+    let body = serde_json::to_vec(&serde_json::json!({ "hosts": hosts }))
+        .expect("a JSON value always encodes");
+    let mut response = json_response(StatusCode::OK, body);
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
 }
 

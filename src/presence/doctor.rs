@@ -5,8 +5,9 @@
 //! Findings, each naming the rows it is about:
 //! - `duplicate`: rows that describe one client under several keys, with
 //!   the row lacking a stable id and what to change (see `duplicates.rs`);
-//! - `stale-connected`: a row whose connection is open but which nothing
-//!   wrote for longer than `stale_after` (the client stopped beaconing);
+//! - `stale-connected`: a row whose connection is open but whose client
+//!   stopped sending the beacons it used to send: none for longer than
+//!   `stale_after` (a client that never beacons is not stale);
 //! - `gone`: a row kept after its disconnect, until the TTL removes it;
 //! - `cap-pressure`: the cap evicted rows within the last TTL, or is
 //!   nearly full.
@@ -119,20 +120,21 @@ fn last_conn(row: &SnapshotEntry) -> Option<(ConnTag, WriteKind)> {
         .find_map(|w| Some((w.by.conn?, w.by.kind)))
 }
 
-/// The scope `system-event` needs from an operator (docs/protocol.md §4).
-const BEACON_SCOPE: &str = "operator.admin";
-
-/// True if the row's writers may send `system-event` (§4): a node, or an
-/// operator with `operator.admin`.
-fn may_beacon(row: &SnapshotEntry) -> bool {
-    let entry = &row.entry;
-    entry.roles.iter().any(|r| r == "node") || entry.scopes.iter().any(|s| s == BEACON_SCOPE)
+/// The newest beacon among the row's remembered writes, if any.
+fn last_beacon(row: &SnapshotEntry) -> Option<Millis> {
+    row.origin
+        .recent()
+        .rev()
+        .find(|w| w.by.kind == WriteKind::Beacon)
+        .map(|w| w.at)
 }
 
-/// Connected rows nothing wrote for longer than `stale_after`. Left out:
-/// rows whose client cannot beacon and never did (a read-only client's
-/// row ages by design), and rows whose connection beacons to another row
-/// (`elsewhere`: the duplicate finding explains those).
+/// Connected rows whose client stopped sending the beacons it used to
+/// send: the last one is older than `stale_after`. A live connection keeps
+/// its row's `ts` fresh (docs/protocol.md §5.4), so what ages is the beacon,
+/// not the row; a client that never beaconed is not stale. Left out: rows
+/// whose connection beacons to another row (`elsewhere`: the duplicate
+/// finding explains those).
 fn stale(
     rows: &[&SnapshotEntry],
     elsewhere: &HashSet<usize>,
@@ -140,38 +142,31 @@ fn stale(
     config: DoctorConfig,
 ) -> Vec<Finding> {
     let limit = u64::try_from(config.stale_after.as_millis()).unwrap_or(u64::MAX);
-    let beaconed =
-        |row: &SnapshotEntry| row.origin.recent().any(|w| w.by.kind == WriteKind::Beacon);
+    let silent = |row: &SnapshotEntry| {
+        last_beacon(row).map(|at| u64::try_from(now.saturating_sub(at)).unwrap_or(0))
+    };
     let mut found: Vec<(u64, Finding)> = rows
         .iter()
         .enumerate()
-        .filter(|&(i, row)| row.live && age_ms(row, now) > limit && !elsewhere.contains(&i))
+        .filter(|&(i, row)| row.live && !elsewhere.contains(&i))
         // Another gateway's row carries no beacon history here, so whether
         // its client beacons to another row cannot be told: the gateway
         // holding the connection reports it.
         .filter(|(_, row)| row.origin.last().by.kind != WriteKind::Remote)
-        .filter(|(_, row)| beaconed(row) || may_beacon(row))
-        .map(|(_, row)| {
-            let age = age_ms(row, now);
-            let last = row.origin.last();
+        .filter_map(|(_, row)| Some((row, silent(row).filter(|&age| age > limit)?)))
+        .map(|(row, age)| {
             let conn = match last_conn(row) {
                 Some((tag, _)) if tag.to_string() != row.key.as_str() => {
                     format!("its connection {tag}")
                 }
                 _ => "its connection".to_owned(),
             };
-            let what = if beaconed(row) {
-                "the client stopped sending beacons"
-            } else {
-                "the client has sent no beacon since it connected"
-            };
             let summary = format!(
-                "`{key}` is connected but nothing wrote it for {age_h} (last: {kind} {ago} ago): \
-                 {what}. Its row ages to Idle, then Stale, while {conn} stays open.",
+                "`{key}` is connected but its last beacon was {age_h} ago: the client stopped \
+                 sending the beacons it used to send. The row stays listed while {conn} is open, \
+                 but what the beacons reported (last input, text) is {age_h} old.",
                 key = row.key,
                 age_h = human(age),
-                kind = write_name(last.by.kind),
-                ago = human(u64::try_from(now.saturating_sub(last.at)).unwrap_or(0)),
             );
             let fix = format!(
                 "Make the client send a `system-event` beacon at least every {}, or close its \
@@ -597,7 +592,7 @@ mod tests {
         assert_eq!(stale.len(), 1, "{r:#?}");
         assert_eq!(stale[0].key, quiet);
         assert_eq!(stale[0].age_ms, Some(200_500));
-        assert!(stale[0].summary.contains("stopped sending beacons"));
+        assert!(stale[0].summary.contains("stopped sending the beacons"));
         assert!(!r.rows.contains_key(&fresh));
         assert_eq!(r.rows[&quiet].status, "idle");
     }
@@ -606,6 +601,12 @@ mod tests {
     fn stale_after_is_the_doctors_to_set() {
         let mut s = store(10);
         open(&mut s, 1, Some("quiet"), T0);
+        let input = BeaconInput {
+            text: "once".into(),
+            instance_id: Some("quiet".into()),
+            ..BeaconInput::default()
+        };
+        send_beacon(&mut s, 1, input, T0);
         let snapshot = s.publish(T0 + 2_000);
         let short = DoctorConfig {
             stale_after: Duration::from_secs(1),
@@ -684,22 +685,34 @@ mod tests {
     }
 
     #[test]
-    fn a_read_only_client_that_never_beaconed_is_not_stale() {
+    fn a_connected_client_that_never_beaconed_is_not_stale() {
         let mut s = store(10);
         let mut i = info(1, Some("watcher"));
         i.scopes = vec!["operator.read".into()];
         let (key, patch) = connect(i);
         s.connect(1, key, patch, T0);
+        // An admin client may beacon, but never did: not stale either.
         open(&mut s, 2, Some("admin"), T0);
+        let r = report(&mut s, T0 + 200_000);
+        assert_eq!(r.counts["stale-connected"], 0, "{r:#?}");
+    }
+
+    #[test]
+    fn a_renewed_row_is_stale_from_its_last_beacon_not_its_ts() {
+        let mut s = store(10);
+        let key = open(&mut s, 1, Some("quiet"), T0);
+        let input = BeaconInput {
+            text: "once".into(),
+            instance_id: Some("quiet".into()),
+            ..BeaconInput::default()
+        };
+        send_beacon(&mut s, 1, input, T0);
+        assert_eq!(s.renew_live(T0 + 190_000, 0), 1);
         let r = report(&mut s, T0 + 200_000);
         let stale = of_kind(&r, FindingKind::StaleConnected);
         assert_eq!(stale.len(), 1, "{r:#?}");
-        assert_eq!(stale[0].key, "admin");
-        assert!(
-            stale[0]
-                .summary
-                .contains("has sent no beacon since it connected")
-        );
+        assert_eq!(stale[0].age_ms, Some(200_000));
+        assert_eq!(r.rows[&key].status, "active", "the row itself is fresh");
     }
 
     #[test]

@@ -142,6 +142,47 @@ impl Patch {
 }
 
 impl Entry {
+    /// True if the two entries differ at most in `ts`: one is the other
+    /// renewed (docs/protocol.md §5.4). Every field is named, so a new field
+    /// cannot be forgotten here.
+    pub fn same_but_ts(&self, other: &Entry) -> bool {
+        let Entry {
+            instance_id,
+            host,
+            ip,
+            version,
+            platform,
+            device_family,
+            model_identifier,
+            mode,
+            last_input_seconds,
+            reason,
+            device_id,
+            client_id,
+            roles,
+            scopes,
+            gateway_id,
+            text,
+            ts: _,
+        } = self;
+        *instance_id == other.instance_id
+            && *host == other.host
+            && *ip == other.ip
+            && *version == other.version
+            && *platform == other.platform
+            && *device_family == other.device_family
+            && *model_identifier == other.model_identifier
+            && *mode == other.mode
+            && *last_input_seconds == other.last_input_seconds
+            && *reason == other.reason
+            && *device_id == other.device_id
+            && *client_id == other.client_id
+            && *roles == other.roles
+            && *scopes == other.scopes
+            && *gateway_id == other.gateway_id
+            && *text == other.text
+    }
+
     /// Overlays `patch` on this entry and stamps it with `ts`.
     pub fn merge(&mut self, patch: Patch, ts: Millis) {
         overlay(&mut self.instance_id, patch.instance_id);

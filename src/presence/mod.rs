@@ -5,6 +5,7 @@ mod diff;
 mod doctor;
 mod duplicates;
 mod entry;
+mod host_stats;
 mod key;
 mod origin;
 mod pressure;
@@ -23,6 +24,7 @@ pub use entry::{
     Entry, MAX_ENCODED_BYTES, MAX_FIELD_BYTES, MAX_LIST_ITEMS, MAX_TEXT_BYTES, Millis, Patch,
     fallback_text, is_loopback,
 };
+pub use host_stats::{HostStats, HostStatsBook, MAX_CPU_COUNT};
 pub use key::Key;
 pub use origin::{ConnTag, KeySource, Origin, RECENT_WRITES, Write, WriteKind, Writer};
 pub use pressure::Pressure;

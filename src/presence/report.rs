@@ -74,7 +74,7 @@ impl FindingKind {
     pub fn meaning(self) -> &'static str {
         match self {
             FindingKind::Duplicate => "several rows for one client",
-            FindingKind::StaleConnected => "connected, but nothing wrote the row lately",
+            FindingKind::StaleConnected => "connected, but its beacons stopped",
             FindingKind::Gone => "disconnected; the row stays until the TTL removes it",
             FindingKind::CapPressure => "the row cap evicts rows, or is about to",
             FindingKind::NotOwner => {

@@ -47,6 +47,7 @@ pub struct Snapshot {
     pub(crate) self_prefix: Range<usize>,
     pub(crate) rest: Range<usize>,
     pub(crate) pressure: Pressure,
+    pub(crate) change_version: u64,
 }
 
 impl Snapshot {
@@ -78,6 +79,20 @@ impl Snapshot {
     /// The cap and the removals of the last TTL, as of this snapshot.
     pub fn pressure(&self) -> Pressure {
         self.pressure
+    }
+
+    /// The last version at or before this one that changed more than the
+    /// `ts` of live rows: a snapshot whose `change_version` is below its
+    /// `version` differs from the one before only by renewals (docs/protocol.md
+    /// §5.4), which watchers are not woken for.
+    pub fn change_version(&self) -> u64 {
+        self.change_version
+    }
+
+    /// The same snapshot, naming `change_version` as its last change.
+    pub(crate) fn with_change_version(mut self, change_version: u64) -> Self {
+        self.change_version = change_version.min(self.version);
+        self
     }
 
     /// The same snapshot, reporting `pressure`.
@@ -153,6 +168,7 @@ impl Snapshot {
             self_prefix,
             rest,
             pressure: Pressure::default(),
+            change_version: version,
         }
     }
 }

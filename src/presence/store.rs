@@ -28,7 +28,12 @@
 //! - `pinned` counts the live slots with `pinned` set (other gateways' own
 //!   entries); the cap counts only the others;
 //! - `shadows[k]` is a live row of another gateway for `k` that a live row
-//!   here outranks: it shows once `k`'s row stops being live.
+//!   here outranks: it shows once `k`'s row stops being live;
+//! - no live row is ever expired: a live row past the TTL is renewed
+//!   instead (docs/protocol.md §5.4), and the cap evicts a live row only when
+//!   every unpinned row is live;
+//! - `change_version <= version`: the last version whose publish changed
+//!   more than the `ts` of live rows ([`Store::renew_live`]).
 
 use super::entry::{Entry, Millis, Patch};
 use super::key::Key;
@@ -43,6 +48,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+mod aging;
 mod publish;
 mod remote;
 
@@ -161,8 +167,12 @@ pub struct Store {
     clock: Millis,
     /// `stateVersion.presence` of the last publish.
     version: u64,
+    /// The last version that changed more than renewed `ts` values.
+    change_version: u64,
     /// Something changed since the last publish.
     changed: bool,
+    /// A renewal moved some live row's `ts` since the last publish.
+    renewed: bool,
     stats: StoreStats,
 }
 
@@ -202,7 +212,9 @@ impl Store {
             clock: 0,
             write_seq: 0,
             version: 1,
+            change_version: 1,
             changed: false,
+            renewed: false,
             stats: StoreStats::default(),
         }
     }
@@ -243,7 +255,7 @@ impl Store {
 
     /// True if a publish would make a new version.
     pub fn has_changes(&self) -> bool {
-        self.changed
+        self.changed || self.renewed
     }
 
     /// Running totals of removals.
@@ -393,51 +405,6 @@ impl Store {
         self.upsert(key, patch, now)
     }
 
-    /// Removes entries older than the TTL; returns how many.
-    pub fn expire(&mut self, now: Millis) -> usize {
-        self.clock = self.clock.max(now);
-        let ttl = millis(self.config.ttl);
-        let mut removed = 0;
-        while let Some(entry) = self.by_age.first_entry() {
-            if now.saturating_sub(entry.key().0) <= ttl {
-                break;
-            }
-            let id = entry.remove();
-            self.remove_slot(id);
-            removed += 1;
-        }
-        if removed > 0 {
-            self.stats.expired += removed as u64;
-            self.removals.expired(now, removed as u64);
-            self.changed = true;
-        }
-        removed
-    }
-
-    /// When the oldest entry will be past the TTL, if there is one.
-    pub fn next_expiry(&self) -> Option<Millis> {
-        let (&(ts, _), _) = self.by_age.first_key_value()?;
-        Some(ts.saturating_add(millis(self.config.ttl)).saturating_add(1))
-    }
-
-    /// Evicts the oldest rows that are not pinned while the unpinned ones
-    /// exceed the cap.
-    fn enforce_cap(&mut self) {
-        while self.index.len() - self.pinned > self.config.max_entries {
-            let oldest = self
-                .by_age
-                .iter()
-                .find(|&(_, &id)| !self.slot(id).pinned)
-                .map(|(&age, _)| age);
-            let Some(id) = oldest.and_then(|age| self.by_age.remove(&age)) else {
-                break;
-            };
-            self.remove_slot(id);
-            self.stats.evicted += 1;
-            self.removals.evicted(self.clock, 1);
-        }
-    }
-
     /// Empties slot `id`, already taken out of `by_age`.
     fn remove_slot(&mut self, id: SlotId) {
         let slot = self.slots[id].take().expect("by_age names only live slots");
@@ -571,6 +538,64 @@ mod tests {
         s.upsert(key("c"), host("c"), 10);
         assert_eq!(s.get(&key("b")), None, "b was written least recently");
         assert!(s.get(&key("a")).is_some());
+    }
+
+    #[test]
+    fn the_ttl_renews_a_live_row_instead_of_removing_it() {
+        let mut s = store(10);
+        s.connect(1, key("live"), host("live"), 0);
+        s.upsert(key("gone"), host("gone"), 0);
+        s.publish(0);
+        assert_eq!(
+            s.expire(5 * MIN + 1),
+            1,
+            "only the row without a connection"
+        );
+        assert_eq!(s.get(&key("gone")), None);
+        assert_eq!(s.get(&key("live")).unwrap().ts, 5 * MIN + 1);
+        s.disconnect(1, key("live"), false, None, 6 * MIN);
+        assert_eq!(s.expire(11 * MIN), 0, "ages from its disconnect");
+        assert_eq!(s.expire(11 * MIN + 1), 1);
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn renewal_moves_only_old_live_rows_and_changes_no_content_version() {
+        let mut s = store(10);
+        s.connect(1, key("old"), host("old"), 10);
+        s.connect(2, key("new"), host("new"), 90);
+        s.upsert(key("beacon-only"), host("b"), 10);
+        let before = s.publish(100);
+        assert_eq!(s.renew_live(100, 50), 1, "only `old` is live and 50 ms old");
+        assert_eq!(s.get(&key("old")).unwrap().ts, 100);
+        assert_eq!(s.get(&key("new")).unwrap().ts, 90);
+        assert_eq!(s.get(&key("beacon-only")).unwrap().ts, 10);
+        assert!(s.has_changes());
+        let after = s.publish(100);
+        assert_eq!(after.version(), before.version() + 1, "a new version");
+        assert_eq!(after.change_version(), before.version(), "but no change");
+        assert_eq!(keys(&after), ["gw-uuid", "old", "new", "beacon-only"]);
+        assert_eq!(
+            s.get(&key("old")).unwrap().host.as_deref(),
+            Some("old"),
+            "nothing but ts moved"
+        );
+        s.upsert(key("beacon-only"), host("b2"), 101);
+        assert_eq!(s.publish(101).change_version(), after.version() + 1);
+    }
+
+    #[test]
+    fn the_cap_evicts_rows_without_a_connection_before_live_ones() {
+        let mut s = store(2);
+        s.connect(1, key("live-old"), host("a"), 1);
+        s.upsert(key("beacon"), host("b"), 5);
+        s.connect(2, key("live-new"), host("c"), 9);
+        assert_eq!(s.get(&key("beacon")), None, "not live: goes first");
+        assert!(s.get(&key("live-old")).is_some());
+        s.connect(3, key("live-3"), host("d"), 10);
+        assert_eq!(s.get(&key("live-old")), None, "all live: the oldest goes");
+        assert_eq!(s.len(), 2);
+        assert_eq!(s.stats().evicted, 2);
     }
 
     #[test]

@@ -17,6 +17,9 @@ pub enum CloseCode {
     PolicyViolation = 1008,
     /// 1009: a message too big to process.
     TooBig = 1009,
+    /// 1011: an unexpected condition (here: no answer to keepalive pings,
+    /// as OpenClaw closes a connection that misses a pong).
+    InternalError = 1011,
     /// 1013: try again later (the presence queue is full).
     TryAgainLater = 1013,
 }
@@ -52,6 +55,8 @@ impl Close {
     pub const BINARY: Close = Close::new(CloseCode::Unsupported, "binary frames are not supported");
     /// A frame that breaks RFC 6455 (unmasked, reserved bits, bad fragments).
     pub const PROTOCOL_ERROR: Close = Close::new(CloseCode::ProtocolError, "protocol error");
+    /// Nothing came back between two keepalive pings (§1).
+    pub const KEEPALIVE_TIMEOUT: Close = Close::new(CloseCode::InternalError, "keepalive timeout");
     /// A text message that is not UTF-8.
     pub const INVALID_UTF8: Close = Close::new(CloseCode::InvalidPayload, "invalid UTF-8");
     /// A permessage-deflate message that does not inflate (RFC 7692 §6.2).
@@ -76,6 +81,7 @@ mod tests {
         assert_eq!(CloseCode::InvalidPayload.code(), 1007);
         assert_eq!(CloseCode::PolicyViolation.code(), 1008);
         assert_eq!(CloseCode::TooBig.code(), 1009);
+        assert_eq!(CloseCode::InternalError.code(), 1011);
         assert_eq!(CloseCode::TryAgainLater.code(), 1013);
     }
 
@@ -89,6 +95,7 @@ mod tests {
             Close::BINARY,
             Close::INVALID_UTF8,
             Close::PROTOCOL_ERROR,
+            Close::KEEPALIVE_TIMEOUT,
         ] {
             assert!(close.reason.len() <= 123, "{close:?}");
         }

@@ -124,6 +124,21 @@ impl ErrorShape {
         .with_details(json!({ "code": "NOT_OWNER", "key": key }))
     }
 
+    /// `UNAVAILABLE` `beacon row limit` (§5.4, rollcall): this connection
+    /// already beaconed `limit` keys besides its own in the current TTL
+    /// window; retryable once the window restarts.
+    pub fn beacon_rows_limit(limit: usize, retry_after: std::time::Duration) -> Self {
+        let retry_after_ms = u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX);
+        Self::unavailable(
+            format!(
+                "beacon row limit: this connection already wrote {limit} keys besides its own \
+                 within the presence TTL (--max-beacon-rows)"
+            ),
+            retry_after_ms.max(1),
+        )
+        .with_details(json!({ "code": "BEACON_ROWS_LIMIT", "limit": limit }))
+    }
+
     /// `UNAVAILABLE`, retryable, asking the client to wait `retry_after_ms` first.
     pub fn unavailable(message: impl Into<String>, retry_after_ms: u64) -> Self {
         Self {

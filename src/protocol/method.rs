@@ -10,11 +10,18 @@ pub enum Method {
     SystemEvent,
     /// `health`: uptime and the presence version.
     Health,
+    /// `node.event`: an event a node host reports (role `node`).
+    NodeEvent,
 }
 
 impl Method {
     /// Every method, in the order `hello-ok` lists them.
-    pub const ALL: [Method; 3] = [Method::SystemPresence, Method::SystemEvent, Method::Health];
+    pub const ALL: [Method; 4] = [
+        Method::SystemPresence,
+        Method::SystemEvent,
+        Method::Health,
+        Method::NodeEvent,
+    ];
 
     /// The method's name on the wire.
     pub const fn as_str(self) -> &'static str {
@@ -22,6 +29,7 @@ impl Method {
             Method::SystemPresence => "system-presence",
             Method::SystemEvent => "system-event",
             Method::Health => "health",
+            Method::NodeEvent => "node.event",
         }
     }
 
@@ -32,10 +40,11 @@ impl Method {
 }
 
 /// The method names, as `hello-ok` lists them.
-pub const METHOD_NAMES: [&str; 3] = [
+pub const METHOD_NAMES: [&str; 4] = [
     Method::ALL[0].as_str(),
     Method::ALL[1].as_str(),
     Method::ALL[2].as_str(),
+    Method::ALL[3].as_str(),
 ];
 
 /// The events rollcall sends, as `hello-ok` lists them.

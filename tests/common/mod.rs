@@ -363,6 +363,16 @@ impl Client {
         within("a frame", self.read_frame()).await
     }
 
+    /// Reads for `d` without sending anything of its own: pings are
+    /// answered (as every WebSocket library does while reading), text
+    /// frames are kept.
+    pub async fn idle_for(&mut self, d: Duration) {
+        let until = tokio::time::Instant::now() + d;
+        while let Ok(frame) = tokio::time::timeout_at(until, self.read_frame()).await {
+            self.pending.push_back(frame);
+        }
+    }
+
     /// Frames kept so far, removed from the client.
     pub fn take_pending(&mut self) -> Vec<Value> {
         self.pending.drain(..).collect()

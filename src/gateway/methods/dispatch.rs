@@ -1,7 +1,7 @@
 //! Dispatch: one request in, one reply (or refusal) out, and the label the
 //! request metrics count it under.
 
-use super::{health, system_event, system_presence};
+use super::{health, node_event, system_event, system_presence};
 use crate::gateway::handshake::Admission;
 use crate::gateway::outbox::Out;
 use crate::gateway::state::State;
@@ -32,6 +32,7 @@ pub fn dispatch(state: &State, session: &Admission, request: Request) -> (&'stat
         Method::SystemPresence => system_presence::call(state, session, id),
         Method::SystemEvent => system_event::call(state, session, id, request.params.as_ref()),
         Method::Health => health::call(id),
+        Method::NodeEvent => node_event::call(state, session, id, request.params.as_ref()),
     };
     (method.as_str(), reply)
 }

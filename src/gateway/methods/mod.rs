@@ -3,6 +3,7 @@
 
 mod dispatch;
 mod health;
+mod node_event;
 mod system_event;
 mod system_presence;
 

@@ -52,6 +52,22 @@ pub fn call(state: &State, session: &Admission, id: String, params: Option<&Owne
     if !state.claims.may_write(&key, &session.principal) {
         return Reply::Refuse(id, ErrorShape::not_owner(key.as_str()));
     }
+    if session.own_key.as_ref() != Some(&key) {
+        let limit = state.config.max_beacon_rows;
+        let admitted = session
+            .beacon_rows
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .admit(
+                &key,
+                tokio::time::Instant::now(),
+                limit,
+                state.config.presence_ttl,
+            );
+        if let Err(over) = admitted {
+            return Reply::Refuse(id, ErrorShape::beacon_rows_limit(limit, over.retry_after));
+        }
+    }
     match state.sender.try_push_acked(Event::Beacon { key, patch }) {
         Ok(applied) => {
             let size = id.len() + 64;

@@ -16,8 +16,12 @@ impl Store {
     pub fn publish(&mut self, now: Millis) -> Snapshot {
         if self.changed {
             self.version += 1;
-            self.changed = false;
+            self.change_version = self.version;
+        } else if self.renewed {
+            self.version += 1;
         }
+        self.changed = false;
+        self.renewed = false;
         // The rows written since the last publish, once each, in list
         // order. A slot listed twice (written, removed, reused) compares
         // equal to itself, so sorting puts its copies side by side.
@@ -82,7 +86,9 @@ impl Store {
         }));
         self.listed = listed;
         let pressure = self.removals.pressure(now);
-        Snapshot::build(self.version, now, rows, &self.lists).with_pressure(pressure)
+        Snapshot::build(self.version, now, rows, &self.lists)
+            .with_pressure(pressure)
+            .with_change_version(self.change_version)
     }
 }
 

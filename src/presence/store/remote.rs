@@ -3,8 +3,11 @@
 //! [`arbitrate`].
 //!
 //! Invariants kept (besides the store's own):
-//! - a remote row keeps the `ts` its origin wrote; nothing here refreshes
-//!   it, so it expires when it would have at its origin;
+//! - a remote row keeps the `ts` its origin wrote, except that while its
+//!   origin says it is live (and the origin's lease holds) this gateway
+//!   renews it like its own live rows and never expires it (docs/protocol.md
+//!   §5.4); once the origin lapses it ages from the last renewal, that is
+//!   from the lapse;
 //! - a slot's origin is its entry's `gateway_id`: rows placed here always
 //!   name a gateway other than this one;
 //! - `shadows` holds only live rows of gateways other than the key's
