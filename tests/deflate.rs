@@ -200,7 +200,8 @@ fn without_seq(message: &Received) -> String {
 
 #[tokio::test]
 async fn an_offer_is_answered_and_a_bad_one_declined_without_failing_the_upgrade() {
-    let server = TestServer::start().await;
+    // One admin connection fills the list (`fill`).
+    let server = TestServer::start_with(|c| c.max_beacon_rows = 1000).await;
     let ws = DeflateWs::open(server.addr, Some(NODE_OFFER)).await;
     assert_eq!(
         ws.agreed.as_deref(),
@@ -219,7 +220,8 @@ async fn an_offer_is_answered_and_a_bad_one_declined_without_failing_the_upgrade
 
 #[tokio::test]
 async fn compressed_lists_and_events_inflate_to_what_a_plain_client_gets() {
-    let server = TestServer::start().await;
+    // One admin connection fills the list (`fill`).
+    let server = TestServer::start_with(|c| c.max_beacon_rows = 1000).await;
     let mut admin = fill(server.addr, 200).await;
     let mut zipped = DeflateWs::open(server.addr, Some(NODE_OFFER)).await;
     let mut plain = DeflateWs::open(server.addr, None).await;
@@ -289,7 +291,8 @@ async fn a_compressed_message_over_max_payload_after_inflation_closes_1009() {
 
 #[tokio::test]
 async fn data_that_does_not_inflate_closes_1007_and_rsv1_unnegotiated_1002() {
-    let server = TestServer::start().await;
+    // One admin connection fills the list (`fill`).
+    let server = TestServer::start_with(|c| c.max_beacon_rows = 1000).await;
     let mut ws = DeflateWs::open(server.addr, Some(NODE_OFFER)).await;
     observe(&mut ws).await;
     ws.send_raw(0xc1, &[0xff; 32]).await;
@@ -303,7 +306,8 @@ async fn data_that_does_not_inflate_closes_1007_and_rsv1_unnegotiated_1002() {
 
 #[tokio::test]
 async fn a_compressed_connect_completes_the_handshake() {
-    let server = TestServer::start().await;
+    // One admin connection fills the list (`fill`).
+    let server = TestServer::start_with(|c| c.max_beacon_rows = 1000).await;
     let mut ws = DeflateWs::open(server.addr, Some(NODE_OFFER)).await;
     ws.next().await;
     let connect = connect_frame("c1", connect_params("ui", &["operator.read"]));
