@@ -29,7 +29,6 @@ fn keys(engine: &Engine) -> Vec<String> {
         .reader()
         .load()
         .entries()
-        .iter()
         .map(|e| e.key.as_str().to_owned())
         .collect()
 }
@@ -209,8 +208,8 @@ fn disconnect_stays_behind_the_same_producers_beacons() {
     }
     engine.shutdown();
     let snapshot = engine.reader().load_full();
-    let wrong: Vec<_> = snapshot.entries()[1..]
-        .iter()
+    let wrong: Vec<_> = snapshot
+        .rows()
         .filter(|row| row.entry.reason.as_deref() != Some("disconnect"))
         .map(|row| row.key.as_str().to_owned())
         .collect();

@@ -6,9 +6,8 @@
 //! another gateway) is removed from our hash, never left behind.
 
 use super::wire::Record;
-use crate::presence::{Key, Millis, Snapshot, SnapshotEntry};
-use std::collections::HashMap;
-use std::sync::Arc;
+use crate::presence::{Key, Millis, RowDiff, Snapshot, SnapshotEntry};
+use std::collections::{HashMap, HashSet};
 
 /// Own rows to write and keys to drop, as one Redis batch.
 #[derive(Debug, Default)]
@@ -41,52 +40,57 @@ pub fn record(row: &SnapshotEntry, pinned: bool) -> Vec<u8> {
 /// and `after`; every own row of `after` when there is no `before`. A row
 /// that is live on both sides and differs only in `ts` (renewed) is not
 /// sent: every gateway renews the live rows it shows (docs/protocol.md §5.4).
+/// O(rows changed) with a `before` (see [`RowDiff`]).
 pub fn diff(before: Option<&Snapshot>, after: &Snapshot, node: &str, ttl: Millis) -> Outbound {
-    let own = |snap: &Snapshot| -> HashMap<Key, (Arc<crate::presence::Entry>, bool)> {
-        snap.entries()[1..]
-            .iter()
-            .filter(|row| is_ours(row, node))
-            .map(|row| (row.key.clone(), (Arc::clone(&row.entry), row.live)))
-            .collect()
-    };
-    let old = before.map(own).unwrap_or_default();
     let mut out = Outbound::default();
-    let mut still = 0;
-    let unchanged = |(entry, live): &(Arc<crate::presence::Entry>, bool), row: &SnapshotEntry| {
-        Arc::ptr_eq(entry, &row.entry) || (*live && row.live && entry.same_but_ts(&row.entry))
+    let written = |out: &mut Outbound, row: &SnapshotEntry| {
+        let expiry = row.entry.ts.saturating_add(ttl);
+        out.records
+            .push((row.key.clone(), record(row, false), expiry));
     };
-    for row in after.entries()[1..].iter().filter(|row| is_ours(row, node)) {
-        match old.get(&row.key) {
-            Some(held) if unchanged(held, row) => still += 1,
-            found => {
-                still += usize::from(found.is_some());
-                let expiry = row.entry.ts.saturating_add(ttl);
-                out.records
-                    .push((row.key.clone(), record(row, false), expiry));
+    let Some(before) = before else {
+        for row in after.rows().filter(|row| is_ours(row, node)) {
+            written(&mut out, row);
+        }
+        return out;
+    };
+    let changes = RowDiff::between(before, after);
+    let own_key = &after.own().key;
+    let was: HashMap<&Key, &SnapshotEntry> =
+        changes.replaced.iter().map(|row| (&row.key, *row)).collect();
+    let renewed = |row: &SnapshotEntry| {
+        was.get(&row.key).is_some_and(|old| {
+            is_ours(old, node) && old.live && row.live && old.entry.same_but_ts(&row.entry)
+        })
+    };
+    let mut ours: HashSet<&Key> = HashSet::new();
+    for row in changes.written.iter().filter(|row| is_ours(row, node)) {
+        if row.key != *own_key {
+            ours.insert(&row.key);
+            if !renewed(row) {
+                written(&mut out, row);
             }
         }
     }
-    if still < old.len() {
-        let now: std::collections::HashSet<&Key> = after.entries()[1..]
-            .iter()
-            .filter(|row| is_ours(row, node))
-            .map(|row| &row.key)
-            .collect();
-        out.removed = old.into_keys().filter(|k| !now.contains(k)).collect();
-    }
+    // A key of ours whose row is gone, or is no longer ours.
+    let gone = changes
+        .replaced
+        .iter()
+        .filter(|row| is_ours(row, node) && !ours.contains(&row.key));
+    out.removed = gone.map(|row| row.key.clone()).collect();
     out
 }
 
 /// How many own rows (the self entry left out) `snapshot` holds: what
 /// our hash holds, besides the self entry, once it is synced.
 pub fn own_rows(snapshot: &Snapshot, node: &str) -> u64 {
-    let rows = snapshot.entries()[1..].iter();
+    let rows = snapshot.rows();
     rows.filter(|row| is_ours(row, node)).count() as u64
 }
 
 /// The self entry as a pinned record, its `ts` set to `now`.
 pub fn self_record(snapshot: &Snapshot, now: Millis) -> (Key, Vec<u8>) {
-    let row = &snapshot.entries()[0];
+    let row = snapshot.own();
     let mut entry = crate::presence::Entry::clone(&row.entry);
     entry.ts = now;
     let json = serde_json::to_vec(&entry).expect("an Entry always encodes");
@@ -121,7 +125,7 @@ mod tests {
         let before = s.publish(1);
         assert_eq!(s.renew_live(50_000, 0), 1);
         let after = s.publish(50_000);
-        assert_eq!(after.entries()[1].entry.ts, 50_000);
+        assert_eq!(after.rows().next().unwrap().entry.ts, 50_000);
         assert!(diff(Some(&before), &after, "a", 300_000).is_empty());
         s.disconnect(1, key, false, None, 60_000);
         let closed = s.publish(60_000);

@@ -165,7 +165,7 @@ fn encode(snapshot: &Snapshot, now: Millis) -> Vec<u8> {
     let mut out =
         format!(r#"{{"format":"{FORMAT}","version":{FORMAT_VERSION},"savedAt":{now},"rows":["#)
             .into_bytes();
-    for (i, row) in snapshot.entries()[1..].iter().enumerate() {
+    for (i, row) in snapshot.rows().enumerate() {
         if i > 0 {
             out.push(b',');
         }

@@ -142,8 +142,24 @@ impl Broadcaster {
 
     /// Offers the full list to full-list subscribers, and paces the next.
     fn full_list(&mut self, latest: &Arc<Snapshot>, now: Instant) {
-        let list_bytes = latest.list_json().len();
-        let event = SharedEvent::presence(latest.version(), list_bytes, |out| {
+        let round = self.offer_full_list(latest);
+        let (full, delta) = self.state.registry.lock().watchers();
+        self.state.http.sse.publish(latest);
+        let config = &self.state.config;
+        self.full_interval = full_interval(config.coalesce, round, config.fanout_budget);
+        self.state.metrics().paced(self.full_interval, full, delta);
+        self.full_sent = Arc::clone(latest);
+        self.full_at = now;
+    }
+
+    /// Renders `latest` as a `presence` event and offers it; the bytes one
+    /// round of it puts on the wire. The list is rendered (O(list)) only
+    /// when someone watches it whole.
+    fn offer_full_list(&mut self, latest: &Arc<Snapshot>) -> u64 {
+        if self.state.registry.lock().skip_full(latest.version()) {
+            return 0;
+        }
+        let event = SharedEvent::presence(latest.version(), latest.list_len(), |out| {
             latest.write_list(now_millis(), out)
         });
         // Compressed here, once, before any writer asks: its size paces.
@@ -156,17 +172,11 @@ impl Broadcaster {
         };
         let mut registry = self.state.registry.lock();
         let offered = registry.offer_full(latest.version(), &event);
-        let (full, delta) = registry.watchers();
+        let (full, _) = registry.watchers();
         let compressing = registry.full_deflate();
         drop(registry);
-        self.state.http.sse.publish(latest);
         self.count("presence", offered, &event);
-        let config = &self.state.config;
-        let round = round_bytes(event.head().len(), deflated, full, compressing);
-        self.full_interval = full_interval(config.coalesce, round, config.fanout_budget);
-        self.state.metrics().paced(self.full_interval, full, delta);
-        self.full_sent = Arc::clone(latest);
-        self.full_at = now;
+        round_bytes(event.head().len(), deflated, full, compressing)
     }
 
     fn tick(&mut self) {

@@ -302,7 +302,7 @@ impl Handshake<'_> {
         let permit = if feed == PresenceFeed::None {
             None
         } else {
-            let kib = self.state.reader.load().list_json().len().div_ceil(1024);
+            let kib = self.state.reader.load().list_len().div_ceil(1024);
             let want = u32::try_from(kib)
                 .unwrap_or(u32::MAX)
                 .clamp(1, HELLO_BUDGET_KIB);

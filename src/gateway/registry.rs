@@ -204,6 +204,20 @@ impl Locked<'_> {
         self.0.log_snapshot = after;
     }
 
+    /// When no subscriber takes full lists, records `version` as sent to
+    /// them and returns true: the caller need not render it.
+    pub fn skip_full(&mut self, version: u64) -> bool {
+        let watched = self
+            .0
+            .subscribers
+            .values()
+            .any(|s| s.feed == PresenceFeed::Full);
+        if !watched {
+            self.0.full_sent = self.0.full_sent.max(version);
+        }
+        !watched
+    }
+
     /// Offers the full list `event` at `version` to every full-list
     /// subscriber that holds an older one.
     pub fn offer_full(&mut self, version: u64, event: &SharedEvent) -> Offered {

@@ -111,7 +111,7 @@ fn presence<B>(req: &Request<B>, state: &Context) -> Response<Body> {
             gzip_parts(&head, Some(rows.deflated()), b"]"),
         )
     } else {
-        let mut list = Vec::with_capacity(snapshot.list_json().len() + 16);
+        let mut list = Vec::with_capacity(snapshot.list_len() + 16);
         snapshot.write_list(now_millis(), &mut list);
         json_response(StatusCode::OK, list)
     };
@@ -194,7 +194,7 @@ fn stats(state: &Context) -> Response<Body> {
     let mut by_status: BTreeMap<&str, u64> = [("active", 0), ("idle", 0), ("stale", 0)]
         .into_iter()
         .collect();
-    for (i, row) in snapshot.entries().iter().enumerate() {
+    for (i, row) in snapshot.entries().enumerate() {
         *by_mode
             .entry(row.entry.mode.as_deref().unwrap_or("unknown"))
             .or_default() += 1;

@@ -80,8 +80,12 @@ pub struct SseFeed {
 /// One published list.
 #[derive(Clone)]
 struct Latest {
-    /// The `event: presence` block, shared by every stream.
-    event: Bytes,
+    /// The `event: presence` block as of `stamp`, shared by every stream;
+    /// rendered (O(list)) by the first stream that sends it, so a gateway
+    /// nobody streams from never renders one.
+    event: Arc<OnceLock<Bytes>>,
+    /// When the block was published: the time its list is stamped with.
+    stamp: Millis,
     /// Its snapshot, for a stream's first block, stamped afresh.
     snapshot: Arc<Snapshot>,
     /// `event` compressed, made by the first gzip stream that sends it.
@@ -90,13 +94,18 @@ struct Latest {
 
 impl Latest {
     fn deflated(&self) -> &Deflated {
-        self.deflated.get_or_init(|| deflate_sync(&self.event))
+        self.deflated.get_or_init(|| deflate_sync(self.event()))
+    }
+
+    fn event(&self) -> &Bytes {
+        self.event
+            .get_or_init(|| render(&self.snapshot, self.stamp))
     }
 }
 
 /// The `event: presence` block of `snapshot` as of `now`.
 fn render(snapshot: &Snapshot, now: Millis) -> Bytes {
-    let mut data = Vec::with_capacity(snapshot.list_json().len() + 96);
+    let mut data = Vec::with_capacity(snapshot.list_len() + 96);
     write_sse_presence(&mut data, snapshot.version(), now, |out| {
         snapshot.write_list(now, out)
     });
@@ -158,7 +167,8 @@ impl SseFeed {
     /// Makes `snapshot` the list every stream sends next.
     pub fn publish(&self, snapshot: &Arc<Snapshot>) {
         self.latest.send_replace(Some(Latest {
-            event: render(snapshot, (self.clock)()),
+            event: Arc::default(),
+            stamp: (self.clock)(),
             snapshot: Arc::clone(snapshot),
             deflated: Arc::default(),
         }));
@@ -241,7 +251,7 @@ impl Stream {
         let Some(gzip) = self.gzip.as_mut() else {
             return match next {
                 Next::First(latest) => Some(render(&latest.snapshot, (self.clock)())),
-                Next::Published(latest) => Some(latest.event),
+                Next::Published(latest) => Some(latest.event().clone()),
                 Next::Comment(text) => Some(Bytes::from_static(text)),
                 Next::End => None,
             };

@@ -9,20 +9,22 @@
 //! covers, `oldest() ..= newest()`, and otherwise says it cannot.
 
 use super::diff::changed_rows;
+use super::entry::Millis;
 use super::key::Key;
 use super::snapshot::{Snapshot, SnapshotEntry};
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 
 /// Keys a log holds by default: a few minutes of a busy 200-entry gateway,
 /// a few seconds of a 20,000-entry one.
 pub const DEFAULT_LOG_KEYS: usize = 65_536;
 
-/// One step: the keys written or removed from `from` to `to`.
+/// One step: the keys written or removed from `from` to `to`, each with
+/// the `ts` of its row at `to`, or `None` if `to` has no row for it.
 #[derive(Debug)]
 struct Record {
     from: u64,
     to: u64,
-    keys: Vec<Key>,
+    keys: Vec<(Key, Option<Millis>)>,
 }
 
 /// Recent changes, by version.
@@ -91,11 +93,11 @@ impl ChangeLog {
             *self = ChangeLog::new(step.to, self.max_keys);
             return;
         }
-        let keys: Vec<Key> = step
+        let keys: Vec<(Key, Option<Millis>)> = step
             .upserts
             .iter()
-            .map(|row| row.key.clone())
-            .chain(step.removed.iter().cloned())
+            .map(|row| (row.key.clone(), Some(row.entry.ts)))
+            .chain(step.removed.iter().map(|key| (key.clone(), None)))
             .collect();
         self.keys += keys.len();
         self.records.push_back(Record {
@@ -116,28 +118,33 @@ impl ChangeLog {
 
     /// What changed from `version` to the newest, given `newest`, the
     /// snapshot at [`ChangeLog::newest`]. `None` when the log does not cover
-    /// `version` (too old, or ahead of it).
+    /// `version` (too old, or ahead of it). O(keys changed since `version`
+    /// × log rows): each key's last record says where its row is now.
     pub fn since<'a>(&self, version: u64, newest: &'a Snapshot) -> Option<Merged<'a>> {
         if version < self.oldest() || version > self.newest() || newest.version() != self.newest() {
             return None;
         }
-        let changed: HashSet<&Key> = self
-            .records
-            .iter()
-            .filter(|r| r.to > version)
-            .flat_map(|r| r.keys.iter())
-            .collect();
-        let upserts: Vec<&SnapshotEntry> = newest
-            .entries()
-            .iter()
-            .filter(|row| changed.contains(&row.key))
-            .collect();
-        let present: HashSet<&Key> = upserts.iter().map(|row| &row.key).collect();
-        let mut removed: Vec<Key> = changed
-            .into_iter()
-            .filter(|key| !present.contains(key))
-            .cloned()
-            .collect();
+        let mut last: HashMap<&Key, Option<Millis>> = HashMap::new();
+        for record in self.records.iter().filter(|r| r.to > version) {
+            last.extend(record.keys.iter().map(|(key, ts)| (key, *ts)));
+        }
+        let mut upserts: Vec<&SnapshotEntry> = Vec::new();
+        let mut removed: Vec<Key> = Vec::new();
+        for (key, ts) in last {
+            match ts.and_then(|ts| newest.get(ts, key)) {
+                Some(row) => upserts.push(row),
+                None => removed.push(key.clone()),
+            }
+        }
+        // List order, as a whole list would show them; the self entry
+        // first.
+        let own = |row: &SnapshotEntry| std::ptr::eq(row, newest.own());
+        upserts.sort_by(|a, b| {
+            own(b)
+                .cmp(&own(a))
+                .then_with(|| b.entry.ts.cmp(&a.entry.ts))
+                .then_with(|| a.key.cmp(&b.key))
+        });
         removed.sort_by(|a, b| a.as_str().cmp(b.as_str()));
         Some(Merged {
             from: version,

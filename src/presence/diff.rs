@@ -1,14 +1,55 @@
 //! What changed between two snapshots: the rows written and the keys
-//! removed, for `presence.delta` (docs/protocol.md §7).
+//! removed, for `presence.delta` (docs/protocol.md §7) and the fleet.
 //!
-//! Invariant: a row counts as written when its allocation differs between
-//! the snapshots (unchanged rows share their `Arc` across publishes), so the
-//! diff is O(rows) pointer compares, with no field-by-field comparison.
+//! Invariant: a row counts as written when its place or its allocation
+//! differs between the snapshots (unchanged rows share their `Arc` across
+//! publishes), and the lists share every chunk of rows neither changed, so
+//! the diff walks only the chunks that differ: O(changes), not O(rows).
 
 use super::key::Key;
+use super::list;
 use super::snapshot::{Snapshot, SnapshotEntry};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
+
+/// What one snapshot has that another has not, row by row.
+#[derive(Debug, Default)]
+pub struct RowDiff<'a> {
+    /// Rows of the later snapshot that are new or rewritten (moved rows
+    /// included), in list order; the self entry first when it changed.
+    pub written: Vec<&'a SnapshotEntry>,
+    /// Rows of the earlier snapshot that the later one no longer has as
+    /// they were: removed, or replaced by one in `written`.
+    pub replaced: Vec<&'a SnapshotEntry>,
+}
+
+impl<'a> RowDiff<'a> {
+    /// The rows that differ from `before` to `after`, two snapshots of one
+    /// store.
+    pub fn between(before: &'a Snapshot, after: &'a Snapshot) -> RowDiff<'a> {
+        let mut diff = RowDiff::default();
+        if !Arc::ptr_eq(&before.own.entry, &after.own.entry) {
+            diff.written.push(&after.own);
+        }
+        list::diff(
+            &before.list,
+            &after.list,
+            &mut diff.written,
+            &mut diff.replaced,
+        );
+        diff
+    }
+
+    /// The keys of `replaced` rows that no row of `written` brings back.
+    pub fn removed(&self) -> Vec<&'a Key> {
+        let back: HashSet<&Key> = self.written.iter().map(|row| &row.key).collect();
+        self.replaced
+            .iter()
+            .map(|row| &row.key)
+            .filter(|key| !back.contains(key))
+            .collect()
+    }
+}
 
 /// The rows of `after` that are new or rewritten since `before`, in list
 /// order, and the keys of `before` that `after` no longer has.
@@ -16,27 +57,9 @@ pub fn changed_rows<'a>(
     before: &'a Snapshot,
     after: &'a Snapshot,
 ) -> (Vec<&'a SnapshotEntry>, Vec<&'a Key>) {
-    let old: HashMap<&str, &Arc<super::Entry>> = before
-        .entries()
-        .iter()
-        .map(|row| (row.key.as_str(), &row.entry))
-        .collect();
-    let upserts = after
-        .entries()
-        .iter()
-        .filter(|row| {
-            !old.get(row.key.as_str())
-                .is_some_and(|e| Arc::ptr_eq(e, &row.entry))
-        })
-        .collect();
-    let now: HashSet<&str> = after.entries().iter().map(|row| row.key.as_str()).collect();
-    let removed = before
-        .entries()
-        .iter()
-        .map(|row| &row.key)
-        .filter(|key| !now.contains(key.as_str()))
-        .collect();
-    (upserts, removed)
+    let diff = RowDiff::between(before, after);
+    let removed = diff.removed();
+    (diff.written, removed)
 }
 
 /// A store with the defaults and a self entry on host `gw` (tests).

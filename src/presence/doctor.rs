@@ -59,7 +59,7 @@ pub fn diagnose(snapshot: &Snapshot, now: Millis, config: DoctorConfig) -> Repor
     // Gateways' own entries (this one's first, then other fleet
     // gateways') are never a client's finding, and the cap does not count
     // them: every pass below sees only the other rows.
-    let clients: Vec<&SnapshotEntry> = snapshot.entries().iter().filter(|r| !r.pinned).collect();
+    let clients: Vec<&SnapshotEntry> = snapshot.entries().filter(|r| !r.pinned).collect();
     let rows = clients.as_slice();
     let ttl_ms = snapshot.pressure().ttl_ms;
     let mut counts = BTreeMap::new();
@@ -911,9 +911,9 @@ mod properties {
             let config = DoctorConfig { stale_after: Duration::from_secs(stale_secs) };
             let r = diagnose(&snapshot, now, config);
             prop_assert_eq!(&r, &diagnose(&snapshot, now, config), "deterministic");
-            let live: HashMap<&str, bool> = snapshot.entries().iter()
+            let live: HashMap<&str, bool> = snapshot.entries()
                 .map(|row| (row.key.as_str(), row.live)).collect();
-            let self_key = snapshot.entries()[0].key.as_str();
+            let self_key = snapshot.own().key.as_str();
             let mut in_duplicates = HashSet::new();
             for (index, f) in r.findings.iter().enumerate() {
                 prop_assert_eq!(&f.keys[0], &f.key);

@@ -105,7 +105,7 @@ impl HostStatsBook {
         let mut book = self.lock();
         book.insert(key, stats);
         if book.len() > 2 * self.bound {
-            let keep: HashSet<&Key> = listed.entries().iter().map(|row| &row.key).collect();
+            let keep: HashSet<&Key> = listed.entries().map(|row| &row.key).collect();
             book.retain(|key, _| keep.contains(key));
         }
     }
@@ -115,7 +115,6 @@ impl HostStatsBook {
         let book = self.lock();
         listed
             .entries()
-            .iter()
             .filter_map(|row| Some((row.key.clone(), *book.get(&row.key)?)))
             .collect()
     }

@@ -7,6 +7,7 @@ mod duplicates;
 mod entry;
 mod host_stats;
 mod key;
+mod list;
 mod origin;
 mod pressure;
 mod remote;
@@ -18,7 +19,7 @@ mod store;
 pub mod text;
 
 pub use changelog::{ChangeLog, DEFAULT_LOG_KEYS, Merged};
-pub use diff::changed_rows;
+pub use diff::{RowDiff, changed_rows};
 pub use doctor::{DoctorConfig, MAX_FINDINGS_PER_KIND, diagnose, human, write_name};
 pub use entry::{
     Entry, MAX_ENCODED_BYTES, MAX_FIELD_BYTES, MAX_LIST_ITEMS, MAX_TEXT_BYTES, Millis, Patch,

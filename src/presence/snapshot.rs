@@ -1,20 +1,19 @@
-//! The immutable, published view of the store: entries in list order plus
-//! the list already encoded as JSON.
+//! The immutable, published view of the store: the self entry, then the
+//! other rows in list order, each already encoded as JSON.
 //!
-//! Invariants: `entries[0]` is the self entry; the rest are sorted by `ts`
-//! descending, ties by key ascending; `list` is exactly the JSON array of
-//! `entries` (self `ts` = `published_at`); `self_prefix` is the self entry's
-//! bytes up to and including `"ts":`, and `rest` is every later entry,
-//! each preceded by a comma. Readers splice a fresh `ts` between the two
-//! instead of re-encoding anything.
+//! Invariants: the self entry comes first; the rest ([`List`]) are sorted by
+//! `ts` descending, ties by key ascending, and their chunks hold their JSON
+//! joined; `own.json` is the self entry with `ts` = `published_at`, its
+//! digits starting at `own_ts_at` and followed only by `}`. Readers splice
+//! a fresh `ts` there instead of re-encoding anything, and copy the chunks.
 
 use super::entry::{Entry, Millis};
 use super::key::Key;
+use super::list::List;
 use super::origin::Origin;
 use super::pressure::Pressure;
 use bytes::Bytes;
-use std::ops::Range;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// One row of a snapshot.
 #[derive(Debug, Clone)]
@@ -38,19 +37,44 @@ pub struct SnapshotEntry {
 }
 
 /// One published version of the presence list.
+///
+/// A snapshot is the self row plus a [`List`]: cloning one, or publishing
+/// the next, shares every chunk of rows the two versions have in common.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     pub(crate) version: u64,
     pub(crate) published_at: Millis,
-    pub(crate) entries: Vec<SnapshotEntry>,
-    pub(crate) list: Bytes,
-    pub(crate) self_prefix: Range<usize>,
-    pub(crate) rest: Range<usize>,
+    /// The self entry, encoded with `ts` = `published_at`, last.
+    pub(crate) own: SnapshotEntry,
+    /// Offset of the first digit of the self entry's `ts` in `own.json`.
+    pub(crate) own_ts_at: usize,
+    pub(crate) list: List,
     pub(crate) pressure: Pressure,
     pub(crate) change_version: u64,
 }
 
 impl Snapshot {
+    /// A snapshot of `own` (the self entry, its `ts` encoded last) and the
+    /// sealed `list`.
+    pub(crate) fn new(
+        version: u64,
+        published_at: Millis,
+        own: SnapshotEntry,
+        list: List,
+        pressure: Pressure,
+    ) -> Self {
+        let own_ts_at = ts_value_start(&own.json);
+        Snapshot {
+            version,
+            published_at,
+            own,
+            own_ts_at,
+            list,
+            pressure,
+            change_version: version,
+        }
+    }
+
     /// `stateVersion.presence` of this snapshot.
     pub fn version(&self) -> u64 {
         self.version
@@ -61,19 +85,38 @@ impl Snapshot {
         self.published_at
     }
 
-    /// The rows in list order, self first.
-    pub fn entries(&self) -> &[SnapshotEntry] {
-        &self.entries
+    /// Every row in list order: the self entry first, then [`Snapshot::rows`].
+    pub fn entries(&self) -> impl Iterator<Item = &SnapshotEntry> + Clone {
+        std::iter::once(&self.own).chain(self.list.iter())
+    }
+
+    /// The self entry's row.
+    pub fn own(&self) -> &SnapshotEntry {
+        &self.own
+    }
+
+    /// The rows after the self entry, in list order.
+    pub fn rows(&self) -> impl Iterator<Item = &SnapshotEntry> + Clone {
+        self.list.iter()
+    }
+
+    /// The row under `key` whose `ts` is `ts`, the self entry's whatever
+    /// its `ts`. O(log rows).
+    pub fn get(&self, ts: Millis, key: &Key) -> Option<&SnapshotEntry> {
+        if *key == self.own.key {
+            return Some(&self.own);
+        }
+        self.list.get(ts, key)
     }
 
     /// Number of rows, the self entry included.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.list.len() + 1
     }
 
     /// Always false: the self entry is always present.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        false
     }
 
     /// The cap and the removals of the last TTL, as of this snapshot.
@@ -95,23 +138,21 @@ impl Snapshot {
         self
     }
 
-    /// The same snapshot, reporting `pressure`.
-    pub(crate) fn with_pressure(mut self, pressure: Pressure) -> Self {
-        self.pressure = pressure;
-        self
-    }
-
-    /// The list as a JSON array, as of [`Snapshot::published_at`].
-    pub fn list_json(&self) -> &Bytes {
-        &self.list
+    /// Bytes [`Snapshot::write_list`] appends, give or take the digits of
+    /// the self entry's `ts`.
+    pub fn list_len(&self) -> usize {
+        self.own.json.len() + self.list.bytes_len() + 2
     }
 
     /// Appends the list as a JSON array with the self entry's `ts` set to
-    /// `now` ("every list refreshes its ts"). A byte copy, no encoding.
+    /// `now` ("every list refreshes its ts"). A byte copy of the chunks the
+    /// writer joined, no encoding.
     pub fn write_list(&self, now: Millis, out: &mut Vec<u8>) {
-        out.reserve(self.list.len() + 8);
+        out.reserve(self.list_len() + 8);
         self.write_list_head(now, out);
-        out.extend_from_slice(&self.list[self.rest.clone()]);
+        for chunk in self.list.chunks() {
+            out.extend_from_slice(chunk);
+        }
         out.push(b']');
     }
 
@@ -119,7 +160,7 @@ impl Snapshot {
     /// its `ts` set to `now`. [`Snapshot::list_rest`] and `]` complete it.
     pub fn write_list_head(&self, now: Millis, out: &mut Vec<u8>) {
         out.push(b'[');
-        out.extend_from_slice(&self.list[self.self_prefix.clone()]);
+        out.extend_from_slice(&self.own.json[..self.own_ts_at]);
         out.extend_from_slice(
             itoa::Buffer::new()
                 .format(now.max(self.published_at))
@@ -129,106 +170,31 @@ impl Snapshot {
     }
 
     /// The rows after the self entry, each with its leading comma: the
-    /// part of the list that is the same in every answer at this version.
+    /// part of the list that is the same in every answer at this version,
+    /// as one buffer. O(list): the chunks are joined (callers cache it per
+    /// version); [`Snapshot::list_pieces`] shares them instead.
     pub fn list_rest(&self) -> Bytes {
-        self.list.slice(self.rest.clone())
-    }
-
-    /// Builds a snapshot from rows in list order; `entries[0]` must be the
-    /// self entry, encoded with `ts` last. The list is written into a
-    /// buffer from `lists`, and goes back there when the snapshot is gone.
-    pub(crate) fn build(
-        version: u64,
-        published_at: Millis,
-        entries: Vec<SnapshotEntry>,
-        lists: &ListPool,
-    ) -> Self {
-        let total: usize = entries.iter().map(|e| e.json.len() + 1).sum();
-        let mut list = lists.take(total + 2);
-        list.push(b'[');
-        let first = &entries[0].json;
-        let ts_at = ts_value_start(first);
-        let self_prefix = 1..1 + ts_at;
-        list.extend_from_slice(first);
-        let rest_start = list.len();
-        for row in &entries[1..] {
-            list.push(b',');
-            list.extend_from_slice(&row.json);
-        }
-        let rest = rest_start..list.len();
-        list.push(b']');
-        Snapshot {
-            version,
-            published_at,
-            entries,
-            list: Bytes::from_owner(PooledList {
-                bytes: list,
-                home: lists.clone(),
-            }),
-            self_prefix,
-            rest,
-            pressure: Pressure::default(),
-            change_version: version,
-        }
-    }
-}
-
-/// Spare list buffers kept for the next publish.
-///
-/// At 100k entries a list is ~30 MB. A fresh buffer of that size comes
-/// straight from the OS, and the writer then spends milliseconds per
-/// publish faulting in and zeroing its pages; a buffer that held an earlier
-/// list is already mapped. A snapshot hands its buffer back when its last
-/// reader drops it, on that reader's thread, hence the lock (taken once per
-/// snapshot, never while reading).
-#[derive(Debug, Clone, Default)]
-pub(crate) struct ListPool(Arc<Mutex<Vec<Vec<u8>>>>);
-
-/// Spares kept: the writer builds one list while readers may still hold
-/// the previous one, so two cover the steady state.
-const SPARE_LISTS: usize = 2;
-
-impl ListPool {
-    /// An empty buffer with room for `len` bytes: a spare one if it fits,
-    /// else a new one with some headroom, so that it still fits when the
-    /// list has grown a little by the time it comes back.
-    fn take(&self, len: usize) -> Vec<u8> {
-        let spare = self.0.lock().ok().and_then(|mut spares| spares.pop());
-        match spare {
-            // Growing a spare would copy its old bytes for nothing, and a
-            // store that shrank should not keep a buffer for its old size.
-            Some(mut buffer) if (len..=len.saturating_mul(4)).contains(&buffer.capacity()) => {
-                buffer.clear();
-                buffer
-            }
-            _ => Vec::with_capacity(len + len / 8),
-        }
-    }
-
-    fn give_back(&self, buffer: Vec<u8>) {
-        if let Ok(mut spares) = self.0.lock() {
-            if spares.len() < SPARE_LISTS {
-                spares.push(buffer);
+        let mut chunks = self.list.chunks();
+        match (chunks.clone().next(), chunks.clone().nth(1)) {
+            (None, _) => Bytes::new(),
+            (Some(only), None) => only.clone(),
+            _ => {
+                let mut rest = Vec::with_capacity(self.list.bytes_len());
+                chunks.by_ref().for_each(|c| rest.extend_from_slice(c));
+                Bytes::from(rest)
             }
         }
     }
-}
 
-/// A list buffer that returns to its pool when the last `Bytes` of it goes.
-struct PooledList {
-    bytes: Vec<u8>,
-    home: ListPool,
-}
-
-impl AsRef<[u8]> for PooledList {
-    fn as_ref(&self) -> &[u8] {
-        &self.bytes
-    }
-}
-
-impl Drop for PooledList {
-    fn drop(&mut self) {
-        self.home.give_back(std::mem::take(&mut self.bytes));
+    /// The list as [`Snapshot::write_list`] writes it, as shared pieces
+    /// (for a vectored write): the head ([`Snapshot::write_list_head`]),
+    /// every chunk of rows, `]`.
+    pub fn list_pieces(&self, now: Millis) -> impl Iterator<Item = Bytes> + '_ {
+        let mut head = Vec::with_capacity(self.own_ts_at + 24);
+        self.write_list_head(now, &mut head);
+        std::iter::once(Bytes::from(head))
+            .chain(self.list.chunks().cloned())
+            .chain(std::iter::once(Bytes::from_static(b"]")))
     }
 }
 

@@ -2,11 +2,12 @@
 //! reserved self entry (docs/protocol.md §5). Pure and deterministic: the caller
 //! passes `now`; nothing here reads a clock or does I/O.
 //!
-//! Rows live in a slab (`slots`), so the expiry order and the last list
-//! order can name them by index, and a publish walks them without hashing a
-//! single key. A publish costs O(N) clones plus O(k log k) for the k rows
-//! written since the last one: rows nobody wrote keep their relative list
-//! order, so only the written rows are sorted, then merged in.
+//! Rows live in a slab (`slots`), so the expiry order can name them by
+//! index. The list readers get is a persistent [`List`] the store edits in
+//! place of the last published one: a publish moves, adds and drops only
+//! the rows written or removed since the last one, and costs O(k log n)
+//! for k such rows among n, plus one visit of each part of the list (see
+//! `list.rs`); unchanged chunks of rows are shared with older snapshots.
 //!
 //! Invariants, true between any two calls:
 //! - `index` and `by_age` name exactly the live slots, each once, and a live
@@ -15,11 +16,13 @@
 //!   item is the next to expire or be evicted ("oldest `ts` first, least
 //!   recently written among equals");
 //! - `index.len() <= max_entries`; the self entry is not in `slots`;
-//! - a slot's `json` is `None` exactly when it was written since the last
-//!   publish, and `Some(encoding of its current entry)` otherwise; every
-//!   slot with `json == None` is in `written`;
-//! - `listed` holds the slots of the last publish in list order: `ts`
-//!   descending, ties by key ascending;
+//! - a slot is `dirty` exactly when it was written since the last
+//!   publish, and every dirty slot is in `written`;
+//! - `list` holds, for every slot with `listed == Some(ts)`, one row at
+//!   (`ts`, key), and for every `(ts, key)` in `unlisted` one row there,
+//!   and nothing else: the rows of the last publish that are still to be
+//!   moved or dropped. A clean slot's row is its current entry, at its
+//!   entry's `ts`;
 //! - `owners[k]` lists the live connections that connected under `k`;
 //! - a slot is local when its entry's `gateway_id` equals the self entry's
 //!   (both `None` outside a fleet), and a local slot's `live` is true
@@ -37,13 +40,11 @@
 
 use super::entry::{Entry, Millis, Patch};
 use super::key::Key;
+use super::list::List;
 use super::origin::{ConnTag, KeySource, Origin, Write, WriteKind, Writer};
 use super::pressure::Removals;
 use super::remote::RemoteRow;
-use super::snapshot::ListPool;
 use super::source::disconnect_reason;
-use bytes::Bytes;
-use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -105,8 +106,10 @@ type SlotId = usize;
 struct Slot {
     key: Key,
     entry: Arc<Entry>,
-    /// Cached encoding; `None` after a write until the next publish.
-    json: Option<Bytes>,
+    /// Written since the last publish.
+    dirty: bool,
+    /// The `ts` this slot's row has in `list`, if it has one.
+    listed: Option<Millis>,
     /// This slot's key in `by_age`; `.0` is the `ts` the list sorts by.
     age: (Millis, u64),
     /// A connection for this row is live (here, or at its origin).
@@ -119,13 +122,10 @@ struct Slot {
 }
 
 impl Slot {
-    /// List order: `ts` descending, then key ascending.
-    fn list_cmp(&self, other: &Slot) -> Ordering {
-        other
-            .age
-            .0
-            .cmp(&self.age.0)
-            .then_with(|| self.key.cmp(&other.key))
+    /// Marks the slot written; true if it was not already, when the caller
+    /// adds it to `written`.
+    fn mark_written(&mut self) -> bool {
+        !std::mem::replace(&mut self.dirty, true)
     }
 }
 
@@ -143,14 +143,14 @@ pub struct Store {
     free: Vec<SlotId>,
     index: HashMap<Key, SlotId>,
     by_age: BTreeMap<(Millis, u64), SlotId>,
-    /// Slots that went from encoded to written (or were created) since the
-    /// last publish. May also name slots removed since, or reused: publish
-    /// keeps only live slots whose `json` is `None`, once each.
+    /// Slots that became dirty (or were created) since the last publish.
+    /// May also name slots removed since, or reused: publish takes only
+    /// live dirty slots, once each.
     written: Vec<SlotId>,
-    /// The slots of the last publish, in list order.
-    listed: Vec<SlotId>,
-    /// Buffers of dropped snapshots' lists, for the next publish.
-    lists: ListPool,
+    /// The list of the last publish, being edited into the next one.
+    list: List,
+    /// Rows of removed slots still in `list`, as (`ts`, key).
+    unlisted: Vec<(Millis, Key)>,
     owners: HashMap<Key, Vec<ConnId>>,
     /// This gateway's fleet node id (the self entry's `gateway_id`).
     local_gateway: Option<String>,
@@ -203,8 +203,8 @@ impl Store {
             index: HashMap::new(),
             by_age: BTreeMap::new(),
             written: Vec::new(),
-            listed: Vec::new(),
-            lists: ListPool::default(),
+            list: List::default(),
+            unlisted: Vec::new(),
             owners: HashMap::new(),
             shadows: HashMap::new(),
             pinned: 0,
@@ -310,7 +310,7 @@ impl Store {
         if std::mem::take(&mut slot.pinned) {
             self.pinned -= 1;
         }
-        if slot.json.take().is_some() {
+        if slot.mark_written() {
             self.written.push(id);
         }
         let old = std::mem::replace(&mut slot.age, age);
@@ -334,7 +334,8 @@ impl Store {
         let slot = Slot {
             key: key.clone(),
             entry,
-            json: None,
+            dirty: true,
+            listed: None,
             age,
             live,
             pinned,
@@ -408,6 +409,9 @@ impl Store {
     /// Empties slot `id`, already taken out of `by_age`.
     fn remove_slot(&mut self, id: SlotId) {
         let slot = self.slots[id].take().expect("by_age names only live slots");
+        if let Some(ts) = slot.listed {
+            self.unlisted.push((ts, slot.key.clone()));
+        }
         self.pinned -= usize::from(slot.pinned);
         self.index.remove(&slot.key);
         self.free.push(id);
@@ -458,8 +462,15 @@ mod tests {
         }
     }
 
+    /// The list as a reply carries it, stamped when it was published.
+    fn list_json(snapshot: &Snapshot) -> Vec<u8> {
+        let mut out = Vec::new();
+        snapshot.write_list(snapshot.published_at(), &mut out);
+        out
+    }
+
     fn keys(snapshot: &Snapshot) -> Vec<&str> {
-        snapshot.entries().iter().map(|e| e.key.as_str()).collect()
+        snapshot.entries().map(|e| e.key.as_str()).collect()
     }
 
     #[test]
@@ -468,7 +479,7 @@ mod tests {
         let snap = s.publish(5);
         assert_eq!(snap.version(), 1);
         assert_eq!(keys(&snap), ["gw-uuid"]);
-        assert_eq!(snap.entries()[0].entry.ts, 5);
+        assert_eq!(snap.own().entry.ts, 5);
     }
 
     #[test]
@@ -673,14 +684,13 @@ mod tests {
         let second = s.publish(3);
         let row = |snap: &Snapshot, k: &str| {
             snap.entries()
-                .iter()
                 .find(|e| e.key.as_str() == k)
                 .cloned()
                 .unwrap()
         };
         let (a1, a2) = (row(&first, "a"), row(&second, "a"));
         assert!(Arc::ptr_eq(&a1.entry, &a2.entry));
-        assert_eq!(a1.json.as_ptr(), a2.json.as_ptr(), "a was not re-encoded");
+        assert_eq!(a1.json, a2.json);
         assert!(!Arc::ptr_eq(
             &row(&first, "b").entry,
             &row(&second, "b").entry
@@ -699,8 +709,8 @@ mod tests {
             7,
         );
         let snap = s.publish(9);
-        let parsed: serde_json::Value = serde_json::from_slice(snap.list_json()).unwrap();
-        let expected: Vec<&Entry> = snap.entries().iter().map(|e| &*e.entry).collect();
+        let parsed: serde_json::Value = serde_json::from_slice(&list_json(&snap)).unwrap();
+        let expected: Vec<&Entry> = snap.entries().map(|e| &*e.entry).collect();
         assert_eq!(parsed, serde_json::to_value(&expected).unwrap());
 
         let mut fresh = Vec::new();
@@ -753,7 +763,10 @@ mod tests {
         s.upsert(key("c"), host("c2"), 5);
         let snap = s.publish(5);
         assert_eq!(keys(&snap), ["gw-uuid", "c"]);
-        assert_eq!(snap.entries()[1].entry.host.as_deref(), Some("c2"));
+        assert_eq!(
+            snap.rows().next().unwrap().entry.host.as_deref(),
+            Some("c2")
+        );
         s.expire(10 * MIN);
         s.upsert(key("d"), host("d"), 10 * MIN);
         assert_eq!(keys(&s.publish(10 * MIN)), ["gw-uuid", "d"]);
@@ -770,7 +783,7 @@ mod tests {
                 s.expire(round as Millis + 5 * MIN);
             }
             let snap = s.publish(round as Millis);
-            for row in &snap.entries()[1..] {
+            for row in snap.rows() {
                 assert_eq!(row.json, encode(&row.entry), "row {:?}", row.key);
                 assert_eq!(s.get(&row.key), Some(&*row.entry));
             }
@@ -779,26 +792,37 @@ mod tests {
     }
 
     #[test]
-    fn a_dropped_snapshot_lends_its_list_buffer_to_the_next_publish() {
-        let mut s = store(10);
-        s.upsert(key("a"), host("a"), 1);
-        s.upsert(key("b"), host("b"), 1);
-        let first = s.publish(1);
-        let buffer = first.list_json().as_ptr();
-        let held = s.publish(2);
-        assert_ne!(
-            held.list_json().as_ptr(),
-            buffer,
-            "the first is still alive"
-        );
-        drop(first);
-        // Same length as the first list, so the buffer needs no growing.
-        s.upsert(key("a"), host("x"), 3);
-        let third = s.publish(3);
-        assert_eq!(third.list_json().as_ptr(), buffer);
-        assert_eq!(keys(&third), ["gw-uuid", "a", "b"]);
-        let parsed: serde_json::Value = serde_json::from_slice(third.list_json()).unwrap();
-        assert_eq!(parsed[1]["host"], "x");
-        assert_eq!(parsed[2]["host"], "b");
+    fn a_publish_shares_every_chunk_it_did_not_touch() {
+        let mut s = store(10_000);
+        for i in 0..5_000 {
+            s.upsert(key(&format!("k{i:05}")), host("h"), i);
+        }
+        let first = s.publish(5_000);
+        // One row rewritten, one removed: two chunks at most change, and
+        // the rewritten row moves to the front.
+        s.upsert(key("k02500"), host("moved"), 6_000);
+        s.unlisted.push((10, key("k00010")));
+        let id = s.index.remove(&key("k00010")).unwrap();
+        let age = s.slot(id).age;
+        s.by_age.remove(&age);
+        s.slots[id] = None;
+        s.free.push(id);
+        let second = s.publish(6_000);
+        let shared = first
+            .list
+            .chunks()
+            .filter(|a| second.list.chunks().any(|b| b.as_ptr() == a.as_ptr()))
+            .count();
+        let chunks = first.list.chunks().count();
+        assert!(shared + 3 >= chunks, "{shared} of {chunks} chunks shared");
+        assert_eq!(second.rows().next().unwrap().key.as_str(), "k02500");
+        assert_eq!(second.len(), 5_000);
+        let (written, removed) = crate::presence::changed_rows(&first, &second);
+        let written: Vec<&str> = written.iter().map(|r| r.key.as_str()).collect();
+        assert_eq!(written, ["gw-uuid", "k02500"]);
+        assert_eq!(removed, [&key("k00010")]);
+        let parsed: serde_json::Value = serde_json::from_slice(&list_json(&second)).unwrap();
+        let expected: Vec<&Entry> = second.entries().map(|e| &*e.entry).collect();
+        assert_eq!(parsed, serde_json::to_value(&expected).unwrap());
     }
 }

@@ -11,6 +11,6 @@ pub fn call(state: &State, session: &Admission, id: String) -> Reply {
     if !grants_read(&session.scopes) {
         return Reply::Refuse(id, ErrorShape::missing_scope(OPERATOR_READ, &READ_SCOPES));
     }
-    let size = state.reader.load().list_json().len() + id.len() + 64;
+    let size = state.reader.load().list_len() + id.len() + 64;
     Reply::Send(Out::Presence { id }, size)
 }

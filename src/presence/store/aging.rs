@@ -84,7 +84,7 @@ impl Store {
             .as_mut()
             .expect("by_age names only live slots");
         Arc::make_mut(&mut slot.entry).ts = age.0;
-        if slot.json.take().is_some() {
+        if slot.mark_written() {
             self.written.push(id);
         }
         let old = std::mem::replace(&mut slot.age, age);

@@ -116,7 +116,7 @@ impl Store {
         Arc::make_mut(&mut slot.origin).record(write);
         slot.live = live;
         let was_pinned = std::mem::replace(&mut slot.pinned, pinned);
-        if slot.json.take().is_some() {
+        if slot.mark_written() {
             self.written.push(id);
         }
         let old = std::mem::replace(&mut slot.age, age);
@@ -188,7 +188,7 @@ impl Store {
                 at: slot.entry.ts,
             };
             Arc::make_mut(&mut slot.origin).record(write);
-            if slot.json.take().is_some() {
+            if slot.mark_written() {
                 self.written.push(id);
             }
             self.changed = true;
@@ -291,7 +291,7 @@ mod tests {
     }
 
     fn rows(snap: &Snapshot) -> Vec<(String, Option<String>, bool)> {
-        let list = snap.entries().iter();
+        let list = snap.entries();
         list.map(|r| (r.key.to_string(), r.entry.reason.clone(), r.live))
             .collect()
     }
@@ -305,9 +305,9 @@ mod tests {
         assert_eq!((x.ts, x.gateway_id.as_deref()), (7, Some("b")));
         assert_eq!(gateway(&s, "y").as_deref(), Some("a"));
         let snap = s.publish(10);
-        let json = std::str::from_utf8(&snap.entries()[2].json).unwrap();
+        let json = std::str::from_utf8(&snap.entries().nth(2).unwrap().json).unwrap();
         assert!(json.contains(r#""gatewayId":"b""#), "{json}");
-        assert_eq!(snap.entries()[2].entry.ts, 7);
+        assert_eq!(snap.entries().nth(2).unwrap().entry.ts, 7);
     }
 
     #[test]
@@ -423,6 +423,6 @@ mod tests {
     }
 
     fn keys_of(snap: &Snapshot) -> Vec<String> {
-        snap.entries().iter().map(|r| r.key.to_string()).collect()
+        snap.entries().map(|r| r.key.to_string()).collect()
     }
 }

@@ -1,0 +1,589 @@
+//! The published list as a persistent structure: rows in list order, in
+//! chunks that carry their rows' JSON already joined, so two versions share
+//! every chunk neither of them changed.
+//!
+//! Shape: a [`List`] is a vector of parts, a part a vector of chunks, a
+//! chunk a vector of rows plus `bytes`, the rows' JSON each preceded by a
+//! comma. Every level is behind an `Arc`. The writer owns one `List` and
+//! edits it with `Arc::make_mut`: a node that a published snapshot still
+//! reaches has a second owner, so it is copied (path copying) and the
+//! snapshot keeps the old one; a node only the writer holds is edited in
+//! place. Publishing clones the root: one reference count.
+//!
+//! Invariants, true of every list a snapshot holds (after [`List::seal`]):
+//! - rows are in list order, `ts` descending, ties by key ascending, and a
+//!   key appears at most once;
+//! - no chunk and no part is empty; a chunk holds at most [`MAX_CHUNK`]
+//!   rows and a part at most [`MAX_PART`] chunks;
+//! - a chunk's `bytes` is exactly `,json` for each of its rows, in order,
+//!   and each row's `json` is a slice of it; a part's `bytes` and the
+//!   list's `bytes` are the sums of the lengths below them;
+//! - nothing is `dirty`. Between two seals, `dirty` marks exactly the
+//!   chunks and parts edited since the last seal; only the writer's list
+//!   has them, and it alone holds them (an edit copied them first).
+//!
+//! Costs: an insert or removal is O(log n) to find its place plus the copy
+//! of at most one chunk and one part (O([`MAX_CHUNK`] + [`MAX_PART`])), once
+//! per publish for each chunk touched; [`List::seal`] visits every part
+//! (O(n / ([`MAX_CHUNK`] · [`MAX_PART`]) + edits)) and rejoins only the
+//! edited chunks; [`diff`] skips every part and chunk two lists share.
+
+use super::entry::Millis;
+use super::key::Key;
+use super::snapshot::SnapshotEntry;
+use bytes::Bytes;
+use std::cmp::Ordering;
+use std::fmt;
+use std::sync::Arc;
+
+/// Most rows in a chunk: a chunk is copied whole when one of its rows
+/// changes, and joined again at the next seal (about 22 KB of JSON at 350
+/// bytes a row), so it stays small; an insert splits a fuller one.
+pub const MAX_CHUNK: usize = 64;
+/// A chunk edited below this many rows is merged with the next at a seal.
+const MIN_CHUNK: usize = MAX_CHUNK / 4;
+/// Most chunks in a part: the same trade between the copy of an edited part
+/// (one pointer per chunk) and the parts a seal visits.
+pub const MAX_PART: usize = 64;
+/// A part edited below this many chunks is merged with the next at a seal.
+const MIN_PART: usize = MAX_PART / 4;
+
+/// One chunk of consecutive rows and their joined JSON.
+#[derive(Clone)]
+struct Chunk {
+    rows: Vec<SnapshotEntry>,
+    /// `,json` of every row, in order; stale while `dirty`.
+    bytes: Bytes,
+    dirty: bool,
+}
+
+/// Consecutive chunks.
+#[derive(Clone)]
+struct Part {
+    chunks: Vec<Arc<Chunk>>,
+    /// Sum of the chunks' `bytes` lengths; stale while `dirty`.
+    bytes: usize,
+    dirty: bool,
+}
+
+/// Rows in list order; see the module docs.
+#[derive(Clone, Default)]
+pub struct List {
+    parts: Arc<Vec<Arc<Part>>>,
+    /// Rows in all parts.
+    rows: usize,
+    /// Sum of the parts' `bytes`; stale while `dirty`.
+    bytes: usize,
+    /// Edited since the last seal.
+    dirty: bool,
+}
+
+impl fmt::Debug for List {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("List")
+            .field("rows", &self.rows)
+            .field("bytes", &self.bytes)
+            .field("parts", &self.parts.len())
+            .finish()
+    }
+}
+
+/// Where the row at (`ts`, `key`) goes relative to `row`, in list order.
+fn place(ts: Millis, key: &Key, row: &SnapshotEntry) -> Ordering {
+    row.entry.ts.cmp(&ts).then_with(|| key.cmp(&row.key))
+}
+
+/// List order of two rows.
+fn order(a: &SnapshotEntry, b: &SnapshotEntry) -> Ordering {
+    place(a.entry.ts, &a.key, b)
+}
+
+/// The index of the last item whose first row is at or before (`ts`,
+/// `key`), or 0 when every item starts after it.
+fn locate<T>(items: &[T], ts: Millis, key: &Key, first: impl Fn(&T) -> &SnapshotEntry) -> usize {
+    items
+        .partition_point(|item| place(ts, key, first(item)) != Ordering::Less)
+        .saturating_sub(1)
+}
+
+fn part_first(part: &Arc<Part>) -> &SnapshotEntry {
+    chunk_first(&part.chunks[0])
+}
+
+fn chunk_first(chunk: &Arc<Chunk>) -> &SnapshotEntry {
+    &chunk.rows[0]
+}
+
+impl List {
+    /// Rows in the list.
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    /// Length of all chunks' bytes together: the list's JSON without its
+    /// brackets, each row preceded by a comma.
+    pub fn bytes_len(&self) -> usize {
+        self.bytes
+    }
+
+    /// The rows, in list order.
+    pub fn iter(&self) -> impl Iterator<Item = &SnapshotEntry> + Clone {
+        self.parts
+            .iter()
+            .flat_map(|part| part.chunks.iter())
+            .flat_map(|chunk| chunk.rows.iter())
+    }
+
+    /// The chunks' joined JSON, in list order.
+    pub fn chunks(&self) -> impl Iterator<Item = &Bytes> + Clone {
+        debug_assert!(!self.dirty, "read a list only after its seal");
+        self.parts
+            .iter()
+            .flat_map(|part| part.chunks.iter())
+            .map(|chunk| &chunk.bytes)
+    }
+
+    /// The row at (`ts`, `key`), if there is one.
+    pub fn get(&self, ts: Millis, key: &Key) -> Option<&SnapshotEntry> {
+        if self.parts.is_empty() {
+            return None;
+        }
+        let part = &self.parts[locate(&self.parts, ts, key, part_first)];
+        let chunk = &part.chunks[locate(&part.chunks, ts, key, chunk_first)];
+        let at = chunk
+            .rows
+            .binary_search_by(|row| place(ts, key, row).reverse());
+        at.ok().map(|at| &chunk.rows[at])
+    }
+
+    /// Adds `row`, whose key the list must not hold. Its `json` is the
+    /// row's alone until the next seal joins it into its chunk.
+    pub fn insert(&mut self, row: SnapshotEntry) {
+        self.rows += 1;
+        self.dirty = true;
+        let parts = Arc::make_mut(&mut self.parts);
+        if parts.is_empty() {
+            return parts.push(Arc::new(Part {
+                chunks: vec![Arc::new(Chunk::edited(vec![row]))],
+                bytes: 0,
+                dirty: true,
+            }));
+        }
+        let (ts, key) = (row.entry.ts, row.key.clone());
+        let p = locate(parts, ts, &key, part_first);
+        let part = Arc::make_mut(&mut parts[p]);
+        part.dirty = true;
+        let c = locate(&part.chunks, ts, &key, chunk_first);
+        let chunk = Arc::make_mut(&mut part.chunks[c]);
+        chunk.dirty = true;
+        let at = chunk
+            .rows
+            .binary_search_by(|row| place(ts, &key, row).reverse());
+        debug_assert!(at.is_err(), "a key is listed at most once");
+        chunk.rows.insert(at.unwrap_or_else(|at| at), row);
+        if chunk.rows.len() > MAX_CHUNK {
+            let half = chunk.rows.split_off(MAX_CHUNK / 2);
+            part.chunks.insert(c + 1, Arc::new(Chunk::edited(half)));
+        }
+        if part.chunks.len() > MAX_PART {
+            let half = part.chunks.split_off(MAX_PART / 2);
+            let tail = Part {
+                chunks: half,
+                dirty: true,
+                bytes: 0,
+            };
+            parts.insert(p + 1, Arc::new(tail));
+        }
+    }
+
+    /// Removes the row at (`ts`, `key`); false if there is none.
+    pub fn remove(&mut self, ts: Millis, key: &Key) -> bool {
+        let Some(found) = self.find(ts, key) else {
+            return false;
+        };
+        self.rows -= 1;
+        self.dirty = true;
+        let (p, c, at) = found;
+        let parts = Arc::make_mut(&mut self.parts);
+        let part = Arc::make_mut(&mut parts[p]);
+        part.dirty = true;
+        let chunk = Arc::make_mut(&mut part.chunks[c]);
+        chunk.dirty = true;
+        chunk.rows.remove(at);
+        if chunk.rows.is_empty() {
+            part.chunks.remove(c);
+            if part.chunks.is_empty() {
+                parts.remove(p);
+            }
+        }
+        true
+    }
+
+    /// (part, chunk, row) of the row at (`ts`, `key`).
+    fn find(&self, ts: Millis, key: &Key) -> Option<(usize, usize, usize)> {
+        if self.parts.is_empty() {
+            return None;
+        }
+        let p = locate(&self.parts, ts, key, part_first);
+        let part = &self.parts[p];
+        let c = locate(&part.chunks, ts, key, chunk_first);
+        let at = part.chunks[c]
+            .rows
+            .binary_search_by(|row| place(ts, key, row).reverse());
+        at.ok().map(|at| (p, c, at))
+    }
+
+    /// Merges edited chunks and parts that became small into their next
+    /// neighbour, joins the edited chunks' JSON again, and clears every
+    /// `dirty`: afterwards the list may be published.
+    pub fn seal(&mut self) {
+        if !std::mem::take(&mut self.dirty) {
+            return;
+        }
+        // Only the writer's list is ever dirty, and it alone holds what it
+        // edited, so these `make_mut`s copy nothing.
+        let parts = Arc::make_mut(&mut self.parts);
+        let mut p = 0;
+        while p < parts.len() {
+            if parts[p].dirty {
+                while parts[p].chunks.len() < MIN_PART
+                    && p + 1 < parts.len()
+                    && parts[p].chunks.len() + parts[p + 1].chunks.len() <= MAX_PART
+                {
+                    let next = parts.remove(p + 1);
+                    Arc::make_mut(&mut parts[p])
+                        .chunks
+                        .extend(next.chunks.iter().cloned());
+                }
+                Arc::make_mut(&mut parts[p]).seal();
+            }
+            p += 1;
+        }
+        self.bytes = parts.iter().map(|part| part.bytes).sum();
+    }
+}
+
+impl Part {
+    /// [`List::seal`] for one part.
+    fn seal(&mut self) {
+        let chunks = &mut self.chunks;
+        let mut c = 0;
+        while c < chunks.len() {
+            if chunks[c].dirty {
+                while chunks[c].rows.len() < MIN_CHUNK
+                    && c + 1 < chunks.len()
+                    && chunks[c].rows.len() + chunks[c + 1].rows.len() <= MAX_CHUNK
+                {
+                    let next = chunks.remove(c + 1);
+                    Arc::make_mut(&mut chunks[c])
+                        .rows
+                        .extend(next.rows.iter().cloned());
+                }
+                Arc::make_mut(&mut chunks[c]).join();
+            }
+            c += 1;
+        }
+        self.bytes = chunks.iter().map(|chunk| chunk.bytes.len()).sum();
+        self.dirty = false;
+    }
+}
+
+impl Chunk {
+    /// A chunk of `rows` that the next seal joins.
+    fn edited(rows: Vec<SnapshotEntry>) -> Chunk {
+        Chunk {
+            rows,
+            bytes: Bytes::new(),
+            dirty: true,
+        }
+    }
+
+    /// Joins the rows' JSON into `bytes`, and points each row's `json` into
+    /// it, so the buffer a row was encoded into, or the chunk it came from,
+    /// is freed once no snapshot needs it.
+    fn join(&mut self) {
+        let len = self.rows.iter().map(|row| row.json.len() + 1).sum();
+        let mut joined = Vec::with_capacity(len);
+        for row in &self.rows {
+            joined.push(b',');
+            joined.extend_from_slice(&row.json);
+        }
+        let joined = Bytes::from(joined);
+        let mut at = 0;
+        for row in &mut self.rows {
+            let end = at + 1 + row.json.len();
+            row.json = joined.slice(at + 1..end);
+            at = end;
+        }
+        self.bytes = joined;
+        self.dirty = false;
+    }
+}
+
+/// A position in a list, walking it row by row while able to skip a whole
+/// part or chunk.
+struct Cursor<'a> {
+    parts: &'a [Arc<Part>],
+    part: usize,
+    chunk: usize,
+    row: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn new(list: &'a List) -> Self {
+        Cursor {
+            parts: &list.parts,
+            part: 0,
+            chunk: 0,
+            row: 0,
+        }
+    }
+
+    fn row(&self) -> Option<&'a SnapshotEntry> {
+        let part = self.parts.get(self.part)?;
+        Some(&part.chunks[self.chunk].rows[self.row])
+    }
+
+    /// The part this cursor is at the start of.
+    fn part_start(&self) -> Option<&'a Arc<Part>> {
+        (self.chunk == 0 && self.row == 0)
+            .then(|| self.parts.get(self.part))
+            .flatten()
+    }
+
+    /// The chunk this cursor is at the start of.
+    fn chunk_start(&self) -> Option<&'a Arc<Chunk>> {
+        let part = self.parts.get(self.part).filter(|_| self.row == 0)?;
+        Some(&part.chunks[self.chunk])
+    }
+
+    fn next_part(&mut self) {
+        self.part += 1;
+        self.chunk = 0;
+        self.row = 0;
+    }
+
+    fn next_chunk(&mut self) {
+        self.row = 0;
+        self.chunk += 1;
+        if self.chunk == self.parts[self.part].chunks.len() {
+            self.next_part();
+        }
+    }
+
+    fn next_row(&mut self) {
+        self.row += 1;
+        if self.row == self.parts[self.part].chunks[self.chunk].rows.len() {
+            self.next_chunk();
+        }
+    }
+}
+
+/// The difference between two lists of one writer: `added` gets the rows
+/// of `after` that `before` does not have as they are (new, moved or
+/// rewritten), `dropped` the rows of `before` that `after` does not have as
+/// they are; both in list order. A row is "as it is" when its place and
+/// its entry's allocation are the same. Parts and chunks the two lists
+/// share are skipped whole, so the cost is O(parts and chunks that differ
+/// × their size), not O(rows).
+pub fn diff<'a>(
+    before: &'a List,
+    after: &'a List,
+    added: &mut Vec<&'a SnapshotEntry>,
+    dropped: &mut Vec<&'a SnapshotEntry>,
+) {
+    let (mut a, mut b) = (Cursor::new(before), Cursor::new(after));
+    loop {
+        if let (Some(x), Some(y)) = (a.part_start(), b.part_start()) {
+            if Arc::ptr_eq(x, y) {
+                a.next_part();
+                b.next_part();
+                continue;
+            }
+        }
+        if let (Some(x), Some(y)) = (a.chunk_start(), b.chunk_start()) {
+            if Arc::ptr_eq(x, y) {
+                a.next_chunk();
+                b.next_chunk();
+                continue;
+            }
+        }
+        match (a.row(), b.row()) {
+            (None, None) => return,
+            (Some(x), None) => {
+                dropped.push(x);
+                a.next_row();
+            }
+            (None, Some(y)) => {
+                added.push(y);
+                b.next_row();
+            }
+            (Some(x), Some(y)) => match order(x, y) {
+                Ordering::Less => {
+                    dropped.push(x);
+                    a.next_row();
+                }
+                Ordering::Greater => {
+                    added.push(y);
+                    b.next_row();
+                }
+                Ordering::Equal => {
+                    if !Arc::ptr_eq(&x.entry, &y.entry) {
+                        dropped.push(x);
+                        added.push(y);
+                    }
+                    a.next_row();
+                    b.next_row();
+                }
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::presence::{Entry, Origin, Write, WriteKind, Writer};
+
+    fn row(key: &str, ts: Millis) -> SnapshotEntry {
+        let entry = Entry {
+            instance_id: Some(key.into()),
+            text: key.into(),
+            ts,
+            ..Entry::default()
+        };
+        let origin = Origin::new(Write {
+            by: Writer::elsewhere(WriteKind::Remote),
+            at: ts,
+        });
+        SnapshotEntry {
+            key: Key::parse(key).unwrap(),
+            json: Bytes::from(serde_json::to_vec(&entry).unwrap()),
+            entry: Arc::new(entry),
+            live: false,
+            pinned: false,
+            origin: Arc::new(origin),
+        }
+    }
+
+    /// Checks every invariant of a sealed list, and that it holds `want`
+    /// as (key, ts) in list order.
+    fn check(list: &List, want: &[(String, Millis)]) {
+        let got: Vec<(String, Millis)> = list
+            .iter()
+            .map(|r| (r.key.to_string(), r.entry.ts))
+            .collect();
+        assert_eq!(got, want);
+        assert_eq!(list.len(), want.len());
+        let mut joined = Vec::new();
+        for part in list.parts.iter() {
+            assert!(!part.dirty && !part.chunks.is_empty() && part.chunks.len() <= MAX_PART);
+            let mut bytes = 0;
+            for chunk in &part.chunks {
+                assert!(!chunk.dirty && !chunk.rows.is_empty() && chunk.rows.len() <= MAX_CHUNK);
+                let mut expect = Vec::new();
+                for row in &chunk.rows {
+                    expect.push(b',');
+                    expect.extend_from_slice(&serde_json::to_vec(&*row.entry).unwrap());
+                    let at = row.json.as_ptr() as usize - chunk.bytes.as_ptr() as usize;
+                    assert!(
+                        at + row.json.len() <= chunk.bytes.len(),
+                        "json is in its chunk"
+                    );
+                }
+                assert_eq!(chunk.bytes, expect);
+                bytes += chunk.bytes.len();
+                joined.extend_from_slice(&chunk.bytes);
+            }
+            assert_eq!(part.bytes, bytes);
+        }
+        assert_eq!(list.bytes_len(), joined.len());
+    }
+
+    fn sorted(map: &std::collections::BTreeMap<String, Millis>) -> Vec<(String, Millis)> {
+        let mut v: Vec<_> = map.iter().map(|(k, &ts)| (k.clone(), ts)).collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        v
+    }
+
+    #[test]
+    fn many_parts_stay_ordered_joined_and_diffable_through_moves() {
+        let mut list = List::default();
+        let mut model = std::collections::BTreeMap::new();
+        // A pseudo-random walk: inserts, moves to the front, removals.
+        let mut seed: u64 = 7;
+        let mut next = || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+            seed >> 33
+        };
+        for i in 0..20_000 {
+            let key = format!("k{:05}", next() % 30_000);
+            if let Some(ts) = model.insert(key.clone(), (i / 8) as Millis) {
+                assert!(list.remove(ts, &Key::parse(&key).unwrap()));
+            }
+            list.insert(row(&key, (i / 8) as Millis));
+        }
+        list.seal();
+        check(&list, &sorted(&model));
+        assert!(list.parts.len() > 2, "{} parts", list.parts.len());
+        for round in 0..5 {
+            let before = list.clone();
+            let mut moved = std::collections::BTreeSet::new();
+            for _ in 0..500 {
+                let key = model
+                    .keys()
+                    .nth(next() as usize % model.len())
+                    .unwrap()
+                    .clone();
+                let ts = model[&key];
+                assert!(list.remove(ts, &Key::parse(&key).unwrap()));
+                if round % 2 == 0 {
+                    model.remove(&key);
+                } else {
+                    model.insert(key.clone(), 10_000 + round);
+                    list.insert(row(&key, 10_000 + round));
+                }
+                moved.insert(key);
+            }
+            // Whole runs removed: small chunks and parts merge.
+            if round == 4 {
+                let gone: Vec<String> = model.keys().take(model.len() / 2).cloned().collect();
+                for key in gone {
+                    assert!(list.remove(model[&key], &Key::parse(&key).unwrap()));
+                    model.remove(&key);
+                    moved.insert(key);
+                }
+            }
+            list.seal();
+            check(&list, &sorted(&model));
+            check(
+                &before,
+                &before
+                    .iter()
+                    .map(|r| (r.key.to_string(), r.entry.ts))
+                    .collect::<Vec<_>>(),
+            );
+            let (mut added, mut dropped) = (Vec::new(), Vec::new());
+            diff(&before, &list, &mut added, &mut dropped);
+            let touched: std::collections::BTreeSet<String> = added
+                .iter()
+                .chain(&dropped)
+                .map(|r| r.key.to_string())
+                .collect();
+            assert_eq!(touched, moved, "round {round}");
+        }
+    }
+
+    #[test]
+    fn get_finds_a_row_only_at_its_ts() {
+        let mut list = List::default();
+        for (i, key) in ["a", "b", "c"].iter().enumerate() {
+            list.insert(row(key, i as Millis));
+        }
+        list.seal();
+        let b = Key::parse("b").unwrap();
+        assert_eq!(list.get(1, &b).map(|r| r.entry.ts), Some(1));
+        assert!(list.get(2, &b).is_none());
+        assert!(!list.remove(2, &b));
+    }
+}
