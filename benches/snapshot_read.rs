@@ -26,11 +26,13 @@ const ENTRIES: usize = 200;
 /// The write load benches/README.md's "reads slowed ≤ 2x" target is quoted at.
 const WRITE_RATE: f64 = 1_000_000.0;
 
-/// The measured read: load the current snapshot and touch its bytes.
+/// The measured read: load the current snapshot and take the shared
+/// pieces of its list (what a vectored write would send), touching each.
 fn read(reader: &SnapshotReader) -> usize {
     let snap = reader.load();
-    let list = snap.list_json();
-    list.len() + usize::from(list[0])
+    snap.list_pieces(snap.published_at())
+        .map(|piece| piece.len() + usize::from(piece[0]))
+        .sum()
 }
 
 /// Runs `iters` of `op` on each of `threads` threads at once; returns the

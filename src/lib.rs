@@ -47,7 +47,7 @@
 //! let reader = engine.reader();
 //! let snapshot = reader.load();
 //! assert!(snapshot.version() >= version);
-//! let keys: Vec<&str> = snapshot.entries().iter().map(|row| row.key.as_str()).collect();
+//! let keys: Vec<&str> = snapshot.entries().map(|row| row.key.as_str()).collect();
 //! assert_eq!(keys, ["gw", "laptop"]);
 //!
 //! // Applies and publishes whatever was accepted, then joins the writer
@@ -134,10 +134,24 @@
 //! - **Publish per batch, not per event.** Readers see state as of the last
 //!   batch. Read-your-writes is kept per connection by acknowledging an
 //!   event only after the snapshot containing it is published.
-//! - **Whole-list snapshots.** A publish copies every row's cached bytes
-//!   (O(entries)); reads are then a pointer load and a byte copy. Good for
-//!   the default 200 entries and fine at 100k (tens of publishes per
-//!   second), wasteful for a million entries changing constantly.
+//! - **Persistent snapshots.** The list is a three-level tree of shared
+//!   pieces (`presence/list.rs`): parts of chunks of at most 64 rows, each
+//!   chunk carrying its rows' JSON already joined. The writer edits its own
+//!   copy with copy-on-write, so a publish moves or drops only the rows
+//!   written or removed since the last one and rejoins only their chunks:
+//!   O(k log n + n / 4096) for k changed rows among n, and two versions
+//!   share every chunk neither changed. Invariants: rows in list order
+//!   (`ts` descending, key ascending), each key once; a chunk's bytes are
+//!   exactly its rows' JSON; nothing a published snapshot reaches is ever
+//!   written again (an edit copies whatever has a second owner, so a reader
+//!   holding an old version sees it whole); a reader never writes list
+//!   bytes, it copies the chunks (or sends them as they are). The costs:
+//!   a written row's chunk (up to 64 rows) is copied and rejoined once per
+//!   publish, so a batch of writes scattered over a large list copies up to
+//!   64 rows of JSON per written row (about 22 KB); a full list is no longer
+//!   one buffer but a chunk per 64 rows; and diffs between two snapshots
+//!   (`presence.delta`, the fleet's own rows) walk both lists, skipping the
+//!   shared pieces, O(changes × 64) rather than O(rows).
 //! - **Latest wins per connection.** Broadcasts never wait for a socket and
 //!   never pile up: a slow client gets the newest list (or a merged delta)
 //!   when it catches up, never every list it missed, and its `seq` has no

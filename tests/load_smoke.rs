@@ -1,7 +1,8 @@
 //! Smoke runs of `rollcall load` against the real gateway: about 200
 //! clients for about 5 s must see no error, and every simulated client
 //! must appear in `system-presence`; watchers on either feed must all hold
-//! on, converge on the gateway's version, and see no `seq` or delta gaps.
+//! on, converge on the gateway's version, and see no `seq` or delta gaps;
+//! `--fill` writes its rows first, and says so when it may not.
 
 mod common;
 
@@ -55,6 +56,40 @@ async fn two_hundred_clients_for_five_seconds_see_no_errors() {
         })
         .count();
     assert_eq!(fleet, 200, "every simulated client is in system-presence");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fill_writes_its_rows_before_the_clients_start() {
+    let server = TestServer::start_with(|c| c.max_entries = 1000).await;
+    let url = server.ws_url("/");
+    let flags = "--fill 600 --clients 2 --duration 1s --in-flight 1";
+    let summary = run(load_args(&url, flags)).await.expect("the run starts");
+    assert_eq!(summary.ramp.connected, 2, "{summary}");
+
+    let mut observer = Client::observer(server.addr).await;
+    let list = observer.presence().await;
+    let prefix = format!("load-{}-f", summary.run.run_id);
+    let filled = list
+        .iter()
+        .filter(|e| {
+            e["instanceId"]
+                .as_str()
+                .is_some_and(|id| id.starts_with(&prefix))
+        })
+        .count();
+    assert_eq!(filled, 600, "every --fill row is in system-presence");
+}
+
+#[tokio::test]
+async fn fill_refused_without_admin_names_the_scope() {
+    // The token grants role `node` only: no `operator.admin`.
+    let server = TestServer::start_with(|c| c.tokens = vec!["n:node".parse().unwrap()]).await;
+    let url = server.ws_url("/");
+    let flags = "--token n --fill 10 --clients 1 --duration 1s";
+    let error = run(load_args(&url, flags))
+        .await
+        .expect_err("the fill needs operator.admin");
+    assert!(error.to_string().contains("--fill"), "{error}");
 }
 
 /// A watcher run against the real gateway: `watchers` on `feed` while five

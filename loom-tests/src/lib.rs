@@ -40,7 +40,10 @@
 //! acknowledged event is visible; a waiter for version V wakes once V is
 //! published; shutdown applies every accepted event and refuses later
 //! pushes; the writer's timeout path loses nothing. Each was checked to fail
-//! against a seeded bug (see `PREEMPTIONS`). A deadlock is reported by loom
+//! against a seeded bug (see `PREEMPTIONS`). `list_models.rs` runs the real
+//! `src/presence/list.rs` (see [`presence`]): a reader holding a published
+//! list sees it whole and unchanged while the writer edits and publishes the
+//! next ones (it fails if the writer publishes a list it has not sealed). A deadlock is reported by loom
 //! as a panic that aborts the test binary rather than failing one test.
 //!
 //! # Running
@@ -62,7 +65,10 @@ compile_error!(
 #[path = "../../src/clock.rs"]
 pub mod clock;
 pub mod engine;
+pub mod presence;
 
+#[cfg(test)]
+mod list_models;
 #[cfg(test)]
 mod models;
 #[cfg(test)]

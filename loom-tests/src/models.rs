@@ -17,7 +17,7 @@ const PREEMPTIONS: usize = 3;
 
 /// Checks `f` under every interleaving loom explores within the bound, and
 /// prints how many that was (`cargo test -- --nocapture` shows it).
-fn model(name: &str, f: impl Fn() + Sync + Send + 'static) {
+pub(crate) fn model(name: &str, f: impl Fn() + Sync + Send + 'static) {
     let mut builder = loom::model::Builder::new();
     if builder.preemption_bound.is_none() {
         builder.preemption_bound = Some(PREEMPTIONS);

@@ -136,6 +136,13 @@ pub struct LoadArgs {
     #[arg(long)]
     pub frame_bytes: Option<usize>,
 
+    /// Rows written before the ramp by one `operator.admin` connection (the
+    /// token must grant it), under distinct `instanceId`s (`load-RUN-fN`):
+    /// the run then measures a gateway holding this many rows besides its
+    /// clients' own.
+    #[arg(long, default_value_t = 0)]
+    pub fill: u32,
+
     /// Raw mode against a WebSocket echo server: no challenge or `connect`;
     /// each request is the same text frame the rollcall mode would send, and any
     /// text frame back answers the oldest request in flight.
@@ -199,6 +206,9 @@ pub enum LoadError {
         /// Hard limit.
         hard: u64,
     },
+    /// `--fill` could not write its rows.
+    #[error(transparent)]
+    Fill(#[from] super::FillError),
     /// `--source-ips` binds loopback addresses, which cannot reach another host.
     #[error("--source-ips needs a 127.0.0.0/8 IPv4 target, and {0} is not one")]
     SourceIpsNeedLoopback(SocketAddr),
@@ -213,6 +223,12 @@ pub(super) fn out_of_range(option: &'static str, reason: impl Into<String>) -> L
 
 /// Checks the options that clap's types do not.
 pub fn validate(args: &LoadArgs) -> Result<(), LoadError> {
+    if args.fill > 0 && args.echo {
+        return Err(out_of_range(
+            "fill",
+            "needs the gateway protocol, not --echo",
+        ));
+    }
     if args.clients == 0 && args.readers == 0 && args.watchers == 0 {
         return Err(LoadError::NoClients);
     }

@@ -21,7 +21,7 @@
 //! `session.rs` (one client), `fleet.rs` (what the clients share), `requests.rs` (the frames it sends), [`stats`]
 //! (what is recorded), [`summary`] (the report), `source.rs` (loopback source
 //! addresses), [`fdlimit`] (`RLIMIT_NOFILE`), [`echo`] (the baseline server);
-//! `crew.rs` (starting and stopping the client tasks), `progress.rs` (what
+//! `crew.rs` (starting and stopping the client tasks), `fill.rs` (`--fill`: rows written before the ramp), `progress.rs` (what
 //! the callback gets); for `--watchers`: `watch.rs` (one watcher), `watch_stats.rs` (what watchers
 //! record) and `settle.rs` (the wait for them to converge at the end).
 
@@ -34,6 +34,7 @@ pub mod summary;
 pub mod vfleet;
 
 mod crew;
+mod fill;
 mod fleet;
 mod progress;
 mod requests;
@@ -47,6 +48,7 @@ pub use args::WatchFeed;
 pub use args::{LoadArgs, LoadError, MAX_DURATION};
 pub use crew::STOP_GRACE;
 pub use fdlimit::{NofileShortfall, raise_nofile};
+pub use fill::FillError;
 pub use progress::LoadProgress;
 pub use run::{run, run_with_progress};
 pub use summary::{Summary, WatchSummary};

@@ -165,6 +165,32 @@ impl Requests {
     }
 
     /// A `system-presence` request with id `id`.
+    /// The `connect` of the `--fill` connection: an operator with
+    /// `operator.admin`, which may beacon for any instance.
+    pub fn fill_connect(&self) -> Vec<u8> {
+        let id = format!("load-{}-fill", self.run_id);
+        self.connect_as("cli", "operator", json!(["operator.admin"]), id, None)
+    }
+
+    /// The `--fill` beacon for row `row`, which is also its request id.
+    pub fn fill_beacon(&self, row: u32) -> Vec<u8> {
+        let host = format!("fill-{row}");
+        let mut text = String::with_capacity(160);
+        let beacon = ParsedText {
+            host: &host,
+            ip: "10.255.0.1",
+            version: env!("CARGO_PKG_VERSION"),
+            last_input_seconds: 0,
+            mode: &self.mode_escaped,
+            reason: "periodic",
+        };
+        text::write(&mut text, &beacon).expect("write to String");
+        let id = format!("load-{}-f{row}", self.run_id);
+        let params = json!({ "text": text, "instanceId": id });
+        let req = json!({"type": "req", "id": row.to_string(), "method": "system-event", "params": params});
+        serde_json::to_vec(&req).expect("json value serializes")
+    }
+
     pub fn presence(&self, id: u64) -> Vec<u8> {
         format!(r#"{{"type":"req","id":"{id}","method":"system-presence","params":{{}}}}"#)
             .into_bytes()

@@ -85,6 +85,9 @@ pub async fn run_with_progress(
     progress: impl FnMut(LoadProgress),
 ) -> Result<Summary, LoadError> {
     let fleet = Arc::new(prepare(&args).await?);
+    if args.fill > 0 {
+        super::fill::fill(&fleet, args.fill).await?;
+    }
     let server_rss_start = args.rss_pid.and_then(|p| read_vm_rss_kib(Some(p)));
     let client_rss_start = read_vm_rss_kib(None);
     let mut phases = Phases::new(&args, fleet.clone(), progress);

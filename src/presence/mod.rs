@@ -12,6 +12,7 @@ mod origin;
 mod pressure;
 mod remote;
 mod report;
+mod row;
 mod snapshot;
 mod source;
 mod status;

@@ -1,44 +1,22 @@
 //! The immutable, published view of the store: the self entry, then the
 //! other rows in list order, each already encoded as JSON.
 //!
-//! Invariants: the self entry comes first; the rest ([`List`]) are sorted by
+//! Invariants: the self entry comes first; the rest (`list.rs`) are sorted by
 //! `ts` descending, ties by key ascending, and their chunks hold their JSON
 //! joined; `own.json` is the self entry with `ts` = `published_at`, its
 //! digits starting at `own_ts_at` and followed only by `}`. Readers splice
 //! a fresh `ts` there instead of re-encoding anything, and copy the chunks.
 
-use super::entry::{Entry, Millis};
+use super::entry::Millis;
 use super::key::Key;
 use super::list::List;
-use super::origin::Origin;
 use super::pressure::Pressure;
+pub use super::row::SnapshotEntry;
 use bytes::Bytes;
-use std::sync::Arc;
-
-/// One row of a snapshot.
-#[derive(Debug, Clone)]
-pub struct SnapshotEntry {
-    /// The row's key.
-    pub key: Key,
-    /// The row. Unchanged rows share this allocation across snapshots, so
-    /// `Arc::ptr_eq` tells whether a row changed between two snapshots.
-    pub entry: Arc<Entry>,
-    /// The row encoded as a JSON object.
-    pub json: Bytes,
-    /// A connection for this row is live: on this gateway, or on the
-    /// fleet gateway named by its `gatewayId`. The self entry's is true.
-    pub live: bool,
-    /// A gateway's own entry (this one's, or another fleet gateway's):
-    /// exempt from the cap, and never a client the doctor speaks of.
-    pub pinned: bool,
-    /// Why the row has its key and who wrote it last. Not part of `json`:
-    /// only the doctor reads it.
-    pub origin: Arc<Origin>,
-}
 
 /// One published version of the presence list.
 ///
-/// A snapshot is the self row plus a [`List`]: cloning one, or publishing
+/// A snapshot is the self row plus a persistent list of rows (`list.rs`): cloning one, or publishing
 /// the next, shares every chunk of rows the two versions have in common.
 #[derive(Debug, Clone)]
 pub struct Snapshot {

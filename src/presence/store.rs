@@ -3,7 +3,7 @@
 //! passes `now`; nothing here reads a clock or does I/O.
 //!
 //! Rows live in a slab (`slots`), so the expiry order can name them by
-//! index. The list readers get is a persistent [`List`] the store edits in
+//! index. The list readers get is a persistent `List` the store edits in
 //! place of the last published one: a publish moves, adds and drops only
 //! the rows written or removed since the last one, and costs O(k log n)
 //! for k such rows among n, plus one visit of each part of the list (see

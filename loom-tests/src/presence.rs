@@ -1,0 +1,45 @@
+//! The real `src/presence/list.rs` (the persistent list snapshots share),
+//! compiled against loom, with toy stand-ins for the rows it holds.
+//!
+//! The list's nodes count their owners with loom's `Arc` under the flag
+//! (see the top of `list.rs`), so loom explores the writer's "is this node
+//! mine alone?" checks against readers cloning and dropping snapshots. The
+//! rows are reduced to what the list reads: a key, an entry's `ts`, and the
+//! row's JSON.
+
+/// `crate::presence::entry`, reduced to `ts`.
+pub mod entry {
+    /// Milliseconds, as in the crate.
+    pub type Millis = i64;
+
+    /// A row's entry: only its `ts` orders the list.
+    #[derive(Debug, Default)]
+    pub struct Entry {
+        pub ts: Millis,
+    }
+}
+
+/// `crate::presence::key`: an ordered, cheaply cloned name.
+pub mod key {
+    /// A row's key.
+    #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+    pub struct Key(pub String);
+}
+
+/// `crate::presence::row`, reduced to the fields the list reads.
+pub mod row {
+    use super::entry::Entry;
+    use super::key::Key;
+    use bytes::Bytes;
+
+    /// One row.
+    #[derive(Debug, Clone)]
+    pub struct SnapshotEntry {
+        pub key: Key,
+        pub entry: std::sync::Arc<Entry>,
+        pub json: Bytes,
+    }
+}
+
+#[path = "../../src/presence/list.rs"]
+pub mod list;

@@ -1,0 +1,146 @@
+//! The list against a sorted model: order, joined bytes, bounds, diffs.
+
+use super::*;
+use crate::presence::{Entry, Origin, Write, WriteKind, Writer};
+
+fn row(key: &str, ts: Millis) -> SnapshotEntry {
+    let entry = Entry {
+        instance_id: Some(key.into()),
+        text: key.into(),
+        ts,
+        ..Entry::default()
+    };
+    let origin = Origin::new(Write {
+        by: Writer::elsewhere(WriteKind::Remote),
+        at: ts,
+    });
+    SnapshotEntry {
+        key: Key::parse(key).unwrap(),
+        json: Bytes::from(serde_json::to_vec(&entry).unwrap()),
+        entry: Arc::new(entry),
+        live: false,
+        pinned: false,
+        origin: Arc::new(origin),
+    }
+}
+
+/// Checks every invariant of a sealed list, and that it holds `want`
+/// as (key, ts) in list order.
+fn check(list: &List, want: &[(String, Millis)]) {
+    let got: Vec<(String, Millis)> = list
+        .iter()
+        .map(|r| (r.key.to_string(), r.entry.ts))
+        .collect();
+    assert_eq!(got, want);
+    assert_eq!(list.len(), want.len());
+    let mut joined = Vec::new();
+    for part in list.parts.iter() {
+        assert!(!part.dirty && !part.chunks.is_empty() && part.chunks.len() <= MAX_PART);
+        let mut bytes = 0;
+        for chunk in &part.chunks {
+            assert!(!chunk.dirty && !chunk.rows.is_empty() && chunk.rows.len() <= MAX_CHUNK);
+            let mut expect = Vec::new();
+            for row in &chunk.rows {
+                expect.push(b',');
+                expect.extend_from_slice(&serde_json::to_vec(&*row.entry).unwrap());
+                let at = row.json.as_ptr() as usize - chunk.bytes.as_ptr() as usize;
+                assert!(
+                    at + row.json.len() <= chunk.bytes.len(),
+                    "json is in its chunk"
+                );
+            }
+            assert_eq!(chunk.bytes, expect);
+            bytes += chunk.bytes.len();
+            joined.extend_from_slice(&chunk.bytes);
+        }
+        assert_eq!(part.bytes, bytes);
+    }
+    assert_eq!(list.bytes_len(), joined.len());
+}
+
+fn sorted(map: &std::collections::BTreeMap<String, Millis>) -> Vec<(String, Millis)> {
+    let mut v: Vec<_> = map.iter().map(|(k, &ts)| (k.clone(), ts)).collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    v
+}
+
+#[test]
+fn many_parts_stay_ordered_joined_and_diffable_through_moves() {
+    let mut list = List::default();
+    let mut model = std::collections::BTreeMap::new();
+    // A pseudo-random walk: inserts, moves to the front, removals.
+    let mut seed: u64 = 7;
+    let mut next = || {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+        seed >> 33
+    };
+    for i in 0..20_000 {
+        let key = format!("k{:05}", next() % 30_000);
+        if let Some(ts) = model.insert(key.clone(), (i / 8) as Millis) {
+            assert!(list.remove(ts, &Key::parse(&key).unwrap()));
+        }
+        list.insert(row(&key, (i / 8) as Millis));
+    }
+    list.seal();
+    check(&list, &sorted(&model));
+    assert!(list.parts.len() > 2, "{} parts", list.parts.len());
+    for round in 0..5 {
+        let before = list.clone();
+        let mut moved = std::collections::BTreeSet::new();
+        for _ in 0..500 {
+            let key = model
+                .keys()
+                .nth(next() as usize % model.len())
+                .unwrap()
+                .clone();
+            let ts = model[&key];
+            assert!(list.remove(ts, &Key::parse(&key).unwrap()));
+            if round % 2 == 0 {
+                model.remove(&key);
+            } else {
+                model.insert(key.clone(), 10_000 + round);
+                list.insert(row(&key, 10_000 + round));
+            }
+            moved.insert(key);
+        }
+        // Whole runs removed: small chunks and parts merge.
+        if round == 4 {
+            let gone: Vec<String> = model.keys().take(model.len() / 2).cloned().collect();
+            for key in gone {
+                assert!(list.remove(model[&key], &Key::parse(&key).unwrap()));
+                model.remove(&key);
+                moved.insert(key);
+            }
+        }
+        list.seal();
+        check(&list, &sorted(&model));
+        check(
+            &before,
+            &before
+                .iter()
+                .map(|r| (r.key.to_string(), r.entry.ts))
+                .collect::<Vec<_>>(),
+        );
+        let (mut added, mut dropped) = (Vec::new(), Vec::new());
+        diff(&before, &list, &mut added, &mut dropped);
+        let touched: std::collections::BTreeSet<String> = added
+            .iter()
+            .chain(&dropped)
+            .map(|r| r.key.to_string())
+            .collect();
+        assert_eq!(touched, moved, "round {round}");
+    }
+}
+
+#[test]
+fn get_finds_a_row_only_at_its_ts() {
+    let mut list = List::default();
+    for (i, key) in ["a", "b", "c"].iter().enumerate() {
+        list.insert(row(key, i as Millis));
+    }
+    list.seal();
+    let b = Key::parse("b").unwrap();
+    assert_eq!(list.get(1, &b).map(|r| r.entry.ts), Some(1));
+    assert!(list.get(2, &b).is_none());
+    assert!(!list.remove(2, &b));
+}
