@@ -8,10 +8,10 @@ use std::time::Duration;
 pub const DEFAULT_QUEUE_CAPACITY: usize = 65_536;
 /// Default most events per batch. A publish costs the rows the batch
 /// changed (plus a visit of every 4,096th row's part), not the rows held,
-/// so batches need not be large to amortise it: 8,192 events keep the
-/// writer above ten publishes (and acknowledgements) a second even at a
-/// million rows under its maximal load, while light load still publishes
-/// after every few events.
+/// so batches need not be large to amortise it: at most 8,192 events
+/// between two publishes keeps publishes (and the acknowledgements that
+/// wait for them) frequent at any size under maximal load, while light
+/// load still publishes after every few events.
 pub const DEFAULT_MAX_BATCH: usize = 8_192;
 
 /// How to run the engine.

@@ -7,7 +7,7 @@
 //! Invariant: the fill ends only when every row's beacon was acknowledged
 //! (the gateway applied it), or fails naming how far it got.
 
-use super::fleet::Fleet;
+use super::fleet::SimulatedFleet;
 use super::session::{close, dial};
 use super::stats::Failure;
 use crate::client::{Envelope, Message, hello};
@@ -40,7 +40,7 @@ pub enum FillError {
 }
 
 /// Writes `rows` rows through one admin connection.
-pub async fn fill(fleet: &Fleet, rows: u32) -> Result<(), FillError> {
+pub async fn fill(fleet: &SimulatedFleet, rows: u32) -> Result<(), FillError> {
     let mut conn = dial(fleet, 0).await.map_err(FillError::Connect)?;
     let reply = hello(&mut conn, fleet.requests.fill_connect())
         .await

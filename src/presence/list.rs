@@ -43,9 +43,11 @@ use loom::sync::Arc;
 use std::sync::Arc;
 
 /// Most rows in a chunk: a chunk is copied whole when one of its rows
-/// changes, and joined again at the next seal (about 5.6 KB of JSON at 350
-/// bytes a row), so it stays small; an insert splits a fuller one.
-pub const MAX_CHUNK: usize = 16;
+/// changes, and joined again at the next seal (about 22 KB of JSON at 350
+/// bytes a row), so it stays small; an insert splits a fuller one. 16 was
+/// slower at a million rows in `benches/publish.rs` (more parts to find
+/// and copy).
+pub const MAX_CHUNK: usize = 64;
 /// A chunk edited below this many rows is merged with the next at a seal.
 const MIN_CHUNK: usize = MAX_CHUNK / 4;
 /// Most chunks in a part: the same trade between the copy of an edited part
