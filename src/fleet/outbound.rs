@@ -56,8 +56,11 @@ pub fn diff(before: Option<&Snapshot>, after: &Snapshot, node: &str, ttl: Millis
     };
     let changes = RowDiff::between(before, after);
     let own_key = &after.own().key;
-    let was: HashMap<&Key, &SnapshotEntry> =
-        changes.replaced.iter().map(|row| (&row.key, *row)).collect();
+    let was: HashMap<&Key, &SnapshotEntry> = changes
+        .replaced
+        .iter()
+        .map(|row| (&row.key, *row))
+        .collect();
     let renewed = |row: &SnapshotEntry| {
         was.get(&row.key).is_some_and(|old| {
             is_ours(old, node) && old.live && row.live && old.entry.same_but_ts(&row.entry)
