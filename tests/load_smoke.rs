@@ -60,7 +60,13 @@ async fn two_hundred_clients_for_five_seconds_see_no_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fill_writes_its_rows_before_the_clients_start() {
-    let server = TestServer::start_with(|c| c.max_entries = 1000).await;
+    // One connection writes all 600 rows: past the default per-connection
+    // limit on beacon rows.
+    let server = TestServer::start_with(|c| {
+        c.max_entries = 1000;
+        c.max_beacon_rows = 1000;
+    })
+    .await;
     let url = server.ws_url("/");
     let flags = "--fill 600 --clients 2 --duration 1s --in-flight 1";
     let summary = run(load_args(&url, flags)).await.expect("the run starts");
