@@ -772,3 +772,73 @@ test('doctor marks at 10,000 rows: matched by id or by ts, escaped, on the repor
     assert.deepEqual(page.errors, [], 'no uncaught page errors');
   });
 });
+
+test('node rows show the host stats the node reported, also after it disconnected', { timeout: 60_000 }, async (t) => {
+  const server = await startServer();
+  t.after(() => server.kill());
+  const page = await newPage();
+  t.after(() => page.context().close());
+  const hostFetches = [];
+  page.on('request', (req) => { if (new URL(req.url()).pathname === '/v1/presence/hosts') hostFetches.push(Date.now()); });
+
+  await diagnose('host-stats', page, server, async () => {
+    await page.goto(`${server.base}/`);
+    await page.locator('#list .row[data-index="0"]').waitFor({ state: 'visible', timeout: WAIT_MS });
+
+    // A node connection, as OpenClaw's headless node host makes one.
+    const node = await openClient(server.ws);
+    await node.next((f) => f.type === 'event' && f.event === 'connect.challenge', 'connect.challenge');
+    await node.request({
+      type: 'req', id: 'c1', method: 'connect',
+      params: {
+        minProtocol: 3, maxProtocol: 4, role: 'node', scopes: [],
+        client: { id: 'node-host', version: '2026.9.6', platform: 'linux', mode: 'node', instanceId: 'Node-Stats-1' },
+      },
+    });
+    const row = page.locator('#list .row[data-key="node-stats-1"]');
+    await row.waitFor({ state: 'visible', timeout: WAIT_MS });
+    assert.ok(await row.locator('.hoststats').isHidden(), 'no stats before the node reports any');
+
+    // node.event node.host.stats with the payload OpenClaw's node host sends (NodeHostStatsPayload).
+    const payload = {
+      cpuCount: 8,
+      loadAverage: [1.5, 0.75, 0.25],
+      memoryTotalBytes: 16 * 2 ** 30,
+      memoryFreeBytes: 4 * 2 ** 30,
+      diskTotalBytes: 500 * 2 ** 30,
+      diskAvailableBytes: 200 * 2 ** 30,
+      hostname: '<img src=x onerror="window.__injected=1">',
+    };
+    const res = await node.request({
+      type: 'req', id: 'h1', method: 'node.event',
+      params: { event: 'node.host.stats', payloadJSON: JSON.stringify(payload) },
+    });
+    assert.equal(res.payload.handled, true, JSON.stringify(res.payload));
+
+    const stats = row.locator('.hoststats');
+    await stats.waitFor({ state: 'visible', timeout: WAIT_MS });
+    assert.equal(await text(page, '#list .row[data-key="node-stats-1"] .cpu'), '8 CPUs');
+    assert.equal(await text(page, '#list .row[data-key="node-stats-1"] .mem'), 'mem 12.0 GiB / 16.0 GiB (75%)');
+    assert.equal(await text(page, '#list .row[data-key="node-stats-1"] .load'), 'load 1.50 0.75 0.25');
+    assert.match(await text(page, '#list .row[data-key="node-stats-1"] .asof'), /^as of \d+s ago$/);
+    assert.ok(await page.locator('#list .row[data-index="0"] .hoststats').isHidden(), 'the gateway row shows none');
+
+    // The node goes away: its row stays listed (until the TTL), and so do its stats, aging.
+    await node.close();
+    await until(async () => / · Node disconnect$/.test(await row.locator('.age').textContent()), 'the node row to show Node disconnect');
+    await sleep(HOSTS_SETTLE_MS);
+    assert.ok(await stats.isVisible(), 'stats shown after the disconnect');
+    assert.equal(await text(page, '#list .row[data-key="node-stats-1"] .cpu'), '8 CPUs');
+    await until(async () => /^as of [1-9]\d*s ago$/.test(await row.locator('.asof').textContent()), 'the stats to age');
+    await page.screenshot({ path: path.join(ARTIFACTS, 'host-stats.png') });
+
+    // Fetched with the list and on a timer, but never more than once per few seconds.
+    const span = (hostFetches.at(-1) - hostFetches[0]) / 1000;
+    assert.ok(hostFetches.length >= 2 && hostFetches.length <= span / 2.5 + 2, `${hostFetches.length} host fetches in ${span.toFixed(1)} s`);
+    assert.equal(await page.evaluate(() => window.__injected), undefined);
+    assert.deepEqual(page.errors, [], 'no uncaught page errors');
+  });
+});
+
+/** Longer than the dashboard's host stats poll, so a refetch after the disconnect has happened. */
+const HOSTS_SETTLE_MS = 6_000;
