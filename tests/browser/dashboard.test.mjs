@@ -822,6 +822,7 @@ test('node rows show the host stats the node reported, also after it disconnecte
     assert.equal(await text(page, '#list .row[data-key="node-stats-1"] .load'), 'load 1.50 0.75 0.25');
     assert.match(await text(page, '#list .row[data-key="node-stats-1"] .asof'), /^as of \d+s ago$/);
     assert.ok(await page.locator('#list .row[data-index="0"] .hoststats').isHidden(), 'the gateway row shows none');
+    assert.match(await stats.getAttribute('title'), /^8 CPUs · mem 12\.0 GiB \/ 16\.0 GiB \(75%\) · load 1\.50 0\.75 0\.25 · as of \d+s ago\nReported by the node, received /);
 
     // The node goes away: its row stays listed (until the TTL), and so do its stats, aging.
     await node.close();
