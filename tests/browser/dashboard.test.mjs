@@ -606,7 +606,7 @@ test('the doctor marks duplicated, silent and departed rows, and its panel says 
     await quiet.request({ type: 'req', id: 'beacon', method: 'system-event', params: { text: 'quiet once', instanceId: 'quiet-1' } });
     const quietRow = page.locator('#list .row[data-key="quiet-1"]');
     await quietRow.waitFor({ state: 'visible', timeout: WAIT_MS });
-    said = await why(quietRow, 'stale', ['stopped sending beacons', quiet.connId], 'the silent row');
+    said = await why(quietRow, 'stale', ['stopped sending the beacons it used to send', quiet.connId], 'the silent row');
     assert.match(said, /ConnectionOpen: a connection for this row is open/);
     assert.ok(!(await marker(quietRow).textContent()).includes('gone'));
     await closeWith('Escape');
