@@ -17,6 +17,8 @@ async fn a_stream_that_never_reads_is_closed_and_readers_are_unhurt() {
     let server = TestServer::start_with(|c| {
         c.coalesce = Duration::from_millis(10);
         c.sse_stall_timeout = Duration::from_millis(500);
+        // One admin connection writes the 200 rows: past --max-beacon-rows.
+        c.max_beacon_rows = 1000;
     })
     .await;
     let mut admin = Client::admin(server.addr).await;
