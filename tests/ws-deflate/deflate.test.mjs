@@ -44,7 +44,8 @@ function freePort() {
 async function startServer() {
   assert.ok(fs.existsSync(BIN), `rollcall binary not found at ${BIN}: cargo build, or set ROLLCALL_BIN`);
   const port = await freePort();
-  const args = ['serve', '--bind', `127.0.0.1:${port}`, '--max-entries', '1000'];
+  // One connection writes all the rows: past the default --max-beacon-rows.
+  const args = ['serve', '--bind', `127.0.0.1:${port}`, '--max-entries', '1000', '--max-beacon-rows', '1000'];
   const child = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
   const keep = (d) => { log = (log + d).slice(-32_000); };
