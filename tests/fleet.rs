@@ -8,27 +8,12 @@
 
 mod common;
 
-use common::fleet::{KillableGateway, Redis, free_port, gateway, in_sync, tracked};
+use common::fleet::{KillableGateway, Redis, free_port, gateway, in_sync, row, row_where, tracked};
 use common::{Client, TestServer, eventually, http_get};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
-
-fn row<'a>(list: &'a [Value], instance: &str) -> Option<&'a Value> {
-    list.iter().find(|e| e["instanceId"] == instance)
-}
-
-/// Waits until `server`'s list has a row for `instance` that `check`
-/// accepts; returns it.
-async fn row_where(server: SocketAddr, instance: &str, check: impl Fn(&Value) -> bool) -> Value {
-    let mut observer = Client::observer(server).await;
-    eventually(&format!("a matching row for {instance}"), async || {
-        let list = observer.presence().await;
-        row(&list, instance).filter(|r| check(r)).cloned()
-    })
-    .await
-}
 
 fn http_list(reply: &common::HttpReply) -> Vec<Value> {
     match reply.json() {

@@ -5,15 +5,11 @@
 
 mod common;
 
-use common::fleet::{KillableGateway, Redis, in_sync, tracked};
+use common::fleet::{KillableGateway, Redis, in_sync, row, tracked};
 use common::{Client, TestServer, eventually};
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::time::Duration;
-
-fn row<'a>(list: &'a [Value], instance: &str) -> Option<&'a Value> {
-    list.iter().find(|e| e["instanceId"] == instance)
-}
 
 async fn list(addr: SocketAddr) -> Vec<Value> {
     Client::observer(addr).await.presence().await

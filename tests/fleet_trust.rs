@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::fleet::{Redis, free_port, gateway, in_sync, tracked};
+use common::fleet::{Redis, free_port, gateway, in_sync, row, row_where, tracked};
 use common::{Client, TestServer, eventually, http_get, now_ms};
 use redis::AsyncCommands;
 use rollcall::config::ServeConfig;
@@ -15,19 +15,6 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 const TTL: Duration = Duration::from_secs(300);
-
-fn row<'a>(list: &'a [Value], instance: &str) -> Option<&'a Value> {
-    list.iter().find(|e| e["instanceId"] == instance)
-}
-
-async fn row_where(server: SocketAddr, instance: &str, check: impl Fn(&Value) -> bool) -> Value {
-    let mut observer = Client::observer(server).await;
-    eventually(&format!("a matching row for {instance}"), async || {
-        let list = observer.presence().await;
-        row(&list, instance).filter(|r| check(r)).cloned()
-    })
-    .await
-}
 
 /// The value of one metric series in `/metrics` (0 when absent).
 async fn metric(addr: SocketAddr, series: &str) -> f64 {

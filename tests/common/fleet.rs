@@ -7,7 +7,7 @@
 //! it (the README's test command, `bash .ci/test`, installs it): skipping
 //! would hide a broken setup.
 
-use super::{TestServer, connect_params, eventually};
+use super::{Client, TestServer, connect_params, eventually};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -206,4 +206,24 @@ impl Drop for KillableGateway {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The row for `instance` in `list`, if any.
+pub fn row<'a>(list: &'a [Value], instance: &str) -> Option<&'a Value> {
+    list.iter().find(|e| e["instanceId"] == instance)
+}
+
+/// Waits until `server`'s list has a row for `instance` that `check`
+/// accepts; returns it.
+pub async fn row_where(
+    server: SocketAddr,
+    instance: &str,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
+    let mut observer = Client::observer(server).await;
+    eventually(&format!("a matching row for {instance}"), async || {
+        let list = observer.presence().await;
+        row(&list, instance).filter(|r| check(r)).cloned()
+    })
+    .await
 }
