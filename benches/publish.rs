@@ -25,14 +25,12 @@
 mod common;
 
 use bytes::Bytes;
-use common::{beacon, now_millis, self_entry};
+use common::{beacon, now_millis, push, self_entry};
 use criterion::measurement::WallTime;
 use criterion::{
     BatchSize, BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main,
 };
-use rollcall::engine::{
-    DEFAULT_MAX_BATCH, DEFAULT_QUEUE_CAPACITY, Engine, EngineConfig, Event, PushError,
-};
+use rollcall::engine::{DEFAULT_MAX_BATCH, DEFAULT_QUEUE_CAPACITY, Engine, EngineConfig};
 use rollcall::presence::{
     Entry, Key, Millis, Origin, Patch, SnapshotEntry, Store, StoreConfig, Write, WriteKind, Writer,
 };
@@ -276,20 +274,6 @@ fn publish(c: &mut Criterion) {
         }
     }
     group.finish();
-}
-
-/// Pushes `event`, retrying while the queue is full.
-fn push(sender: &rollcall::engine::EventSender<Event>, mut event: Event) {
-    loop {
-        match sender.try_push(event) {
-            Ok(()) => return,
-            Err(PushError::Full(back)) => {
-                event = back;
-                std::hint::spin_loop();
-            }
-            Err(PushError::Closed(_)) => panic!("the engine is running"),
-        }
-    }
 }
 
 fn engine(c: &mut Criterion) {

@@ -23,11 +23,9 @@
 
 mod common;
 
-use common::{MutexStore, beacons, now_millis, self_entry};
+use common::{MutexStore, beacons, now_millis, push, self_entry};
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use rollcall::engine::{
-    DEFAULT_MAX_BATCH, DEFAULT_QUEUE_CAPACITY, Engine, EngineConfig, Event, PushError,
-};
+use rollcall::engine::{DEFAULT_MAX_BATCH, DEFAULT_QUEUE_CAPACITY, Engine, EngineConfig};
 use rollcall::presence::{Key, Patch, Store, StoreConfig};
 use std::hint::black_box;
 use std::sync::atomic::Ordering;
@@ -45,20 +43,6 @@ fn store_config(entries: usize) -> StoreConfig {
     StoreConfig {
         max_entries: entries,
         ..StoreConfig::default()
-    }
-}
-
-/// Pushes `event`, retrying while the queue is full.
-fn push(sender: &rollcall::engine::EventSender<Event>, mut event: Event) {
-    loop {
-        match sender.try_push(event) {
-            Ok(()) => return,
-            Err(PushError::Full(back)) => {
-                event = back;
-                std::hint::spin_loop();
-            }
-            Err(PushError::Closed(_)) => panic!("the engine is running"),
-        }
     }
 }
 

@@ -11,7 +11,7 @@
 // Each bench uses part of this module.
 #![allow(dead_code)]
 
-use rollcall::engine::Event;
+use rollcall::engine::{Event, EventSender, PushError};
 use rollcall::presence::{DEFAULT_TTL, Entry, Key, Millis, Patch};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -221,5 +221,19 @@ impl MutexStore {
         let mut rows: Vec<&Entry> = map.values().collect();
         rows.sort_by_key(|e| std::cmp::Reverse(e.ts));
         serde_json::to_vec(&rows).expect("an Entry always encodes")
+    }
+}
+
+/// Pushes `event`, retrying while the queue is full.
+pub fn push(sender: &EventSender<Event>, mut event: Event) {
+    loop {
+        match sender.try_push(event) {
+            Ok(()) => return,
+            Err(PushError::Full(back)) => {
+                event = back;
+                std::hint::spin_loop();
+            }
+            Err(PushError::Closed(_)) => panic!("the engine is running"),
+        }
     }
 }
