@@ -47,14 +47,7 @@ async fn two_hundred_clients_for_five_seconds_see_no_errors() {
     let mut observer = Client::observer(server.addr).await;
     let list = observer.presence().await;
     let prefix = format!("load-{}-", summary.run.run_id);
-    let fleet = list
-        .iter()
-        .filter(|e| {
-            e["instanceId"]
-                .as_str()
-                .is_some_and(|id| id.starts_with(&prefix))
-        })
-        .count();
+    let fleet = with_prefix(&list, &prefix);
     assert_eq!(fleet, 200, "every simulated client is in system-presence");
 }
 
@@ -75,14 +68,7 @@ async fn fill_writes_its_rows_before_the_clients_start() {
     let mut observer = Client::observer(server.addr).await;
     let list = observer.presence().await;
     let prefix = format!("load-{}-f", summary.run.run_id);
-    let filled = list
-        .iter()
-        .filter(|e| {
-            e["instanceId"]
-                .as_str()
-                .is_some_and(|id| id.starts_with(&prefix))
-        })
-        .count();
+    let filled = with_prefix(&list, &prefix);
     assert_eq!(filled, 600, "every --fill row is in system-presence");
 }
 
@@ -162,4 +148,15 @@ async fn deflate_watchers_keep_up_and_read_fewer_bytes_than_they_inflate() {
         w.bytes_per_watcher < w.inflated_bytes_per_watcher,
         "compressed on the wire: {w:?}"
     );
+}
+
+/// How many rows of `list` have an `instanceId` starting with `prefix`.
+fn with_prefix(list: &[serde_json::Value], prefix: &str) -> usize {
+    list.iter()
+        .filter(|e| {
+            e["instanceId"]
+                .as_str()
+                .is_some_and(|id| id.starts_with(prefix))
+        })
+        .count()
 }
