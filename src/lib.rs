@@ -64,7 +64,7 @@
 //! # Data flow
 //!
 //! ```text
-//! WebSocket connections            gateway::session (one task per socket) reads
+//! WebSocket connections            gateway::connection (one task per socket) reads
 //!   │  frames, reassembly, limits  gateway::frames     over protocol::{ws, message}
 //!   │  parse requests (simd-json)  protocol::{parse_request, parse_connect, …}
 //!   │  compute key + patch         presence::{connect, beacon}
@@ -124,7 +124,7 @@
 //! - [`tls`]: TLS on the one port (rustls, ring): the served certificate
 //!   from PEM files or made self-signed, reloaded without dropping
 //!   connections; the clients' trust (CA file, system roots, or a pinned
-//!   SHA-256 fingerprint). `gateway::server` and `client::stream` use it.
+//!   SHA-256 fingerprint). `gateway::listener` and `client::stream` use it.
 //!
 //! # Trade-offs
 //!

@@ -12,7 +12,7 @@ use common::{TestServer, connect_frame, connect_params, eventually, within};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use rollcall::client::handshake::next_text;
 use rollcall::client::stream::dial;
-use rollcall::client::{DialError, Envelope, WsConn, connect, hello, resolve, ws::socket_for};
+use rollcall::client::{DialError, Envelope, WsConn, connect, hello, resolve, ws_dial::socket_for};
 use rollcall::tls::{Fingerprint, TlsArgs};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};

@@ -10,7 +10,7 @@
 use libfuzzer_sys::fuzz_target;
 use rollcall::protocol::{
     ErrorShape, SUPPORTED_PROTOCOLS, connect, parse_connect, parse_request, parse_system_event,
-    system_event, write_response_err,
+    system_event_params, write_response_err,
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -48,16 +48,16 @@ fuzz_target!(|data: &[u8]| {
         Ok(params) => {
             let event = &params.beacon;
             assert!(!event.text.is_empty() && event.text.trim() == event.text);
-            assert!(event.text.len() <= system_event::MAX_TEXT_LEN);
-            assert!(event.roles.len() <= system_event::MAX_ITEMS);
-            assert!(params.tags.len() <= system_event::MAX_ITEMS);
+            assert!(event.text.len() <= system_event_params::MAX_TEXT_LEN);
+            assert!(event.roles.len() <= system_event_params::MAX_ITEMS);
+            assert!(params.tags.len() <= system_event_params::MAX_ITEMS);
             // What the gateway does next must not panic either.
             let _ = rollcall::presence::beacon(params.beacon.clone(), "gateway-host");
             assert!(
                 event
                     .host
                     .iter()
-                    .all(|h| h.len() <= system_event::MAX_FIELD_LEN)
+                    .all(|h| h.len() <= system_event_params::MAX_FIELD_LEN)
             );
         }
         Err(err) => {

@@ -2,7 +2,7 @@
 //!
 //! The module tree mirrors `rollcall::engine` for the four files the
 //! hand-off is made of, so their `super::sync`, `super::cell` and
-//! `super::queue` paths resolve unchanged. `machine.rs`, `stats.rs`, `config.rs` and `handle.rs` tie
+//! `super::queue` paths resolve unchanged. `machine.rs`, `writer_stats.rs`, `tuning.rs` and `handle.rs` tie
 //! the engine to the presence store and a std thread; the models supply a
 //! toy [`Machine`] and their own threads instead.
 

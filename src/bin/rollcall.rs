@@ -4,7 +4,7 @@
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rollcall::client::cli::{self, BeaconArgs, CliError, PresenceArgs};
-use rollcall::client::doctor::{self, DoctorArgs};
+use rollcall::client::doctor_cli::{self, DoctorArgs};
 use rollcall::client::{visible, visible_json};
 use rollcall::config::ServeConfig;
 use rollcall::config_file::{self, ConfigFileError, ServeArgs};
@@ -37,7 +37,7 @@ enum Command {
     Beacon(BeaconArgs),
     /// Ask a gateway's doctor about its presence rows: duplicates, connected
     /// rows nothing writes, disconnected rows kept until the TTL, cap pressure.
-    #[command(after_help = doctor::EXIT_CODES)]
+    #[command(after_help = doctor_cli::EXIT_CODES)]
     Doctor(DoctorArgs),
     /// Simulate a fleet of clients against a gateway and report throughput
     /// and latency; `load fleet-sim`: a virtual fleet of gateways on a Redis.
@@ -123,13 +123,13 @@ fn main() -> ExitCode {
 /// `rollcall doctor`: the report as text, or the gateway's JSON as is; exit
 /// 0 when clean, 1 with findings, 2 and up on errors.
 fn run_doctor(runtime: &tokio::runtime::Runtime, args: &DoctorArgs) -> ExitCode {
-    match runtime.block_on(doctor::fetch(args)) {
+    match runtime.block_on(doctor_cli::fetch(args)) {
         Ok(fetched) => {
             let text = if args.json {
                 let body = String::from_utf8_lossy(&fetched.body);
                 format!("{}\n", visible_json(&body)).into_bytes()
             } else {
-                doctor::render(&fetched.report).into_bytes()
+                doctor_cli::render(&fetched.report).into_bytes()
             };
             let mut out = std::io::stdout().lock();
             if let Err(e) = out.write_all(&text).and_then(|()| out.flush()) {

@@ -6,7 +6,7 @@
 
 use super::handshake::{self, CONNECT_ID, HandshakeError, next_text};
 use super::visible::visible;
-use super::ws::{Target, UrlError, WsConn, connect, resolve};
+use super::ws_dial::{Target, UrlError, WsConn, connect, resolve};
 use crate::presence::Status;
 use crate::presence::text::{self, ParsedText};
 use crate::tls::TlsArgs;

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use tokio::time::Instant;
 
 use super::reader::{Message, WsReadError};
-use super::ws::WsConn;
+use super::ws_dial::WsConn;
 
 /// The request id of `connect`, which the reply carries back.
 pub const CONNECT_ID: &str = "connect";

@@ -1,22 +1,22 @@
 //! The client side of the protocol: `rollcall presence` / `rollcall beacon`;
-//! `rollcall doctor`, over plain HTTP ([`doctor`], with [`doctor_text`]
+//! `rollcall doctor`, over plain HTTP ([`doctor_cli`], with [`doctor_text`]
 //! to read and render its report); and the one WebSocket client the first
 //! two and the load generator ([`crate::load`]) share: dial and upgrade
-//! ([`ws`]), whole messages ([`reader`]), and the `connect` handshake
+//! ([`ws_dial`]), whole messages ([`reader`]), and the `connect` handshake
 //! ([`handshake`]); and what every printed string goes through
 //! ([`mod@visible`]).
 
 pub mod cli;
-pub mod doctor;
+pub mod doctor_cli;
 pub mod doctor_text;
 pub mod handshake;
 pub mod reader;
 pub mod stream;
 pub mod visible;
-pub mod ws;
+pub mod ws_dial;
 
 pub use handshake::{CONNECT_ID, Envelope, HandshakeError, HelloReply, hello};
 pub use reader::{MAX_MESSAGE_BYTES, Message, Reader, WsReadError};
 pub use stream::{ClientStream, StreamRead, StreamWrite, TlsTarget};
 pub use visible::{visible, visible_json, visible_strings};
-pub use ws::{DialError, Target, UrlError, WsConn, connect, connect_from, resolve};
+pub use ws_dial::{DialError, Target, UrlError, WsConn, connect, connect_from, resolve};

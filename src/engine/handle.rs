@@ -6,11 +6,11 @@
 //! been joined.
 
 use super::cell::SnapshotCell;
-use super::config::EngineConfig;
 use super::machine::{Event, PresenceMachine};
 use super::queue::{self, EventSender};
-use super::stats::{StatsMachine, WriterStats};
+use super::tuning::EngineConfig;
 use super::writer::{self, BatchReport, WriterConfig};
+use super::writer_stats::{StatsMachine, WriterStats};
 use crate::clock::{Millis, now_millis};
 use crate::presence::{Entry, RemoteOp, Snapshot, Store};
 use std::sync::{Arc, Mutex};

@@ -7,23 +7,23 @@
 //!
 //! `queue.rs` (producers), `writer.rs` (the loop), `cell.rs` (publication)
 //! and `sync.rs` (the seam loom replaces) are the hand-off that
-//! `loom-tests/` model-checks; `machine.rs`, `stats.rs`, `config.rs` and
+//! `loom-tests/` model-checks; `machine.rs`, `writer_stats.rs`, `tuning.rs` and
 //! `handle.rs` tie it to the presence store and a std thread.
 
 mod cell;
-mod config;
 mod handle;
 mod machine;
 mod queue;
-mod stats;
 mod sync;
+mod tuning;
 mod writer;
+mod writer_stats;
 
 pub use cell::{SnapshotCell, WaitFor};
-pub use config::{DEFAULT_MAX_BATCH, DEFAULT_QUEUE_CAPACITY, EngineConfig};
 pub use handle::{Engine, SnapshotReader};
 pub use machine::{Event, PresenceMachine};
 pub use queue::{Ack, EventSender, PushError};
-pub use stats::WriterStats;
 pub use sync::Guard;
+pub use tuning::{DEFAULT_MAX_BATCH, DEFAULT_QUEUE_CAPACITY, EngineConfig};
 pub use writer::{BatchReport, Machine, WriterConfig};
+pub use writer_stats::WriterStats;

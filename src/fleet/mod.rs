@@ -7,24 +7,24 @@
 //! queue and writer as local events, so readers stay wait-free.
 
 mod endpoint;
-mod handle;
 mod inbound;
+mod lifecycle;
 mod link;
+mod link_status;
 mod outbound;
 mod peers;
 mod state_file;
-mod status;
 mod task;
 mod validate;
 mod wire;
 
 pub use endpoint::{Endpoint, EndpointError, SENTINEL_SCHEME, redact};
-pub use handle::{Fleet, FleetConfig, FleetError, preload};
+pub use lifecycle::{Fleet, FleetConfig, FleetError, preload};
 /// The Redis side, for `rollcall load fleet-sim`'s simulated gateways.
 pub(crate) use link::Link;
+pub use link_status::FleetStatus;
 pub use outbound::{Outbound, diff};
 pub use peers::{Action, OnMessage, Peers, Poll};
 pub use state_file::{StateFile, StateFileError};
-pub use status::FleetStatus;
 pub use validate::{Invalid, MAX_MESSAGE_BYTES, MAX_RECORD_BYTES, Screen, Screened};
 pub use wire::{FleetMessage, Keys, Record, Stamp};

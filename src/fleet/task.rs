@@ -19,9 +19,9 @@
 //! path: connections only ever push to the engine's queue.
 
 use super::link::{Beat, Link};
+use super::link_status::FleetStatus;
 use super::outbound::{self, Outbound};
 use super::peers::Peers;
-use super::status::FleetStatus;
 use super::validate::Screen;
 use super::wire::Keys;
 use super::{FleetConfig, FleetError};

@@ -7,14 +7,16 @@
 //! the connections that `broadcast` fans out to; `state` wires them to the
 //! engine.
 
+mod admission;
 mod beacon_rows;
 mod broadcast;
 mod claims;
 mod client_ip;
+mod connection;
 mod frames;
-mod handshake;
 mod keepalive;
 mod list_frame;
+mod listener;
 mod methods;
 mod outbox;
 mod pacing;
@@ -22,11 +24,9 @@ mod push;
 mod registry;
 mod render;
 mod self_entry;
-mod server;
-mod session;
 mod state;
 mod waiting;
 
 pub use frames::{FrameReader, Obligation, ReadEnd, ReadError};
-pub use server::{ACCEPT_BACKLOG, ServeError, Server, listen};
+pub use listener::{ACCEPT_BACKLOG, ServeError, Server, listen};
 pub use state::State;

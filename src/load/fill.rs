@@ -8,7 +8,7 @@
 //! (the gateway applied it), or fails naming how far it got.
 
 use super::fleet::SimulatedFleet;
-use super::session::{close, dial};
+use super::simulated_client::{close, dial};
 use super::stats::Failure;
 use crate::client::{Envelope, Message, hello};
 use fastwebsockets::{Frame, Payload};

@@ -4,7 +4,7 @@
 //!
 //! A run ([`run()`]) ramps clients up at `--ramp-rate`, measures a steady
 //! phase of `--duration` (with churn, if asked), stops every client, and
-//! returns a [`Summary`]. Each simulated client is one task (`session.rs`)
+//! returns a [`Summary`]. Each simulated client is one task (`simulated_client.rs`)
 //! that speaks through the crate's one WebSocket client ([`crate::client`]).
 //! The library prints nothing: the binary shows progress through the
 //! callback it hands to [`run_with_progress`], and prints the summary.
@@ -18,8 +18,8 @@
 //! them a published API that a second crate would have to depend on.
 //!
 //! Layout: [`args`] (options and their checks), [`run`](mod@run) (the phases),
-//! `session.rs` (one client), `fleet.rs` (what the clients share), `requests.rs` (the frames it sends), [`stats`]
-//! (what is recorded), [`summary`] (the report), `source.rs` (loopback source
+//! `simulated_client.rs` (one client), `fleet.rs` (what the clients share), `requests.rs` (the frames it sends), [`stats`]
+//! (what is recorded), [`summary`] (the report), `source_ips.rs` (loopback source
 //! addresses), [`fdlimit`] (`RLIMIT_NOFILE`), [`echo`] (the baseline server);
 //! `crew.rs` (starting and stopping the client tasks), `fill.rs` (`--fill`: rows written before the ramp), `progress.rs` (what
 //! the callback gets); for `--watchers`: `watch.rs` (one watcher), `watch_stats.rs` (what watchers
@@ -38,9 +38,9 @@ mod fill;
 mod fleet;
 mod progress;
 mod requests;
-mod session;
 mod settle;
-mod source;
+mod simulated_client;
+mod source_ips;
 mod watch;
 mod watch_stats;
 

@@ -16,7 +16,7 @@ use std::fmt::Write as _;
 use serde_json::json;
 
 use crate::presence::text::{self, ParsedText};
-use crate::protocol::system_event::MAX_TEXT_LEN;
+use crate::protocol::system_event_params::MAX_TEXT_LEN;
 
 /// Which side of presence a simulated client plays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

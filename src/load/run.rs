@@ -37,15 +37,15 @@ use super::fdlimit;
 use super::fleet::{Protocol, SimulatedFleet};
 pub use super::progress::LoadProgress;
 use super::requests::{Kind, Requests};
-use super::session::run_client;
 use super::settle::settle;
-use super::source::source_ips;
+use super::simulated_client::run_client;
+use super::source_ips::source_ips;
 use super::stats::Stats;
 use super::summary::{RssSummary, RunInfo, Summary, SummaryFrame, read_vm_rss_kib};
 use super::watch::run_watcher;
 use super::watch_stats::{WatchFrame, WatchStats};
 use crate::client::resolve;
-use crate::protocol::system_event::MAX_TEXT_LEN;
+use crate::protocol::system_event_params::MAX_TEXT_LEN;
 
 /// Descriptors kept free for stdio, the runtime's epoll and eventfd, and files.
 const FD_RESERVE: u64 = 64;

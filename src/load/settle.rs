@@ -23,7 +23,7 @@ use tokio::time::Instant;
 
 use super::fleet::SimulatedFleet;
 use super::progress::LoadProgress;
-use super::session::dial;
+use super::simulated_client::dial;
 use super::watch_stats::Convergence;
 use crate::client::handshake::next_text;
 use crate::client::{Envelope, WsConn, hello};

@@ -12,7 +12,7 @@
 //! back (as a gracefully stopping gateway does), and the observer gets
 //! `--settle` for the last samples.
 
-mod args;
+mod fleet_sim_args;
 mod gateway;
 mod observe;
 
@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-pub use args::{FleetSimArgs, MAX_GATEWAYS, MAX_RATE, MAX_ROWS, SimError};
+pub use fleet_sim_args::{FleetSimArgs, MAX_GATEWAYS, MAX_RATE, MAX_ROWS, SimError};
 pub use gateway::node_id;
 pub use observe::JoinConvergence;
 

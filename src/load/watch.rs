@@ -25,7 +25,9 @@ use tokio::time::Instant;
 
 use super::args::WatchFeed;
 use super::fleet::SimulatedFleet;
-use super::session::{close, count_attempt, dial, handshake, micros, read_failure, write_failure};
+use super::simulated_client::{
+    close, count_attempt, dial, handshake, micros, read_failure, write_failure,
+};
 use super::stats::Failure;
 use super::watch_stats::Seen;
 use crate::client::{Message, WsConn};

@@ -17,7 +17,7 @@
 //! Cost: O(rows) hashing, whatever the groups look like.
 
 use super::entry::Millis;
-use super::origin::{ConnTag, KeySource, WriteKind};
+use super::provenance::{ConnTag, KeySource, WriteKind};
 use super::snapshot::SnapshotEntry;
 use std::collections::{HashMap, HashSet};
 

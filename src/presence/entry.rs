@@ -10,7 +10,7 @@
 //! - `ip` is never a loopback address;
 //! - no string field is blank: a blank value in a patch counts as absent.
 
-use super::origin::Writer;
+use super::provenance::Writer;
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 

@@ -1,15 +1,15 @@
 //! Presence semantics (docs/protocol.md §5, §6, §8): pure, deterministic, no I/O.
 
 mod changelog;
+mod diagnosis;
 mod diff;
-mod doctor;
 mod duplicates;
 mod entry;
 mod host_stats;
 mod key;
 mod list;
-mod origin;
 mod pressure;
+mod provenance;
 mod remote;
 mod report;
 mod row;
@@ -20,16 +20,16 @@ mod store;
 pub mod text;
 
 pub use changelog::{ChangeLog, DEFAULT_LOG_KEYS, Merged};
+pub use diagnosis::{DoctorConfig, MAX_FINDINGS_PER_KIND, diagnose, human, write_name};
 pub use diff::{RowDiff, changed_rows};
-pub use doctor::{DoctorConfig, MAX_FINDINGS_PER_KIND, diagnose, human, write_name};
 pub use entry::{
     Entry, MAX_ENCODED_BYTES, MAX_FIELD_BYTES, MAX_LIST_ITEMS, MAX_TEXT_BYTES, Millis, Patch,
     fallback_text, is_loopback,
 };
 pub use host_stats::{HostStats, HostStatsBook, MAX_CPU_COUNT};
 pub use key::Key;
-pub use origin::{ConnTag, KeySource, Origin, RECENT_WRITES, Write, WriteKind, Writer};
 pub use pressure::Pressure;
+pub use provenance::{ConnTag, KeySource, Origin, RECENT_WRITES, Write, WriteKind, Writer};
 pub use remote::{Holder, NodeId, RemoteOp, RemoteRow, Verdict, arbitrate, mark_disconnected};
 pub use report::{CapReport, Finding, FindingKind, MAX_KEYS_PER_FINDING, Report, RowReport};
 pub use snapshot::{Snapshot, SnapshotEntry};

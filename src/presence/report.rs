@@ -8,7 +8,7 @@
 //! reads as `Unknown`, and fields the server may leave out default.
 
 use super::entry::Millis;
-use super::origin::{KeySource, Write};
+use super::provenance::{KeySource, Write};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -254,7 +254,7 @@ mod tests {
         assert_eq!(row.key_source, KeySource::Unknown);
         assert_eq!(
             row.created.by.kind,
-            super::super::origin::WriteKind::Unknown
+            super::super::provenance::WriteKind::Unknown
         );
         assert!(row.writes.is_empty() && row.findings.is_empty());
     }

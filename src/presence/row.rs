@@ -5,7 +5,7 @@
 
 use super::entry::Entry;
 use super::key::Key;
-use super::origin::Origin;
+use super::provenance::Origin;
 use bytes::Bytes;
 use std::sync::Arc;
 

@@ -6,7 +6,7 @@
 
 use super::entry::Patch;
 use super::key::Key;
-use super::origin::{ConnTag, KeySource, WriteKind, Writer};
+use super::provenance::{ConnTag, KeySource, WriteKind, Writer};
 use super::text;
 
 /// How many characters of a beacon's text may serve as its key.

@@ -27,7 +27,7 @@
 //! - a slot is local when its entry's `gateway_id` equals the self entry's
 //!   (both `None` outside a fleet), and a local slot's `live` is true
 //!   exactly when `owners` has its key; every other slot came from another
-//!   gateway (`remote.rs`) and `live` is what that gateway said;
+//!   gateway (`remote_rows.rs`) and `live` is what that gateway said;
 //! - `pinned` counts the live slots with `pinned` set (other gateways' own
 //!   entries); the cap counts only the others;
 //! - `shadows[k]` is a live row of another gateway for `k` that a live row
@@ -41,8 +41,8 @@
 use super::entry::{Entry, Millis, Patch};
 use super::key::Key;
 use super::list::List;
-use super::origin::{ConnTag, KeySource, Origin, Write, WriteKind, Writer};
 use super::pressure::Removals;
+use super::provenance::{ConnTag, KeySource, Origin, Write, WriteKind, Writer};
 use super::remote::RemoteRow;
 use super::source::disconnect_reason;
 use std::collections::{BTreeMap, HashMap};
@@ -51,7 +51,7 @@ use std::time::Duration;
 
 mod aging;
 mod publish;
-mod remote;
+mod remote_rows;
 
 /// OpenClaw's presence TTL; dashboards derive Idle/Stale from it.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(5 * 60);

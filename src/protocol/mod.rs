@@ -13,10 +13,10 @@ mod events;
 pub mod frame;
 pub mod message;
 mod method;
-pub mod node_event;
+pub mod node_event_params;
 mod params;
 mod replies;
-pub mod system_event;
+pub mod system_event_params;
 #[cfg(test)]
 mod wire_tests;
 pub mod ws;
@@ -39,7 +39,7 @@ pub use frame::{
 };
 pub use message::{MessageError, Opcode, Progress, Reassembler};
 pub use method::{EVENTS, METHOD_NAMES, Method};
-pub use node_event::{NodeEventParams, parse_node_event};
+pub use node_event_params::{NodeEventParams, parse_node_event};
 pub use params::ParamError;
 pub use replies::{FanoutHealth, Health, Hello, OK_PAYLOAD, Policy, write_health, write_hello};
-pub use system_event::{SystemEventParams, parse_system_event};
+pub use system_event_params::{SystemEventParams, parse_system_event};

@@ -4,13 +4,13 @@
 //! clients' side, which trusts a CA file, the system roots, or one pinned
 //! certificate fingerprint.
 //!
-//! Nothing here knows the gateway or the client commands: `gateway::server`
+//! Nothing here knows the gateway or the client commands: `gateway::listener`
 //! wraps accepted sockets with a [`ServerTls`] acceptor, `client::stream`
 //! wraps dialled ones with a [`ClientTls`] connector.
 
 mod client;
-mod config;
 mod fingerprint;
+mod flags;
 mod pem;
 mod pin;
 mod provider;
@@ -19,10 +19,10 @@ mod self_signed;
 mod server;
 
 pub use client::{ClientTls, ClientTlsError, TlsArgs};
-pub use config::{
+pub use fingerprint::{Fingerprint, FingerprintError};
+pub use flags::{
     DEFAULT_SELF_SIGNED_DIR, DEFAULT_TLS_WATCH_INTERVAL, TlsConfig, TlsConfigError, TlsFiles,
 };
-pub use fingerprint::{Fingerprint, FingerprintError};
 pub use pem::{PemError, load_certified_key};
 pub use pin::{PinMismatch, PinnedCert};
 pub use provider::provider;

@@ -2,7 +2,7 @@
 //! request metrics count it under.
 
 use super::{health, node_event, system_event, system_presence};
-use crate::gateway::handshake::Admission;
+use crate::gateway::admission::Admission;
 use crate::gateway::outbox::Out;
 use crate::gateway::state::State;
 use crate::protocol::{ErrorShape, Method, Request};

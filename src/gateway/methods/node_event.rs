@@ -9,12 +9,14 @@
 use super::Reply;
 use crate::clock::now_millis;
 use crate::engine::Event;
-use crate::gateway::handshake::Admission;
+use crate::gateway::admission::Admission;
 use crate::gateway::outbox::Out;
 use crate::gateway::push::unavailable;
 use crate::gateway::state::State;
 use crate::presence::HostStats;
-use crate::protocol::node_event::{NODE_HOST_STATS, NODE_PRESENCE_ACTIVITY, NODE_PRESENCE_ALIVE};
+use crate::protocol::node_event_params::{
+    NODE_HOST_STATS, NODE_PRESENCE_ACTIVITY, NODE_PRESENCE_ALIVE,
+};
 use crate::protocol::{ErrorShape, Role, parse_node_event, write_response_ok_with};
 use bytes::Bytes;
 use simd_json::OwnedValue;

@@ -4,7 +4,7 @@
 
 use super::Reply;
 use crate::engine::Event;
-use crate::gateway::handshake::Admission;
+use crate::gateway::admission::Admission;
 use crate::gateway::outbox::Out;
 use crate::gateway::push::unavailable;
 use crate::gateway::state::State;

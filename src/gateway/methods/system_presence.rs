@@ -1,7 +1,7 @@
 //! `system-presence`: the presence list, for a connection with a read scope.
 
 use super::Reply;
-use crate::gateway::handshake::Admission;
+use crate::gateway::admission::Admission;
 use crate::gateway::outbox::Out;
 use crate::gateway::state::State;
 use crate::protocol::{ErrorShape, OPERATOR_READ, READ_SCOPES, grants_read};

@@ -8,8 +8,8 @@
 //! A protocol violation closes only this connection; the reason is
 //! returned to the accept loop, which logs it once.
 
+use super::admission::{Admission, Handshake, Refused, send_challenge};
 use super::frames::{FrameReader, Obligation, ReadEnd, ReadError, write_loop};
-use super::handshake::{Admission, Handshake, Refused, send_challenge};
 use super::keepalive::{self, Heard};
 use super::methods::{Reply, dispatch};
 use super::outbox::{Out, Outbox, Receiver, SlowConsumer, outbox};

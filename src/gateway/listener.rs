@@ -18,7 +18,7 @@
 //!   400 saying so, not a TLS alert it cannot read.
 
 use super::client_ip::client_ip;
-use super::session::{self, CloseReason};
+use super::connection::{self, CloseReason};
 use super::state::State;
 use super::waiting::{MIN_WAIT, Waiting, WaitingPool};
 use crate::compress::negotiate;
@@ -389,7 +389,7 @@ async fn handle(
             let deflate = deflate.is_some();
             tokio::spawn(async move {
                 let _permit = permit;
-                let serve = session::serve(upgrade, state, ip, origin, deflate);
+                let serve = connection::serve(upgrade, state, ip, origin, deflate);
                 log_close(peer, serve.await);
             });
             response.map(|body| body.map_err(|never| match never {}).boxed())

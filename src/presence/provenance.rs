@@ -1,7 +1,7 @@
 //! Provenance: why a row has its key, and the last few writes that touched
 //! it. The writer keeps one [`Origin`] per row and publishes it next to the
 //! entry, never inside it: the list OpenClaw clients receive is unchanged,
-//! and only the doctor (`presence::doctor`) and its readers look at it.
+//! and only the doctor (`presence::diagnosis`) and its readers look at it.
 //!
 //! Invariants: an origin always has its creating write; `recent` holds the
 //! last [`RECENT_WRITES`] writes, newest last, the creating one included

@@ -12,7 +12,7 @@ use std::os::fd::AsRawFd;
 use tokio::net::TcpSocket;
 
 use super::args::{LoadError, out_of_range};
-use crate::client::ws::{Target, socket_for};
+use crate::client::ws_dial::{Target, socket_for};
 
 /// Connections per loopback source address when `--source-ips` is not given.
 /// The default ephemeral range (32768-60999) has ~28k ports, and Linux's

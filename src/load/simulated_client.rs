@@ -22,7 +22,7 @@ use tokio::time::{Instant, Sleep};
 
 use super::fleet::{Protocol, SimulatedFleet};
 use super::requests::Kind;
-use super::source::socket_from;
+use super::source_ips::socket_from;
 use super::stats::{Failure, Stats, TimedMethod};
 use crate::client::{
     DialError, Envelope, HandshakeError, HelloReply, Message, StreamWrite, WsConn, WsReadError,

@@ -16,7 +16,7 @@
 use super::{SlotId, Store};
 use crate::presence::entry::{Entry, Millis};
 use crate::presence::key::Key;
-use crate::presence::origin::{Origin, Write, WriteKind, Writer};
+use crate::presence::provenance::{Origin, Write, WriteKind, Writer};
 use crate::presence::remote::{Holder, RemoteOp, RemoteRow, Verdict, arbitrate, mark_disconnected};
 use std::collections::HashSet;
 use std::sync::Arc;

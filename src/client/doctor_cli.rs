@@ -14,7 +14,7 @@ use super::cli::{ClientArgs, with_sources};
 pub use super::doctor_text::render;
 use super::stream::dial;
 use super::visible::{visible, visible_strings};
-use super::ws::{Target, UrlError, resolve, socket_for};
+use super::ws_dial::{Target, UrlError, resolve, socket_for};
 pub use crate::presence::Report;
 use crate::tls::TlsArgs;
 use bytes::Bytes;

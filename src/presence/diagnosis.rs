@@ -19,8 +19,8 @@
 
 use super::duplicates::{self, Group};
 use super::entry::Millis;
-use super::origin::{ConnTag, KeySource, WriteKind};
 use super::pressure::Pressure;
+use super::provenance::{ConnTag, KeySource, WriteKind};
 use super::report::{CapReport, Finding, FindingKind, MAX_KEYS_PER_FINDING, Report, RowReport};
 use super::snapshot::{Snapshot, SnapshotEntry};
 use super::source::disconnect_reason;
@@ -399,7 +399,7 @@ fn row_reports(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::presence::origin::{ConnTag, KeySource};
+    use crate::presence::provenance::{ConnTag, KeySource};
     use crate::presence::source::{BeaconInput, ConnectInfo, beacon, connect};
     use crate::presence::{Entry, Store, StoreConfig};
 
@@ -802,7 +802,7 @@ mod tests {
 #[cfg(test)]
 mod properties {
     use super::*;
-    use crate::presence::origin::ConnTag;
+    use crate::presence::provenance::ConnTag;
     use crate::presence::source::{BeaconInput, ConnectInfo, beacon, connect};
     use crate::presence::{Entry, Key, Store, StoreConfig};
     use proptest::prelude::*;

@@ -9,8 +9,8 @@
 
 use super::endpoint::{Endpoint, EndpointError, redact};
 use super::link::Link;
+use super::link_status::FleetStatus;
 use super::peers::Peers;
-use super::status::FleetStatus;
 use super::task::{Task, disconnect, millis};
 use super::validate::Screen;
 use super::wire::Keys;
