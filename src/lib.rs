@@ -65,7 +65,7 @@
 //!
 //! ```text
 //! WebSocket connections            gateway::connection (one task per socket) reads
-//!   │  frames, reassembly, limits  gateway::frames     over protocol::{ws, message}
+//!   │  frames, reassembly, limits  frame_reader        over protocol::{ws, message}
 //!   │  parse requests (simd-json)  protocol::{parse_request, parse_connect, …}
 //!   │  compute key + patch         presence::{connect, beacon}
 //!   └─ try_push(Event)             engine::EventSender: bounded queue, never blocks;
@@ -102,7 +102,8 @@
 //!   the writer to readers; `engine/sync.rs` is the seam loom replaces.
 //! - [`gateway`]: in the mini-redis mould: `server` (accept loop, limits,
 //!   timeouts, shutdown), `session` (one connection's life), `frames`
-//!   (frames in and out over any `AsyncRead`/`AsyncWrite`), `handshake`,
+//!   (frames out over any `AsyncWrite`; they come in through
+//!   [`frame_reader`]), `handshake`,
 //!   `methods/` (one file per method), `outbox`, `registry`, `broadcast`,
 //!   `pacing`, `state` (the composition root).
 //! - [`http`]: the dashboard page, REST routes and the SSE stream, behind a
@@ -112,8 +113,12 @@
 //! - [`client`]: `rollcall presence`, `rollcall beacon` and `rollcall
 //!   doctor` (HTTP or HTTPS), and the one
 //!   WebSocket client they share with the load generator: dial and upgrade
-//!   (`ws`), whole messages through `protocol::Reassembler` (`reader`), and
-//!   the `connect` handshake (`handshake`).
+//!   (`ws`), whole messages through [`frame_reader`], and the `connect`
+//!   handshake (`handshake`).
+//! - [`frame_reader`]: the one WebSocket reader, for the gateway reading
+//!   its clients and the client reading a server: frames checked from
+//!   their headers, fragments joined, permessage-deflate inflated, limits
+//!   counted after inflation, one error type mapped to close codes.
 //! - [`load`]: `rollcall load`, the fleet simulator and load generator, and
 //!   the `--echo` transport baseline server. It returns a `Summary` and
 //!   reports progress through a callback; the binary prints both (the
@@ -183,6 +188,7 @@ pub mod config;
 pub mod config_file;
 pub mod engine;
 pub mod fleet;
+pub mod frame_reader;
 pub mod gateway;
 pub mod http;
 pub mod load;

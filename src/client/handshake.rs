@@ -14,8 +14,8 @@ use fastwebsockets::{Frame, Payload, WebSocketError};
 use serde::Deserialize;
 use tokio::time::Instant;
 
-use super::reader::{Message, WsReadError};
 use super::ws_dial::WsConn;
+use crate::frame_reader::{Message, ReadError};
 
 /// The request id of `connect`, which the reply carries back.
 pub const CONNECT_ID: &str = "connect";
@@ -80,7 +80,7 @@ pub struct HelloReply {
 pub enum HandshakeError {
     /// Reading failed: the socket closed, or the frames broke the protocol.
     #[error(transparent)]
-    Read(#[from] WsReadError),
+    Read(#[from] ReadError),
     /// Writing `connect` or a pong failed.
     #[error("write failed")]
     Write(#[from] WebSocketError),
@@ -112,11 +112,11 @@ pub async fn next_text(conn: &mut WsConn) -> Result<&mut Vec<u8>, HandshakeError
             Message::Text(_) => break,
             Message::Ping(payload) => {
                 write
-                    .write_frame(Frame::pong(Payload::Bytes(payload)))
+                    .write_frame(Frame::pong(Payload::Borrowed(payload)))
                     .await?
             }
-            Message::Pong => {}
-            Message::Close(payload) => return Err(HandshakeError::Closed(close_reason(&payload))),
+            Message::Pong(_) => {}
+            Message::Close(payload) => return Err(HandshakeError::Closed(close_reason(payload))),
         }
     }
     Ok(read.last_text())

@@ -2,7 +2,8 @@
 //! `rollcall doctor`, over plain HTTP ([`doctor_cli`], with [`doctor_text`]
 //! to read and render its report); and the one WebSocket client the first
 //! two and the load generator ([`crate::load`]) share: dial and upgrade
-//! ([`ws_dial`]), whole messages ([`reader`]), and the `connect` handshake
+//! ([`ws_dial`]), whole messages (the gateway's own [`crate::frame_reader`],
+//! reading a server's frames), and the `connect` handshake
 //! ([`handshake`]); and what every printed string goes through
 //! ([`mod@visible`]).
 
@@ -10,13 +11,13 @@ pub mod cli;
 pub mod doctor_cli;
 pub mod doctor_text;
 pub mod handshake;
-pub mod reader;
 pub mod stream;
 pub mod visible;
 pub mod ws_dial;
 
 pub use handshake::{CONNECT_ID, Envelope, HandshakeError, HelloReply, hello};
-pub use reader::{MAX_MESSAGE_BYTES, Message, Reader, WsReadError};
 pub use stream::{ClientStream, StreamRead, StreamWrite, TlsTarget};
 pub use visible::{visible, visible_json, visible_strings};
-pub use ws_dial::{DialError, Target, UrlError, WsConn, connect, connect_from, resolve};
+pub use ws_dial::{
+    DialError, MAX_MESSAGE_BYTES, Target, UrlError, WsConn, connect, connect_from, resolve,
+};

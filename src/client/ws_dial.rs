@@ -6,8 +6,8 @@
 //! - Every socket has `TCP_NODELAY` set before the upgrade request is written.
 //! - After [`connect_from`] returns, no hyper machinery is left per connection:
 //!   the upgraded stream is downcast back to the [`ClientStream`], and any
-//!   bytes hyper read past the `101` response are copied into the [`Reader`],
-//!   so hyper's read buffer is freed.
+//!   bytes hyper read past the `101` response are copied into the
+//!   [`FrameReader`], so hyper's read buffer is freed.
 
 use std::future::Future;
 use std::io;
@@ -21,15 +21,15 @@ use hyper::header::{CONNECTION, HOST, SEC_WEBSOCKET_EXTENSIONS, UPGRADE};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpSocket;
 
-use super::reader::Reader;
-use super::stream::{ClientStream, StreamWrite, TlsTarget, TransportError, dial};
+use super::stream::{ClientStream, StreamRead, StreamWrite, TlsTarget, TransportError, dial};
+use crate::frame_reader::{FrameReader, ReadConfig};
 use crate::tls::{ClientTls, ClientTlsError, TlsArgs};
 
 /// An open client WebSocket, split so a pending read never blocks a write.
 pub struct WsConn {
     /// Whole messages from the server. Pings are not answered by themselves:
     /// the caller answers them on the write half.
-    pub read: Reader,
+    pub read: FrameReader<StreamRead>,
     /// Frames to the server; the client role masks every frame.
     pub write: WebSocketWrite<StreamWrite>,
 }
@@ -222,11 +222,17 @@ pub async fn connect_from(target: &Target, socket: TcpSocket) -> Result<WsConn, 
         .iter()
         .filter_map(|v| v.to_str().ok())
         .any(|v| v.trim_start().starts_with(PERMESSAGE_DEFLATE));
-    let read = Reader::new(rd, &parts.read_buf).with_deflate(target.deflate && agreed);
+    let config = ReadConfig::from_server(MAX_MESSAGE_BYTES).with_deflate(target.deflate && agreed);
+    let read = FrameReader::new(rd, config).with_buffered(&parts.read_buf);
     // fastwebsockets makes halves only in pairs; the read half is dropped at once.
     let (_, write) = fastwebsockets::after_handshake_split(tokio::io::empty(), wr, Role::Client);
     Ok(WsConn { read, write })
 }
+
+/// Largest message a client accepts, counted after inflation. A
+/// `system-presence` reply with a full store (200 entries) is well under
+/// this; OpenClaw's `maxPayload` is 1 MiB.
+pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
 
 /// The extension's name, in the server's answer.
 const PERMESSAGE_DEFLATE: &str = "permessage-deflate";
@@ -257,7 +263,7 @@ fn upgrade_request(target: &Target) -> Request<Empty<Bytes>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::reader::Message;
+    use crate::frame_reader::Message;
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     use tokio::net::TcpListener;
 

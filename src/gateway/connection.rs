@@ -9,18 +9,17 @@
 //! returned to the accept loop, which logs it once.
 
 use super::admission::{Admission, Handshake, Refused, send_challenge};
-use super::frames::{FrameReader, Obligation, ReadEnd, ReadError, write_loop};
+use super::frames::write_loop;
 use super::keepalive::{self, Heard};
 use super::methods::{Reply, dispatch};
 use super::outbox::{Out, Outbox, Receiver, SlowConsumer, outbox};
 use super::state::State;
 use crate::config::PRE_AUTH_MAX_PAYLOAD;
 use crate::engine::Event;
+use crate::frame_reader::{FrameReader, Message, ReadConfig, ReadError};
 use crate::http::OriginRefusal;
 use crate::metrics::ModeLabels;
-use crate::protocol::{
-    Close, ErrorShape, MessageError, Role, SharedEvent, parse_request, write_response_err,
-};
+use crate::protocol::{Close, ErrorShape, Role, SharedEvent, parse_request, write_response_err};
 use bytes::Bytes;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -40,15 +39,11 @@ pub enum CloseReason {
     HandshakeTimeout,
     /// Handshake refused; the string says why.
     HandshakeRefused(&'static str),
-    /// A frame or message over the size limit.
-    TooLarge,
-    /// A binary frame.
-    Binary,
-    /// Invalid UTF-8 in a text message.
-    InvalidUtf8,
     /// Its outbox overflowed with replies.
     SlowConsumer,
-    /// The client broke a WebSocket rule (RFC 6455).
+    /// The client's frames broke a rule (RFC 6455, RFC 7692: a header, a
+    /// fragment sequence, the size limit, binary, UTF-8); the text names
+    /// it, and the close it was sent is `ReadError::close`'s.
     Protocol(String),
     /// The socket failed.
     Transport(String),
@@ -89,7 +84,8 @@ pub async fn serve(
         deflate,
     };
     let heard = AtomicBool::new(false);
-    let mut reader = FrameReader::new(Heard::new(reader, &heard)).with_deflate(deflate);
+    let config = ReadConfig::from_client(PRE_AUTH_MAX_PAYLOAD).with_deflate(deflate);
+    let mut reader = FrameReader::new(Heard::new(reader, &heard), config);
     let pinger = conn.outbox.clone();
     let keepalive = conn.state.config.keepalive;
     // A writer that ends first (the socket failed, or a hello was not taken
@@ -135,21 +131,40 @@ impl Session {
         if let Err(reason) = self.handshake(reader, &nonce).await {
             return reason;
         }
-        let limit = self.state.config.max_payload;
+        reader.set_limit(self.state.config.max_payload);
         loop {
-            let outbox = &self.outbox;
-            let message = match reader
-                .read_message(limit, |owed| queue_owed(outbox, owed))
-                .await
-            {
-                Ok(message) => message,
-                Err(ReadEnd::Read(e)) => return self.close_for(e),
-                Err(ReadEnd::Refused(SlowConsumer)) => return self.slow_consumer(),
-            };
-            if let Err(SlowConsumer) = self.handle_request(message) {
+            if let Err(reason) = self.next_text(reader).await {
+                return reason;
+            }
+            if let Err(SlowConsumer) = self.handle_request(reader.last_text()) {
                 return self.slow_consumer();
             }
             reader.release();
+        }
+    }
+
+    /// Reads until a text message is in (`reader.last_text()`), answering
+    /// control frames on the way: a ping's pong counts against the budget
+    /// (at most one is pending), a close is echoed and ends the connection.
+    async fn next_text<R: AsyncRead + Unpin>(
+        &self,
+        reader: &mut FrameReader<R>,
+    ) -> Result<(), CloseReason> {
+        loop {
+            let owed = match reader.read_message().await {
+                Ok(Message::Text(_)) => return Ok(()),
+                Ok(Message::Ping(payload)) => self.outbox.pong(payload.to_vec()),
+                Ok(Message::Pong(_)) => Ok(()),
+                Ok(Message::Close(payload)) => {
+                    let echo = Out::CloseEcho(payload.to_vec());
+                    match self.outbox.reply(echo, 0) {
+                        Ok(()) => return Err(CloseReason::ClientClosed),
+                        Err(SlowConsumer) => Err(SlowConsumer),
+                    }
+                }
+                Err(e) => return Err(self.close_for(e)),
+            };
+            owed.map_err(|SlowConsumer| self.slow_consumer())?;
         }
     }
 
@@ -168,9 +183,8 @@ impl Session {
     ) -> Result<(), CloseReason> {
         let timeout = self.state.config.handshake_timeout;
         let mut shutdown = self.state.shutdown.subscribe();
-        let outbox = &self.outbox;
         let first = tokio::select! {
-            read = tokio::time::timeout(timeout, reader.read_message(PRE_AUTH_MAX_PAYLOAD, |owed| queue_owed(outbox, owed))) => read,
+            read = tokio::time::timeout(timeout, self.next_text(reader)) => read,
             // Not registered yet, so the broadcaster will not notify this
             // connection: it says goodbye itself (§7, graceful shutdown).
             _ = shutdown.wait_for(|down| *down) => {
@@ -181,22 +195,23 @@ impl Session {
                 return Err(CloseReason::Shutdown);
             }
         };
-        let message = match first {
+        match first {
             Err(_) => {
                 self.state.metrics().handshake(Some("timeout"));
                 self.outbox.close(Close::HANDSHAKE_TIMEOUT);
                 return Err(CloseReason::HandshakeTimeout);
             }
-            Ok(Err(ReadEnd::Read(e))) => {
-                self.state.metrics().handshake(Some("transport"));
-                return Err(self.close_for(e));
+            Ok(Err(reason)) => {
+                let why = match reason {
+                    CloseReason::SlowConsumer => "slow consumer",
+                    _ => "transport",
+                };
+                self.state.metrics().handshake(Some(why));
+                return Err(reason);
             }
-            Ok(Err(ReadEnd::Refused(SlowConsumer))) => {
-                self.state.metrics().handshake(Some("slow consumer"));
-                return Err(self.slow_consumer());
-            }
-            Ok(Ok(message)) => message,
-        };
+            Ok(Ok(())) => {}
+        }
+        let message = reader.last_text();
         let handshake = Handshake {
             state: &self.state,
             outbox: &self.outbox,
@@ -228,28 +243,16 @@ impl Session {
 
     /// Queues the close a read error calls for; the reason to report.
     fn close_for(&self, e: ReadError) -> CloseReason {
-        let (close, reason) = match e {
-            ReadError::Message(MessageError::TooLarge { .. }) => {
-                (Close::TOO_LARGE, CloseReason::TooLarge)
+        if e.is_closed() {
+            return CloseReason::ClientClosed;
+        }
+        match e.close() {
+            Some(close) => {
+                self.outbox.close(close);
+                CloseReason::Protocol(e.to_string())
             }
-            ReadError::Message(MessageError::Binary) => (Close::BINARY, CloseReason::Binary),
-            ReadError::Message(MessageError::InvalidUtf8) => {
-                (Close::INVALID_UTF8, CloseReason::InvalidUtf8)
-            }
-            ReadError::Message(MessageError::Corrupt) => (
-                Close::INVALID_DEFLATE,
-                CloseReason::Protocol(MessageError::Corrupt.to_string()),
-            ),
-            ReadError::Message(e) => (Close::PROTOCOL_ERROR, CloseReason::Protocol(e.to_string())),
-            ReadError::Frame(e) => (Close::PROTOCOL_ERROR, CloseReason::Protocol(e.to_string())),
-            ReadError::Closed => return CloseReason::ClientClosed,
-            ReadError::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                return CloseReason::ClientClosed;
-            }
-            ReadError::Io(e) => return CloseReason::Transport(e.to_string()),
-        };
-        self.outbox.close(close);
-        reason
+            None => CloseReason::Transport(e.to_string()),
+        }
     }
 
     /// Answers one request read after the handshake.
@@ -307,14 +310,5 @@ impl Session {
         if *reason == CloseReason::Shutdown {
             self.outbox.close(Close::SHUTDOWN);
         }
-    }
-}
-
-/// Queues a control frame the peer is owed. Pongs count against the
-/// budget (at most one is pending); the close echo always goes out.
-fn queue_owed(outbox: &Outbox, owed: Obligation) -> Result<(), SlowConsumer> {
-    match owed {
-        Obligation::Pong(data) => outbox.pong(data),
-        Obligation::CloseEcho(data) => outbox.reply(Out::CloseEcho(data), 0),
     }
 }

@@ -1,11 +1,11 @@
 //! The OpenClaw-protocol gateway: the listener and its limits, the
 //! WebSocket connection tasks, the handshake, the methods, and broadcasts.
 //!
-//! Data flow inside: `server` accepts and upgrades; `session` runs one
-//! connection's `Session` (`frames` reads and writes its frames,
-//! `handshake` admits it, `methods` answers its requests); `registry` holds
-//! the connections that `broadcast` fans out to; `state` wires them to the
-//! engine.
+//! Data flow inside: `listener` accepts and upgrades; `connection` runs
+//! one connection's life (`crate::frame_reader` reads its frames,
+//! `frames` writes them, `admission` admits it, `methods` answers its
+//! requests); `registry` holds the connections that `broadcast` fans out
+//! to; `state` wires them to the engine.
 
 mod admission;
 mod beacon_rows;
@@ -27,6 +27,5 @@ mod self_entry;
 mod state;
 mod waiting;
 
-pub use frames::{FrameReader, Obligation, ReadEnd, ReadError};
 pub use listener::{ACCEPT_BACKLOG, ServeError, Server, listen};
 pub use state::State;

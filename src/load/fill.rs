@@ -10,7 +10,8 @@
 use super::fleet::SimulatedFleet;
 use super::simulated_client::{close, dial};
 use super::stats::Failure;
-use crate::client::{Envelope, Message, hello};
+use crate::client::{Envelope, hello};
+use crate::frame_reader::Message;
 use fastwebsockets::{Frame, Payload};
 
 /// Beacons in flight while filling: enough to keep the writer's batches
@@ -62,11 +63,11 @@ pub async fn fill(fleet: &SimulatedFleet, rows: u32) -> Result<(), FillError> {
         let text = match conn.read.read_message().await {
             Ok(Message::Text(text)) => text,
             Ok(Message::Ping(payload)) => {
-                let pong = Frame::pong(Payload::Bytes(payload));
+                let pong = Frame::pong(Payload::Borrowed(payload));
                 conn.write.write_frame(pong).await.map_err(|_| lost(done))?;
                 continue;
             }
-            Ok(Message::Pong) => continue,
+            Ok(Message::Pong(_)) => continue,
             Ok(Message::Close(_)) | Err(_) => return Err(lost(done)),
         };
         let msg: Envelope = serde_json::from_slice(text).map_err(|_| lost(done))?;

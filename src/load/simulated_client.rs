@@ -2,7 +2,7 @@
 //! and reconnect when churn asks. One tokio task per client, nothing more.
 //!
 //! Invariants:
-//! - Reads go through [`Reader::read_message`](crate::client::Reader::read_message),
+//! - Reads go through [`FrameReader::read_message`](crate::frame_reader::FrameReader::read_message),
 //!   which is cancel safe, so the read may lose a `select!` to a stop, churn or
 //!   beacon timer without losing a byte.
 //! - Writes go through the write half only, so they never wait on a read.
@@ -25,9 +25,9 @@ use super::requests::Kind;
 use super::source_ips::socket_from;
 use super::stats::{Failure, Stats, TimedMethod};
 use crate::client::{
-    DialError, Envelope, HandshakeError, HelloReply, Message, StreamWrite, WsConn, WsReadError,
-    connect_from, hello,
+    DialError, Envelope, HandshakeError, HelloReply, StreamWrite, WsConn, connect_from, hello,
 };
+use crate::frame_reader::{Message, ReadError};
 use crate::protocol::MessageError;
 
 /// Most open-loop beacons one client leaves unanswered before it skips sends.
@@ -203,7 +203,7 @@ fn connect_failure(e: DialError) -> Failure {
 
 fn handshake_failure(e: HandshakeError) -> Failure {
     match e {
-        HandshakeError::Read(WsReadError::Io(_))
+        HandshakeError::Read(ReadError::Io(_))
         | HandshakeError::Write(_)
         | HandshakeError::Closed(_) => Failure::ClosedInHandshake,
         HandshakeError::Read(_) | HandshakeError::NoChallenge | HandshakeError::Json(_) => {
@@ -213,11 +213,11 @@ fn handshake_failure(e: HandshakeError) -> Failure {
 }
 
 /// Why a read ended an established connection.
-pub(super) fn read_failure(e: &WsReadError) -> Failure {
+pub(super) fn read_failure(e: &ReadError) -> Failure {
     match e {
         e if e.is_closed() => Failure::ClosedByServer,
-        WsReadError::Io(_) => Failure::Io,
-        WsReadError::Frame(_) | WsReadError::Message(_) => Failure::Protocol,
+        ReadError::Io(_) => Failure::Io,
+        ReadError::Frame(_) | ReadError::Message(_) => Failure::Protocol,
     }
 }
 
@@ -272,7 +272,7 @@ impl InFlight {
 enum Wake<'a> {
     Stop,
     Churn,
-    Message(Result<Message<'a>, WsReadError>),
+    Message(Result<Message<'a>, ReadError>),
     Beacon,
 }
 
@@ -383,26 +383,26 @@ impl Driver<'_> {
 
     async fn on_message(
         &mut self,
-        message: Result<Message<'_>, WsReadError>,
+        message: Result<Message<'_>, ReadError>,
         write: &mut WebSocketWrite<StreamWrite>,
     ) -> Result<(), End> {
         let answer = match message {
             Ok(Message::Text(text)) => self.answer(text)?,
             // The echo baseline may answer in binary: still a reply.
-            Err(WsReadError::Message(MessageError::Binary))
+            Err(ReadError::Message(MessageError::Binary))
                 if self.fleet.protocol == Protocol::Echo =>
             {
                 self.answer(&[])?
             }
             Err(e) => return Err(End::Lost(read_failure(&e))),
             Ok(Message::Ping(payload)) => {
-                let pong = Frame::pong(Payload::Bytes(payload));
+                let pong = Frame::pong(Payload::Borrowed(payload));
                 return write
                     .write_frame(pong)
                     .await
                     .map_err(|_| End::Lost(Failure::ClosedByServer));
             }
-            Ok(Message::Pong) => return Ok(()),
+            Ok(Message::Pong(_)) => return Ok(()),
             Ok(Message::Close(_)) => return Err(End::Lost(Failure::ClosedByServer)),
         };
         let Some((sent, outcome)) = answer else {

@@ -30,8 +30,9 @@ use super::simulated_client::{
 };
 use super::stats::Failure;
 use super::watch_stats::Seen;
-use crate::client::{Message, WsConn};
+use crate::client::WsConn;
 use crate::clock::now_millis;
+use crate::frame_reader::Message;
 
 /// The fields of an event a watcher reads. Everything else is skipped by
 /// the parser without being built; strings are borrowed when unescaped.
@@ -241,10 +242,10 @@ async fn follow(
                 fleet.watch.record(watcher, seen, held.version, now);
             }
             Ok(Message::Ping(payload)) => write
-                .write_frame(Frame::pong(Payload::Bytes(payload)))
+                .write_frame(Frame::pong(Payload::Borrowed(payload)))
                 .await
                 .map_err(|e| write_failure(&e))?,
-            Ok(Message::Pong) => {}
+            Ok(Message::Pong(_)) => {}
             Ok(Message::Close(_)) => return Err(Failure::ClosedByServer),
             Err(e) => return Err(read_failure(&e)),
         }

@@ -1,6 +1,7 @@
 //! Whole messages out of WebSocket frames: fragment reassembly and the
-//! message size limit (RFC 6455 §5.4). The gateway and the CLI/load client
-//! both read through a [`Reassembler`], so the rules live in one place.
+//! message size limit (RFC 6455 §5.4). The one socket reader
+//! (`crate::frame_reader`), used by the gateway and the CLI/load client,
+//! reads through a [`Reassembler`], so the rules live in one place.
 //!
 //! Invariants: control frames may arrive between the fragments of a message
 //! and never disturb it; a message is never longer than the limit the caller
@@ -50,9 +51,30 @@ impl From<fastwebsockets::OpCode> for Opcode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 pub enum MessageError {
     /// The message (all its fragments together) is over the limit.
-    #[error("message too large (limit {limit} bytes)")]
+    #[error("a message of at least {size} bytes exceeds the {limit}-byte limit")]
     TooLarge {
+        /// Bytes of the message up to and including the refused frame.
+        size: u64,
         /// The limit that was exceeded.
+        limit: usize,
+    },
+    /// A compressed message whose frames together exceed what any message
+    /// under the limit compresses to ([`compressed_limit`]).
+    #[error(
+        "a compressed message of at least {size} bytes exceeds the {bound}-byte bound for the {limit}-byte limit"
+    )]
+    CompressedTooLarge {
+        /// Compressed bytes up to and including the refused frame.
+        size: u64,
+        /// [`compressed_limit`] of the limit.
+        bound: usize,
+        /// The message limit.
+        limit: usize,
+    },
+    /// A compressed message that inflates past the limit.
+    #[error("a compressed message inflates past the {limit}-byte limit")]
+    InflatedTooLarge {
+        /// The limit that was exceeded, counted after inflation.
         limit: usize,
     },
     /// A binary message; the protocol is text only.
@@ -75,7 +97,7 @@ pub enum MessageError {
 impl From<InflateError> for MessageError {
     fn from(e: InflateError) -> Self {
         match e {
-            InflateError::TooLarge { limit } => MessageError::TooLarge { limit },
+            InflateError::TooLarge { limit } => MessageError::InflatedTooLarge { limit },
             InflateError::Corrupt => MessageError::Corrupt,
         }
     }
@@ -110,6 +132,8 @@ pub struct Reassembler {
     compressed: bool,
     /// The limit of the message being joined.
     limit: usize,
+    /// Where the frame begun last starts in `buf`.
+    frame_start: usize,
 }
 
 impl Reassembler {
@@ -170,17 +194,31 @@ impl Reassembler {
             limit
         };
         if len > bound.saturating_sub(start) {
+            let size = (start as u64).saturating_add(len as u64);
+            let error = match self.compressed {
+                true => MessageError::CompressedTooLarge { size, bound, limit },
+                false => MessageError::TooLarge { size, limit },
+            };
             self.assembling = false;
             self.compressed = false;
             self.release();
-            return Err(MessageError::TooLarge { limit });
+            return Err(error);
         }
         self.buf.resize(start + len, 0);
+        self.frame_start = start;
         Ok(&mut self.buf[start..])
+    }
+
+    /// The space of the data frame begun last, as [`Reassembler::begin_frame`]
+    /// returned it, for a reader that fills it over several reads. Empty
+    /// once the frame has ended or the buffer was released.
+    pub fn frame_mut(&mut self) -> &mut [u8] {
+        self.buf.get_mut(self.frame_start..).unwrap_or_default()
     }
 
     /// Ends the data frame begun last: the message is complete when `fin`.
     pub fn end_frame(&mut self, fin: bool) -> Result<Progress, MessageError> {
+        self.frame_start = self.buf.len();
         if !fin {
             self.assembling = true;
             return Ok(Progress::Partial);
@@ -208,6 +246,7 @@ impl Reassembler {
         // Nothing is kept: an idle reader holds no buffer, and the
         // allocator makes the next one cheap.
         self.buf = Vec::new();
+        self.frame_start = 0;
     }
 
     /// Bytes the buffer holds allocated (for tests and memory accounting).
@@ -263,7 +302,10 @@ mod tests {
         );
         assert_eq!(
             r.push(Opcode::Continuation, true, &[b'a'; 7], LIMIT),
-            Err(MessageError::TooLarge { limit: LIMIT })
+            Err(MessageError::TooLarge {
+                size: 17,
+                limit: LIMIT
+            })
         );
         assert_eq!(
             r.push(Opcode::Text, true, &[b'a'; LIMIT], LIMIT),

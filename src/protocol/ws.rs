@@ -1,7 +1,7 @@
 //! WebSocket framing (RFC 6455 §5): frame headers, read by the gateway from
 //! clients and by rollcall's client from servers, and written by the
-//! gateway. Pure; the socket sides are `gateway::frames` and
-//! `client::reader`.
+//! gateway. Pure; the socket sides are `frame_reader` (both ends' reads)
+//! and `gateway::frames` (the gateway's writes).
 //!
 //! Invariants: [`parse_header`] accepts only what §5 allows the given
 //! sender: no reserved bits but RSV1 on the first frame of a data message
