@@ -59,20 +59,15 @@ fn origin(at: Millis) -> Arc<Origin> {
     }))
 }
 
-fn row(key: Key, entry: Entry) -> SnapshotEntry {
-    SnapshotEntry {
-        json: encode(&entry),
-        origin: origin(entry.ts),
-        entry: Arc::new(entry),
-        key,
-        live: false,
-        pinned: false,
-    }
+fn row(key: Key, entry: &Entry) -> SnapshotEntry {
+    SnapshotEntry::new(key, entry, 0, origin(entry.ts))
 }
 
 /// The publish rollcall had before issue 19, reduced to its list.
 struct WholeList {
     rows: Vec<SnapshotEntry>,
+    /// Each row's entry, parsed, as rows held it then.
+    entries: Vec<Entry>,
     index: HashMap<Key, usize>,
     /// Slots written since the last publish.
     written: Vec<usize>,
@@ -89,6 +84,7 @@ struct WholeSnapshot {
 
 impl WholeList {
     fn new(rows: Vec<SnapshotEntry>) -> Self {
+        let entries = rows.iter().map(SnapshotEntry::entry).collect();
         let index = rows
             .iter()
             .enumerate()
@@ -97,6 +93,7 @@ impl WholeList {
         let written = (0..rows.len()).collect();
         WholeList {
             rows,
+            entries,
             index,
             written,
             listed: Vec::new(),
@@ -106,13 +103,14 @@ impl WholeList {
 
     fn cmp(&self, a: usize, b: usize) -> Ordering {
         let (a, b) = (&self.rows[a], &self.rows[b]);
-        b.entry.ts.cmp(&a.entry.ts).then_with(|| a.key.cmp(&b.key))
+        b.ts.cmp(&a.ts).then_with(|| a.key.cmp(&b.key))
     }
 
     fn upsert(&mut self, key: &Key, patch: Patch, now: Millis) {
         let id = self.index[key];
+        self.entries[id].merge(patch, now);
         let row = &mut self.rows[id];
-        row.entry = Arc::new(row.entry.merged(patch, now));
+        row.ts = now;
         row.origin = origin(now);
         self.written.push(id);
     }
@@ -125,7 +123,7 @@ impl WholeList {
         written.sort_unstable_by(|&a, &b| self.cmp(a, b));
         written.dedup();
         for &id in &written {
-            self.rows[id].json = encode(&self.rows[id].entry);
+            self.rows[id].json = encode(&self.entries[id]);
         }
         let is_written: std::collections::HashSet<usize> = written.iter().copied().collect();
         let kept: Vec<usize> = self
@@ -160,17 +158,18 @@ impl WholeList {
 /// A persistent ordered map as the snapshot.
 struct PersistentMap {
     list: imbl::OrdMap<(Reverse<Millis>, Key), SnapshotEntry>,
-    ts: HashMap<Key, Millis>,
+    /// Each row's entry, parsed.
+    entries: HashMap<Key, Entry>,
 }
 
 impl PersistentMap {
     fn upsert(&mut self, key: &Key, patch: Patch, now: Millis) {
-        let old = self.ts.insert(key.clone(), now).expect("the row exists");
-        let before = self
-            .list
+        let entry = self.entries.get_mut(key).expect("the row exists");
+        let old = entry.ts;
+        entry.merge(patch, now);
+        self.list
             .remove(&(Reverse(old), key.clone()))
             .expect("listed");
-        let entry = before.entry.merged(patch, now);
         self.list
             .insert((Reverse(now), key.clone()), row(key.clone(), entry));
     }
@@ -183,7 +182,7 @@ fn rows(entries: usize, now: Millis) -> (Vec<SnapshotEntry>, Vec<(Key, Patch)>) 
         .collect();
     let rows = ring
         .iter()
-        .map(|(key, patch)| row(key.clone(), Entry::default().merged(patch.clone(), now)))
+        .map(|(key, patch)| row(key.clone(), &Entry::default().merged(patch.clone(), now)))
         .collect();
     (rows, ring)
 }
@@ -250,10 +249,10 @@ fn publish(c: &mut Criterion) {
         }
         {
             let mut map = PersistentMap {
-                ts: built.iter().map(|r| (r.key.clone(), r.entry.ts)).collect(),
+                entries: built.iter().map(|r| (r.key.clone(), r.entry())).collect(),
                 list: built
                     .into_iter()
-                    .map(|r| ((Reverse(r.entry.ts), r.key.clone()), r))
+                    .map(|r| ((Reverse(r.ts), r.key.clone()), r))
                     .collect(),
             };
             let mut held = map.list.clone();

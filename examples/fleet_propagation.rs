@@ -109,10 +109,11 @@ async fn watch(
         version = snapshot.version();
         let now = Instant::now();
         for row in snapshot.entries() {
-            if !row.entry.text.starts_with("probe ") {
+            let entry = row.entry();
+            if !entry.text.starts_with("probe ") {
                 continue;
             }
-            if let Some(at) = sent.lock().unwrap().remove(&row.entry.text) {
+            if let Some(at) = sent.lock().unwrap().remove(&entry.text) {
                 let micros = now.saturating_duration_since(at).as_micros() as u64;
                 let _ = latencies.lock().unwrap().record(micros);
             }

@@ -210,7 +210,7 @@ fn disconnect_stays_behind_the_same_producers_beacons() {
     let snapshot = engine.reader().load_full();
     let wrong: Vec<_> = snapshot
         .rows()
-        .filter(|row| row.entry.reason.as_deref() != Some("disconnect"))
+        .filter(|row| row.entry().reason.as_deref() != Some("disconnect"))
         .map(|row| row.key.as_str().to_owned())
         .collect();
     assert_eq!(snapshot.len(), 2_001);

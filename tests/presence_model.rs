@@ -150,7 +150,7 @@ fn key_name(key: u16, upper: bool) -> String {
 /// The rows after the self entry, as (key, entry).
 fn rows(snap: &Snapshot) -> Vec<(String, Entry)> {
     snap.rows()
-        .map(|e| (e.key.as_str().to_owned(), (*e.entry).clone()))
+        .map(|e| (e.key.as_str().to_owned(), e.entry()))
         .collect()
 }
 
@@ -162,7 +162,7 @@ fn delta_applied(before: &Snapshot, after: &Snapshot) -> Vec<(String, Entry)> {
         map.remove(key.as_str());
     }
     for row in upserts.into_iter().filter(|row| row.key != after.own().key) {
-        map.insert(row.key.as_str().to_owned(), (*row.entry).clone());
+        map.insert(row.key.as_str().to_owned(), row.entry());
     }
     let mut list: Vec<_> = map.into_iter().collect();
     list.sort_by(|a, b| b.1.ts.cmp(&a.1.ts).then_with(|| a.0.cmp(&b.0)));
@@ -278,7 +278,7 @@ fn run(cap: usize, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let mut json = Vec::new();
                 snap.write_list(now, &mut json);
                 let json: serde_json::Value = serde_json::from_slice(&json).unwrap();
-                let want: Vec<&Entry> = snap.entries().map(|row| &*row.entry).collect();
+                let want: Vec<Entry> = snap.entries().map(|row| row.entry()).collect();
                 let want = serde_json::to_value(&want).unwrap();
                 prop_assert_eq!(json.as_array().unwrap().len(), snap.len());
                 prop_assert_eq!(

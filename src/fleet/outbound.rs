@@ -26,7 +26,7 @@ impl Outbound {
 }
 
 fn is_ours(row: &SnapshotEntry, node: &str) -> bool {
-    row.entry.gateway_id.as_deref() == Some(node)
+    row.gateway.as_deref() == Some(node)
 }
 
 /// Encodes one row as the record the fleet stores.
@@ -44,7 +44,7 @@ pub fn record(row: &SnapshotEntry, pinned: bool) -> Vec<u8> {
 pub fn diff(before: Option<&Snapshot>, after: &Snapshot, node: &str, ttl: Millis) -> Outbound {
     let mut out = Outbound::default();
     let written = |out: &mut Outbound, row: &SnapshotEntry| {
-        let expiry = row.entry.ts.saturating_add(ttl);
+        let expiry = row.ts.saturating_add(ttl);
         out.records
             .push((row.key.clone(), record(row, false), expiry));
     };
@@ -63,7 +63,7 @@ pub fn diff(before: Option<&Snapshot>, after: &Snapshot, node: &str, ttl: Millis
         .collect();
     let renewed = |row: &SnapshotEntry| {
         was.get(&row.key).is_some_and(|old| {
-            is_ours(old, node) && old.live && row.live && old.entry.same_but_ts(&row.entry)
+            is_ours(old, node) && old.live && row.live && old.entry().same_but_ts(&row.entry())
         })
     };
     let mut ours: HashSet<&Key> = HashSet::new();
@@ -85,16 +85,21 @@ pub fn diff(before: Option<&Snapshot>, after: &Snapshot, node: &str, ttl: Millis
 }
 
 /// How many own rows (the self entry left out) `snapshot` holds: what
-/// our hash holds, besides the self entry, once it is synced.
+/// our hash holds, besides the self entry, once it is synced. O(1): the
+/// writer counts the rows that name its gateway ([`Snapshot::local_rows`]);
+/// a snapshot of another node's writer has none of `node`'s.
 pub fn own_rows(snapshot: &Snapshot, node: &str) -> u64 {
-    let rows = snapshot.rows();
-    rows.filter(|row| is_ours(row, node)).count() as u64
+    if is_ours(snapshot.own(), node) {
+        snapshot.local_rows() as u64
+    } else {
+        0
+    }
 }
 
 /// The self entry as a pinned record, its `ts` set to `now`.
 pub fn self_record(snapshot: &Snapshot, now: Millis) -> (Key, Vec<u8>) {
     let row = snapshot.own();
-    let mut entry = crate::presence::Entry::clone(&row.entry);
+    let mut entry = row.entry();
     entry.ts = now;
     let json = serde_json::to_vec(&entry).expect("an Entry always encodes");
     let mut out = Vec::with_capacity(json.len() + 64);
@@ -128,7 +133,7 @@ mod tests {
         let before = s.publish(1);
         assert_eq!(s.renew_live(50_000, 0), 1);
         let after = s.publish(50_000);
-        assert_eq!(after.rows().next().unwrap().entry.ts, 50_000);
+        assert_eq!(after.rows().next().unwrap().ts, 50_000);
         assert!(diff(Some(&before), &after, "a", 300_000).is_empty());
         s.disconnect(1, key, false, None, 60_000);
         let closed = s.publish(60_000);
@@ -159,6 +164,8 @@ mod tests {
         let first = s.publish(1);
         let full = diff(None, &first, "a", 100);
         assert_eq!(keys(&full.records), ["x", "y"]);
+        assert_eq!(own_rows(&first, "a"), 2, "x and y, not b's r");
+        assert_eq!(own_rows(&first, "b"), 0, "not this writer's node");
         assert_eq!(full.records[0].2, 101);
         s.upsert(Key::parse("y").unwrap(), Patch::reason("periodic"), 2);
         s.expire(1 + crate::presence::DEFAULT_TTL.as_millis() as Millis);

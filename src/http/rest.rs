@@ -190,16 +190,20 @@ fn healthz(state: &Context) -> Response<Body> {
 fn stats(state: &Context) -> Response<Body> {
     let snapshot = state.reader.load();
     let now = now_millis();
-    let mut by_mode: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut by_mode: BTreeMap<String, u64> = BTreeMap::new();
     let mut by_status: BTreeMap<&str, u64> = [("active", 0), ("idle", 0), ("stale", 0)]
         .into_iter()
         .collect();
     for (i, row) in snapshot.entries().enumerate() {
-        *by_mode
-            .entry(row.entry.mode.as_deref().unwrap_or("unknown"))
-            .or_default() += 1;
+        let mode = row.mode();
+        match by_mode.get_mut(mode.as_deref().unwrap_or("unknown")) {
+            Some(n) => *n += 1,
+            None => {
+                by_mode.insert(mode.as_deref().unwrap_or("unknown").to_owned(), 1);
+            }
+        }
         // The self entry's ts is refreshed by every list: it is always Active.
-        let ts = if i == 0 { now } else { row.entry.ts };
+        let ts = if i == 0 { now } else { row.ts };
         *by_status.entry(Status::of(ts, now).as_str()).or_default() += 1;
     }
     let mut body = serde_json::json!({

@@ -96,7 +96,7 @@ impl ChangeLog {
         let keys: Vec<(Key, Option<Millis>)> = step
             .upserts
             .iter()
-            .map(|row| (row.key.clone(), Some(row.entry.ts)))
+            .map(|row| (row.key.clone(), Some(row.ts)))
             .chain(step.removed.iter().map(|key| (key.clone(), None)))
             .collect();
         self.keys += keys.len();
@@ -142,7 +142,7 @@ impl ChangeLog {
         upserts.sort_by(|a, b| {
             own(b)
                 .cmp(&own(a))
-                .then_with(|| b.entry.ts.cmp(&a.entry.ts))
+                .then_with(|| b.ts.cmp(&a.ts))
                 .then_with(|| a.key.cmp(&b.key))
         });
         removed.sort_by(|a, b| a.as_str().cmp(b.as_str()));
@@ -177,7 +177,7 @@ mod tests {
         // The self row is rewritten by every publish; leave it out.
         m.upserts
             .iter()
-            .filter_map(|r| r.entry.host.clone())
+            .filter_map(|r| r.entry().host)
             .filter(|h| h != "gw")
             .collect()
     }

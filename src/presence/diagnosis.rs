@@ -22,7 +22,8 @@ use super::entry::Millis;
 use super::pressure::Pressure;
 use super::provenance::{ConnTag, KeySource, WriteKind};
 use super::report::{CapReport, Finding, FindingKind, MAX_KEYS_PER_FINDING, Report, RowReport};
-use super::snapshot::{Snapshot, SnapshotEntry};
+use super::row::Parsed;
+use super::snapshot::Snapshot;
 use super::source::disconnect_reason;
 use super::status::{ACTIVE_MAX_AGE, Status};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -59,7 +60,12 @@ pub fn diagnose(snapshot: &Snapshot, now: Millis, config: DoctorConfig) -> Repor
     // Gateways' own entries (this one's first, then other fleet
     // gateways') are never a client's finding, and the cap does not count
     // them: every pass below sees only the other rows.
-    let clients: Vec<&SnapshotEntry> = snapshot.entries().filter(|r| !r.pinned).collect();
+    // Each row is parsed once here: the passes read many of its fields.
+    let clients: Vec<Parsed<'_>> = snapshot
+        .entries()
+        .filter(|r| !r.pinned)
+        .map(Parsed::new)
+        .collect();
     let rows = clients.as_slice();
     let ttl_ms = snapshot.pressure().ttl_ms;
     let mut counts = BTreeMap::new();
@@ -97,8 +103,8 @@ pub fn diagnose(snapshot: &Snapshot, now: Millis, config: DoctorConfig) -> Repor
     }
 }
 
-fn age_ms(row: &SnapshotEntry, now: Millis) -> u64 {
-    u64::try_from(now.saturating_sub(row.entry.ts)).unwrap_or(0)
+fn age_ms(row: &Parsed<'_>, now: Millis) -> u64 {
+    u64::try_from(now.saturating_sub(row.ts)).unwrap_or(0)
 }
 
 /// A duration as a person says it: `4m 18s`, `2h 5m`, `0s`.
@@ -113,7 +119,7 @@ pub fn human(ms: u64) -> String {
 }
 
 /// The newest write a connection made, and that connection.
-fn last_conn(row: &SnapshotEntry) -> Option<(ConnTag, WriteKind)> {
+fn last_conn(row: &Parsed<'_>) -> Option<(ConnTag, WriteKind)> {
     row.origin
         .recent()
         .rev()
@@ -121,7 +127,7 @@ fn last_conn(row: &SnapshotEntry) -> Option<(ConnTag, WriteKind)> {
 }
 
 /// The newest beacon among the row's remembered writes, if any.
-fn last_beacon(row: &SnapshotEntry) -> Option<Millis> {
+fn last_beacon(row: &Parsed<'_>) -> Option<Millis> {
     row.origin
         .recent()
         .rev()
@@ -136,13 +142,13 @@ fn last_beacon(row: &SnapshotEntry) -> Option<Millis> {
 /// whose connection beacons to another row (`elsewhere`: the duplicate
 /// finding explains those).
 fn stale(
-    rows: &[&SnapshotEntry],
+    rows: &[Parsed<'_>],
     elsewhere: &HashSet<usize>,
     now: Millis,
     config: DoctorConfig,
 ) -> Vec<Finding> {
     let limit = u64::try_from(config.stale_after.as_millis()).unwrap_or(u64::MAX);
-    let silent = |row: &SnapshotEntry| {
+    let silent = |row: &Parsed<'_>| {
         last_beacon(row).map(|at| u64::try_from(now.saturating_sub(at)).unwrap_or(0))
     };
     let mut found: Vec<(u64, Finding)> = rows
@@ -189,7 +195,7 @@ fn is_disconnect_reason(reason: Option<&str>) -> bool {
     reason.is_some_and(|r| [false, true].map(disconnect_reason).contains(&r))
 }
 
-fn gone(rows: &[&SnapshotEntry], now: Millis, ttl_ms: u64) -> Vec<Finding> {
+fn gone(rows: &[Parsed<'_>], now: Millis, ttl_ms: u64) -> Vec<Finding> {
     // List order is newest first: the most recent disconnects lead.
     rows.iter()
         .filter(|row| !row.live && is_disconnect_reason(row.entry.reason.as_deref()))
@@ -218,7 +224,7 @@ fn gone(rows: &[&SnapshotEntry], now: Millis, ttl_ms: u64) -> Vec<Finding> {
 
 /// The cap over the rows it counts (the same the store counts: not
 /// gateways' own entries); the last in list order is the next to go.
-fn cap_report(rows: &[&SnapshotEntry], pressure: Pressure, now: Millis) -> CapReport {
+fn cap_report(rows: &[Parsed<'_>], pressure: Pressure, now: Millis) -> CapReport {
     let oldest = rows.last();
     CapReport {
         entries: rows.len(),
@@ -273,7 +279,7 @@ fn cap_pressure(cap: &CapReport) -> Option<Finding> {
 
 /// Rows a connect could not write under the key it named, because another
 /// principal holds that row (docs/protocol.md §5.1).
-fn not_owner(rows: &[&SnapshotEntry], now: Millis) -> Vec<Finding> {
+fn not_owner(rows: &[Parsed<'_>], now: Millis) -> Vec<Finding> {
     rows.iter()
         .filter(|row| row.origin.key_source() == KeySource::NotOwner)
         .map(|row| {
@@ -299,7 +305,7 @@ fn not_owner(rows: &[&SnapshotEntry], now: Millis) -> Vec<Finding> {
 
 fn finding(
     kind: FindingKind,
-    row: &SnapshotEntry,
+    row: &Parsed<'_>,
     summary: String,
     fix: Option<String>,
     age: u64,
@@ -330,7 +336,7 @@ pub fn write_name(kind: WriteKind) -> &'static str {
     }
 }
 
-fn duplicate_findings(rows: &[&SnapshotEntry], groups: &[Group], now: Millis) -> Vec<Finding> {
+fn duplicate_findings(rows: &[Parsed<'_>], groups: &[Group], now: Millis) -> Vec<Finding> {
     groups
         .iter()
         .map(|group| {
@@ -359,7 +365,7 @@ fn duplicate_findings(rows: &[&SnapshotEntry], groups: &[Group], now: Millis) ->
 }
 
 fn row_reports(
-    rows: &[&SnapshotEntry],
+    rows: &[Parsed<'_>],
     findings: &[Finding],
     now: Millis,
 ) -> BTreeMap<String, RowReport> {
@@ -381,8 +387,8 @@ fn row_reports(
             key_source: source,
             key_explained: source.explain().into(),
             live: row.live,
-            status: Status::of(row.entry.ts, now).as_str().into(),
-            ts: row.entry.ts,
+            status: Status::of(row.ts, now).as_str().into(),
+            ts: row.ts,
             age_ms: age_ms(row, now),
             created: row.origin.created(),
             writes: row.origin.recent().collect(),

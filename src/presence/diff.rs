@@ -1,16 +1,15 @@
 //! What changed between two snapshots: the rows written and the keys
 //! removed, for `presence.delta` (docs/protocol.md §7) and the fleet.
 //!
-//! Invariant: a row counts as written when its place or its allocation
-//! differs between the snapshots (unchanged rows share their `Arc` across
-//! publishes), and the lists share every chunk of rows neither changed, so
+//! Invariant: a row counts as written when its place or its `seq` differs
+//! between the snapshots (every publish numbers the rows it rewrote
+//! anew), and the lists share every chunk of rows neither changed, so
 //! the diff walks only the chunks that differ: O(changes), not O(rows).
 
 use super::key::Key;
 use super::list;
 use super::snapshot::{Snapshot, SnapshotEntry};
 use std::collections::HashSet;
-use std::sync::Arc;
 
 /// What one snapshot has that another has not, row by row.
 #[derive(Debug, Default)]
@@ -28,7 +27,7 @@ impl<'a> RowDiff<'a> {
     /// store.
     pub fn between(before: &'a Snapshot, after: &'a Snapshot) -> RowDiff<'a> {
         let mut diff = RowDiff::default();
-        if !Arc::ptr_eq(&before.own.entry, &after.own.entry) {
+        if before.own.seq != after.own.seq {
             diff.written.push(&after.own);
         }
         list::diff(

@@ -18,7 +18,7 @@
 
 use super::entry::Millis;
 use super::provenance::{ConnTag, KeySource, WriteKind};
-use super::snapshot::SnapshotEntry;
+use super::row::Parsed;
 use std::collections::{HashMap, HashSet};
 
 /// One finding's worth of rows, by index into the rows given.
@@ -62,7 +62,7 @@ pub struct Found {
 }
 
 /// The groups among `rows` (the self entry excluded).
-pub fn find(rows: &[&SnapshotEntry]) -> Found {
+pub fn find(rows: &[Parsed<'_>]) -> Found {
     let mut sets = DisjointSets::new(rows.len());
     let relayed = link_by_connection(rows, &mut sets);
     link_by_host(rows, &mut sets);
@@ -90,7 +90,7 @@ pub fn find(rows: &[&SnapshotEntry]) -> Found {
 }
 
 fn cause(
-    rows: &[&SnapshotEntry],
+    rows: &[Parsed<'_>],
     i: usize,
     relayed: &HashMap<usize, (ConnTag, usize)>,
 ) -> Option<Cause> {
@@ -116,7 +116,7 @@ fn cause(
 /// connection whose beacons write many rows relays for others. Returns
 /// the beacon rows, with the connection and its connect row.
 fn link_by_connection(
-    rows: &[&SnapshotEntry],
+    rows: &[Parsed<'_>],
     sets: &mut DisjointSets,
 ) -> HashMap<usize, (ConnTag, usize)> {
     let mut connect_of: HashMap<ConnTag, usize> = HashMap::new();
@@ -154,7 +154,7 @@ fn link_by_connection(
         // target that is not its own row links, and only when it does not
         // report another kind of client (a `ui` app beaconing for a node).
         if let Targets::One(beacon, at) = targets {
-            let modes = (mode_of(rows[beacon]), mode_of(rows[connect]));
+            let modes = (mode_of(&rows[beacon]), mode_of(&rows[connect]));
             let other_kind = matches!(modes, (Some(a), Some(b)) if !same(Some(a), Some(b)));
             if beacon != connect && !other_kind {
                 sets.union(beacon, connect);
@@ -189,7 +189,10 @@ fn same(a: Option<&str>, b: Option<&str>) -> bool {
     }
 }
 
-fn mode_of(row: &SnapshotEntry) -> Option<&str> {
+/// A field of a parsed row, for [`runs`] and the descriptions.
+type Field = for<'r> fn(&'r Parsed<'r>) -> Option<&'r str>;
+
+fn mode_of<'r>(row: &'r Parsed<'r>) -> Option<&'r str> {
     row.entry.mode.as_deref()
 }
 
@@ -197,7 +200,7 @@ fn mode_of(row: &SnapshotEntry) -> Option<&str> {
 /// Sorting hashes instead of filling a map of owned strings keeps a
 /// 100k-row diagnosis to one allocation per pass; rows whose hashes
 /// collide but whose values differ are left out of the run.
-fn runs(rows: &[&SnapshotEntry], field: fn(&SnapshotEntry) -> Option<&str>) -> Vec<Vec<usize>> {
+fn runs(rows: &[Parsed<'_>], field: Field) -> Vec<Vec<usize>> {
     use std::hash::{DefaultHasher, Hash, Hasher};
     let mut hashed: Vec<(u64, usize)> = rows
         .iter()
@@ -220,7 +223,7 @@ fn runs(rows: &[&SnapshotEntry], field: fn(&SnapshotEntry) -> Option<&str>) -> V
             run.iter()
                 .map(|&(_, i)| i)
                 .filter(|&i| {
-                    same(field(rows[i]), field(first)) && same(mode_of(rows[i]), mode_of(first))
+                    same(field(&rows[i]), field(first)) && same(mode_of(&rows[i]), mode_of(first))
                 })
                 .collect::<Vec<usize>>()
         })
@@ -230,7 +233,7 @@ fn runs(rows: &[&SnapshotEntry], field: fn(&SnapshotEntry) -> Option<&str>) -> V
 
 /// Same mode and host; rows with different ips stay apart, and rows
 /// without one join the only ip the others have.
-fn link_by_host(rows: &[&SnapshotEntry], sets: &mut DisjointSets) {
+fn link_by_host(rows: &[Parsed<'_>], sets: &mut DisjointSets) {
     for bucket in runs(rows, |row| row.entry.host.as_deref()) {
         let mut by_ip: HashMap<&str, usize> = HashMap::new();
         let mut without_ip: Option<usize> = None;
@@ -253,7 +256,7 @@ fn link_by_host(rows: &[&SnapshotEntry], sets: &mut DisjointSets) {
 }
 
 /// Same mode and ip, when one of the rows is keyed by a beacon's text.
-fn link_by_reported_ip(rows: &[&SnapshotEntry], sets: &mut DisjointSets) {
+fn link_by_reported_ip(rows: &[Parsed<'_>], sets: &mut DisjointSets) {
     for bucket in runs(rows, |row| row.entry.ip.as_deref()) {
         let reported = bucket.iter().copied().find(|&i| {
             matches!(
@@ -271,7 +274,7 @@ fn link_by_reported_ip(rows: &[&SnapshotEntry], sets: &mut DisjointSets) {
 
 /// The finding for one group, if a row of it is suspect.
 fn describe(
-    rows: &[&SnapshotEntry],
+    rows: &[Parsed<'_>],
     mut members: Vec<usize>,
     relayed: &HashMap<usize, (ConnTag, usize)>,
 ) -> Option<Group> {
@@ -295,7 +298,7 @@ fn describe(
     let (sound, suspect_rows): (Vec<usize>, Vec<usize>) =
         members.iter().partition(|i| !suspects.contains(i));
     let order: Vec<usize> = sound.into_iter().chain(suspect_rows).collect();
-    let pick = |f: fn(&SnapshotEntry) -> Option<&str>| order.iter().find_map(|&i| f(rows[i]));
+    let pick = |f: Field| order.iter().find_map(|&i| f(&rows[i]));
     let place = match (
         pick(|r| r.entry.host.as_deref()),
         pick(|r| r.entry.ip.as_deref()),
@@ -328,7 +331,7 @@ fn describe(
 }
 
 /// Keys named in a sentence: the first few, then how many more.
-fn named_keys(rows: &[&SnapshotEntry], members: impl ExactSizeIterator<Item = usize>) -> String {
+fn named_keys(rows: &[Parsed<'_>], members: impl ExactSizeIterator<Item = usize>) -> String {
     const NAMED: usize = 5;
     let total = members.len();
     let mut named: Vec<String> = members
@@ -346,7 +349,7 @@ fn named_keys(rows: &[&SnapshotEntry], members: impl ExactSizeIterator<Item = us
 const MAX_SENTENCES: usize = 5;
 
 /// One sentence per cause, rows of one cause named together.
-fn fixes(rows: &[&SnapshotEntry], causes: &[(usize, Cause)]) -> String {
+fn fixes(rows: &[Parsed<'_>], causes: &[(usize, Cause)]) -> String {
     let key = |i: usize| format!("`{}`", rows[i].key);
     let mut out = Vec::new();
     let unkeyed: Vec<usize> = causes
@@ -400,7 +403,7 @@ fn fixes(rows: &[&SnapshotEntry], causes: &[(usize, Cause)]) -> String {
 }
 
 /// The id a row's writes used, as the client spelled it.
-fn id_of(row: &SnapshotEntry) -> String {
+fn id_of(row: &Parsed<'_>) -> String {
     row.entry
         .instance_id
         .clone()
@@ -408,7 +411,7 @@ fn id_of(row: &SnapshotEntry) -> String {
         .unwrap_or_else(|| row.key.to_string())
 }
 
-fn beacon_elsewhere(rows: &[&SnapshotEntry], i: usize, conn: ConnTag, connect: usize) -> String {
+fn beacon_elsewhere(rows: &[Parsed<'_>], i: usize, conn: ConnTag, connect: usize) -> String {
     let (beacon, home) = (&rows[i], &rows[connect]);
     let used = match beacon.origin.key_source() {
         KeySource::BeaconInstanceId => format!("`instanceId` {}", id_of(beacon)),

@@ -107,12 +107,12 @@ fn make_mut<T: Clone>(node: &mut Arc<T>) -> &mut T {
 
 /// Where the row at (`ts`, `key`) goes relative to `row`, in list order.
 fn place(ts: Millis, key: &Key, row: &SnapshotEntry) -> Ordering {
-    row.entry.ts.cmp(&ts).then_with(|| key.cmp(&row.key))
+    row.ts.cmp(&ts).then_with(|| key.cmp(&row.key))
 }
 
 /// List order of two rows.
 fn order(a: &SnapshotEntry, b: &SnapshotEntry) -> Ordering {
-    place(a.entry.ts, &a.key, b)
+    place(a.ts, &a.key, b)
 }
 
 /// The index of the last item whose first row is at or before (`ts`,
@@ -186,7 +186,7 @@ impl List {
                 dirty: true,
             }));
         }
-        let (ts, key) = (row.entry.ts, row.key.clone());
+        let (ts, key) = (row.ts, row.key.clone());
         let p = locate(parts, ts, &key, part_first);
         let part = make_mut(&mut parts[p]);
         part.dirty = true;
@@ -400,7 +400,7 @@ impl<'a> Cursor<'a> {
 /// of `after` that `before` does not have as they are (new, moved or
 /// rewritten), `dropped` the rows of `before` that `after` does not have as
 /// they are; both in list order. A row is "as it is" when its place and
-/// its entry's allocation are the same. Parts and chunks the two lists
+/// its `seq` (the write that made it) are the same. Parts and chunks the two lists
 /// share are skipped whole, so the cost is O(parts and chunks that differ
 /// × their size), not O(rows).
 pub fn diff<'a>(
@@ -445,7 +445,7 @@ pub fn diff<'a>(
                     b.next_row();
                 }
                 Ordering::Equal => {
-                    if !std::sync::Arc::ptr_eq(&x.entry, &y.entry) {
+                    if x.seq != y.seq {
                         dropped.push(x);
                         added.push(y);
                     }

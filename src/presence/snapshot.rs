@@ -29,6 +29,8 @@ pub struct Snapshot {
     pub(crate) list: List,
     pub(crate) pressure: Pressure,
     pub(crate) change_version: u64,
+    /// Rows besides the self entry whose `gatewayId` is the self entry's.
+    pub(crate) local_rows: usize,
 }
 
 impl Snapshot {
@@ -50,6 +52,7 @@ impl Snapshot {
             list,
             pressure,
             change_version: version,
+            local_rows: 0,
         }
     }
 
@@ -108,6 +111,19 @@ impl Snapshot {
     /// §5.4), which watchers are not woken for.
     pub fn change_version(&self) -> u64 {
         self.change_version
+    }
+
+    /// How many rows after the self entry are this gateway's own: their
+    /// `gatewayId` is the self entry's (every row, outside a fleet). The
+    /// writer counts them as rows come and go, so this is O(1).
+    pub fn local_rows(&self) -> usize {
+        self.local_rows
+    }
+
+    /// The same snapshot, with `local_rows` rows of this gateway's own.
+    pub(crate) fn with_local_rows(mut self, local_rows: usize) -> Self {
+        self.local_rows = local_rows;
+        self
     }
 
     /// The same snapshot, naming `change_version` as its last change.

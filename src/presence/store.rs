@@ -3,7 +3,10 @@
 //! passes `now`; nothing here reads a clock or does I/O.
 //!
 //! Rows live in a slab (`slots`), so the expiry order can name them by
-//! index. The list readers get is a persistent `List` the store edits in
+//! index. A row's entry is kept parsed only while it is written and not
+//! yet published (`pending`); once published the list holds it as JSON
+//! and a write parses it back, so a row costs its JSON, not a parsed copy
+//! besides (issue 19). The list readers get is a persistent `List` the store edits in
 //! place of the last published one: a publish moves, adds and drops only
 //! the rows written or removed since the last one, and costs O(k log n)
 //! for k such rows among n, plus one visit of each part of the list (see
@@ -16,20 +19,25 @@
 //!   item is the next to expire or be evicted ("oldest `ts` first, least
 //!   recently written among equals");
 //! - `index.len() <= max_entries`; the self entry is not in `slots`;
-//! - a slot is `dirty` exactly when it was written since the last
-//!   publish, and every dirty slot is in `written`;
+//! - a slot has a `pending` entry exactly when it was written since the
+//!   last publish, and every such slot is in `written`; a slot without one
+//!   is listed, and its row in `list` holds its entry;
+//! - a slot's `age.0` is its entry's `ts`, and its `gateway` its entry's
+//!   `gateway_id`, interned (`gateways`);
 //! - `list` holds, for every slot with `listed == Some(ts)`, one row at
 //!   (`ts`, key), and for every `(ts, key)` in `unlisted` one row there,
 //!   and nothing else: the rows of the last publish that are still to be
 //!   moved or dropped. A clean slot's row is its current entry, at its
 //!   entry's `ts`;
 //! - `owners[k]` lists the live connections that connected under `k`;
-//! - a slot is local when its entry's `gateway_id` equals the self entry's
+//! - a slot is local when its `gateway` equals the self entry's
 //!   (both `None` outside a fleet), and a local slot's `live` is true
 //!   exactly when `owners` has its key; every other slot came from another
 //!   gateway (`remote_rows.rs`) and `live` is what that gateway said;
 //! - `pinned` counts the live slots with `pinned` set (other gateways' own
 //!   entries); the cap counts only the others;
+//! - `local` counts the live slots that are local, so a snapshot can say
+//!   how many rows this gateway holds itself in O(1);
 //! - `shadows[k]` is a live row of another gateway for `k` that a live row
 //!   here outranks: it shows once `k`'s row stops being live;
 //! - no live row is ever expired: a live row past the TTL is renewed
@@ -45,6 +53,8 @@ use super::pressure::Removals;
 use super::provenance::{ConnTag, KeySource, Origin, Write, WriteKind, Writer};
 use super::remote::RemoteRow;
 use super::source::disconnect_reason;
+use std::borrow::Cow;
+use std::collections::HashSet;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -102,31 +112,30 @@ pub struct StoreStats {
 /// An index into `Store::slots`.
 type SlotId = usize;
 
+/// Most gateway names a store shares between rows (`Store::gateways`);
+/// rows of gateways past it get a name of their own.
+const MAX_GATEWAYS: usize = 4096;
+
 #[derive(Debug)]
 struct Slot {
     key: Key,
-    entry: Arc<Entry>,
-    /// Written since the last publish.
-    dirty: bool,
+    /// The entry, while written since the last publish; `None` once
+    /// published: then `list` holds it, as JSON.
+    pending: Option<Box<Entry>>,
+    /// The entry's `gateway_id`.
+    gateway: Option<Arc<str>>,
     /// The `ts` this slot's row has in `list`, if it has one.
     listed: Option<Millis>,
-    /// This slot's key in `by_age`; `.0` is the `ts` the list sorts by.
+    /// This slot's key in `by_age`; `.0` is the entry's `ts`, which the
+    /// list sorts by.
     age: (Millis, u64),
     /// A connection for this row is live (here, or at its origin).
     live: bool,
     /// Another gateway's own entry: exempt from the cap.
     pinned: bool,
     /// Why the row has its key, and who wrote it last. Shared with the
-    /// snapshots that list it, copied on the next write (like `entry`).
+    /// snapshots that list it, copied on the next write.
     origin: Arc<Origin>,
-}
-
-impl Slot {
-    /// Marks the slot written; true if it was not already, when the caller
-    /// adds it to `written`.
-    fn mark_written(&mut self) -> bool {
-        !std::mem::replace(&mut self.dirty, true)
-    }
 }
 
 /// The presence map. Owned by exactly one writer.
@@ -143,9 +152,9 @@ pub struct Store {
     free: Vec<SlotId>,
     index: HashMap<Key, SlotId>,
     by_age: BTreeMap<(Millis, u64), SlotId>,
-    /// Slots that became dirty (or were created) since the last publish.
-    /// May also name slots removed since, or reused: publish takes only
-    /// live dirty slots, once each.
+    /// Slots written (or created) since the last publish. May also name
+    /// slots removed since, or reused: publish takes only live slots with
+    /// a `pending` entry, once each.
     written: Vec<SlotId>,
     /// The list of the last publish, being edited into the next one.
     list: List,
@@ -153,11 +162,17 @@ pub struct Store {
     unlisted: Vec<(Millis, Key)>,
     owners: HashMap<Key, Vec<ConnId>>,
     /// This gateway's fleet node id (the self entry's `gateway_id`).
-    local_gateway: Option<String>,
+    local_gateway: Option<Arc<str>>,
+    /// Other gateways' names, shared by their rows.
+    gateways: HashSet<Arc<str>>,
+    /// The `seq` of the last row published.
+    row_seq: u64,
     /// Live rows of other gateways outranked by a live row here.
     shadows: HashMap<Key, RemoteRow>,
     /// Live slots that are pinned.
     pinned: usize,
+    /// Live slots that are local (their `gateway_id` is the self entry's).
+    local: usize,
     /// Increases on every write; orders equal `ts` by recency.
     write_seq: u64,
     /// Expirations and evictions over the last TTL, for the doctor.
@@ -187,7 +202,9 @@ impl Store {
             .expect("the self entry has a non-blank instanceId");
         Store {
             config,
-            local_gateway: self_entry.gateway_id.clone(),
+            local_gateway: self_entry.gateway_id.as_deref().map(Arc::from),
+            gateways: HashSet::new(),
+            row_seq: 0,
             self_origin: Arc::new(Origin::new(Write {
                 by: Writer {
                     kind: WriteKind::Start,
@@ -208,6 +225,7 @@ impl Store {
             owners: HashMap::new(),
             shadows: HashMap::new(),
             pinned: 0,
+            local: 0,
             removals: Removals::new(config.ttl, config.max_entries),
             clock: 0,
             write_seq: 0,
@@ -239,13 +257,58 @@ impl Store {
         self.index.is_empty()
     }
 
-    /// The entry under `key`, the self entry included.
-    pub fn get(&self, key: &Key) -> Option<&Entry> {
+    /// The entry under `key`, the self entry included. A row published
+    /// since its last write is parsed from its JSON.
+    pub fn get(&self, key: &Key) -> Option<Entry> {
         if *key == self.self_key {
-            return Some(&self.self_entry);
+            return Some(self.self_entry.clone());
         }
         let &id = self.index.get(key)?;
-        Some(&self.slot(id).entry)
+        Some(self.entry_of(id).into_owned())
+    }
+
+    /// Slot `id`'s entry: the one written since the last publish, or its
+    /// listed row's, parsed.
+    fn entry_of(&self, id: SlotId) -> Cow<'_, Entry> {
+        let slot = self.slot(id);
+        if let Some(entry) = &slot.pending {
+            return Cow::Borrowed(entry);
+        }
+        let ts = slot
+            .listed
+            .expect("a slot without a pending entry is listed");
+        let row = self.list.get(ts, &slot.key);
+        Cow::Owned(row.expect("a listed slot has its row").entry())
+    }
+
+    /// Slot `id`'s entry, to write: the slot counts as written from now on
+    /// (its listed row is parsed first if it was not already).
+    fn entry_mut(&mut self, id: SlotId) -> &mut Entry {
+        if self.slot(id).pending.is_none() {
+            let entry = Box::new(self.entry_of(id).into_owned());
+            self.slot_mut(id).pending = Some(entry);
+            self.written.push(id);
+        }
+        let pending = self.slot_mut(id).pending.as_deref_mut();
+        pending.expect("a written slot has a pending entry")
+    }
+
+    /// The shared name of gateway `name`: this one's, or one of
+    /// `gateways`, which keeps at most [`MAX_GATEWAYS`] (a name past them
+    /// is allocated for its row).
+    fn intern(&mut self, name: Option<&str>) -> Option<Arc<str>> {
+        let name = name?;
+        if self.local_gateway.as_deref() == Some(name) {
+            return self.local_gateway.clone();
+        }
+        if let Some(known) = self.gateways.get(name) {
+            return Some(Arc::clone(known));
+        }
+        let new: Arc<str> = Arc::from(name);
+        if self.gateways.len() < MAX_GATEWAYS {
+            self.gateways.insert(Arc::clone(&new));
+        }
+        Some(new)
     }
 
     /// The version of the last publish.
@@ -263,9 +326,21 @@ impl Store {
         self.stats
     }
 
+    /// True if slot `id` is local: its row names this gateway (both name
+    /// none outside a fleet).
+    fn is_local(&self, id: SlotId) -> bool {
+        self.slot(id).gateway == self.local_gateway
+    }
+
     fn slot(&self, id: SlotId) -> &Slot {
         self.slots[id]
             .as_ref()
+            .expect("index and by_age name only live slots")
+    }
+
+    fn slot_mut(&mut self, id: SlotId) -> &mut Slot {
+        self.slots[id]
+            .as_mut()
             .expect("index and by_age name only live slots")
     }
 
@@ -285,33 +360,31 @@ impl Store {
         let Some(&id) = self.index.get(&key) else {
             let mut entry = Entry::default();
             entry.merge(patch, now);
-            entry.gateway_id.clone_from(&self.local_gateway);
-            self.insert_slot(key, Arc::new(entry), Origin::new(write), live, false);
+            entry.gateway_id = self.local_gateway.as_deref().map(str::to_owned);
+            self.insert_slot(key, entry, Origin::new(write), live, false);
             return Outcome::Applied;
         };
         self.shadow_if_remote_live(id);
+        if !self.is_local(id) {
+            // Another gateway's row, taken over: it becomes local.
+            self.local += 1;
+        }
         self.write_seq += 1;
         let age = (now, self.write_seq);
         let local = self.local_gateway.clone();
+        let entry = self.entry_mut(id);
+        entry.merge(patch, now);
+        if entry.gateway_id.as_deref() != local.as_deref() {
+            entry.gateway_id = local.as_deref().map(str::to_owned);
+        }
         let slot = self.slots[id]
             .as_mut()
             .expect("index names only live slots");
-        // A row still shared with a published snapshot is rebuilt, not
-        // cloned and then overwritten.
-        match Arc::get_mut(&mut slot.entry) {
-            Some(entry) => entry.merge(patch, now),
-            None => slot.entry = Arc::new(slot.entry.merged(patch, now)),
-        }
-        if slot.entry.gateway_id != local {
-            Arc::make_mut(&mut slot.entry).gateway_id = local;
-        }
+        slot.gateway = local;
         Arc::make_mut(&mut slot.origin).record(write);
         slot.live = live;
         if std::mem::take(&mut slot.pinned) {
             self.pinned -= 1;
-        }
-        if slot.mark_written() {
-            self.written.push(id);
         }
         let old = std::mem::replace(&mut slot.age, age);
         self.by_age.remove(&old);
@@ -321,20 +394,13 @@ impl Store {
     }
 
     /// Adds a row under a key that has none, then enforces the cap.
-    fn insert_slot(
-        &mut self,
-        key: Key,
-        entry: Arc<Entry>,
-        origin: Origin,
-        live: bool,
-        pinned: bool,
-    ) {
+    fn insert_slot(&mut self, key: Key, entry: Entry, origin: Origin, live: bool, pinned: bool) {
         self.write_seq += 1;
         let age = (entry.ts, self.write_seq);
         let slot = Slot {
             key: key.clone(),
-            entry,
-            dirty: true,
+            gateway: self.intern(entry.gateway_id.as_deref()),
+            pending: Some(Box::new(entry)),
             listed: None,
             age,
             live,
@@ -352,6 +418,7 @@ impl Store {
             }
         };
         self.pinned += usize::from(pinned);
+        self.local += usize::from(self.is_local(id));
         self.index.insert(key, id);
         self.by_age.insert(age, id);
         self.written.push(id);
@@ -413,6 +480,7 @@ impl Store {
             self.unlisted.push((ts, slot.key.clone()));
         }
         self.pinned -= usize::from(slot.pinned);
+        self.local -= usize::from(slot.gateway == self.local_gateway);
         self.index.remove(&slot.key);
         self.free.push(id);
     }
@@ -479,7 +547,7 @@ mod tests {
         let snap = s.publish(5);
         assert_eq!(snap.version(), 1);
         assert_eq!(keys(&snap), ["gw-uuid"]);
-        assert_eq!(snap.own().entry.ts, 5);
+        assert_eq!(snap.own().ts, 5);
     }
 
     #[test]
@@ -689,12 +757,9 @@ mod tests {
                 .unwrap()
         };
         let (a1, a2) = (row(&first, "a"), row(&second, "a"));
-        assert!(Arc::ptr_eq(&a1.entry, &a2.entry));
+        assert_eq!(a1.seq, a2.seq);
         assert_eq!(a1.json, a2.json);
-        assert!(!Arc::ptr_eq(
-            &row(&first, "b").entry,
-            &row(&second, "b").entry
-        ));
+        assert_ne!(row(&first, "b").seq, row(&second, "b").seq);
     }
 
     #[test]
@@ -710,7 +775,7 @@ mod tests {
         );
         let snap = s.publish(9);
         let parsed: serde_json::Value = serde_json::from_slice(&list_json(&snap)).unwrap();
-        let expected: Vec<&Entry> = snap.entries().map(|e| &*e.entry).collect();
+        let expected: Vec<Entry> = snap.entries().map(|e| e.entry()).collect();
         assert_eq!(parsed, serde_json::to_value(&expected).unwrap());
 
         let mut fresh = Vec::new();
@@ -764,7 +829,7 @@ mod tests {
         let snap = s.publish(5);
         assert_eq!(keys(&snap), ["gw-uuid", "c"]);
         assert_eq!(
-            snap.rows().next().unwrap().entry.host.as_deref(),
+            snap.rows().next().unwrap().entry().host.as_deref(),
             Some("c2")
         );
         s.expire(10 * MIN);
@@ -784,8 +849,9 @@ mod tests {
             }
             let snap = s.publish(round as Millis);
             for row in snap.rows() {
-                assert_eq!(row.json, encode(&row.entry), "row {:?}", row.key);
-                assert_eq!(s.get(&row.key), Some(&*row.entry));
+                let entry = s.get(&row.key).expect("a listed row is in the store");
+                assert_eq!(row.json, encode(&entry), "row {:?}", row.key);
+                assert_eq!(row.ts, entry.ts);
             }
             assert_eq!(snap.len(), s.len() + 1);
         }
@@ -822,7 +888,7 @@ mod tests {
         assert_eq!(written, ["gw-uuid", "k02500"]);
         assert_eq!(removed, [&key("k00010")]);
         let parsed: serde_json::Value = serde_json::from_slice(&list_json(&second)).unwrap();
-        let expected: Vec<&Entry> = second.entries().map(|e| &*e.entry).collect();
+        let expected: Vec<Entry> = second.entries().map(|e| e.entry()).collect();
         assert_eq!(parsed, serde_json::to_value(&expected).unwrap());
     }
 }

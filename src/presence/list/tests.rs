@@ -14,23 +14,13 @@ fn row(key: &str, ts: Millis) -> SnapshotEntry {
         by: Writer::elsewhere(WriteKind::Remote),
         at: ts,
     });
-    SnapshotEntry {
-        key: Key::parse(key).unwrap(),
-        json: Bytes::from(serde_json::to_vec(&entry).unwrap()),
-        entry: Arc::new(entry),
-        live: false,
-        pinned: false,
-        origin: Arc::new(origin),
-    }
+    SnapshotEntry::new(Key::parse(key).unwrap(), &entry, 0, Arc::new(origin))
 }
 
 /// Checks every invariant of a sealed list, and that it holds `want`
 /// as (key, ts) in list order.
 fn check(list: &List, want: &[(String, Millis)]) {
-    let got: Vec<(String, Millis)> = list
-        .iter()
-        .map(|r| (r.key.to_string(), r.entry.ts))
-        .collect();
+    let got: Vec<(String, Millis)> = list.iter().map(|r| (r.key.to_string(), r.ts)).collect();
     assert_eq!(got, want);
     assert_eq!(list.len(), want.len());
     let mut joined = Vec::new();
@@ -42,7 +32,8 @@ fn check(list: &List, want: &[(String, Millis)]) {
             let mut expect = Vec::new();
             for row in &chunk.rows {
                 expect.push(b',');
-                expect.extend_from_slice(&serde_json::to_vec(&*row.entry).unwrap());
+                expect.extend_from_slice(&serde_json::to_vec(&row.entry()).unwrap());
+                assert_eq!(row.entry().ts, row.ts);
                 let at = row.json.as_ptr() as usize - chunk.bytes.as_ptr() as usize;
                 assert!(
                     at + row.json.len() <= chunk.bytes.len(),
@@ -118,7 +109,7 @@ fn many_parts_stay_ordered_joined_and_diffable_through_moves() {
             &before,
             &before
                 .iter()
-                .map(|r| (r.key.to_string(), r.entry.ts))
+                .map(|r| (r.key.to_string(), r.ts))
                 .collect::<Vec<_>>(),
         );
         let (mut added, mut dropped) = (Vec::new(), Vec::new());
@@ -140,7 +131,7 @@ fn get_finds_a_row_only_at_its_ts() {
     }
     list.seal();
     let b = Key::parse("b").unwrap();
-    assert_eq!(list.get(1, &b).map(|r| r.entry.ts), Some(1));
+    assert_eq!(list.get(1, &b).map(|r| r.ts), Some(1));
     assert!(list.get(2, &b).is_none());
     assert!(!list.remove(2, &b));
 }

@@ -6,7 +6,6 @@
 use super::{SlotId, Store, millis};
 use crate::presence::entry::Millis;
 use crate::presence::key::Key;
-use std::sync::Arc;
 
 impl Store {
     /// Removes entries older than the TTL; returns how many. A live row
@@ -54,7 +53,7 @@ impl Store {
             .map(|(_, &id)| id)
             .filter(|&id| {
                 let slot = self.slot(id);
-                slot.live && !slot.pinned && slot.entry.ts < now
+                slot.live && !slot.pinned && slot.age.0 < now
             })
             .collect();
         for &id in &due {
@@ -79,15 +78,9 @@ impl Store {
     /// Moves slot `id`'s `ts` to `now`, keeping everything else.
     fn renew_slot(&mut self, id: SlotId, now: Millis) {
         self.write_seq += 1;
-        let age = (now.max(self.slot(id).entry.ts), self.write_seq);
-        let slot = self.slots[id]
-            .as_mut()
-            .expect("by_age names only live slots");
-        Arc::make_mut(&mut slot.entry).ts = age.0;
-        if slot.mark_written() {
-            self.written.push(id);
-        }
-        let old = std::mem::replace(&mut slot.age, age);
+        let age = (now.max(self.slot(id).age.0), self.write_seq);
+        self.entry_mut(id).ts = age.0;
+        let old = std::mem::replace(&mut self.slot_mut(id).age, age);
         self.by_age.remove(&old);
         self.by_age.insert(age, id);
         self.renewed = true;

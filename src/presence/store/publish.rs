@@ -2,9 +2,9 @@
 //! moving only what was written since the last publish.
 
 use super::Store;
-use crate::presence::entry::{Entry, Millis};
+use crate::presence::entry::Millis;
+pub(crate) use crate::presence::row::encode;
 use crate::presence::snapshot::{Snapshot, SnapshotEntry};
-use bytes::Bytes;
 use std::sync::Arc;
 
 impl Store {
@@ -31,19 +31,25 @@ impl Store {
         let mut written = std::mem::take(&mut self.written);
         for id in written.drain(..) {
             // A slot named twice, or removed since, is skipped here.
-            let Some(slot) = self.slots[id].as_mut().filter(|slot| slot.dirty) else {
+            let Some(slot) = self.slots[id].as_mut() else {
                 continue;
             };
-            slot.dirty = false;
+            let Some(entry) = slot.pending.take() else {
+                continue;
+            };
             if let Some(ts) = slot.listed.take() {
                 let found = self.list.remove(ts, &slot.key);
                 debug_assert!(found, "a listed slot has its row in the list");
             }
-            slot.listed = Some(slot.entry.ts);
+            debug_assert_eq!(slot.age.0, entry.ts, "a slot's age is its entry's ts");
+            slot.listed = Some(entry.ts);
+            self.row_seq += 1;
             self.list.insert(SnapshotEntry {
                 key: slot.key.clone(),
-                entry: Arc::clone(&slot.entry),
-                json: encode(&slot.entry),
+                json: encode(&entry),
+                ts: entry.ts,
+                gateway: slot.gateway.clone(),
+                seq: self.row_seq,
                 live: slot.live,
                 pinned: slot.pinned,
                 origin: Arc::clone(&slot.origin),
@@ -53,10 +59,13 @@ impl Store {
         self.list.seal();
 
         self.self_entry.ts = now;
+        self.row_seq += 1;
         let own = SnapshotEntry {
             key: self.self_key.clone(),
-            entry: Arc::new(self.self_entry.clone()),
             json: encode(&self.self_entry),
+            ts: now,
+            gateway: self.local_gateway.clone(),
+            seq: self.row_seq,
             live: true,
             pinned: true,
             origin: Arc::clone(&self.self_origin),
@@ -64,12 +73,6 @@ impl Store {
         let pressure = self.removals.pressure(now);
         Snapshot::new(self.version, now, own, self.list.clone(), pressure)
             .with_change_version(self.change_version)
+            .with_local_rows(self.local)
     }
-}
-
-/// Writes a row's JSON the way every snapshot carries it.
-pub(crate) fn encode(entry: &Entry) -> Bytes {
-    let mut out = Vec::with_capacity(256);
-    serde_json::to_writer(&mut out, entry).expect("an Entry always encodes");
-    Bytes::from(out)
 }

@@ -14,7 +14,7 @@
 //!   current holder, at most one per key.
 
 use super::{SlotId, Store};
-use crate::presence::entry::{Entry, Millis};
+use crate::presence::entry::Millis;
 use crate::presence::key::Key;
 use crate::presence::provenance::{Origin, Write, WriteKind, Writer};
 use crate::presence::remote::{Holder, RemoteOp, RemoteRow, Verdict, arbitrate, mark_disconnected};
@@ -39,19 +39,19 @@ impl Store {
     pub fn is_remote(&self, key: &Key) -> bool {
         self.index
             .get(key)
-            .is_some_and(|&id| self.slot(id).entry.gateway_id != self.local_gateway)
+            .is_some_and(|&id| self.slot(id).gateway != self.local_gateway)
     }
 
     fn holder(&self, id: SlotId) -> (Holder<'_>, Millis) {
         let slot = self.slot(id);
-        let holder = match slot.entry.gateway_id.as_deref() {
+        let holder = match slot.gateway.as_deref() {
             origin if origin == self.local_gateway.as_deref() => Holder::Local { live: slot.live },
             origin => Holder::Remote {
                 node: origin.unwrap_or(""),
                 live: slot.live,
             },
         };
-        (holder, slot.entry.ts)
+        (holder, slot.age.0)
     }
 
     /// Offers `row`, as `node` holds it, for its key.
@@ -101,26 +101,29 @@ impl Store {
             at: entry.ts,
         };
         let Some(&id) = self.index.get(&key) else {
-            self.insert_slot(key, Arc::new(entry), Origin::new(write), live, pinned);
+            self.insert_slot(key, entry, Origin::new(write), live, pinned);
             return;
         };
-        if self.slot(id).entry.gateway_id != entry.gateway_id {
+        if self.slot(id).gateway.as_deref() != entry.gateway_id.as_deref() {
             self.shadow_if_remote_live(id);
         }
+        let was_local = self.is_local(id);
         self.write_seq += 1;
         let age = (entry.ts, self.write_seq);
+        let gateway = self.intern(entry.gateway_id.as_deref());
         let slot = self.slots[id]
             .as_mut()
             .expect("index names only live slots");
-        slot.entry = Arc::new(entry);
+        if slot.pending.replace(Box::new(entry)).is_none() {
+            self.written.push(id);
+        }
+        slot.gateway = gateway;
         Arc::make_mut(&mut slot.origin).record(write);
         slot.live = live;
         let was_pinned = std::mem::replace(&mut slot.pinned, pinned);
-        if slot.mark_written() {
-            self.written.push(id);
-        }
         let old = std::mem::replace(&mut slot.age, age);
         self.pinned = self.pinned + usize::from(pinned) - usize::from(was_pinned);
+        self.local = self.local + usize::from(self.is_local(id)) - usize::from(was_local);
         self.by_age.remove(&old);
         self.by_age.insert(age, id);
         self.changed = true;
@@ -131,10 +134,10 @@ impl Store {
     /// is another gateway's live row.
     pub(super) fn shadow_if_remote_live(&mut self, id: SlotId) {
         let slot = self.slot(id);
-        if slot.live && slot.entry.gateway_id != self.local_gateway {
+        if slot.live && slot.gateway != self.local_gateway {
             let row = RemoteRow {
                 key: slot.key.clone(),
-                entry: Entry::clone(&slot.entry),
+                entry: self.entry_of(id).into_owned(),
                 live: true,
                 pinned: slot.pinned,
             };
@@ -150,7 +153,7 @@ impl Store {
         let Some(&id) = self.index.get(key) else {
             return;
         };
-        if self.slot(id).entry.gateway_id.as_deref() != Some(node) {
+        if self.slot(id).gateway.as_deref() != Some(node) {
             return;
         }
         let age = self.slot(id).age;
@@ -167,7 +170,7 @@ impl Store {
         self.index
             .values()
             .copied()
-            .filter(|&id| self.slot(id).entry.gateway_id.as_deref() == Some(node))
+            .filter(|&id| self.slot(id).gateway.as_deref() == Some(node))
             .collect()
     }
 
@@ -177,22 +180,20 @@ impl Store {
         self.shadows
             .retain(|_, row| row.entry.gateway_id.as_deref() != Some(node));
         for id in self.slots_of(node) {
-            let slot = self.slots[id].as_mut().expect("slots_of names live slots");
-            if !slot.live {
+            if !self.slot(id).live {
                 continue;
             }
-            slot.live = false;
-            mark_disconnected(Arc::make_mut(&mut slot.entry));
+            let entry = self.entry_mut(id);
+            mark_disconnected(entry);
             let write = Write {
                 by: Writer::elsewhere(WriteKind::Lapse),
-                at: slot.entry.ts,
+                at: entry.ts,
             };
+            let slot = self.slot_mut(id);
+            slot.live = false;
             Arc::make_mut(&mut slot.origin).record(write);
-            if slot.mark_written() {
-                self.written.push(id);
-            }
-            self.changed = true;
             let key = slot.key.clone();
+            self.changed = true;
             if let Some(shadow) = self.shadows.remove(&key) {
                 self.place_remote(shadow);
             }
@@ -227,7 +228,7 @@ impl Store {
             }
             let mut entry = row.entry;
             entry.clamp();
-            entry.gateway_id.clone_from(&self.local_gateway);
+            entry.gateway_id = self.local_gateway.as_deref().map(str::to_owned);
             if row.live {
                 mark_disconnected(&mut entry);
             }
@@ -235,7 +236,7 @@ impl Store {
                 by: Writer::elsewhere(WriteKind::Restore),
                 at: entry.ts,
             };
-            self.insert_slot(row.key, Arc::new(entry), Origin::new(write), false, false);
+            self.insert_slot(row.key, entry, Origin::new(write), false, false);
         }
     }
 }
@@ -292,7 +293,7 @@ mod tests {
 
     fn rows(snap: &Snapshot) -> Vec<(String, Option<String>, bool)> {
         let list = snap.entries();
-        list.map(|r| (r.key.to_string(), r.entry.reason.clone(), r.live))
+        list.map(|r| (r.key.to_string(), r.entry().reason, r.live))
             .collect()
     }
 
@@ -307,7 +308,7 @@ mod tests {
         let snap = s.publish(10);
         let json = std::str::from_utf8(&snap.entries().nth(2).unwrap().json).unwrap();
         assert!(json.contains(r#""gatewayId":"b""#), "{json}");
-        assert_eq!(snap.entries().nth(2).unwrap().entry.ts, 7);
+        assert_eq!(snap.entries().nth(2).unwrap().ts, 7);
     }
 
     #[test]
@@ -420,6 +421,60 @@ mod tests {
         });
         assert_eq!(s.get(&key("x")), None);
         assert_eq!(keys_of(&s.publish(9)), ["self-a"]);
+    }
+
+    /// Publishes and checks the writer's count of local rows against a
+    /// scan of the list; returns the count.
+    fn local_rows(s: &mut Store, now: i64) -> usize {
+        let snap = s.publish(now);
+        let scanned = snap
+            .rows()
+            .filter(|r| r.entry().gateway_id.as_deref() == Some("a"))
+            .count();
+        assert_eq!(snap.local_rows(), scanned, "at {now}");
+        scanned
+    }
+
+    #[test]
+    fn the_count_of_local_rows_matches_a_scan_as_rows_come_and_go() {
+        let mut s = store(4);
+        s.connect(1, key("x"), Patch::reason("connect"), 1);
+        s.upsert(key("y"), Patch::reason("periodic"), 2);
+        upsert(&mut s, "b", row("z", "b", false, 3));
+        assert_eq!(local_rows(&mut s, 3), 2, "inserts");
+        // Takeovers both ways: a live remote row replaces a local row
+        // without a connection; a local write takes the remote row back.
+        upsert(&mut s, "b", row("y", "b", true, 4));
+        assert_eq!(local_rows(&mut s, 4), 1);
+        s.upsert(key("z"), Patch::reason("periodic"), 5);
+        assert_eq!(local_rows(&mut s, 5), 2);
+        // The disconnect uncovers the live remote row kept as a shadow.
+        upsert(&mut s, "c", row("x", "c", true, 6));
+        s.disconnect(1, key("x"), false, None, 7);
+        assert_eq!(local_rows(&mut s, 7), 1);
+        // Evictions by the cap (4 rows), of local and remote rows.
+        for (i, k) in ["p", "q", "r"].into_iter().enumerate() {
+            s.upsert(key(k), Patch::reason("periodic"), 8 + i as i64);
+            local_rows(&mut s, 8 + i as i64);
+        }
+        assert!(s.stats().evicted > 0);
+        // Removals: by the origin, by a reset, restores, then the TTL.
+        s.apply_remote(RemoteOp::Remove {
+            node: "c".into(),
+            key: key("x"),
+        });
+        s.apply_remote(RemoteOp::Reset {
+            node: "b".into(),
+            rows: vec![row("w", "b", false, 20)],
+        });
+        local_rows(&mut s, 20);
+        s.apply_remote(RemoteOp::Lapse { node: "b".into() });
+        let restored = vec![row("old", "a", true, 21)];
+        s.apply_remote(RemoteOp::Restore { rows: restored });
+        local_rows(&mut s, 21);
+        s.expire(21 + 10 * 60_000);
+        assert_eq!(local_rows(&mut s, 21 + 10 * 60_000), 0);
+        assert!(s.stats().expired > 0);
     }
 
     fn keys_of(snap: &Snapshot) -> Vec<String> {
