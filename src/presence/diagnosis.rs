@@ -22,7 +22,7 @@ use super::entry::Millis;
 use super::pressure::Pressure;
 use super::provenance::{ConnTag, KeySource, WriteKind};
 use super::report::{CapReport, Finding, FindingKind, MAX_KEYS_PER_FINDING, Report, RowReport};
-use super::row::Parsed;
+use super::row::ParsedRow;
 use super::snapshot::Snapshot;
 use super::source::disconnect_reason;
 use super::status::{ACTIVE_MAX_AGE, Status};
@@ -61,10 +61,10 @@ pub fn diagnose(snapshot: &Snapshot, now: Millis, config: DoctorConfig) -> Repor
     // gateways') are never a client's finding, and the cap does not count
     // them: every pass below sees only the other rows.
     // Each row is parsed once here: the passes read many of its fields.
-    let clients: Vec<Parsed<'_>> = snapshot
+    let clients: Vec<ParsedRow<'_>> = snapshot
         .entries()
         .filter(|r| !r.pinned)
-        .map(Parsed::new)
+        .map(ParsedRow::new)
         .collect();
     let rows = clients.as_slice();
     let ttl_ms = snapshot.pressure().ttl_ms;
@@ -103,7 +103,7 @@ pub fn diagnose(snapshot: &Snapshot, now: Millis, config: DoctorConfig) -> Repor
     }
 }
 
-fn age_ms(row: &Parsed<'_>, now: Millis) -> u64 {
+fn age_ms(row: &ParsedRow<'_>, now: Millis) -> u64 {
     u64::try_from(now.saturating_sub(row.ts)).unwrap_or(0)
 }
 
@@ -119,7 +119,7 @@ pub fn human(ms: u64) -> String {
 }
 
 /// The newest write a connection made, and that connection.
-fn last_conn(row: &Parsed<'_>) -> Option<(ConnTag, WriteKind)> {
+fn last_conn(row: &ParsedRow<'_>) -> Option<(ConnTag, WriteKind)> {
     row.origin
         .recent()
         .rev()
@@ -127,7 +127,7 @@ fn last_conn(row: &Parsed<'_>) -> Option<(ConnTag, WriteKind)> {
 }
 
 /// The newest beacon among the row's remembered writes, if any.
-fn last_beacon(row: &Parsed<'_>) -> Option<Millis> {
+fn last_beacon(row: &ParsedRow<'_>) -> Option<Millis> {
     row.origin
         .recent()
         .rev()
@@ -142,13 +142,13 @@ fn last_beacon(row: &Parsed<'_>) -> Option<Millis> {
 /// whose connection beacons to another row (`elsewhere`: the duplicate
 /// finding explains those).
 fn stale(
-    rows: &[Parsed<'_>],
+    rows: &[ParsedRow<'_>],
     elsewhere: &HashSet<usize>,
     now: Millis,
     config: DoctorConfig,
 ) -> Vec<Finding> {
     let limit = u64::try_from(config.stale_after.as_millis()).unwrap_or(u64::MAX);
-    let silent = |row: &Parsed<'_>| {
+    let silent = |row: &ParsedRow<'_>| {
         last_beacon(row).map(|at| u64::try_from(now.saturating_sub(at)).unwrap_or(0))
     };
     let mut found: Vec<(u64, Finding)> = rows
@@ -195,7 +195,7 @@ fn is_disconnect_reason(reason: Option<&str>) -> bool {
     reason.is_some_and(|r| [false, true].map(disconnect_reason).contains(&r))
 }
 
-fn gone(rows: &[Parsed<'_>], now: Millis, ttl_ms: u64) -> Vec<Finding> {
+fn gone(rows: &[ParsedRow<'_>], now: Millis, ttl_ms: u64) -> Vec<Finding> {
     // List order is newest first: the most recent disconnects lead.
     rows.iter()
         .filter(|row| !row.live && is_disconnect_reason(row.entry.reason.as_deref()))
@@ -224,7 +224,7 @@ fn gone(rows: &[Parsed<'_>], now: Millis, ttl_ms: u64) -> Vec<Finding> {
 
 /// The cap over the rows it counts (the same the store counts: not
 /// gateways' own entries); the last in list order is the next to go.
-fn cap_report(rows: &[Parsed<'_>], pressure: Pressure, now: Millis) -> CapReport {
+fn cap_report(rows: &[ParsedRow<'_>], pressure: Pressure, now: Millis) -> CapReport {
     let oldest = rows.last();
     CapReport {
         entries: rows.len(),
@@ -279,7 +279,7 @@ fn cap_pressure(cap: &CapReport) -> Option<Finding> {
 
 /// Rows a connect could not write under the key it named, because another
 /// principal holds that row (docs/protocol.md §5.1).
-fn not_owner(rows: &[Parsed<'_>], now: Millis) -> Vec<Finding> {
+fn not_owner(rows: &[ParsedRow<'_>], now: Millis) -> Vec<Finding> {
     rows.iter()
         .filter(|row| row.origin.key_source() == KeySource::NotOwner)
         .map(|row| {
@@ -305,7 +305,7 @@ fn not_owner(rows: &[Parsed<'_>], now: Millis) -> Vec<Finding> {
 
 fn finding(
     kind: FindingKind,
-    row: &Parsed<'_>,
+    row: &ParsedRow<'_>,
     summary: String,
     fix: Option<String>,
     age: u64,
@@ -336,7 +336,7 @@ pub fn write_name(kind: WriteKind) -> &'static str {
     }
 }
 
-fn duplicate_findings(rows: &[Parsed<'_>], groups: &[Group], now: Millis) -> Vec<Finding> {
+fn duplicate_findings(rows: &[ParsedRow<'_>], groups: &[Group], now: Millis) -> Vec<Finding> {
     groups
         .iter()
         .map(|group| {
@@ -365,7 +365,7 @@ fn duplicate_findings(rows: &[Parsed<'_>], groups: &[Group], now: Millis) -> Vec
 }
 
 fn row_reports(
-    rows: &[Parsed<'_>],
+    rows: &[ParsedRow<'_>],
     findings: &[Finding],
     now: Millis,
 ) -> BTreeMap<String, RowReport> {

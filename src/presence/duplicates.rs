@@ -18,7 +18,7 @@
 
 use super::entry::Millis;
 use super::provenance::{ConnTag, KeySource, WriteKind};
-use super::row::Parsed;
+use super::row::ParsedRow;
 use std::collections::{HashMap, HashSet};
 
 /// One finding's worth of rows, by index into the rows given.
@@ -62,7 +62,7 @@ pub struct Found {
 }
 
 /// The groups among `rows` (the self entry excluded).
-pub fn find(rows: &[Parsed<'_>]) -> Found {
+pub fn find(rows: &[ParsedRow<'_>]) -> Found {
     let mut sets = DisjointSets::new(rows.len());
     let relayed = link_by_connection(rows, &mut sets);
     link_by_host(rows, &mut sets);
@@ -90,7 +90,7 @@ pub fn find(rows: &[Parsed<'_>]) -> Found {
 }
 
 fn cause(
-    rows: &[Parsed<'_>],
+    rows: &[ParsedRow<'_>],
     i: usize,
     relayed: &HashMap<usize, (ConnTag, usize)>,
 ) -> Option<Cause> {
@@ -116,7 +116,7 @@ fn cause(
 /// connection whose beacons write many rows relays for others. Returns
 /// the beacon rows, with the connection and its connect row.
 fn link_by_connection(
-    rows: &[Parsed<'_>],
+    rows: &[ParsedRow<'_>],
     sets: &mut DisjointSets,
 ) -> HashMap<usize, (ConnTag, usize)> {
     let mut connect_of: HashMap<ConnTag, usize> = HashMap::new();
@@ -190,9 +190,9 @@ fn same(a: Option<&str>, b: Option<&str>) -> bool {
 }
 
 /// A field of a parsed row, for [`runs`] and the descriptions.
-type Field = for<'r> fn(&'r Parsed<'r>) -> Option<&'r str>;
+type Field = for<'r> fn(&'r ParsedRow<'r>) -> Option<&'r str>;
 
-fn mode_of<'r>(row: &'r Parsed<'r>) -> Option<&'r str> {
+fn mode_of<'r>(row: &'r ParsedRow<'r>) -> Option<&'r str> {
     row.entry.mode.as_deref()
 }
 
@@ -200,7 +200,7 @@ fn mode_of<'r>(row: &'r Parsed<'r>) -> Option<&'r str> {
 /// Sorting hashes instead of filling a map of owned strings keeps a
 /// 100k-row diagnosis to one allocation per pass; rows whose hashes
 /// collide but whose values differ are left out of the run.
-fn runs(rows: &[Parsed<'_>], field: Field) -> Vec<Vec<usize>> {
+fn runs(rows: &[ParsedRow<'_>], field: Field) -> Vec<Vec<usize>> {
     use std::hash::{DefaultHasher, Hash, Hasher};
     let mut hashed: Vec<(u64, usize)> = rows
         .iter()
@@ -233,7 +233,7 @@ fn runs(rows: &[Parsed<'_>], field: Field) -> Vec<Vec<usize>> {
 
 /// Same mode and host; rows with different ips stay apart, and rows
 /// without one join the only ip the others have.
-fn link_by_host(rows: &[Parsed<'_>], sets: &mut DisjointSets) {
+fn link_by_host(rows: &[ParsedRow<'_>], sets: &mut DisjointSets) {
     for bucket in runs(rows, |row| row.entry.host.as_deref()) {
         let mut by_ip: HashMap<&str, usize> = HashMap::new();
         let mut without_ip: Option<usize> = None;
@@ -256,7 +256,7 @@ fn link_by_host(rows: &[Parsed<'_>], sets: &mut DisjointSets) {
 }
 
 /// Same mode and ip, when one of the rows is keyed by a beacon's text.
-fn link_by_reported_ip(rows: &[Parsed<'_>], sets: &mut DisjointSets) {
+fn link_by_reported_ip(rows: &[ParsedRow<'_>], sets: &mut DisjointSets) {
     for bucket in runs(rows, |row| row.entry.ip.as_deref()) {
         let reported = bucket.iter().copied().find(|&i| {
             matches!(
@@ -274,7 +274,7 @@ fn link_by_reported_ip(rows: &[Parsed<'_>], sets: &mut DisjointSets) {
 
 /// The finding for one group, if a row of it is suspect.
 fn describe(
-    rows: &[Parsed<'_>],
+    rows: &[ParsedRow<'_>],
     mut members: Vec<usize>,
     relayed: &HashMap<usize, (ConnTag, usize)>,
 ) -> Option<Group> {
@@ -331,7 +331,7 @@ fn describe(
 }
 
 /// Keys named in a sentence: the first few, then how many more.
-fn named_keys(rows: &[Parsed<'_>], members: impl ExactSizeIterator<Item = usize>) -> String {
+fn named_keys(rows: &[ParsedRow<'_>], members: impl ExactSizeIterator<Item = usize>) -> String {
     const NAMED: usize = 5;
     let total = members.len();
     let mut named: Vec<String> = members
@@ -349,7 +349,7 @@ fn named_keys(rows: &[Parsed<'_>], members: impl ExactSizeIterator<Item = usize>
 const MAX_SENTENCES: usize = 5;
 
 /// One sentence per cause, rows of one cause named together.
-fn fixes(rows: &[Parsed<'_>], causes: &[(usize, Cause)]) -> String {
+fn fixes(rows: &[ParsedRow<'_>], causes: &[(usize, Cause)]) -> String {
     let key = |i: usize| format!("`{}`", rows[i].key);
     let mut out = Vec::new();
     let unkeyed: Vec<usize> = causes
@@ -403,7 +403,7 @@ fn fixes(rows: &[Parsed<'_>], causes: &[(usize, Cause)]) -> String {
 }
 
 /// The id a row's writes used, as the client spelled it.
-fn id_of(row: &Parsed<'_>) -> String {
+fn id_of(row: &ParsedRow<'_>) -> String {
     row.entry
         .instance_id
         .clone()
@@ -411,7 +411,7 @@ fn id_of(row: &Parsed<'_>) -> String {
         .unwrap_or_else(|| row.key.to_string())
 }
 
-fn beacon_elsewhere(rows: &[Parsed<'_>], i: usize, conn: ConnTag, connect: usize) -> String {
+fn beacon_elsewhere(rows: &[ParsedRow<'_>], i: usize, conn: ConnTag, connect: usize) -> String {
     let (beacon, home) = (&rows[i], &rows[connect]);
     let used = match beacon.origin.key_source() {
         KeySource::BeaconInstanceId => format!("`instanceId` {}", id_of(beacon)),

@@ -32,7 +32,7 @@ pub use pressure::Pressure;
 pub use provenance::{ConnTag, KeySource, Origin, RECENT_WRITES, Write, WriteKind, Writer};
 pub use remote::{Holder, NodeId, RemoteOp, RemoteRow, Verdict, arbitrate, mark_disconnected};
 pub use report::{CapReport, Finding, FindingKind, MAX_KEYS_PER_FINDING, Report, RowReport};
-pub use row::Parsed;
+pub use row::ParsedRow;
 pub use snapshot::{Snapshot, SnapshotEntry};
 pub use source::{
     BeaconInput, ConnectInfo, TEXT_KEY_CHARS, beacon, connect, connect_reason, disconnect_reason,

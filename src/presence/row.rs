@@ -77,24 +77,24 @@ pub(crate) fn decode(json: &[u8]) -> Entry {
 /// A row with its entry parsed, for readers that look at many fields of
 /// many rows (the doctor): parse once, then read fields. Derefs to the row.
 #[derive(Debug)]
-pub struct Parsed<'a> {
+pub struct ParsedRow<'a> {
     /// The row.
     pub row: &'a SnapshotEntry,
     /// Its entry, parsed from `row.json`.
     pub entry: Entry,
 }
 
-impl<'a> Parsed<'a> {
+impl<'a> ParsedRow<'a> {
     /// Parses `row`'s entry.
-    pub fn new(row: &'a SnapshotEntry) -> Parsed<'a> {
-        Parsed {
+    pub fn new(row: &'a SnapshotEntry) -> ParsedRow<'a> {
+        ParsedRow {
             row,
             entry: row.entry(),
         }
     }
 }
 
-impl std::ops::Deref for Parsed<'_> {
+impl std::ops::Deref for ParsedRow<'_> {
     type Target = SnapshotEntry;
 
     fn deref(&self) -> &SnapshotEntry {
