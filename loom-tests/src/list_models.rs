@@ -2,7 +2,7 @@
 //! while the writer edits the next one.
 
 use crate::engine::SnapshotCell;
-use crate::presence::entry::{Entry, Millis};
+use crate::presence::entry::Millis;
 use crate::presence::key::Key;
 use crate::presence::list::List;
 use crate::presence::row::SnapshotEntry;
@@ -12,7 +12,8 @@ use loom::thread;
 fn row(key: &str, ts: Millis) -> SnapshotEntry {
     SnapshotEntry {
         key: Key(key.to_owned()),
-        entry: std::sync::Arc::new(Entry { ts }),
+        ts,
+        seq: 0,
         json: bytes::Bytes::from(format!("{{\"k\":\"{key}\",\"ts\":{ts}}}")),
     }
 }
@@ -28,7 +29,7 @@ fn read(list: &List) -> Vec<(String, Millis)> {
     let chunks: Vec<u8> = list.chunks().flat_map(|c| c.iter().copied()).collect();
     assert_eq!(chunks, joined, "a chunk's bytes are its rows' JSON");
     list.iter()
-        .map(|row| (row.key.0.clone(), row.entry.ts))
+        .map(|row| (row.key.0.clone(), row.ts))
         .collect()
 }
 

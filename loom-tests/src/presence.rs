@@ -4,19 +4,13 @@
 //! The list's nodes count their owners with loom's `Arc` under the flag
 //! (see the top of `list.rs`), so loom explores the writer's "is this node
 //! mine alone?" checks against readers cloning and dropping snapshots. The
-//! rows are reduced to what the list reads: a key, an entry's `ts`, and the
-//! row's JSON.
+//! rows are reduced to what the list reads: a key, a `ts`, the write's
+//! `seq`, and the row's JSON.
 
-/// `crate::presence::entry`, reduced to `ts`.
+/// `crate::presence::entry`, reduced to its time type.
 pub mod entry {
     /// Milliseconds, as in the crate.
     pub type Millis = i64;
-
-    /// A row's entry: only its `ts` orders the list.
-    #[derive(Debug, Default)]
-    pub struct Entry {
-        pub ts: Millis,
-    }
 }
 
 /// `crate::presence::key`: an ordered, cheaply cloned name.
@@ -28,7 +22,7 @@ pub mod key {
 
 /// `crate::presence::row`, reduced to the fields the list reads.
 pub mod row {
-    use super::entry::Entry;
+    use super::entry::Millis;
     use super::key::Key;
     use bytes::Bytes;
 
@@ -36,7 +30,8 @@ pub mod row {
     #[derive(Debug, Clone)]
     pub struct SnapshotEntry {
         pub key: Key,
-        pub entry: std::sync::Arc<Entry>,
+        pub ts: Millis,
+        pub seq: u64,
         pub json: Bytes,
     }
 }
