@@ -56,7 +56,7 @@ async fn fill_writes_its_rows_before_the_clients_start() {
     // One connection writes all 600 rows: past the default per-connection
     // limit on beacon rows.
     let server = TestServer::start_with(|c| {
-        c.max_entries = 1000;
+        c.max_entries = 2000;
         c.max_beacon_rows = 1000;
     })
     .await;
@@ -70,6 +70,15 @@ async fn fill_writes_its_rows_before_the_clients_start() {
     let prefix = format!("load-{}-f", summary.run.run_id);
     let filled = with_prefix(&list, &prefix);
     assert_eq!(filled, 600, "every --fill row is in system-presence");
+
+    // A second fill against the filled gateway resumes its delta feed at
+    // the gateway's version (no list in its hello) and still waits for
+    // every acknowledgement.
+    let flags = "--fill 700 --clients 1 --duration 1s --in-flight 1";
+    let second = run(load_args(&url, flags)).await.expect("the run starts");
+    let list = observer.presence().await;
+    let prefix = format!("load-{}-f", second.run.run_id);
+    assert_eq!(with_prefix(&list, &prefix), 700, "{second}");
 }
 
 #[tokio::test]

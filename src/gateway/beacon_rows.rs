@@ -5,9 +5,12 @@
 //! writable; the window restarts one TTL after it began.
 //!
 //! Memory: nothing until the connection beacons another key, then at most
-//! `limit` keys.
+//! `limit` keys. Time: O(1) per beacon whatever the limit (a hash set), so
+//! a relay or `rollcall load --fill` allowed hundreds of thousands of rows
+//! (`--max-beacon-rows`) does not scan them on every beacon.
 
 use crate::presence::Key;
+use std::collections::HashSet;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -17,7 +20,7 @@ pub struct BeaconRows {
     /// When the window began; `None` before the first beacon to another key.
     since: Option<Instant>,
     /// Distinct keys admitted in the window, at most the limit.
-    keys: Vec<Key>,
+    keys: HashSet<Key>,
 }
 
 /// Over the bound: how long until the window restarts.
@@ -53,7 +56,7 @@ impl BeaconRows {
                 retry_after: window.saturating_sub(now.saturating_duration_since(since)),
             });
         }
-        self.keys.push(key.clone());
+        self.keys.insert(key.clone());
         Ok(())
     }
 }

@@ -75,7 +75,14 @@ impl Requests {
             Kind::Beacon => (self.mode.as_str(), "node", json!([])),
             Kind::Reader => ("cli", "operator", json!(["operator.read"])),
         };
-        self.connect_as(mode, role, scopes, self.instance_id(client, kind), None)
+        self.connect_as(
+            mode,
+            role,
+            scopes,
+            self.instance_id(client, kind),
+            None,
+            None,
+        )
     }
 
     /// The `connect` request of watcher `watcher` (`instanceId`
@@ -84,7 +91,7 @@ impl Requests {
     pub fn watcher_connect(&self, watcher: u32, mode: &str, delta: bool) -> Vec<u8> {
         let id = format!("load-{}-w{watcher}", self.run_id);
         let caps = delta.then(|| json!(["presence.delta"]));
-        self.connect_as(mode, "operator", json!(["operator.read"]), id, caps)
+        self.connect_as(mode, "operator", json!(["operator.read"]), id, caps, None)
     }
 
     /// The `connect` request of the probe that reads the gateway's version at
@@ -92,9 +99,10 @@ impl Requests {
     /// scopes, so it neither changes presence nor receives it.
     pub fn probe_connect(&self) -> Vec<u8> {
         let id = format!("load-{}-probe", self.run_id);
-        self.connect_as("cli", "operator", json!([]), id, None)
+        self.connect_as("cli", "operator", json!([]), id, None, None)
     }
 
+    /// A `connect` request; `since` is a delta client's `presenceSince`.
     fn connect_as(
         &self,
         mode: &str,
@@ -102,6 +110,7 @@ impl Requests {
         scopes: serde_json::Value,
         instance_id: String,
         caps: Option<serde_json::Value>,
+        since: Option<u64>,
     ) -> Vec<u8> {
         let mut params = json!({
             "minProtocol": 3,
@@ -121,6 +130,9 @@ impl Requests {
         }
         if let Some(caps) = caps {
             params["caps"] = caps;
+        }
+        if let Some(since) = since {
+            params["presenceSince"] = json!(since);
         }
         let req = json!({"type": "req", "id": "connect", "method": "connect", "params": params});
         // A json! value always serializes.
@@ -166,10 +178,21 @@ impl Requests {
 
     /// A `system-presence` request with id `id`.
     /// The `connect` of the `--fill` connection: an operator with
-    /// `operator.admin`, which may beacon for any instance.
-    pub fn fill_connect(&self) -> Vec<u8> {
+    /// `operator.admin`, which may beacon for any instance, mode `cli`
+    /// (untracked by default). It lists the `presence.delta` cap, so its
+    /// presence events carry only what changed, and resumes at `since`
+    /// (`presenceSince`) when known, so its `hello-ok` carries no list.
+    pub fn fill_connect(&self, since: Option<u64>) -> Vec<u8> {
         let id = format!("load-{}-fill", self.run_id);
-        self.connect_as("cli", "operator", json!(["operator.admin"]), id, None)
+        let caps = Some(json!(["presence.delta"]));
+        self.connect_as(
+            "cli",
+            "operator",
+            json!(["operator.admin"]),
+            id,
+            caps,
+            since,
+        )
     }
 
     /// The `--fill` beacon for row `row`, which is also its request id.
@@ -300,6 +323,13 @@ mod tests {
         assert!(v["params"].get("caps").is_none());
         let v: serde_json::Value = serde_json::from_slice(&r.probe_connect()).unwrap();
         assert_eq!(v["params"]["scopes"], json!([]));
+        // The fill asks for deltas only, and resumes where the gateway is.
+        let v: serde_json::Value = serde_json::from_slice(&r.fill_connect(Some(7))).unwrap();
+        assert_eq!(v["params"]["scopes"], json!(["operator.admin"]));
+        assert_eq!(v["params"]["caps"], json!(["presence.delta"]));
+        assert_eq!(v["params"]["presenceSince"], 7);
+        let v: serde_json::Value = serde_json::from_slice(&r.fill_connect(None)).unwrap();
+        assert!(v["params"].get("presenceSince").is_none());
         let b: serde_json::Value = serde_json::from_slice(&r.beacon(1, 1)).unwrap();
         assert!(
             b["params"]["text"]

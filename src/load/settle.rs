@@ -23,7 +23,7 @@ use tokio::time::Instant;
 
 use super::fleet::SimulatedFleet;
 use super::progress::LoadProgress;
-use super::simulated_client::dial;
+use super::simulated_client::{close, dial};
 use super::watch_stats::Convergence;
 use crate::client::handshake::next_text;
 use crate::client::{Envelope, WsConn, hello};
@@ -43,8 +43,9 @@ pub(super) struct Settled {
     pub secs: f64,
 }
 
-/// A connection that asks the gateway for its presence version.
-struct Probe {
+/// A connection that asks the gateway for its presence version; `--fill`
+/// uses one too, to resume its feed where the gateway is.
+pub(super) struct Probe {
     conn: WsConn,
     next_id: u64,
 }
@@ -66,7 +67,7 @@ struct HealthPresence {
 
 impl Probe {
     /// Opens the probe; `None` when it cannot connect or is refused.
-    async fn open(fleet: &SimulatedFleet) -> Option<Probe> {
+    pub(super) async fn open(fleet: &SimulatedFleet) -> Option<Probe> {
         let opening = async {
             let mut conn = dial(fleet, 0).await.ok()?;
             let reply = hello(&mut conn, fleet.requests.probe_connect())
@@ -80,8 +81,13 @@ impl Probe {
             .flatten()
     }
 
+    /// Closes the probe's connection.
+    pub(super) async fn close(mut self) {
+        close(&mut self.conn).await;
+    }
+
     /// The gateway's presence version; `None` if it did not answer in time.
-    async fn version(&mut self, fleet: &SimulatedFleet) -> Option<u64> {
+    pub(super) async fn version(&mut self, fleet: &SimulatedFleet) -> Option<u64> {
         let id = self.next_id;
         self.next_id += 1;
         let asking = async {
