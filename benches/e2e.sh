@@ -11,7 +11,9 @@
 #   mixed       100 clients x 4 in flight + 16 readers x 2 in flight
 #   handshakes  100 clients that disconnect and reconnect as fast as they can
 #   idle N      N connections (default 10k, 50k, 100k), a beacon every 10 s each;
-#               server VmRSS growth per connection, read from /proc/PID/status
+#               server VmRSS growth per connection, read from /proc/PID/status,
+#               and the server's CPU over the steady phase alone (from when it
+#               holds N sockets until just before the steady phase ends)
 #
 # Each run also records the server's CPU time (utime + stime from
 # /proc/PID/stat) over the load run, so CPU per request can be compared.
@@ -26,6 +28,9 @@
 #   SCALES="10000 50000 100000"   idle connection counts
 #   IDLE_RAMP_RATE=5000 connections/s while ramping the idle runs
 #   SKIP_BUILD=1        use the binaries as they are
+#   SCENARIOS="beacons half readers mixed handshakes idle"   which to run
+#   SERVERS="echo rollcall"   which servers to run them against
+#   SERVE_ARGS="--keepalive 0s"   extra `rollcall serve` flags (word-split)
 #   ROLLCALL_BIN, ECHO_BIN   binaries to use (default target/release/...)
 #   SERVE_BIN           the binary that runs `serve` (default ROLLCALL_BIN; an
 #                       older build gives a before/after with the same load)
@@ -45,6 +50,9 @@ IDLE_DURATION=${IDLE_DURATION:-20s}
 SCALES=${SCALES:-"10000 50000 100000"}
 IDLE_RAMP_RATE=${IDLE_RAMP_RATE:-5000}
 OUT=${OUT:-target/e2e}
+SCENARIOS=${SCENARIOS:-"beacons half readers mixed handshakes idle"}
+SERVERS=${SERVERS:-"echo rollcall"}
+SERVE_ARGS=${SERVE_ARGS:-}
 
 die() { echo "e2e: $*" >&2; exit 1; }
 command -v jq >/dev/null || die "needs jq (apt-get install jq)"
@@ -53,7 +61,7 @@ if [[ -z "${SKIP_BUILD:-}" ]]; then
     cargo build --release --bin rollcall --example echo
 fi
 [[ -x "$ROLLCALL_BIN" ]] || die "no $ROLLCALL_BIN"
-[[ -x "$ECHO_BIN" ]] || die "no $ECHO_BIN"
+[[ " $SERVERS " != *" echo "* || -x "$ECHO_BIN" ]] || die "no $ECHO_BIN"
 mkdir -p "$OUT"
 
 # Each idle connection costs one descriptor in the server and one in the client.
@@ -96,7 +104,8 @@ start_server() {
         "$ECHO_BIN" --bind "127.0.0.1:$port" >"$OUT/echo.log" 2>&1 &
     else
         port=$RC_PORT
-        "$SERVE_BIN" serve --bind "127.0.0.1:$port" >"$OUT/rollcall.log" 2>&1 &
+        # shellcheck disable=SC2086 # SERVE_ARGS is a list of flags
+        "$SERVE_BIN" serve --bind "127.0.0.1:$port" $SERVE_ARGS >"$OUT/rollcall.log" 2>&1 &
     fi
     SERVER_PID=$!
     for _ in $(seq 100); do
@@ -123,6 +132,30 @@ secs() { # humantime-ish "10s"/"2m" -> seconds, for timeouts only
     esac
 }
 
+# steady_cpu PID N STEADY-SECS FILE: waits until the ramp is over (PID holds
+# N sockets, or at least N/2 that did not grow for 2 s, or twice the ramp's
+# planned length passed: some handshakes failed),
+# then writes "CPU-seconds wall-seconds" of PID until 1 s before the steady
+# phase ends (before the load run stops its clients).
+steady_cpu() {
+    local pid=$1 n=$2 steady=$3 file=$4 c0 t0 now last=-1 still=0
+    local give_up=$((SECONDS + 2 * n / IDLE_RAMP_RATE + 5))
+    while ((SECONDS < give_up)); do
+        now=$(find "/proc/$pid/fd" -lname 'socket:*' 2>/dev/null | wc -l)
+        ((now >= n)) && break
+        if ((now == last)); then still=$((still + 1)); else still=0; fi
+        ((now >= n / 2 && still >= 4)) && break
+        last=$now
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.5
+    done
+    c0=$(cpu_ticks "$pid")
+    t0=$(date +%s.%N)
+    sleep $((steady - 1 - (still >= 4 || SECONDS >= give_up ? 2 : 0)))
+    awk -v a="$c0" -v b="$(cpu_ticks "$pid")" -v t0="$t0" -v t1="$(date +%s.%N)" \
+        -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.3f %.3f\n", (b - a) / hz, t1 - t0 }' >"$file"
+}
+
 # run NAME SERVER DURATION LOAD-ARGS...: one load run against a fresh server;
 # the JSON summary goes to $OUT/NAME.SERVER.json.
 run() {
@@ -141,31 +174,40 @@ run() {
         "${mode[@]}" --json --rss-pid "$SERVER_PID" --duration "$duration" "$@" \
         >"$OUT/$name.$kind.json" &
     LOAD_PID=$!
-    local cpu_before
+    local cpu_before sampler=""
     cpu_before=$(cpu_ticks "$SERVER_PID")
+    rm -f "$OUT/$name.$kind.steadycpu"
+    if [[ $name == idle* ]]; then
+        steady_cpu "$SERVER_PID" "${name#idle}" "$(secs "$duration")" "$OUT/$name.$kind.steadycpu" &
+        sampler=$!
+    fi
     if ! wait "$LOAD_PID"; then
         echo "e2e: $name on $kind failed" >&2
         echo '{}' >"$OUT/$name.$kind.json"
     fi
     LOAD_PID=""
+    [[ -z $sampler ]] || wait "$sampler" || true
     # Server CPU seconds over the whole load run (ramp included).
     awk -v a="$cpu_before" -v b="$(cpu_ticks "$SERVER_PID")" -v hz="$(getconf CLK_TCK)" \
         'BEGIN { printf "%.3f\n", (b - a) / hz }' >"$OUT/$name.$kind.cpu"
     stop_server
 }
 
-# both NAME DURATION LOAD-ARGS...: the same run against echo, then rollcall.
+# both NAME DURATION LOAD-ARGS...: the same run against echo, then rollcall
+# (each of SERVERS); nothing unless NAME's scenario is in SCENARIOS.
 both() {
-    local name=$1 duration=$2
+    local name=$1 duration=$2 kind
     shift 2
-    run "$name" echo "$duration" "$@"
-    run "$name" rollcall "$duration" "$@"
+    [[ " $SCENARIOS " == *" ${name%%[0-9]*} "* ]] || return 0
+    for kind in $SERVERS; do
+        run "$name" "$kind" "$duration" "$@"
+    done
 }
 
 both beacons "$DURATION" --clients 100 --in-flight 4
 # Latency at half of rollcall's closed-loop maximum: 100 clients, each
 # beaconing open-loop every 100 / (max / 2) seconds.
-MAX_RATE=$(jq -r '.methods["system-event"].per_sec // 0' "$OUT/beacons.rollcall.json")
+MAX_RATE=$(jq -r '.methods["system-event"].per_sec // 0' "$OUT/beacons.rollcall.json" 2>/dev/null || echo 0)
 if [[ $MAX_RATE != 0 ]]; then
     HALF_INTERVAL_US=$(awk -v r="$MAX_RATE" 'BEGIN { printf "%d", 100 * 1e6 / (r / 2) }')
     both half "$DURATION" --clients 100 --beacon-interval "${HALF_INTERVAL_US}us"
@@ -193,6 +235,18 @@ cpu_row() {
         -v n="$(jq -r "($expr) // 0" "$OUT/$name.echo.json" 2>/dev/null || echo 0)" \
         'BEGIN { if (n > 0) printf "%.2f", c * 1e6 / n; else print "-" }')
     awk -v l="$label" -v r="$r" -v e="$e" 'BEGIN {
+        ratio = (r ~ /^[0-9.]+$/ && e ~ /^[0-9.]+$/ && e + 0 > 0) ? sprintf("%.2f", r / e) : "-"
+        printf "%-44s %14s %14s %9s\n", l, r, e, ratio
+    }'
+}
+
+# steady_row LABEL NAME SCALE: server CPU over an idle run's steady phase,
+# CPU-seconds per wall-second times SCALE.
+steady_row() {
+    local label=$1 name=$2 scale=$3 r e
+    r=$(awk -v s="$scale" '{ if ($2 > 0) printf "%.2f", $1 / $2 * s }' "$OUT/$name.rollcall.steadycpu" 2>/dev/null || true)
+    e=$(awk -v s="$scale" '{ if ($2 > 0) printf "%.2f", $1 / $2 * s }' "$OUT/$name.echo.steadycpu" 2>/dev/null || true)
+    awk -v l="$label" -v r="${r:--}" -v e="${e:--}" 'BEGIN {
         ratio = (r ~ /^[0-9.]+$/ && e ~ /^[0-9.]+$/ && e + 0 > 0) ? sprintf("%.2f", r / e) : "-"
         printf "%-44s %14s %14s %9s\n", l, r, e, ratio
     }'
@@ -236,11 +290,13 @@ row "handshakes: reconnects/s" handshakes ".reconnects_per_sec"
 row "handshakes: handshake p50 us" handshakes ".handshake_latency_us.p50"
 row "handshakes: handshake p99 us" handshakes ".handshake_latency_us.p99"
 for n in $SCALES; do
-    [[ -f "$OUT/idle$n.echo.json" ]] || continue
+    [[ -f "$OUT/idle$n.echo.json" || -f "$OUT/idle$n.rollcall.json" ]] || continue
     row "idle $n: connections held" "idle$n" ".held_at_end"
     row "idle $n: ramp handshakes/s" "idle$n" ".ramp.handshakes_per_sec"
     row "idle $n: server RSS bytes/connection" "idle$n" ".server_rss.bytes_per_connection"
     row "idle $n: server RSS MiB" "idle$n" ".server_rss.end_kib / 1024"
+    steady_row "idle $n: server CPU % (steady phase)" "idle$n" 100
+    steady_row "idle $n: server CPU us per connection-s" "idle$n" "$(awk -v n="$n" 'BEGIN { print 1e6 / n }')"
     row "idle $n: system-event p99 us" "idle$n" "$ev.latency_us.p99"
     row "idle $n: client RSS bytes/connection" "idle$n" ".client_rss.bytes_per_connection"
 done
