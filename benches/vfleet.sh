@@ -4,40 +4,91 @@
 # and propagation p99, and Redis's CPU and output bytes.
 # Usage: benches/vfleet.sh GATEWAYS ROWS CHANGES_PER_SEC [SECONDS]
 # Needs redis-server and redis-cli; builds nothing (cargo build --release first).
+# Environment: PROBE=1 (default) adds, after the measured window, 10 s of
+#   20 node clients beaconing 10/s each on the real gateway (p50/p99 of
+#   their replies) and back-to-back full-list reads of its /v1/presence
+#   (each read's time); PROBE=0 skips it. JOIN_TIMEOUT=600 bounds, in
+#   seconds, each wait for the fleet to fill Redis and for the gateway to
+#   list every row; progress is printed every 10 s. SIM_SECS (default
+#   SECONDS + 40, + 15 with PROBE) is how long the simulated changes run:
+#   raise it when the gateway's join takes longer than about 30 s, or the
+#   measured window falls after the changes stopped.
 set -euo pipefail
 G=$1 N=$2 R=$3 W=${4:-20}
+PROBE=${PROBE:-1} JOIN_TIMEOUT=${JOIN_TIMEOUT:-600}
+SIM_SECS=${SIM_SECS:-$((W + 40 + PROBE * 15))}
 BIN=${BIN:-target/release/rollcall}
 RP=${RP:-16400} HP=${HP:-16401}
 OUT=$(mktemp -d)
 redis-server --port "$RP" --save '' --appendonly no >/dev/null 2>&1 & RPID=$!
+GPID="" SPID=""
 trap 'kill $GPID $RPID $SPID 2>/dev/null || true' EXIT
 sleep 0.5
+T0=$(date +%s)
+# wait_for WHAT CMD...: until CMD succeeds; gives up after JOIN_TIMEOUT.
+wait_for() {
+  local what=$1 start=$SECONDS last=$SECONDS; shift
+  until "$@"; do
+    if (( SECONDS - start > JOIN_TIMEOUT )); then
+      echo "vfleet: gave up waiting for $what after ${JOIN_TIMEOUT}s ($(progress))" >&2; exit 1
+    fi
+    if (( SECONDS - last >= 10 )); then echo "vfleet: $((SECONDS - start))s: $(progress)" >&2; last=$SECONDS; fi
+    sleep 0.2
+  done
+}
+listed() { curl -s "127.0.0.1:$HP/v1/presence/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["byMode"].get("vfleet",0))' 2>/dev/null || echo 0; }
+progress() { echo "redis keys $(redis-cli -p "$RP" dbsize), gateway lists $( [ -n "$GPID" ] && listed || echo -) rows, load average $(cut -d' ' -f1-3 /proc/loadavg)"; }
+filled() { [ "$(redis-cli -p "$RP" scard rollcall:nodes)" -ge "$G" ] && [ "$(redis-cli -p "$RP" dbsize)" -ge "$((G * 4))" ]; }
+joined() { [ "$(listed)" -ge "$N" ]; }
 # The fleet fills Redis first; the real gateway joins once it is populated.
 nice "$BIN" load fleet-sim --redis "redis://127.0.0.1:$RP" --gateways "$G" --rows "$N" \
-  --changes-per-sec "$R" --duration "$((W + 40))s" --observe "http://127.0.0.1:$HP" \
+  --changes-per-sec "$R" --duration "${SIM_SECS}s" --observe "http://127.0.0.1:$HP" \
   --samples 500 --json > "$OUT/sim.json" & SPID=$!
-until [ "$(redis-cli -p "$RP" scard rollcall:nodes)" -ge "$G" ] && \
-      [ "$(redis-cli -p "$RP" dbsize)" -ge "$((G * 4))" ]; do sleep 0.5; done
+wait_for "the fleet to fill Redis" filled
 sleep 2
+echo "vfleet: Redis filled $(( $(date +%s) - T0 ))s after start; the real gateway joins" >&2
+TG=$(date +%s.%N)
 "$BIN" serve --bind "127.0.0.1:$HP" --fleet "redis://127.0.0.1:$RP" --node-id real \
   --max-entries "$((N + G + 100))" >/dev/null 2>&1 & GPID=$!
-until [ "$(curl -s "127.0.0.1:$HP/v1/presence/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["byMode"].get("vfleet",0))' 2>/dev/null || echo 0)" -ge "$N" ]; do sleep 0.2; done
+wait_for "the gateway to list every row" joined
+JOIN=$(awk -v a="$TG" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
 cpu() { awk '{print $14+$15}' "/proc/$1/stat"; }
 rinfo() { redis-cli -p "$RP" info "$1" | tr -d '\r' | awk -F: -v k="$2" '$1==k{print $2}'; }
 c0=$(cpu "$GPID"); r0=$(rinfo cpu used_cpu_sys); u0=$(rinfo cpu used_cpu_user); o0=$(rinfo stats total_net_output_bytes)
 sleep "$W"
 c1=$(cpu "$GPID"); r1=$(rinfo cpu used_cpu_sys); u1=$(rinfo cpu used_cpu_user); o1=$(rinfo stats total_net_output_bytes)
 rss=$(awk '/VmRSS/{print $2}' "/proc/$GPID/status")
+LOADAVG=$(cut -d' ' -f1-3 /proc/loadavg)
+if [ "$PROBE" = 1 ]; then
+  timeout 60 "$BIN" load --url "ws://127.0.0.1:$HP/" --clients 20 --beacon-interval 100ms \
+    --duration 10s --json > "$OUT/probe.json" 2>/dev/null & LPID=$!
+  end=$((SECONDS + 12))
+  while (( SECONDS < end )); do
+    curl -s -o /dev/null -w '%{time_total}\n' "127.0.0.1:$HP/v1/presence" >> "$OUT/reads.txt" || true
+  done
+  wait "$LPID" || true
+fi
 wait "$SPID" || true
-python3 - "$OUT/sim.json" <<PY
+python3 - "$OUT/sim.json" "$OUT" <<PY
 import json,sys,os
 s=json.load(open(sys.argv[1])); tick=os.sysconf('SC_CLK_TCK')
 g,n,r,w=$G,$N,$R,$W
 cpu=($c1-$c0)/tick; rcpu=($r1-$r0)+($u1-$u0); out=$o1-$o0
+reached=s['changesPerSec'] or r  # per change: the rate the simulator reached
 o=s.get('observed') or {}
 print(f"G={g} N={n} R={r}/s (reached {s['changesPerSec']:.0f}/s, errors {s['errors']}): gateway RSS {$rss/1024:.0f} MB "
-      f"({$rss*1024/max(n,1):.0f} B/row), CPU {cpu/w*100:.0f}% = {cpu/(r*w)*1e6:.1f} us/remote change; "
-      f"join: all {n} rows {o.get('convergence',{}).get('convergedMs')} ms after first answer; "
+      f"({$rss*1024/max(n,1):.0f} B/row), CPU {cpu/w*100:.0f}% = {cpu/(reached*w)*1e6:.1f} us/remote change; "
+      f"join: all {n} rows listed $JOIN s after the gateway started ({o.get('convergence',{}).get('convergedMs')} ms after its first HTTP answer); "
       f"propagation p50 {o.get('p50Ms')} ms p99 {o.get('p99Ms')} ms ({o.get('seen')}/{o.get('samples')}); "
-      f"redis CPU {rcpu/w*100:.0f}%, output {out/w/1e6:.2f} MB/s to 1 subscriber ({out/max(r*w,1):.0f} B/change)")
+      f"redis CPU {rcpu/w*100:.0f}%, output {out/w/1e6:.2f} MB/s to 1 subscriber ({out/max(reached*w,1):.0f} B/change); "
+      f"load average $LOADAVG")
+if $PROBE:
+    try:
+        b=json.load(open(os.path.join(sys.argv[2],'probe.json')))['methods']['system-event']
+        print(f"beacons on the real gateway: {b['ok']} ok, {b['errors']} errors, p50 {b['latency_us']['p50']/1e3:.1f} ms p99 {b['latency_us']['p99']/1e3:.1f} ms")
+    except Exception as e:
+        print(f"beacons on the real gateway: no summary ({e})")
+    t=sorted(float(x) for x in open(os.path.join(sys.argv[2],'reads.txt')) if x.strip())
+    if t:
+        print(f"full-list reads (/v1/presence): {len(t)}, median {t[len(t)//2]*1e3:.0f} ms, max {t[-1]*1e3:.0f} ms")
 PY
