@@ -2,9 +2,13 @@
 //! the handshake under its timeout, then requests until the socket closes,
 //! then the disconnect.
 //!
-//! The task owns the read half. Everything it sends goes through its
-//! [`Outbox`] to a writer task that owns the write half, so a slow socket
-//! never blocks reading, and broadcasts never wait for this connection.
+//! One task per connection polls two halves side by side: the reader,
+//! which owns the read half and answers requests, and the writer loop,
+//! which owns the write half and drains the connection's [`Outbox`]. A
+//! reply therefore needs no hop to another task, yet a socket that does not
+//! take writes stalls only the writer half: reading goes on (and a backlog
+//! of replies closes the connection as a slow consumer), and broadcasts,
+//! which only ever touch the outbox, never wait for this connection.
 //! A protocol violation closes only this connection; the reason is
 //! returned to the accept loop, which logs it once.
 
@@ -72,8 +76,8 @@ pub async fn serve(
     let outbox = outbox(state.config.max_buffered_bytes);
     let receiver = Receiver::new(&outbox);
     let renderer = Arc::clone(&state.renderer);
-    let mut writer_task =
-        tokio::spawn(async move { write_loop(writer, receiver, &renderer, deflate).await });
+    let writing = write_loop(writer, receiver, &renderer, deflate);
+    tokio::pin!(writing);
     let mut conn = Session {
         id: state.next_conn_id(),
         state,
@@ -93,7 +97,7 @@ pub async fn serve(
     let (reason, writer_done) = tokio::select! {
         biased;
         reason = conn.run(&mut reader) => (reason, false),
-        _ = &mut writer_task => (CloseReason::Transport("writing failed or stalled".into()), true),
+        () = &mut writing => (CloseReason::Transport("writing failed or stalled".into()), true),
         keepalive::Unanswered = keepalive::watch(keepalive, &heard, &pinger) => {
             (CloseReason::KeepaliveTimeout, false)
         }
@@ -104,12 +108,8 @@ pub async fn serve(
     drop(conn);
     // The writer ends once a close is written or the ended outbox is
     // drained; a client that stopped reading gets a bounded grace period.
-    if !writer_done
-        && tokio::time::timeout(WRITER_LINGER, &mut writer_task)
-            .await
-            .is_err()
-    {
-        writer_task.abort();
+    if !writer_done {
+        let _ = tokio::time::timeout(WRITER_LINGER, &mut writing).await;
     }
     reason
 }
