@@ -6,11 +6,15 @@
 //! Invariants:
 //! - Every broadcast event is numbered with the connection's next `seq` as
 //!   it is written: 1, 2, 3, … with no gaps (docs/protocol.md §2).
+//! - Frames leave in the order they were queued. Small ones that are ready
+//!   together (the replies one engine batch acknowledged, a pong, a `tick`)
+//!   are gathered and written in one write; nothing is gathered across a
+//!   wait, so gathering delays no frame.
 //! - With permessage-deflate (RFC 7692) negotiated, the writer compresses
-//!   nothing itself: an event's head and a list's rows
-//!   come compressed once for every connection, and the per-connection
-//!   bytes (`seq`, request id, the self entry) go around them as stored
-//!   blocks. Small replies are sent uncompressed, as §6 of the RFC allows.
+//!   nothing itself: an event's head and a list's rows come compressed once
+//!   for every connection, and the per-connection bytes (`seq`, request
+//!   id, the self entry) go around them as stored blocks. Small replies are
+//!   sent uncompressed, as §6 of the RFC allows.
 
 use super::list_frame::ListFrame;
 use super::outbox::{Out, Receiver};
@@ -20,6 +24,7 @@ use crate::protocol::Opcode;
 use crate::protocol::ws;
 use std::io::{self, IoSlice};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::sync::oneshot;
 
 /// How long a client may take to read its `hello-ok`, which holds a share
 /// of the gateway's hello budget until it is written: as long as it had to
@@ -28,6 +33,14 @@ const HELLO_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 
 /// A write buffer grown past this by one large reply is freed after it.
 const WRITE_BUFFER_KEEP: usize = 64 * 1024;
+
+/// Frames up to this size (header included) are gathered and written
+/// together with the next ones: the replies a wake-up finds ready cost one
+/// write, not one each.
+const GATHER_FRAME_MAX: usize = 2048;
+
+/// Gathered bytes past this are written at once.
+const GATHER_MAX: usize = 16 * 1024;
 
 /// Most payload parts one frame is written from (an event's shared head
 /// and its per-connection tail; a close's code and reason; a list reply's
@@ -39,9 +52,12 @@ pub const MAX_PARTS: usize = 3;
 const DEFLATE_MIN_ROWS: usize = 256;
 
 /// Writes server frames: unmasked, final, header and payload parts in one
-/// vectored write.
+/// vectored write. Small frames are gathered until [`FrameWriter::flush`],
+/// a large frame, or [`GATHER_MAX`] bytes, and go out in that one write.
 pub struct FrameWriter<W> {
     io: W,
+    /// Small frames not yet written, in order.
+    gathered: Vec<u8>,
     /// The `seq` of the last broadcast event written.
     seq: u64,
     /// The per-connection tail of the last event (`,"seq":N,…}`), kept for
@@ -58,6 +74,7 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
     pub fn new(io: W) -> Self {
         FrameWriter {
             io,
+            gathered: Vec::new(),
             seq: 0,
             tail: Vec::new(),
             stored: Vec::new(),
@@ -73,10 +90,37 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
     }
 
     /// Writes one frame whose payload is `parts` joined (at most
-    /// [`MAX_PARTS`] of them), header included, in vectored writes and
-    /// without allocating.
+    /// [`MAX_PARTS`] of them), header included: a small one is gathered
+    /// (see [`FrameWriter::flush`]), a large one goes out at once with what
+    /// was gathered before it, in vectored writes and without copying.
     pub async fn write_frame(&mut self, opcode: Opcode, parts: &[&[u8]]) -> io::Result<()> {
         self.write_frame_with(opcode, false, parts).await
+    }
+
+    /// True when gathered frames wait for [`FrameWriter::flush`].
+    pub fn has_gathered(&self) -> bool {
+        !self.gathered.is_empty()
+    }
+
+    /// Writes the gathered frames, in one write unless the socket takes
+    /// less.
+    pub async fn flush(&mut self) -> io::Result<()> {
+        if self.gathered.is_empty() {
+            return Ok(());
+        }
+        let mut written = 0;
+        while written < self.gathered.len() {
+            let n = self.io.write(&self.gathered[written..]).await?;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            written += n;
+        }
+        self.gathered.clear();
+        if self.gathered.capacity() > WRITE_BUFFER_KEEP {
+            self.gathered = Vec::new();
+        }
+        self.io.flush().await
     }
 
     /// [`FrameWriter::write_frame`], with RSV1 set when the parts are one
@@ -94,9 +138,21 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
         let mut header = [0u8; ws::MAX_HEADER_LEN];
         let len: usize = parts.iter().map(|p| p.len()).sum();
         let n = ws::write_header_with(&mut header, opcode, compressed, len);
-        let mut slices = [IoSlice::new(&[]); MAX_PARTS + 1];
-        slices[0] = IoSlice::new(&header[..n]);
-        let mut used = 1;
+        if n + len <= GATHER_FRAME_MAX {
+            self.gathered.extend_from_slice(&header[..n]);
+            for part in parts {
+                self.gathered.extend_from_slice(part);
+            }
+            if self.gathered.len() >= GATHER_MAX {
+                return self.flush().await;
+            }
+            return Ok(());
+        }
+        // What was gathered goes first, in the same write.
+        let mut slices = [IoSlice::new(&[]); MAX_PARTS + 2];
+        slices[0] = IoSlice::new(&self.gathered);
+        slices[1] = IoSlice::new(&header[..n]);
+        let mut used = 2;
         for part in parts.iter().filter(|p| !p.is_empty()).take(MAX_PARTS) {
             slices[used] = IoSlice::new(part);
             used += 1;
@@ -109,6 +165,7 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
             }
             IoSlice::advance_slices(&mut slices, written);
         }
+        self.gathered.clear();
         self.io.flush().await
     }
 
@@ -164,20 +221,74 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
 
 /// Writes the outbox to the socket until a close is written, the outbox is
 /// ended and drained, or the socket fails. Late-bound replies are rendered
-/// by `renderer` when their turn comes.
+/// by `renderer` when their turn comes. What is ready when the writer wakes
+/// goes out together: small frames are gathered, and written once nothing
+/// more is ready (or before waiting for an acknowledgement).
 pub async fn write_loop<W: AsyncWrite + Unpin>(
     io: W,
     outbox: Receiver,
     renderer: &Renderer,
     deflate: bool,
 ) {
-    let mut ws = FrameWriter::new(io).with_deflate(deflate);
-    let mut buf = Vec::new();
-    while let Some((out, size)) = outbox.next().await {
-        buf.clear();
-        let result = match out {
-            Out::Text(bytes) => ws.write_frame(Opcode::Text, &[&bytes]).await,
-            // The permit goes with the frame: the next hello may be rendered.
+    let mut drain = Drain {
+        ws: FrameWriter::new(io).with_deflate(deflate),
+        outbox: &outbox,
+        renderer,
+        buf: Vec::new(),
+        unwritten: 0,
+    };
+    loop {
+        let (out, size) = match outbox.try_next() {
+            Some(item) => item,
+            None => {
+                if drain.flush().await.is_err() {
+                    return;
+                }
+                match outbox.next().await {
+                    Some(item) => item,
+                    None => break,
+                }
+            }
+        };
+        match drain.write(out).await {
+            Ok(Step::Next) => drain.written(size),
+            Ok(Step::Stop) | Err(_) => return,
+        }
+    }
+    // Ended and drained: what is gathered is the last of it.
+    let _ = drain.ws.flush().await;
+}
+
+/// What the writer does after an item.
+enum Step {
+    /// Takes the next one.
+    Next,
+    /// Stops: a close frame went out.
+    Stop,
+}
+
+/// The writer loop's state: the socket's writer and the budget of what it
+/// gathered and has not written yet.
+struct Drain<'a, W> {
+    ws: FrameWriter<W>,
+    outbox: &'a Receiver,
+    renderer: &'a Renderer,
+    /// Reused for rendered replies.
+    buf: Vec<u8>,
+    /// Budget of the gathered items, released once they are written.
+    unwritten: usize,
+}
+
+impl<W: AsyncWrite + Unpin> Drain<'_, W> {
+    /// Writes (or gathers) one item.
+    async fn write(&mut self, out: Out) -> io::Result<Step> {
+        self.buf.clear();
+        if self.buf.capacity() > WRITE_BUFFER_KEEP {
+            self.buf = Vec::new();
+        }
+        let (ws, buf, renderer) = (&mut self.ws, &mut self.buf, self.renderer);
+        match out {
+            Out::Text(bytes) => ws.write_frame(Opcode::Text, &[&bytes]).await?,
             // The permit goes with the frame: the next hello may be
             // rendered. A client that does not take its hello in time gives
             // its share of the budget back by losing the connection.
@@ -188,45 +299,135 @@ pub async fn write_loop<W: AsyncWrite + Unpin>(
                 let write = ws.write_list(&frame);
                 tokio::time::timeout(HELLO_WRITE_TIMEOUT, write)
                     .await
-                    .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
+                    .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))?;
             }
-            Out::Event(event) => ws.write_event(&event).await,
-            Out::Applied { id, applied } => {
-                renderer.applied(&id, applied.await.is_ok(), &mut buf);
-                ws.write_frame(Opcode::Text, &[&buf]).await
+            Out::Event(event) => ws.write_event(&event).await?,
+            Out::Applied { id, mut applied } => {
+                let ok = match applied.try_recv() {
+                    Ok(_) => true,
+                    Err(oneshot::error::TryRecvError::Closed) => false,
+                    // Not applied yet: what is gathered goes out meanwhile.
+                    Err(oneshot::error::TryRecvError::Empty) => {
+                        self.flush().await?;
+                        applied.await.is_ok()
+                    }
+                };
+                self.renderer.applied(&id, ok, &mut self.buf);
+                self.ws.write_frame(Opcode::Text, &[&self.buf]).await?;
             }
-            Out::Presence { id } => ws.write_list(&renderer.presence(&id)).await,
+            Out::Presence { id } => ws.write_list(&renderer.presence(&id)).await?,
             Out::Health { id } => {
-                renderer.health(&id, &mut buf);
-                ws.write_frame(Opcode::Text, &[&buf]).await
+                renderer.health(&id, buf);
+                ws.write_frame(Opcode::Text, &[buf]).await?;
             }
-            Out::Pong(data) => ws.write_frame(Opcode::Pong, &[&data]).await,
-            Out::Ping => ws.write_frame(Opcode::Ping, &[]).await,
+            Out::Pong(data) => ws.write_frame(Opcode::Pong, &[&data]).await?,
+            Out::Ping => ws.write_frame(Opcode::Ping, &[]).await?,
             Out::CloseEcho(data) => {
-                let _ = ws.write_frame(Opcode::Close, &[&data]).await;
-                break;
+                ws.write_frame(Opcode::Close, &[&data]).await?;
+                ws.flush().await?;
+                return Ok(Step::Stop);
             }
             Out::Close(close) => {
                 let code = close.code.code().to_be_bytes();
-                let _ = ws
-                    .write_frame(Opcode::Close, &[&code, close.reason.as_bytes()])
-                    .await;
-                break;
+                let parts = [&code[..], close.reason.as_bytes()];
+                ws.write_frame(Opcode::Close, &parts).await?;
+                ws.flush().await?;
+                return Ok(Step::Stop);
             }
-        };
-        outbox.written(size);
-        if buf.capacity() > WRITE_BUFFER_KEEP {
-            buf = Vec::new();
         }
-        if result.is_err() {
-            break;
+        Ok(Step::Next)
+    }
+
+    /// `size` bytes of budget are handled: released now if nothing waits
+    /// in the gathered frames, else when they are written.
+    fn written(&mut self, size: usize) {
+        self.unwritten += size;
+        if !self.ws.has_gathered() {
+            self.outbox.written(std::mem::take(&mut self.unwritten));
         }
+    }
+
+    /// Writes what is gathered and releases its budget.
+    async fn flush(&mut self) -> io::Result<()> {
+        self.ws.flush().await?;
+        self.outbox.written(std::mem::take(&mut self.unwritten));
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    /// Records each write call's bytes separately.
+    #[derive(Default)]
+    struct Writes(Vec<Vec<u8>>);
+
+    impl AsyncWrite for Writes {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            self.0.push(buf.to_vec());
+            Poll::Ready(Ok(buf.len()))
+        }
+
+        fn poll_write_vectored(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            bufs: &[IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            let joined: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
+            let n = joined.len();
+            self.0.push(joined);
+            Poll::Ready(Ok(n))
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn small_frames_go_out_together_in_order_and_before_a_large_one() {
+        let mut writes = Writes::default();
+        let mut writer = FrameWriter::new(&mut writes);
+        for reply in [&b"one"[..], b"two", b"three"] {
+            writer.write_frame(Opcode::Text, &[reply]).await.unwrap();
+        }
+        writer.flush().await.unwrap();
+        writer.write_frame(Opcode::Text, &[b"four"]).await.unwrap();
+        let large = vec![b'x'; GATHER_FRAME_MAX];
+        writer.write_frame(Opcode::Text, &[&large]).await.unwrap();
+        assert!(!writer.has_gathered());
+        let expected_first = [
+            &[0x81, 3][..],
+            b"one",
+            &[0x81, 3],
+            b"two",
+            &[0x81, 5],
+            b"three",
+        ];
+        assert_eq!(writes.0[0], expected_first.concat(), "one write, in order");
+        assert_eq!(
+            writes.0.len(),
+            2,
+            "the gathered frame rides with the large one"
+        );
+        assert_eq!(&writes.0[1][..6], &[0x81, 4, b'f', b'o', b'u', b'r']);
+        assert_eq!(writes.0[1].len(), 6 + 4 + GATHER_FRAME_MAX);
+    }
 
     #[tokio::test]
     async fn events_are_numbered_per_connection_without_gaps() {
@@ -235,6 +436,8 @@ mod tests {
         let event = crate::protocol::SharedEvent::tick(5);
         writer.write_event(&event).await.unwrap();
         writer.write_event(&event).await.unwrap();
+        assert!(writer.has_gathered(), "small frames wait for the flush");
+        writer.flush().await.unwrap();
         // Two unmasked frames: 2-byte headers, then the JSON.
         let first_len = usize::from(out[1]);
         let first: serde_json::Value = serde_json::from_slice(&out[2..2 + first_len]).unwrap();

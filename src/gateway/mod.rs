@@ -2,7 +2,7 @@
 //! WebSocket connection tasks, the handshake, the methods, and broadcasts.
 //!
 //! Data flow inside: `listener` accepts and upgrades; `connection` runs
-//! one connection's life (`crate::frame_reader` reads its frames,
+//! one connection's life in one task (`crate::frame_reader` reads its frames,
 //! `frames` writes them, `admission` admits it, `methods` answers its
 //! requests); `registry` holds the connections that `broadcast` fans out
 //! to; `state` wires them to the engine.

@@ -329,6 +329,11 @@ impl Receiver {
         self.shared.next().await
     }
 
+    /// The next item if one is queued, without waiting.
+    pub fn try_next(&self) -> Option<(Out, usize)> {
+        self.shared.pop()
+    }
+
     /// Releases `size` bytes of the budget: the item carrying them is written.
     pub fn written(&self, size: usize) {
         self.shared.queued.fetch_sub(size, Ordering::Relaxed);
