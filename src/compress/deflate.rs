@@ -45,6 +45,26 @@ impl Deflated {
 /// Compresses `data` on its own (an empty window) at [`LEVEL`], ending
 /// with a sync flush.
 pub fn deflate_sync(data: &[u8]) -> Deflated {
+    let mut crc = Crc::new();
+    crc.update(data);
+    Deflated {
+        bytes: Bytes::from(sync_flushed(data)),
+        crc,
+    }
+}
+
+/// [`deflate_sync`]'s bytes alone, in a buffer no longer than they are: a
+/// segment that is kept (one per chunk of a list, `presence/list.rs`) and
+/// that any number of others may follow, each from its own empty window,
+/// to make one stream.
+pub fn deflate_segment(data: &[u8]) -> Bytes {
+    let mut out = sync_flushed(data);
+    out.shrink_to_fit();
+    Bytes::from(out)
+}
+
+/// `data` compressed from an empty window, ending at a sync flush.
+fn sync_flushed(data: &[u8]) -> Vec<u8> {
     let mut compress = Compress::new(Compression::new(LEVEL), false);
     let mut out = Vec::with_capacity(data.len() / 3 + 64);
     let mut input = data;
@@ -60,14 +80,8 @@ pub fn deflate_sync(data: &[u8]) -> Deflated {
         input = &input[used..];
         // Done once all input is taken and the flush had room to finish.
         if input.is_empty() && out.len() < out.capacity() && out.ends_with(&SYNC_TAIL) {
-            break;
+            return out;
         }
-    }
-    let mut crc = Crc::new();
-    crc.update(data);
-    Deflated {
-        bytes: Bytes::from(out),
-        crc,
     }
 }
 
@@ -189,6 +203,24 @@ mod tests {
         let mut plain = Vec::new();
         let _ = DeflateDecoder::new(&message[..]).read_to_end(&mut plain);
         assert_eq!(plain, expected);
+    }
+
+    #[test]
+    fn segments_compressed_apart_join_into_one_stream() {
+        let rows = |n: usize| format!(r#",{{"host":"mac-{n}","ip":"10.0.0.{n}"}}"#).repeat(40);
+        let (a, b, c) = (rows(1), rows(2), rows(3));
+        let mut message = Vec::new();
+        write_stored(&mut message, b"[{\"self\":1}");
+        for part in [&a, &b, &c] {
+            let segment = deflate_segment(part.as_bytes());
+            assert_eq!(segment.len(), deflate_sync(part.as_bytes()).bytes.len());
+            message.extend_from_slice(&segment);
+        }
+        write_stored(&mut message, b"]}");
+        write_message_end(&mut message);
+        let expected = format!("[{{\"self\":1}}{a}{b}{c}]}}");
+        assert_eq!(receive(&message), expected.as_bytes());
+        assert!(message.len() * 4 < expected.len(), "{}", message.len());
     }
 
     #[test]

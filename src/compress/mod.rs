@@ -7,6 +7,9 @@
 //! bytes between small per-connection stored blocks (its `seq`, its
 //! request id, the self entry's fresh `ts`), so no connection runs a
 //! compressor of its own and a thousand watchers cost one compression.
+//! A WebSocket list goes further: each chunk of the published list is
+//! compressed on its own ([`deflate_segment`]) and kept with the chunk, so
+//! a new version compresses only the chunks it changed.
 
 mod deflate;
 mod extension;
@@ -14,7 +17,8 @@ mod gzip;
 mod rows;
 
 pub use deflate::{
-    Deflated, InflateError, LEVEL, deflate_sync, inflate_message, write_message_end, write_stored,
+    Deflated, InflateError, LEVEL, deflate_segment, deflate_sync, inflate_message,
+    write_message_end, write_stored,
 };
 pub use extension::{Negotiated, negotiate};
 pub use gzip::{Encoding, GzipStream, accepts, gzip_parts};

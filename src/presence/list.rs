@@ -18,6 +18,8 @@
 //! - a chunk's `bytes` is exactly `,json` for each of its rows, in order,
 //!   and each row's `json` is a slice of it; a part's `bytes` and the
 //!   list's `bytes` are the sums of the lengths below them;
+//! - a chunk's `deflated`, once filled, is its `bytes` compressed by the
+//!   function its first reader gave; a seal that rejoins a chunk empties it;
 //! - nothing is `dirty`. Between two seals, `dirty` marks exactly the
 //!   chunks and parts edited since the last seal; only the writer's list
 //!   has them, and it alone holds them (an edit copied them first).
@@ -34,6 +36,7 @@ use super::row::SnapshotEntry;
 use bytes::Bytes;
 use std::cmp::Ordering;
 use std::fmt;
+use std::sync::OnceLock;
 // Under the model checker, the list's nodes count their owners with
 // loom's `Arc`, so loom explores the writer's uniqueness checks against
 // readers cloning and dropping snapshots (loom-tests/src/list.rs).
@@ -62,6 +65,10 @@ struct Chunk {
     rows: Vec<SnapshotEntry>,
     /// `,json` of every row, in order; stale while `dirty`.
     bytes: Bytes,
+    /// `bytes` compressed, by the first reader that asked
+    /// ([`List::deflated_chunks`]): every version sharing the chunk shares
+    /// it, and a list no compressing client reads never fills it.
+    deflated: OnceLock<Bytes>,
     dirty: bool,
 }
 
@@ -158,6 +165,22 @@ impl List {
             .iter()
             .flat_map(|part| part.chunks.iter())
             .map(|chunk| &chunk.bytes)
+    }
+
+    /// The chunks' joined JSON as [`List::chunks`] gives it, each passed
+    /// through `deflate` once for every version that shares the chunk: the
+    /// first call for a chunk fills its cache, later ones (from any thread,
+    /// at any version holding it) read it. `deflate` must be the same
+    /// function at every call.
+    pub fn deflated_chunks<'a>(
+        &'a self,
+        deflate: fn(&[u8]) -> Bytes,
+    ) -> impl Iterator<Item = &'a Bytes> + Clone + 'a {
+        debug_assert!(!self.dirty, "read a list only after its seal");
+        self.parts
+            .iter()
+            .flat_map(|part| part.chunks.iter())
+            .map(move |chunk| chunk.deflated.get_or_init(|| deflate(&chunk.bytes)))
     }
 
     /// The row at (`ts`, `key`), if there is one.
@@ -311,6 +334,7 @@ impl Chunk {
         Chunk {
             rows,
             bytes: Bytes::new(),
+            deflated: OnceLock::new(),
             dirty: true,
         }
     }
@@ -333,6 +357,8 @@ impl Chunk {
             at = end;
         }
         self.bytes = joined;
+        // A copy made for an edit carries the old rows' compressed bytes.
+        self.deflated = OnceLock::new();
         self.dirty = false;
     }
 }

@@ -180,6 +180,25 @@ impl Snapshot {
         }
     }
 
+    /// [`Snapshot::list_rest`] chunk by chunk, shared, not joined.
+    pub fn rest_chunks(&self) -> impl Iterator<Item = &Bytes> + Clone {
+        self.list.chunks()
+    }
+
+    /// Bytes of [`Snapshot::list_rest`].
+    pub fn rest_len(&self) -> usize {
+        self.list.bytes_len()
+    }
+
+    /// [`Snapshot::rest_chunks`], each compressed by `deflate` on its own,
+    /// once for every version that shares the chunk (`list.rs`).
+    pub fn rest_deflated(
+        &self,
+        deflate: fn(&[u8]) -> Bytes,
+    ) -> impl Iterator<Item = &Bytes> + Clone {
+        self.list.deflated_chunks(deflate)
+    }
+
     /// The list as [`Snapshot::write_list`] writes it, as shared pieces
     /// (for a vectored write): the head ([`Snapshot::write_list_head`]),
     /// every chunk of rows, `]`.

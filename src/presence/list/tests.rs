@@ -135,3 +135,46 @@ fn get_finds_a_row_only_at_its_ts() {
     assert!(list.get(2, &b).is_none());
     assert!(!list.remove(2, &b));
 }
+
+/// Calls of [`copy_counted`], by [`a_chunk_is_deflated_once_for_every_version_sharing_it`] alone.
+static DEFLATED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+fn copy_counted(bytes: &[u8]) -> Bytes {
+    DEFLATED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Bytes::copy_from_slice(bytes)
+}
+
+#[test]
+fn a_chunk_is_deflated_once_for_every_version_sharing_it() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut list = List::default();
+    for i in 0..1_000 {
+        list.insert(row(&format!("k{i:04}"), i));
+    }
+    list.seal();
+    let first = list.clone();
+    let chunks = first.chunks().count();
+    let deflated: Vec<Bytes> = first.deflated_chunks(copy_counted).cloned().collect();
+    assert_eq!(DEFLATED.load(Relaxed), chunks);
+    assert!(deflated.iter().eq(first.chunks()));
+    // Again: nothing is compressed twice.
+    assert_eq!(first.deflated_chunks(copy_counted).count(), chunks);
+    assert_eq!(DEFLATED.load(Relaxed), chunks);
+
+    // The next version edits the first chunk (the newest row goes
+    // first): only what it edited is compressed again, and every chunk it
+    // shares with the first version keeps its compressed bytes.
+    list.insert(row("k9999", 5_000));
+    list.seal();
+    let old: Vec<*const u8> = first.chunks().map(|c| c.as_ptr()).collect();
+    let edited = list.chunks().filter(|c| !old.contains(&c.as_ptr())).count();
+    assert!((1..=2).contains(&edited), "{edited} of {chunks} edited");
+    let second: Vec<&Bytes> = list.deflated_chunks(copy_counted).collect();
+    assert_eq!(DEFLATED.load(Relaxed), chunks + edited);
+    assert!(second.iter().copied().eq(list.chunks()), "nothing is stale");
+    let reused = second
+        .iter()
+        .filter(|b| deflated.iter().any(|d| d.as_ptr() == b.as_ptr()))
+        .count();
+    assert_eq!(reused, list.chunks().count() - edited);
+}
