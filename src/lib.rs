@@ -100,10 +100,10 @@
 //!   sends. Pure.
 //! - [`engine`]: the hand-off from producers to the single writer and from
 //!   the writer to readers; `engine/sync.rs` is the seam loom replaces.
-//! - [`gateway`]: in the mini-redis mould: `server` (accept loop, limits,
-//!   timeouts, shutdown), `session` (one connection's life), `frames`
-//!   (frames out over any `AsyncWrite`; they come in through
-//!   [`frame_reader`]), `handshake`,
+//! - [`gateway`]: in the mini-redis mould: `listener` (accept loop, limits,
+//!   timeouts, shutdown), `connection` (one connection's life, one task
+//!   reading and writing), `frames` (frames out over any `AsyncWrite`; they
+//!   come in through [`frame_reader`]), `admission` (the handshake),
 //!   `methods/` (one file per method), `outbox`, `registry`, `broadcast`,
 //!   `pacing`, `state` (the composition root).
 //! - [`http`]: the dashboard page, REST routes and the SSE stream, behind a
@@ -113,7 +113,7 @@
 //! - [`client`]: `rollcall presence`, `rollcall beacon` and `rollcall
 //!   doctor` (HTTP or HTTPS), and the one
 //!   WebSocket client they share with the load generator: dial and upgrade
-//!   (`ws`), whole messages through [`frame_reader`], and the `connect`
+//!   (`ws_dial`), whole messages through [`frame_reader`], and the `connect`
 //!   handshake (`handshake`).
 //! - [`frame_reader`]: the one WebSocket reader, for the gateway reading
 //!   its clients and the client reading a server: frames checked from
