@@ -37,6 +37,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use tokio::io::{AsyncRead, ReadBuf};
+use tokio_util::io::poll_read_buf;
 
 use crate::protocol::ws::{self, HeaderError, MAX_CONTROL_PAYLOAD, Parsed, Sender};
 use crate::protocol::{Close, MessageError, Opcode, Progress, Reassembler};
@@ -431,14 +432,9 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 self.buf.drain(..self.start);
                 self.start = 0;
             }
-            let filled = self.buf.len();
-            self.buf.resize(filled + (n - have).max(READ_CHUNK), 0);
-            let mut read_buf = ReadBuf::new(&mut self.buf[filled..]);
-            let polled = Pin::new(&mut self.io).poll_read(cx, &mut read_buf);
-            let got = read_buf.filled().len();
-            self.buf.truncate(filled + got);
-            self.received += got as u64;
-            match polled {
+            // Reads into the spare capacity: no zeroing of the chunk first.
+            self.buf.reserve((n - have).max(READ_CHUNK));
+            match poll_read_buf(Pin::new(&mut self.io), cx, &mut self.buf) {
                 Poll::Pending => {
                     if self.buf.is_empty() {
                         // Idle: hold no buffer while waiting.
@@ -447,10 +443,10 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                     return Poll::Pending;
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Ready(Ok(())) if got == 0 => {
+                Poll::Ready(Ok(0)) => {
                     return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()));
                 }
-                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Ok(got)) => self.received += got as u64,
             }
         }
     }
