@@ -108,14 +108,7 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
         if self.gathered.is_empty() {
             return Ok(());
         }
-        let mut written = 0;
-        while written < self.gathered.len() {
-            let n = self.io.write(&self.gathered[written..]).await?;
-            if n == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
-            }
-            written += n;
-        }
+        self.io.write_all(&self.gathered).await?;
         self.gathered.clear();
         if self.gathered.capacity() > WRITE_BUFFER_KEEP {
             self.gathered = Vec::new();
