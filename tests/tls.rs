@@ -338,10 +338,19 @@ async fn a_broken_new_certificate_is_not_served_and_the_old_one_stays() {
         key: b.key,
         fingerprint: a.fingerprint,
     };
+    let mut progress = server.state.http.tls.as_ref().unwrap().progress();
     install(&dir, &mismatched);
-    // Then a good one: it must be picked up, proving the watcher ran past
-    // the broken pair.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A check that began before the files were written may have seen
+    // either; the second one after that saw them both.
+    let until = progress.borrow().checks + 2;
+    let seen = *within(
+        "two checks of the broken pair",
+        progress.wait_for(|p| p.checks >= until),
+    )
+    .await
+    .unwrap();
+    // Whatever half of the pair a check saw, it was refused.
+    assert!(seen.refused >= 1 && seen.reloaded == 0, "{seen:?}");
     open(&wss(&server), &pinned(first.fingerprint))
         .await
         .expect("the previous certificate is still served");

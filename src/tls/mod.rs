@@ -26,6 +26,6 @@ pub use flags::{
 pub use pem::{PemError, load_certified_key};
 pub use pin::{PinMismatch, PinnedCert};
 pub use provider::provider;
-pub use reload::CertResolver;
+pub use reload::{CertResolver, WatchProgress};
 pub use self_signed::{SelfSignedError, ensure_self_signed, self_signed_names};
 pub use server::{ServerTls, TlsError};

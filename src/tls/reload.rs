@@ -27,12 +27,34 @@ struct Current {
     fingerprint: Fingerprint,
 }
 
+/// What the watcher has done so far: counts that only grow, for whoever
+/// must wait until it has looked at the files (tests, instead of sleeping
+/// through a few watch intervals).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WatchProgress {
+    /// Watch intervals at which the files were checked (and reloaded if
+    /// they had changed).
+    pub checks: u64,
+    /// Reloads that serve a new certificate, on SIGHUP or a change.
+    pub reloaded: u64,
+    /// Reloads refused because the files did not load; the previous
+    /// certificate stayed.
+    pub refused: u64,
+}
+
 /// The certificate in use, and where it is reloaded from.
 pub struct CertResolver {
     current: ArcSwap<Current>,
     cert_path: PathBuf,
     key_path: PathBuf,
+    /// The files' stamp taken just before they were loaded: the watcher
+    /// compares against it, so a change made before it starts is seen.
+    loaded: Stamp,
+    progress: watch::Sender<WatchProgress>,
 }
+
+/// What identifies the cert's and the key's contents without reading them.
+type Stamp = [Option<(u64, SystemTime, u64)>; 2];
 
 impl std::fmt::Debug for CertResolver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -46,11 +68,20 @@ impl std::fmt::Debug for CertResolver {
 impl CertResolver {
     /// Loads `cert` and `key` (PEM).
     pub fn load(cert: &Path, key: &Path) -> Result<CertResolver, PemError> {
+        // Stamped first: a change while loading is seen as a change.
+        let loaded = [stamp(cert), stamp(key)];
         Ok(CertResolver {
             current: ArcSwap::from_pointee(current(cert, key)?),
             cert_path: cert.to_owned(),
             key_path: key.to_owned(),
+            loaded,
+            progress: watch::Sender::new(WatchProgress::default()),
         })
+    }
+
+    /// What the watcher has done so far, updated as it works.
+    pub fn progress(&self) -> watch::Receiver<WatchProgress> {
+        self.progress.subscribe()
     }
 
     /// The SHA-256 fingerprint of the end-entity certificate served now.
@@ -74,39 +105,52 @@ impl CertResolver {
         let resolver = Arc::clone(self);
         tokio::spawn(async move {
             let mut hangup = hangups();
-            let mut seen = resolver.stamp();
+            let mut seen = resolver.loaded;
             // Zero: a tick that never comes (a year is never, here).
             let period = if interval.is_zero() { NEVER } else { interval };
             let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                let why = tokio::select! {
+                let (why, checked) = tokio::select! {
                     _ = stop.wait_for(|stop| *stop) => return,
-                    Some(()) = next_hangup(&mut hangup) => "SIGHUP",
+                    Some(()) = next_hangup(&mut hangup) => ("SIGHUP", false),
                     _ = tick.tick() => {
                         let now = resolver.stamp();
                         if now == seen {
+                            resolver.progress.send_modify(|p| p.checks += 1);
                             continue;
                         }
                         seen = now;
-                        "the files changed"
+                        ("the files changed", true)
                     }
                 };
-                match resolver.reload() {
-                    Ok(fingerprint) => {
-                        tracing::info!(%fingerprint, why, "TLS certificate reloaded")
-                    }
-                    Err(error) => tracing::error!(
-                        %error, why,
-                        "TLS certificate not reloaded; still serving the previous one"
-                    ),
-                }
+                resolver.reload_logged(why, checked);
+            }
+        });
+    }
+
+    /// Reloads for `why`, logs the outcome once, and counts it (and the
+    /// check that led to it, if `checked`).
+    fn reload_logged(&self, why: &str, checked: bool) {
+        let outcome = self.reload();
+        match &outcome {
+            Ok(fingerprint) => tracing::info!(%fingerprint, why, "TLS certificate reloaded"),
+            Err(error) => tracing::error!(
+                %error, why,
+                "TLS certificate not reloaded; still serving the previous one"
+            ),
+        }
+        self.progress.send_modify(|p| {
+            p.checks += u64::from(checked);
+            match outcome {
+                Ok(_) => p.reloaded += 1,
+                Err(_) => p.refused += 1,
             }
         });
     }
 
     /// What identifies the files' contents without reading them.
-    fn stamp(&self) -> [Option<(u64, SystemTime, u64)>; 2] {
+    fn stamp(&self) -> Stamp {
         [stamp(&self.cert_path), stamp(&self.key_path)]
     }
 }
