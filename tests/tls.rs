@@ -13,6 +13,7 @@ use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, 
 use rollcall::client::handshake::next_text;
 use rollcall::client::stream::dial;
 use rollcall::client::{DialError, Envelope, WsConn, connect, hello, resolve, ws_dial::socket_for};
+use rollcall::gateway::WaitingPool;
 use rollcall::tls::{Fingerprint, TlsArgs};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -404,8 +405,20 @@ async fn silent_sockets_cannot_lock_tls_clients_out() {
     for _ in 0..60 {
         silent.push(TcpStream::connect(server.addr).await.unwrap());
     }
-    // Let every silent socket be older than the pool's minimum wait.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // The server takes 40, all its slots; the rest wait in the backlog
+    // (on a machine slow enough for real time to pass the minimum wait
+    // meanwhile, it has begun evicting already).
+    eventually("the 40 silent sockets the server took", async || {
+        let evicted = server.state.metrics().waiting_evicted.get();
+        (server.state.waiting.len() == 40 || evicted > 0).then_some(())
+    })
+    .await;
+    // Make every one of them older than the pool's minimum wait: tokio's
+    // clock jumps ahead, then runs on (paused for good, it would jump to
+    // the 30 s timeout whenever every task waits for a socket).
+    tokio::time::pause();
+    tokio::time::advance(WaitingPool::MIN_WAIT).await;
+    tokio::time::resume();
     let mut conn = open(&wss(&server), &pinned(pem.fingerprint)).await.unwrap();
     assert_eq!(health(&mut conn).await["ok"], true);
 }

@@ -20,7 +20,7 @@
 use super::client_ip::client_ip;
 use super::connection::{self, CloseReason};
 use super::state::State;
-use super::waiting::{MIN_WAIT, Waiting, WaitingPool};
+use super::waiting::{Waiting, WaitingPool};
 use crate::compress::negotiate;
 use crate::config::{ConfigError, ServeConfig};
 use crate::http::{Body, CloseConnection, OriginPolicy, route};
@@ -145,10 +145,7 @@ impl Server {
         let state = self.state;
         let broadcaster = tokio::spawn(super::broadcast::run(Arc::clone(&state)));
         let limit = Arc::new(Semaphore::new(state.config.max_connections));
-        // Never more than half the connection limit: however many sockets
-        // wait without a request, half the slots stay for the rest.
-        let waiting = (state.config.max_connections / 2).max(1);
-        let pool = WaitingPool::new(state.config.max_waiting_connections.min(waiting));
+        let pool = &state.waiting;
         let mut connections = JoinSet::new();
         if let Some(tls) = &self.tls {
             tls.watch(state.config.tls.watch_interval, state.shutdown.subscribe());
@@ -156,7 +153,7 @@ impl Server {
         tokio::pin!(shutdown);
         loop {
             let permit = tokio::select! {
-                permit = slot(&limit, &pool, &state) => permit,
+                permit = slot(&limit, pool, &state) => permit,
                 _ = &mut shutdown => break,
             };
             let (socket, peer) = tokio::select! {
@@ -195,7 +192,7 @@ async fn slot(limit: &Arc<Semaphore>, pool: &WaitingPool, state: &State) -> Owne
             permit = Arc::clone(limit).acquire_owned() => {
                 return permit.expect("the semaphore is never closed");
             }
-            () = tokio::time::sleep(MIN_WAIT / 4) => {}
+            () = tokio::time::sleep(WaitingPool::MIN_WAIT / 4) => {}
         }
     }
 }

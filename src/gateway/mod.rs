@@ -29,3 +29,4 @@ mod waiting;
 
 pub use listener::{ACCEPT_BACKLOG, ServeError, Server, listen};
 pub use state::State;
+pub use waiting::WaitingPool;

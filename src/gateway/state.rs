@@ -13,6 +13,7 @@ use super::claims::Claims;
 use super::registry::Registry;
 use super::render::Renderer;
 use super::self_entry::SelfInfo;
+use super::waiting::WaitingPool;
 use crate::auth::FailureLimiter;
 use crate::auth::Grants;
 use crate::clock::now_millis;
@@ -62,6 +63,9 @@ pub struct State {
     /// The budget for `hello-ok` lists in flight, in KiB (see
     /// `HELLO_BUDGET_KIB`).
     pub hellos: Arc<Semaphore>,
+    /// Connections that have not sent a request yet (at most half of
+    /// `--max-connections`), evicted oldest first to make room.
+    pub waiting: WaitingPool,
     /// The reserved key of the gateway's own entry, parsed once: every
     /// connect and beacon is checked against it.
     self_key: Key,
@@ -142,6 +146,7 @@ impl State {
             http,
             shutdown,
             hellos: Arc::new(Semaphore::new(HELLO_BUDGET_KIB as usize)),
+            waiting: WaitingPool::within(config.max_connections, config.max_waiting_connections),
             claims: Claims::default(),
             auth_failures: FailureLimiter::default(),
             next_conn: AtomicU64::new(1),

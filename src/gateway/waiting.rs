@@ -2,23 +2,21 @@
 //!
 //! Invariant: admitting a connection into a full pool evicts the oldest
 //! (its task closes it), as long as that one has waited at least
-//! [`MIN_WAIT`]; connections younger than that are never evicted, so the
-//! pool may exceed its capacity by what arrives within [`MIN_WAIT`]. A
+//! [`WaitingPool::MIN_WAIT`]; connections younger than that are never
+//! evicted, so the pool may exceed its capacity by what arrives within it. A
 //! silent or slowloris socket soon becomes the oldest and goes, while a
 //! client whose request head is merely waiting for a busy server to read
 //! it is not punished for the server's delay.
+//!
+//! Ages are read on tokio's clock, so a test can pause and advance it.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 
-/// How long a connection waits for its first request before it may be
-/// evicted to make room: far longer than a real client takes to send a
-/// request head, even to a server busy with a ramp of thousands.
-pub const MIN_WAIT: Duration = Duration::from_secs(1);
-
-/// The pool.
+/// The connections that have not sent a request yet, oldest first.
 #[derive(Clone)]
 pub struct WaitingPool {
     inner: Arc<Mutex<Inner>>,
@@ -39,6 +37,11 @@ pub struct Waiting {
 }
 
 impl WaitingPool {
+    /// How long a connection waits for its first request before it may be
+    /// evicted to make room: far longer than a real client takes to send a
+    /// request head, even to a server busy with a ramp of thousands.
+    pub const MIN_WAIT: Duration = Duration::from_secs(1);
+
     /// A pool of at most `capacity` connections (at least one).
     pub fn new(capacity: usize) -> WaitingPool {
         WaitingPool {
@@ -50,8 +53,15 @@ impl WaitingPool {
         }
     }
 
+    /// The pool of a server with `max_connections` slots: at most
+    /// `max_waiting`, and never more than half the slots, so however many
+    /// sockets wait without a request, half the slots stay for the rest.
+    pub fn within(max_connections: usize, max_waiting: usize) -> WaitingPool {
+        WaitingPool::new(max_waiting.min(max_connections / 2))
+    }
+
     /// Admits a connection, evicting the oldest while the pool is full and
-    /// the oldest has waited [`MIN_WAIT`]; how many were evicted.
+    /// the oldest has waited [`WaitingPool::MIN_WAIT`]; how many were evicted.
     pub fn enter(&self) -> (Waiting, u64) {
         self.enter_at(Instant::now())
     }
@@ -74,20 +84,18 @@ impl WaitingPool {
         (waiting, evicted)
     }
 
-    /// Evicts the oldest connection if it has waited [`MIN_WAIT`]: the
+    /// Evicts the oldest connection if it has waited [`WaitingPool::MIN_WAIT`]: the
     /// server is out of connection slots. True if one was evicted.
     pub fn evict_oldest(&self) -> bool {
         self.lock().evict_oldest(Instant::now())
     }
 
     /// Connections in the pool.
-    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.lock().members.len()
     }
 
     /// True when the pool is empty.
-    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -100,12 +108,12 @@ impl WaitingPool {
 }
 
 impl Inner {
-    /// Evicts the oldest member if it has waited [`MIN_WAIT`] by `now`.
+    /// Evicts the oldest member if it has waited [`WaitingPool::MIN_WAIT`] by `now`.
     fn evict_oldest(&mut self, now: Instant) -> bool {
         let old_enough = self
             .members
             .front()
-            .is_some_and(|(_, since, _)| now.duration_since(*since) >= MIN_WAIT);
+            .is_some_and(|(_, since, _)| now.duration_since(*since) >= WaitingPool::MIN_WAIT);
         // Sending fails only if that connection already ended: it counts
         // as evicted all the same, its place is free.
         old_enough
@@ -152,6 +160,7 @@ impl Drop for Waiting {
 #[cfg(test)]
 mod tests {
     use super::*;
+    const MIN_WAIT: Duration = WaitingPool::MIN_WAIT;
     use futures_util::FutureExt;
 
     #[tokio::test]
