@@ -64,7 +64,12 @@ async fn each_renewing_event_is_handled_and_moves_the_rows_ts() {
         ("node.presence.activity", json!({"source": "app"})),
     ];
     for (name, payload) in payloads {
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        // A renewal stamps the writer's wall clock: let it pass the last
+        // `ts` so a renewed one is a larger one.
+        eventually("the clock to pass the row's ts", async || {
+            (common::now_ms() > last).then_some(())
+        })
+        .await;
         let answer = event(&mut node, name, json!(payload.to_string())).await;
         assert_eq!(
             answer,
