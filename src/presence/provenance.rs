@@ -348,14 +348,15 @@ mod tests {
         assert_eq!(tag.to_string(), "01234567-89ab-cdef-0123-456789abcdef");
     }
 
-    #[test]
-    fn stable_and_weak_sources_do_not_overlap() {
+    /// Every key source, in declaration order; kept complete by
+    /// `all_lists_every_source_in_order`.
+    const ALL_SOURCES: [KeySource; 13] = {
         use KeySource::*;
-        let all = [
-            Unknown,
+        [
             DeviceId,
             InstanceId,
             ConnectionId,
+            NotOwner,
             BeaconDeviceId,
             BeaconInstanceId,
             TextHost,
@@ -364,8 +365,38 @@ mod tests {
             GatewayHost,
             Elsewhere,
             Gateway,
-        ];
-        for source in all {
+            Unknown,
+        ]
+    };
+
+    #[test]
+    fn all_lists_every_source_in_order() {
+        use KeySource::*;
+        // Exhaustive: a new source fails to compile here until it has a
+        // place, and the place must be its place in ALL_SOURCES.
+        let place = |source| match source {
+            DeviceId => 0,
+            InstanceId => 1,
+            ConnectionId => 2,
+            NotOwner => 3,
+            BeaconDeviceId => 4,
+            BeaconInstanceId => 5,
+            TextHost => 6,
+            TextIp => 7,
+            Text => 8,
+            GatewayHost => 9,
+            Elsewhere => 10,
+            Gateway => 11,
+            Unknown => 12,
+        };
+        for (i, source) in ALL_SOURCES.into_iter().enumerate() {
+            assert_eq!(place(source), i, "{source:?}");
+        }
+    }
+
+    #[test]
+    fn stable_and_weak_sources_do_not_overlap() {
+        for source in ALL_SOURCES {
             assert!(!(source.is_stable() && source.is_weak()), "{source:?}");
             assert!(!source.explain().is_empty());
         }
