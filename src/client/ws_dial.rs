@@ -139,6 +139,20 @@ pub struct Target {
     pub deflate: bool,
 }
 
+#[cfg(test)]
+impl Target {
+    /// `ws://addr/`: no TLS, no deflate; for the unit tests' servers.
+    pub(crate) fn plain(addr: SocketAddr) -> Target {
+        Target {
+            addr,
+            host_header: addr.to_string(),
+            path: "/".into(),
+            tls: None,
+            deflate: false,
+        }
+    }
+}
+
 /// Why a connection could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum DialError {
@@ -313,13 +327,7 @@ mod tests {
             // Keep the socket open until the client has read.
             let _ = s.read(&mut buf).await;
         });
-        let target = Target {
-            addr,
-            host_header: addr.to_string(),
-            path: "/".into(),
-            tls: None,
-            deflate: false,
-        };
+        let target = Target::plain(addr);
         let mut conn = connect(&target).await.unwrap();
         for want in [&b"hello"[..], b"after"] {
             match conn.read.read_message().await.unwrap() {
@@ -344,13 +352,7 @@ mod tests {
                 .unwrap();
             let _ = s.read(&mut buf).await;
         });
-        let target = Target {
-            addr,
-            host_header: addr.to_string(),
-            path: "/".into(),
-            tls: None,
-            deflate: false,
-        };
+        let target = Target::plain(addr);
         let err = connect(&target).await.err().unwrap();
         assert!(matches!(err, DialError::UpgradeRejected(404)), "{err}");
     }

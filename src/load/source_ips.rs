@@ -114,13 +114,7 @@ mod tests {
     #[tokio::test]
     async fn a_bound_socket_connects_from_its_source_address() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let target = Target {
-            addr: listener.local_addr().unwrap(),
-            host_header: String::new(),
-            path: "/".into(),
-            tls: None,
-            deflate: false,
-        };
+        let target = Target::plain(listener.local_addr().unwrap());
         let ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
         let socket = socket_from(&target, Some(ip)).unwrap();
         let stream = socket.connect(target.addr).await.unwrap();
