@@ -6,7 +6,7 @@
 
 use super::handshake::{self, CONNECT_ID, HandshakeError, next_text};
 use super::visible::visible;
-use super::ws_dial::{Target, UrlError, WsConn, connect, resolve};
+use super::ws_dial::{Target, TargetError, UrlError, WsConn, connect, resolve};
 use crate::presence::Status;
 use crate::presence::text::{self, ParsedText};
 use crate::tls::TlsArgs;
@@ -79,17 +79,10 @@ pub struct BeaconArgs {
 /// Why a client command failed. Each maps to its own exit code.
 #[derive(Debug, Error)]
 pub enum CliError {
-    /// The URL is not `ws://HOST:PORT[/PATH]` (or `wss://`).
-    #[error("bad --url {url:?}: {why}")]
-    BadUrl {
-        /// What was given.
-        url: String,
-        /// What is wrong with it.
-        why: &'static str,
-    },
-    /// `--ca-file` or the system's roots cannot be used.
-    #[error("{0}")]
-    Tls(String),
+    /// The URL is not `ws://HOST:PORT[/PATH]` (or `wss://`), or the TLS
+    /// options cannot be used.
+    #[error(transparent)]
+    Target(#[from] TargetError),
     /// Nothing answered at the address.
     #[error("cannot reach the gateway at {url}: {why}")]
     Unreachable {
@@ -126,7 +119,7 @@ impl CliError {
     /// The process exit code for this failure.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::BadUrl { .. } | CliError::Tls(_) => 2,
+            CliError::Target(_) => 2,
             CliError::Unreachable { .. } | CliError::Timeout(_) => 3,
             CliError::Unauthorized(_) => 4,
             CliError::MissingScope(_) => 5,
@@ -268,8 +261,8 @@ fn response_payload(frame: Value) -> Result<Value, CliError> {
 
 async fn parse_url(url: &str, tls: &TlsArgs) -> Result<Target, CliError> {
     resolve(url, tls).await.map_err(|e| match e {
-        UrlError::Invalid { url, reason } => CliError::BadUrl { url, why: reason },
-        UrlError::Tls(e) => CliError::Tls(e.to_string()),
+        UrlError::Invalid { url, reason } => TargetError::BadUrl { url, why: reason }.into(),
+        UrlError::Tls(e) => TargetError::Tls(e).into(),
         UrlError::Resolve { .. } => CliError::Unreachable {
             url: url.to_owned(),
             why: with_sources(&e),
@@ -437,14 +430,17 @@ mod tests {
         let none = TlsArgs::default();
         assert!(matches!(
             parse_url("http://x", &none).await,
-            Err(CliError::BadUrl { .. })
+            Err(CliError::Target(TargetError::BadUrl { .. }))
         ));
         let missing = TlsArgs {
             ca_file: Some("/nonexistent/ca.pem".into()),
             ..TlsArgs::default()
         };
         let err = parse_url("wss://127.0.0.1:9", &missing).await.unwrap_err();
-        assert!(matches!(err, CliError::Tls(_)), "{err}");
+        assert!(
+            matches!(err, CliError::Target(TargetError::Tls(_))),
+            "{err}"
+        );
         assert!(err.to_string().contains("/nonexistent/ca.pem"), "{err}");
         assert_eq!(err.exit_code(), 2);
         let target = parse_url("ws://127.0.0.1:9/ws", &none).await.unwrap();

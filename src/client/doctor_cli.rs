@@ -14,7 +14,7 @@ use super::cli::{ClientArgs, with_sources};
 pub use super::doctor_text::render;
 use super::stream::dial;
 use super::visible::{visible, visible_strings};
-use super::ws_dial::{Target, UrlError, resolve, socket_for};
+use super::ws_dial::{Target, TargetError, UrlError, resolve, socket_for};
 pub use crate::presence::Report;
 use crate::tls::TlsArgs;
 use bytes::Bytes;
@@ -73,17 +73,10 @@ pub struct DoctorArgs {
 /// Why `rollcall doctor` got no report. Each maps to its own exit code.
 #[derive(Debug, Error)]
 pub enum DoctorError {
-    /// The URL is not `ws://HOST[:PORT]` (or `http://`).
-    #[error("bad --url {url:?}: {why}")]
-    BadUrl {
-        /// What was given.
-        url: String,
-        /// What is wrong with it.
-        why: &'static str,
-    },
-    /// `--ca-file` or the system's roots cannot be used.
-    #[error("{0}")]
-    Tls(String),
+    /// The URL is not `ws://HOST[:PORT]` (or `http://`, `wss://`,
+    /// `https://`), or the TLS options cannot be used.
+    #[error(transparent)]
+    Target(#[from] TargetError),
     /// Nothing answered at the address, or the name did not resolve.
     #[error("cannot reach the gateway at {addr} (GET {endpoint}): {why}")]
     Unreachable {
@@ -171,7 +164,7 @@ impl DoctorError {
     /// never [`EXIT_FINDINGS`].
     pub fn exit_code(&self) -> u8 {
         match self {
-            DoctorError::BadUrl { .. } | DoctorError::Tls(_) => 2,
+            DoctorError::Target(_) => 2,
             DoctorError::Unreachable { .. } | DoctorError::Timeout { .. } => 3,
             DoctorError::TokenMissing { .. }
             | DoctorError::TokenRefused { .. }
@@ -239,9 +232,12 @@ pub async fn fetch(args: &DoctorArgs) -> Result<Fetched, DoctorError> {
 /// The address of `url`: `ws://` and `wss://` as given, `http://` and
 /// `https://` as their WebSocket twins.
 async fn target(url: &str, tls: &TlsArgs) -> Result<Target, DoctorError> {
-    let bad = |why| DoctorError::BadUrl {
-        url: url.to_owned(),
-        why,
+    let bad = |why| -> DoctorError {
+        TargetError::BadUrl {
+            url: url.to_owned(),
+            why,
+        }
+        .into()
     };
     let (scheme, rest) = url.split_once("://").ok_or_else(|| bad("not a URL"))?;
     let scheme = scheme.to_ascii_lowercase();
@@ -254,7 +250,7 @@ async fn target(url: &str, tls: &TlsArgs) -> Result<Target, DoctorError> {
         .await
         .map_err(|e| match e {
             UrlError::Invalid { reason, .. } => bad(reason),
-            UrlError::Tls(e) => DoctorError::Tls(e.to_string()),
+            UrlError::Tls(e) => TargetError::Tls(e).into(),
             UrlError::Resolve { ref host, .. } => DoctorError::Unreachable {
                 addr: host.clone(),
                 endpoint: format!("{http}://{host}{DOCTOR_PATH}"),
@@ -408,7 +404,7 @@ mod tests {
         let none = TlsArgs::default();
         assert!(matches!(
             target("ftp://x", &none).await,
-            Err(DoctorError::BadUrl { .. })
+            Err(DoctorError::Target(TargetError::BadUrl { .. }))
         ));
         let t = target("http://127.0.0.1:9/ignored", &none).await.unwrap();
         assert_eq!(t.addr.port(), 9);
@@ -418,7 +414,7 @@ mod tests {
             ..TlsArgs::default()
         };
         let e = target("https://127.0.0.1", &missing).await.unwrap_err();
-        assert!(matches!(e, DoctorError::Tls(_)), "{e}");
+        assert!(matches!(e, DoctorError::Target(TargetError::Tls(_))), "{e}");
         assert_eq!(e.exit_code(), 2);
     }
 

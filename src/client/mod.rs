@@ -19,5 +19,6 @@ pub use handshake::{CONNECT_ID, Envelope, HandshakeError, HelloReply, hello};
 pub use stream::{ClientStream, StreamRead, StreamWrite, TlsTarget};
 pub use visible::{visible, visible_json, visible_strings};
 pub use ws_dial::{
-    DialError, MAX_MESSAGE_BYTES, Target, UrlError, WsConn, connect, connect_from, resolve,
+    DialError, MAX_MESSAGE_BYTES, Target, TargetError, UrlError, WsConn, connect, connect_from,
+    resolve,
 };

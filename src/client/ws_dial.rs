@@ -59,6 +59,26 @@ pub enum UrlError {
     Tls(#[from] ClientTlsError),
 }
 
+/// What is wrong with a command's `--url` or TLS options, found before
+/// anything is dialled: the failures `rollcall presence`/`beacon`
+/// ([`CliError`](super::cli::CliError)) and `rollcall doctor`
+/// ([`DoctorError`](super::doctor_cli::DoctorError)) share; both exit 2
+/// for them.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    /// The URL is not one the command takes.
+    #[error("bad --url {url:?}: {why}")]
+    BadUrl {
+        /// What was given.
+        url: String,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+    /// `--ca-file` or the system's roots cannot be used.
+    #[error(transparent)]
+    Tls(#[from] ClientTlsError),
+}
+
 /// Parses a `ws://` or `wss://host[:port][/path]` URL and resolves its
 /// host (IPv4 preferred) into a connect target; `wss://` trusts what `tls`
 /// says. Shared by every client command.
