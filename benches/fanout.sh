@@ -8,6 +8,9 @@
 #   delta12k   12,000 delta watchers (tracked: each adds a row),
 #              --max-entries 20000, connecting at 1,000/s; convergence and
 #              publication-to-arrival delay
+#   delta12kz  delta12k with every watcher negotiating permessage-deflate
+#              (`load --deflate`) and a 30 s settle; adds server CPU, wire
+#              and inflated bytes
 #   delta12kcli  the same with untracked (`cli`) watchers while 20 beacon
 #              clients change presence every second
 #   beacons    100 beacon clients x 4 in flight, alone and then with 2,000
@@ -59,8 +62,8 @@ start() {
 hwm() { awk '/VmHWM/ {print $2}' "/proc/$SERVER/status"; }
 
 # watchers NAME SERVE-ARGS -- LOAD-ARGS...: 12,000 watchers ramping at 1,000/s
-# against a fresh server, with a 15 s settle; prints the peak server RSS and
-# the watchers' summary.
+# against a fresh server, with a 15 s settle (SETTLE); prints the peak server
+# RSS, its CPU seconds and the watchers' summary.
 watchers() {
     local name=$1 serve=()
     shift
@@ -68,15 +71,16 @@ watchers() {
     shift
     start "${serve[@]}"
     timeout 300 "$BIN" load --url "$URL" --json --watchers 12000 --watch-ramp-rate 1000 \
-        --settle 15s --handshake-timeout 30s --rss-pid "$SERVER" "$@" >"$OUT/$name.json"
-    echo "$name: peak server RSS $(hwm) KiB"
+        --settle "${SETTLE:-15s}" --handshake-timeout 30s --rss-pid "$SERVER" "$@" >"$OUT/$name.json"
+    echo "$name: peak server RSS $(hwm) KiB, server CPU $(cpu_secs) s"
     stop
     jq -c '{held: .watchers.held, converged: .watchers.converged,
          settle_s: .watchers.settle_secs, failed: .ramp.failed,
          handshake_p50_us: .watchers.handshake_latency_us.p50,
          handshake_p99_us: .watchers.handshake_latency_us.p99,
          delay_p50_us: .watchers.delay_us.p50, delay_p99_us: .watchers.delay_us.p99,
-         bytes_per_watcher: .watchers.bytes_per_watcher,
+         bytes_per_watcher: .watchers.bytes_per_watcher, bytes_total: .watchers.bytes_total,
+         inflated_bytes_per_watcher: .watchers.inflated_bytes_per_watcher,
          seq_gaps: .watchers.seq_gaps, delta_gaps: .watchers.delta_gaps}' "$OUT/$name.json"
 }
 
@@ -88,6 +92,13 @@ ui12k() {
 delta12k() {
     watchers delta12k --max-entries 20000 -- --clients 0 --watch-feed delta --watch-mode ui \
         --duration 1s
+}
+
+# delta12k, every watcher negotiating permessage-deflate; the target is
+# judged 30 s after the last connect.
+delta12kz() {
+    SETTLE=${SETTLE:-30s} watchers delta12kz --max-entries 20000 -- --clients 0 \
+        --watch-feed delta --watch-mode ui --duration 1s --deflate
 }
 
 # Untracked delta watchers; 20 beacon clients make the changes.

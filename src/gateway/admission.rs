@@ -8,7 +8,7 @@
 
 use super::beacon_rows::BeaconRows;
 use super::claims::Principal;
-use super::list_frame::ListFrame;
+use super::list_frame::{ListFrame, wire_len};
 use super::outbox::{Out, Outbox};
 use super::push::unavailable;
 use super::registry::{HelloList, PresenceFeed, Subscriber};
@@ -302,7 +302,10 @@ impl Handshake<'_> {
         let permit = if feed == PresenceFeed::None {
             None
         } else {
-            let kib = self.state.reader.load().list_len().div_ceil(1024);
+            // Counted as the connection will get it: compressed with
+            // permessage-deflate.
+            let list = wire_len(&self.state.reader.load(), self.deflate);
+            let kib = list.div_ceil(1024);
             let want = u32::try_from(kib)
                 .unwrap_or(u32::MAX)
                 .clamp(1, HELLO_BUDGET_KIB);
@@ -333,7 +336,7 @@ impl Handshake<'_> {
                 presence_version: version,
                 uptime_ms: self.state.renderer.uptime_ms(),
             };
-            let frame = ListFrame::render(&snapshot, self.state.renderer.rows(), |out, list| {
+            let frame = ListFrame::render(&snapshot, |out, list| {
                 write_hello(out, parts.id, &hello, |out| {
                     if show {
                         list(out);

@@ -10,11 +10,16 @@
 //!   together (the replies one engine batch acknowledged, a pong, a `tick`)
 //!   are gathered and written in one write; nothing is gathered across a
 //!   wait, so gathering delays no frame.
-//! - With permessage-deflate (RFC 7692) negotiated, the writer compresses
-//!   nothing itself: an event's head and a list's rows come compressed once
-//!   for every connection, and the per-connection bytes (`seq`, request
-//!   id, the self entry) go around them as stored blocks. Small replies are
-//!   sent uncompressed, as §6 of the RFC allows.
+//! - A frame that carries a snapshot's rows (`hello-ok`, `system-presence`)
+//!   is its own bytes around the rows' shared chunks, in the same one
+//!   vectored write as what was gathered before it.
+//! - With permessage-deflate (RFC 7692) negotiated, the writer
+//!   compresses nothing of its own: an event's head comes compressed once
+//!   for every connection, a list's rows as the segments of their chunks,
+//!   each compressed once for every version sharing it (`list_frame.rs`),
+//!   and the per-connection bytes (`seq`, request id, the self entry) go
+//!   around them as stored blocks. Small replies are sent uncompressed, as
+//!   §6 of the RFC allows.
 
 use super::list_frame::ListFrame;
 use super::outbox::{Out, Receiver};
@@ -42,14 +47,10 @@ const GATHER_FRAME_MAX: usize = 2048;
 /// Gathered bytes past this are written at once.
 const GATHER_MAX: usize = 16 * 1024;
 
-/// Most payload parts one frame is written from (an event's shared head
-/// and its per-connection tail; a close's code and reason; a list reply's
-/// own bytes around its shared rows).
+/// Most payload parts [`FrameWriter::write_frame`] writes one frame from
+/// (an event's shared head and its per-connection tail; a close's code and
+/// reason). A list reply, one piece per chunk of rows, has its own path.
 pub const MAX_PARTS: usize = 3;
-
-/// Shared rows shorter than this go out uncompressed: the stored blocks
-/// around them would cost more than compressing saves.
-const DEFLATE_MIN_ROWS: usize = 256;
 
 /// Writes server frames: unmasked, final, header and payload parts in one
 /// vectored write. Small frames are gathered until [`FrameWriter::flush`],
@@ -132,14 +133,7 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
         let len: usize = parts.iter().map(|p| p.len()).sum();
         let n = ws::write_header_with(&mut header, opcode, compressed, len);
         if n + len <= GATHER_FRAME_MAX {
-            self.gathered.extend_from_slice(&header[..n]);
-            for part in parts {
-                self.gathered.extend_from_slice(part);
-            }
-            if self.gathered.len() >= GATHER_MAX {
-                return self.flush().await;
-            }
-            return Ok(());
+            return self.gather(&header[..n], parts.iter().copied()).await;
         }
         // What was gathered goes first, in the same write.
         let mut slices = [IoSlice::new(&[]); MAX_PARTS + 2];
@@ -150,16 +144,24 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
             slices[used] = IoSlice::new(part);
             used += 1;
         }
-        let mut slices = &mut slices[..used];
-        while !slices.is_empty() {
-            let written = self.io.write_vectored(slices).await?;
-            if written == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
-            }
-            IoSlice::advance_slices(&mut slices, written);
-        }
+        write_all_vectored(&mut self.io, &mut slices[..used]).await?;
         self.gathered.clear();
         self.io.flush().await
+    }
+
+    /// Adds a small frame (its header, then its payload `pieces`) to the
+    /// gathered ones, and writes them all once they pass [`GATHER_MAX`].
+    async fn gather<'a>(
+        &mut self,
+        header: &[u8],
+        pieces: impl Iterator<Item = &'a [u8]>,
+    ) -> io::Result<()> {
+        self.gathered.extend_from_slice(header);
+        pieces.for_each(|piece| self.gathered.extend_from_slice(piece));
+        if self.gathered.len() >= GATHER_MAX {
+            return self.flush().await;
+        }
+        Ok(())
     }
 
     /// Writes a broadcast event numbered with this connection's next `seq`.
@@ -186,30 +188,71 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
         written
     }
 
-    /// Writes a reply carrying shared rows: compressed around the rows'
-    /// shared compressed bytes when that pays, else plain.
+    /// Writes a reply carrying a snapshot's rows: compressed, as the rows'
+    /// shared segments between stored blocks of the reply's own bytes, when
+    /// the connection negotiated permessage-deflate and that pays; else
+    /// plain, chunk by chunk.
     pub async fn write_list(&mut self, frame: &ListFrame) -> io::Result<()> {
-        let rows = frame
-            .rows()
-            .filter(|rows| self.deflate && rows.plain().len() >= DEFLATE_MIN_ROWS);
-        let Some(rows) = rows else {
-            return self.write_frame(Opcode::Text, &frame.parts()).await;
-        };
-        let (before, after) = frame.around();
+        if !(self.deflate && frame.compresses()) {
+            return self.write_pieces(false, frame.pieces()).await;
+        }
         let mut stored = std::mem::take(&mut self.stored);
         stored.clear();
+        let (before, after) = frame.around();
         write_stored(&mut stored, before);
         let mid = stored.len();
         write_stored(&mut stored, after);
         write_message_end(&mut stored);
-        let parts: [&[u8]; 3] = [&stored[..mid], &rows.deflated().bytes, &stored[mid..]];
-        let written = self.write_frame_with(Opcode::Text, true, &parts).await;
+        let segments = frame.segments().map(|s| &s[..]);
+        let pieces = std::iter::once(&stored[..mid])
+            .chain(segments)
+            .chain(std::iter::once(&stored[mid..]));
+        let written = self.write_pieces(true, pieces).await;
         if stored.capacity() > WRITE_BUFFER_KEEP {
             stored = Vec::new();
         }
         self.stored = stored;
         written
     }
+
+    /// Writes one text frame whose payload is `pieces` joined, however many
+    /// there are: gathered when small, else in one vectored write after
+    /// what was gathered.
+    async fn write_pieces<'a>(
+        &mut self,
+        compressed: bool,
+        pieces: impl Iterator<Item = &'a [u8]> + Clone,
+    ) -> io::Result<()> {
+        let len: usize = pieces.clone().map(<[u8]>::len).sum();
+        let mut header = [0u8; ws::MAX_HEADER_LEN];
+        let n = ws::write_header_with(&mut header, Opcode::Text, compressed, len);
+        if n + len <= GATHER_FRAME_MAX {
+            return self.gather(&header[..n], pieces).await;
+        }
+        let mut slices = vec![IoSlice::new(&self.gathered), IoSlice::new(&header[..n])];
+        for piece in pieces.filter(|p| !p.is_empty()) {
+            slices.push(IoSlice::new(piece));
+        }
+        write_all_vectored(&mut self.io, &mut slices).await?;
+        self.gathered.clear();
+        self.io.flush().await
+    }
+}
+
+/// Writes all of `slices`: vectored writes, each going on where the last
+/// stopped (the kernel takes at most `IOV_MAX` slices at a time).
+async fn write_all_vectored<W: AsyncWrite + Unpin>(
+    io: &mut W,
+    mut slices: &mut [IoSlice<'_>],
+) -> io::Result<()> {
+    while !slices.is_empty() {
+        let written = io.write_vectored(slices).await?;
+        if written == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut slices, written);
+    }
+    Ok(())
 }
 
 /// Writes the outbox to the socket until a close is written, the outbox is

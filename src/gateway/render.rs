@@ -3,7 +3,6 @@
 //! connection sent before it (read-your-writes), and `health` is current.
 
 use super::list_frame::ListFrame;
-use crate::compress::RowsCache;
 use crate::engine::SnapshotReader;
 use crate::fleet::FleetStatus;
 use crate::metrics::Metrics;
@@ -18,7 +17,6 @@ use std::time::Instant;
 /// Renders the late-bound replies from the published snapshot.
 pub struct Renderer {
     reader: SnapshotReader,
-    rows: Arc<RowsCache>,
     metrics: Arc<Metrics>,
     started: Instant,
     fleet: Option<Arc<FleetStatus>>,
@@ -28,11 +26,9 @@ pub struct Renderer {
 impl Renderer {
     /// A renderer reading `reader` and the fan-out figures in `metrics`;
     /// uptime counts from now.
-    /// Lists share their rows through `rows`.
-    pub fn new(reader: SnapshotReader, metrics: Arc<Metrics>, rows: Arc<RowsCache>) -> Renderer {
+    pub fn new(reader: SnapshotReader, metrics: Arc<Metrics>) -> Renderer {
         Renderer {
             reader,
-            rows,
             metrics,
             started: Instant::now(),
             fleet: None,
@@ -57,15 +53,10 @@ impl Renderer {
         u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// The shared rows of recent lists.
-    pub fn rows(&self) -> &RowsCache {
-        &self.rows
-    }
-
     /// The `system-presence` reply to `id`.
     pub fn presence(&self, id: &str) -> ListFrame {
-        let snapshot = self.reader.load();
-        ListFrame::render(&snapshot, &self.rows, |out, list| {
+        let snapshot = self.reader.load_full();
+        ListFrame::render(&snapshot, |out, list| {
             write_response_ok_with(out, id, |out| list(out));
         })
     }

@@ -139,7 +139,7 @@ impl State {
             writer_stats: engine.stats(),
             registry: Registry::new(engine.reader().load_full(), DEFAULT_LOG_KEYS),
             renderer: Arc::new(
-                Renderer::new(engine.reader(), Arc::clone(&metrics), rows)
+                Renderer::new(engine.reader(), Arc::clone(&metrics))
                     .with_fleet(status)
                     .with_tls(tls),
             ),
