@@ -151,23 +151,19 @@ impl Broadcaster {
         self.full_due = now + interval;
     }
 
-    /// Renders `latest` as a `presence` event and offers it; the bytes one
-    /// round of it puts on the wire. The list is rendered (O(list)) only
-    /// when someone watches it whole.
+    /// Makes `latest` a `presence` event (its chunks of rows, shared, not
+    /// copied) and offers it; the bytes one round of it puts on the wire.
     fn offer_full_list(&mut self, latest: &Arc<Snapshot>) -> u64 {
         if self.state.registry.lock().skip_full(latest.version()) {
             return 0;
         }
-        let event = SharedEvent::presence(latest.version(), latest.list_len(), |out| {
-            latest.write_list(now_millis(), out)
-        });
-        // Compressed here, once, before any writer asks: its size paces.
+        let event = SharedEvent::presence_of(latest, now_millis());
+        // Compressed here, once, before any writer asks (only the chunks
+        // this version changed): its size paces.
         let compressing = self.state.registry.lock().full_deflate();
         let deflated = match compressing {
-            0 => event.head().len(),
-            _ => event
-                .deflated()
-                .map_or(event.head().len(), |d| d.bytes.len()),
+            0 => event.len(),
+            _ => event.deflated_len(),
         };
         let mut registry = self.state.registry.lock();
         let offered = registry.offer_full(latest.version(), &event);
@@ -175,7 +171,7 @@ impl Broadcaster {
         let compressing = registry.full_deflate();
         drop(registry);
         self.count("presence", offered, &event);
-        round_bytes(event.head().len(), deflated, full, compressing)
+        round_bytes(event.len(), deflated, full, compressing)
     }
 
     fn tick(&mut self) {
@@ -192,10 +188,10 @@ impl Broadcaster {
     fn count(&self, name: &'static str, offered: Offered, event: &SharedEvent) {
         let metrics = self.state.metrics();
         metrics.conflated(name, offered.conflated);
-        let plain = event.head().len();
+        let plain = event.len();
         let deflated = match offered.deflated {
             0 => plain,
-            _ => event.deflated().map_or(plain, |d| d.bytes.len()),
+            _ => event.deflated_len(),
         };
         let bytes = round_bytes(
             plain,

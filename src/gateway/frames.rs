@@ -25,8 +25,8 @@ use super::list_frame::ListFrame;
 use super::outbox::{Out, Receiver};
 use super::render::Renderer;
 use crate::compress::{write_message_end, write_stored};
-use crate::protocol::Opcode;
 use crate::protocol::ws;
+use crate::protocol::{Opcode, SharedEvent};
 use std::io::{self, IoSlice};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::oneshot;
@@ -165,12 +165,17 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
     }
 
     /// Writes a broadcast event numbered with this connection's next `seq`.
-    pub async fn write_event(&mut self, event: &crate::protocol::SharedEvent) -> io::Result<()> {
+    pub async fn write_event(&mut self, event: &SharedEvent) -> io::Result<()> {
         self.seq += 1;
         // Reused: no allocation per event after the first.
         let mut tail = std::mem::take(&mut self.tail);
         tail.clear();
         event.write_tail(Some(self.seq), &mut tail);
+        if event.has_rows() {
+            let written = self.write_rows_event(event, &tail).await;
+            self.tail = tail;
+            return written;
+        }
         let written = match event.deflated().filter(|_| self.deflate) {
             Some(head) => {
                 let mut stored = std::mem::take(&mut self.stored);
@@ -185,6 +190,27 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
             None => self.write_frame(Opcode::Text, &[event.head(), &tail]).await,
         };
         self.tail = tail;
+        written
+    }
+
+    /// Writes a `presence` event whose rows are a snapshot's chunks, with
+    /// this connection's `tail`, as [`FrameWriter::write_list`] writes a list.
+    async fn write_rows_event(&mut self, event: &SharedEvent, tail: &[u8]) -> io::Result<()> {
+        let Some(head) = event.deflated().filter(|_| self.deflate) else {
+            let pieces = std::iter::once(&event.head()[..])
+                .chain(event.rows().map(|c| &c[..]))
+                .chain(std::iter::once(tail));
+            return self.write_pieces(false, pieces).await;
+        };
+        let mut stored = std::mem::take(&mut self.stored);
+        stored.clear();
+        write_stored(&mut stored, tail);
+        write_message_end(&mut stored);
+        let pieces = std::iter::once(&head.bytes[..])
+            .chain(event.segments().map(|s| &s[..]))
+            .chain(std::iter::once(&stored[..]));
+        let written = self.write_pieces(true, pieces).await;
+        self.stored = stored;
         written
     }
 

@@ -8,7 +8,8 @@
 
 use super::frame::{StateVersion, write_event_with, write_json, write_json_str};
 use crate::clock::Millis;
-use crate::compress::{Deflated, deflate_sync};
+use crate::compress::{Deflated, deflate_segment, deflate_sync};
+use crate::presence::Snapshot;
 use bytes::Bytes;
 use std::sync::{Arc, OnceLock};
 
@@ -50,10 +51,19 @@ pub fn write_challenge(out: &mut Vec<u8>, nonce: &str, ts: Millis) {
 /// connection when written), so the large part is encoded once and shared.
 /// For permessage-deflate connections the head is also compressed once, by
 /// the first to ask ([`SharedEvent::deflated`]), and shared the same way.
+///
+/// A `presence` event made from a snapshot ([`SharedEvent::presence_of`])
+/// does not copy its list: the head ends with the self entry, the
+/// snapshot's chunks of rows follow it ([`SharedEvent::rows`]), and the
+/// tail begins by closing the list. Compressed, the rows are the chunks'
+/// own segments, shared with every other version and reply holding them.
 #[derive(Debug, Clone)]
 pub struct SharedEvent {
-    /// `{"type":"event","event":NAME,"payload":PAYLOAD` with no closing brace.
+    /// `{"type":"event","event":NAME,"payload":PAYLOAD` with no closing
+    /// brace; for a snapshot's `presence`, up to its self entry.
     head: Bytes,
+    /// The snapshot whose rows follow the head, for a snapshot's `presence`.
+    rows: Option<Arc<Snapshot>>,
     /// The `stateVersion` the tail carries, for presence events.
     state_version: Option<StateVersion>,
     /// The head compressed, when that makes it smaller; shared by clones.
@@ -62,7 +72,9 @@ pub struct SharedEvent {
 
 impl PartialEq for SharedEvent {
     fn eq(&self, other: &Self) -> bool {
-        self.head == other.head && self.state_version == other.state_version
+        self.head == other.head
+            && self.rows().eq(other.rows())
+            && self.state_version == other.state_version
     }
 }
 
@@ -86,9 +98,27 @@ impl SharedEvent {
         payload(&mut head);
         SharedEvent {
             head: Bytes::from(head),
+            rows: None,
             state_version,
             deflated: Arc::default(),
         }
+    }
+
+    /// `presence` with the list of `snapshot`, its self entry stamped
+    /// `now` (§7): the rows are the snapshot's chunks, not a copy.
+    pub fn presence_of(snapshot: &Arc<Snapshot>, now: Millis) -> SharedEvent {
+        let version = Some(state_version(snapshot.version()));
+        let mut event = SharedEvent::build(
+            "presence",
+            version,
+            |out| {
+                out.extend_from_slice(br#"{"presence":"#);
+                snapshot.write_list_head(now, out);
+            },
+            512,
+        );
+        event.rows = Some(Arc::clone(snapshot));
+        event
     }
 
     /// `presence` `{"presence":[…]}` at `version` (§7); `list` appends the
@@ -149,26 +179,71 @@ impl SharedEvent {
         )
     }
 
-    /// The shared bytes.
+    /// The shared bytes before the rows, if any.
     pub fn head(&self) -> &Bytes {
         &self.head
     }
 
+    /// The chunks of rows that follow the head (none but in a snapshot's
+    /// `presence`).
+    pub fn rows(&self) -> impl Iterator<Item = &Bytes> + Clone {
+        self.rows.iter().flat_map(|r| r.rest_chunks())
+    }
+
+    /// True for a snapshot's `presence`, whose rows follow the head.
+    pub fn has_rows(&self) -> bool {
+        self.rows.is_some()
+    }
+
+    /// The shared bytes: the head and the rows.
+    pub fn len(&self) -> usize {
+        self.head.len() + self.rows.as_ref().map_or(0, |r| r.rest_len())
+    }
+
+    /// Always false: every event has a head.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
     /// The head as a raw DEFLATE stream ending at a sync flush, made once
     /// for every clone; `None` when compressing does not pay (a `tick`).
+    /// An event with rows is always compressed: its rows are.
     pub fn deflated(&self) -> Option<&Deflated> {
         self.deflated
             .get_or_init(|| {
                 let deflated = deflate_sync(&self.head);
-                (deflated.bytes.len() + DEFLATE_MIN_SAVING < self.head.len()).then_some(deflated)
+                let pays = deflated.bytes.len() + DEFLATE_MIN_SAVING < self.head.len();
+                (pays || self.has_rows()).then_some(deflated)
             })
             .as_ref()
+    }
+
+    /// The rows' compressed segments, in order (each made once for every
+    /// version sharing its chunk).
+    pub fn segments(&self) -> impl Iterator<Item = &Bytes> + Clone {
+        self.rows
+            .iter()
+            .flat_map(|r| r.rest_deflated(deflate_segment))
+    }
+
+    /// The shared bytes a permessage-deflate connection gets: the
+    /// compressed head and segments, or [`SharedEvent::len`] when
+    /// compressing does not pay.
+    pub fn deflated_len(&self) -> usize {
+        match self.deflated() {
+            Some(head) => head.bytes.len() + self.segments().map(Bytes::len).sum::<usize>(),
+            None => self.len(),
+        }
     }
 
     /// Appends the per-connection end of the frame: `,"seq":N`, the
     /// `stateVersion` if any, and the closing brace. `None` leaves `seq`
     /// out (an event to a connection that has no broadcast numbering yet).
     pub fn write_tail(&self, seq: Option<u64>, out: &mut Vec<u8>) {
+        if self.has_rows() {
+            // The end of the list and of the payload.
+            out.extend_from_slice(b"]}");
+        }
         if let Some(seq) = seq {
             out.extend_from_slice(br#","seq":"#);
             write_json(out, &seq);
@@ -182,8 +257,9 @@ impl SharedEvent {
 
     /// The whole frame with `seq`, as one buffer.
     pub fn to_frame(&self, seq: Option<u64>) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.head.len() + 64);
+        let mut out = Vec::with_capacity(self.len() + 64);
         out.extend_from_slice(&self.head);
+        self.rows().for_each(|chunk| out.extend_from_slice(chunk));
         self.write_tail(seq, &mut out);
         out
     }
