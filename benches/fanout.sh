@@ -62,7 +62,7 @@ start() {
 hwm() { awk '/VmHWM/ {print $2}' "/proc/$SERVER/status"; }
 
 # watchers NAME SERVE-ARGS -- LOAD-ARGS...: 12,000 watchers ramping at 1,000/s
-# against a fresh server, with a 15 s settle (SETTLE); prints the peak server
+# (WATCHERS) against a fresh server, with a 15 s settle (SETTLE); prints the peak server
 # RSS, its CPU seconds and the watchers' summary.
 watchers() {
     local name=$1 serve=()
@@ -70,7 +70,7 @@ watchers() {
     while [[ $1 != -- ]]; do serve+=("$1"); shift; done
     shift
     start "${serve[@]}"
-    timeout 300 "$BIN" load --url "$URL" --json --watchers 12000 --watch-ramp-rate 1000 \
+    timeout 300 "$BIN" load --url "$URL" --json --watchers "${WATCHERS:-12000}" --watch-ramp-rate 1000 \
         --settle "${SETTLE:-15s}" --handshake-timeout 30s --rss-pid "$SERVER" "$@" >"$OUT/$name.json"
     echo "$name: peak server RSS $(hwm) KiB, server CPU $(cpu_secs) s"
     stop
