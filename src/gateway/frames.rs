@@ -21,7 +21,6 @@
 //!   around them as stored blocks. Small replies are sent uncompressed, as
 //!   §6 of the RFC allows.
 
-use super::list_frame::ListFrame;
 use super::outbox::{Out, Receiver};
 use super::render::Renderer;
 use crate::compress::{write_message_end, write_stored};
@@ -30,6 +29,8 @@ use crate::protocol::{Opcode, SharedEvent};
 use std::io::{self, IoSlice};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::oneshot;
+
+mod lists;
 
 /// How long a client may take to read its `hello-ok`, which holds a share
 /// of the gateway's hello budget until it is written: as long as it had to
@@ -191,77 +192,6 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
         };
         self.tail = tail;
         written
-    }
-
-    /// Writes a `presence` event whose rows are a snapshot's chunks, with
-    /// this connection's `tail`, as [`FrameWriter::write_list`] writes a list.
-    async fn write_rows_event(&mut self, event: &SharedEvent, tail: &[u8]) -> io::Result<()> {
-        let Some(head) = event.deflated().filter(|_| self.deflate) else {
-            let pieces = std::iter::once(&event.head()[..])
-                .chain(event.rows().map(|c| &c[..]))
-                .chain(std::iter::once(tail));
-            return self.write_pieces(false, pieces).await;
-        };
-        let mut stored = std::mem::take(&mut self.stored);
-        stored.clear();
-        write_stored(&mut stored, tail);
-        write_message_end(&mut stored);
-        let pieces = std::iter::once(&head.bytes[..])
-            .chain(event.segments().map(|s| &s[..]))
-            .chain(std::iter::once(&stored[..]));
-        let written = self.write_pieces(true, pieces).await;
-        self.stored = stored;
-        written
-    }
-
-    /// Writes a reply carrying a snapshot's rows: compressed, as the rows'
-    /// shared segments between stored blocks of the reply's own bytes, when
-    /// the connection negotiated permessage-deflate and that pays; else
-    /// plain, chunk by chunk.
-    pub async fn write_list(&mut self, frame: &ListFrame) -> io::Result<()> {
-        if !(self.deflate && frame.compresses()) {
-            return self.write_pieces(false, frame.pieces()).await;
-        }
-        let mut stored = std::mem::take(&mut self.stored);
-        stored.clear();
-        let (before, after) = frame.around();
-        write_stored(&mut stored, before);
-        let mid = stored.len();
-        write_stored(&mut stored, after);
-        write_message_end(&mut stored);
-        let segments = frame.segments().map(|s| &s[..]);
-        let pieces = std::iter::once(&stored[..mid])
-            .chain(segments)
-            .chain(std::iter::once(&stored[mid..]));
-        let written = self.write_pieces(true, pieces).await;
-        if stored.capacity() > WRITE_BUFFER_KEEP {
-            stored = Vec::new();
-        }
-        self.stored = stored;
-        written
-    }
-
-    /// Writes one text frame whose payload is `pieces` joined, however many
-    /// there are: gathered when small, else in one vectored write after
-    /// what was gathered.
-    async fn write_pieces<'a>(
-        &mut self,
-        compressed: bool,
-        pieces: impl Iterator<Item = &'a [u8]> + Clone,
-    ) -> io::Result<()> {
-        let len: usize = pieces.clone().map(<[u8]>::len).sum();
-        let mut header = [0u8; ws::MAX_HEADER_LEN];
-        let n = ws::write_header_with(&mut header, Opcode::Text, compressed, len);
-        if n + len <= GATHER_FRAME_MAX {
-            return self.gather(&header[..n], pieces).await;
-        }
-        let mut slices = vec![IoSlice::new(&self.gathered), IoSlice::new(&header[..n])];
-        for piece in pieces.filter(|p| !p.is_empty()) {
-            slices.push(IoSlice::new(piece));
-        }
-        write_all_vectored(&mut self.io, &mut slices).await?;
-        self.gathered.clear();
-        self.io.flush().await
     }
 }
 
