@@ -277,7 +277,7 @@ mod tests {
             }
             into.push(Received {
                 at,
-                bytes: event.head().len(),
+                bytes: event.len(),
                 frame: serde_json::from_slice(&event.to_frame(None)).unwrap(),
             });
         }
