@@ -440,4 +440,68 @@ mod tests {
             (Some(1), Some(2))
         );
     }
+
+    /// The payload of the one server frame at the start of `bytes`, and
+    /// whether RSV1 (compressed) was set.
+    fn only_frame(bytes: &[u8]) -> (&[u8], bool) {
+        let (len, at) = match bytes[1] {
+            126 => (usize::from(u16::from_be_bytes([bytes[2], bytes[3]])), 4),
+            127 => (
+                usize::try_from(u64::from_be_bytes(bytes[2..10].try_into().unwrap())).unwrap(),
+                10,
+            ),
+            n => (usize::from(n), 2),
+        };
+        assert_eq!(bytes.len(), at + len, "exactly one frame");
+        (&bytes[at..], bytes[0] & 0x40 != 0)
+    }
+
+    #[tokio::test]
+    async fn a_list_goes_out_after_the_gathered_frames_in_one_write_plain_or_compressed() {
+        use crate::config::ServeConfig;
+        use crate::engine::Event;
+        use crate::gateway::state::State;
+        use crate::presence::{Key, Patch};
+        let state = State::new(ServeConfig::defaults(), None).expect("no fleet");
+        for i in 0..300 {
+            let id = format!("5d0f3c2e-7a41-4b8e-9c1d-{i:012}");
+            let event = Event::Beacon {
+                key: Key::parse(&id).expect("a test key is not blank"),
+                patch: Patch {
+                    instance_id: Some(id.clone()),
+                    text: Some(format!("Node: mac-{i} · up {} s", i * 37)),
+                    ..Patch::default()
+                },
+            };
+            let applied = state.sender.try_push_acked(event).expect("room");
+            applied.await.expect("the writer applies it");
+        }
+        let frame = state.renderer.presence("7");
+        let plain = frame.to_bytes();
+        for deflate in [false, true] {
+            let mut writes = Writes::default();
+            let mut writer = FrameWriter::new(&mut writes).with_deflate(deflate);
+            writer.write_frame(Opcode::Text, &[b"small"]).await.unwrap();
+            writer.write_list(&frame).await.unwrap();
+            assert!(!writer.has_gathered());
+            assert_eq!(writes.0.len(), 1, "one write, deflate {deflate}");
+            let (small, list) = writes.0[0].split_at(7);
+            assert_eq!(small, b"\x81\x05small");
+            let (payload, compressed) = only_frame(list);
+            assert_eq!(compressed, deflate);
+            if !deflate {
+                assert_eq!(payload, &plain[..]);
+                continue;
+            }
+            assert!(payload.len() > GATHER_FRAME_MAX, "not gathered");
+            assert!(payload.len() * 4 < plain.len(), "{} bytes", payload.len());
+            let mut inflated = Vec::with_capacity(plain.len() + 1);
+            let mut inflater = flate2::Decompress::new(false);
+            let input = [payload, &[0, 0, 0xff, 0xff]].concat();
+            inflater
+                .decompress_vec(&input, &mut inflated, flate2::FlushDecompress::Sync)
+                .unwrap();
+            assert_eq!(inflated, plain);
+        }
+    }
 }
