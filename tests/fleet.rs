@@ -67,9 +67,11 @@ async fn a_client_that_moves_from_a_to_b_stays_one_row() {
         .await;
     }
     // A marker that follows A's disconnect down the same path: made on A
-    // once A let go of the mover's connection (its disconnect is queued
-    // by then), applied by A's writer after it, carried by Redis to B.
-    // Once both list it, whatever the disconnect caused has arrived.
+    // once A let go of the mover's connection (the step that lowers the
+    // gauge queues the disconnect next, without yielding; the marker's
+    // handshake takes far longer), applied by A's writer after it, carried
+    // by Redis to B. Once both list it, what the disconnect caused has
+    // arrived.
     let ui = ModeLabels { mode: "ui" };
     eventually("A to let go of the mover's connection", async || {
         let open = a.state.metrics().connections.get_or_create(&ui).get();
