@@ -37,7 +37,6 @@ use rollcall::presence::{
 use std::cmp::{Ordering, Reverse};
 use std::collections::HashMap;
 use std::hint::black_box;
-use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
@@ -52,11 +51,11 @@ fn encode(entry: &Entry) -> Bytes {
     Bytes::from(serde_json::to_vec(entry).expect("an Entry encodes"))
 }
 
-fn origin(at: Millis) -> Arc<Origin> {
-    Arc::new(Origin::new(Write {
+fn origin(at: Millis) -> Origin {
+    Origin::new(Write {
         by: Writer::elsewhere(WriteKind::Beacon),
         at,
-    }))
+    })
 }
 
 fn row(key: Key, entry: &Entry) -> SnapshotEntry {

@@ -15,7 +15,8 @@
 //!   rows, each published while a reader holds the previous snapshot.
 //! - `json`, `keys`, `origins`: the same rows' parts alone, as the store
 //!   holds them (the encoded rows joined 64 to a buffer as the list's
-//!   chunks hold them, the `Key`s, one `Arc<Origin>` per row). What the
+//!   chunks hold them, the `Key`s, one `Origin` per row, inline as each
+//!   list row holds it). What the
 //!   store costs beyond their sum is its own structures: slots, index,
 //!   expiry order, list rows.
 //! - `entries`: what one parsed `Arc<Entry>` per row costs, for comparison:
@@ -158,12 +159,12 @@ fn child(rows: usize, part: &str) {
             black_box(keys);
         }
         "origins" => {
-            let origins: Vec<Arc<Origin>> = (0..rows)
+            let origins: Vec<Origin> = (0..rows)
                 .map(|i| {
-                    Arc::new(Origin::new(Write {
+                    Origin::new(Write {
                         by: Writer::elsewhere(WriteKind::Beacon),
                         at: START + i as Millis,
-                    }))
+                    })
                 })
                 .collect();
             report("origins (provenance)", rss() - base);

@@ -343,6 +343,13 @@ impl Chunk {
     /// it, so the buffer a row was encoded into, or the chunk it came from,
     /// is freed once no snapshot needs it.
     fn join(&mut self) {
+        // Rows are exactly as many as the vector holds: an insert or a
+        // split may have left it up to four times too large.
+        if self.rows.capacity() > self.rows.len() {
+            let mut exact = Vec::with_capacity(self.rows.len());
+            exact.append(&mut self.rows);
+            self.rows = exact;
+        }
         let len = self.rows.iter().map(|row| row.json.len() + 1).sum();
         let mut joined = Vec::with_capacity(len);
         for row in &self.rows {

@@ -13,8 +13,8 @@ use std::borrow::Cow;
 use std::fmt;
 
 /// Writes remembered per row: enough to see a connect, a few beacons and
-/// the disconnect that followed, small enough (an [`Origin`] is 168 bytes)
-/// that a 100k-row fleet view pays about 18 MB for it.
+/// the disconnect that followed, small enough (an [`Origin`] is 124 bytes)
+/// that a million-row fleet view pays about 124 MB for it.
 pub const RECENT_WRITES: usize = 4;
 
 /// Where a write's key came from (docs/protocol.md §5.1, §5.2), in the order of
@@ -228,42 +228,123 @@ pub struct Write {
     pub at: Millis,
 }
 
-/// A row's provenance.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A row's provenance: its creating write and its last [`RECENT_WRITES`],
+/// each packed into 24 bytes (an origin is 124 bytes; one is kept inline
+/// in every row).
+#[derive(Clone, PartialEq, Eq)]
 pub struct Origin {
-    created: Write,
+    created: Packed,
     /// A ring: `recent[(next + i) % RECENT_WRITES]` for `i` in order is
-    /// oldest to newest once full.
-    recent: [Option<Write>; RECENT_WRITES],
-    next: usize,
+    /// oldest to newest once full; before, `recent[..len]` in order.
+    recent: [Packed; RECENT_WRITES],
+    next: u8,
+    len: u8,
+}
+
+/// A [`Write`] as an [`Origin`] keeps it: the connection's 16 bytes, `at`
+/// in 48 bits (saturating: ±4,400 years around 1970), and the kind, the key
+/// source and whether there is a connection in two bytes. 4-aligned, so
+/// an origin needs no padding.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Packed {
+    conn: [u8; 16],
+    at_low: u32,
+    at_high: i16,
+    /// The [`WriteKind`]; the top bit set when `conn` is a connection.
+    kind: u8,
+    source: u8,
+}
+
+/// Every [`WriteKind`], in declaration order: its index is its `as u8`.
+const KINDS: [WriteKind; 8] = [
+    WriteKind::Connect,
+    WriteKind::Beacon,
+    WriteKind::Disconnect,
+    WriteKind::Remote,
+    WriteKind::Lapse,
+    WriteKind::Restore,
+    WriteKind::Start,
+    WriteKind::Unknown,
+];
+
+/// Every [`KeySource`], in declaration order: its index is its `as u8`.
+const SOURCES: [KeySource; 13] = [
+    KeySource::DeviceId,
+    KeySource::InstanceId,
+    KeySource::ConnectionId,
+    KeySource::NotOwner,
+    KeySource::BeaconDeviceId,
+    KeySource::BeaconInstanceId,
+    KeySource::TextHost,
+    KeySource::TextIp,
+    KeySource::Text,
+    KeySource::GatewayHost,
+    KeySource::Elsewhere,
+    KeySource::Gateway,
+    KeySource::Unknown,
+];
+
+const HAS_CONN: u8 = 0x80;
+/// The range of `at` a packed write keeps: 48 bits, signed.
+const AT_MAX: Millis = (1 << 47) - 1;
+
+impl Packed {
+    fn new(write: Write) -> Packed {
+        let at = write.at.clamp(-AT_MAX - 1, AT_MAX);
+        let (conn, has_conn) = match write.by.conn {
+            Some(ConnTag(bytes)) => (bytes, HAS_CONN),
+            None => ([0; 16], 0),
+        };
+        Packed {
+            conn,
+            at_low: at as u32,
+            at_high: (at >> 32) as i16,
+            kind: write.by.kind as u8 | has_conn,
+            source: write.by.source as u8,
+        }
+    }
+
+    fn write(self) -> Write {
+        Write {
+            by: Writer {
+                kind: KINDS[usize::from(self.kind & !HAS_CONN)],
+                conn: (self.kind & HAS_CONN != 0).then_some(ConnTag(self.conn)),
+                source: SOURCES[usize::from(self.source)],
+            },
+            at: (Millis::from(self.at_high) << 32) | Millis::from(self.at_low),
+        }
+    }
 }
 
 impl Origin {
     /// The origin of a row `write` just created.
     pub fn new(write: Write) -> Origin {
-        let mut recent = [None; RECENT_WRITES];
-        recent[0] = Some(write);
+        let packed = Packed::new(write);
         Origin {
-            created: write,
-            recent,
-            next: 1 % RECENT_WRITES,
+            created: packed,
+            recent: [packed; RECENT_WRITES],
+            next: 1,
+            len: 1,
         }
     }
 
     /// Remembers one more write, forgetting the oldest past the limit.
     pub fn record(&mut self, write: Write) {
-        self.recent[self.next] = Some(write);
-        self.next = (self.next + 1) % RECENT_WRITES;
+        self.recent[usize::from(self.next)] = Packed::new(write);
+        self.next = (self.next + 1) % RECENT_WRITES as u8;
+        self.len = (self.len + 1).min(RECENT_WRITES as u8);
     }
 
     /// The write that created the row.
     pub fn created(&self) -> Write {
-        self.created
+        self.created.write()
     }
 
     /// The remembered writes, oldest first.
     pub fn recent(&self) -> impl DoubleEndedIterator<Item = Write> + '_ {
-        (0..RECENT_WRITES).filter_map(|i| self.recent[(self.next + i) % RECENT_WRITES])
+        let (len, first) = (usize::from(self.len), usize::from(self.next));
+        let first = if len < RECENT_WRITES { 0 } else { first };
+        (0..len).map(move |i| self.recent[(first + i) % RECENT_WRITES].write())
     }
 
     /// The newest write.
@@ -281,7 +362,16 @@ impl Origin {
             .rev()
             .map(|w| w.by.source)
             .find(|s| !matches!(s, KeySource::Unknown | KeySource::Elsewhere))
-            .unwrap_or(self.created.by.source)
+            .unwrap_or(self.created().by.source)
+    }
+}
+
+impl fmt::Debug for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Origin")
+            .field("created", &self.created())
+            .field("recent", &self.recent().collect::<Vec<_>>())
+            .finish()
     }
 }
 
@@ -339,7 +429,40 @@ mod tests {
     fn an_origin_stays_small() {
         // benches/README.md and RECENT_WRITES promise this much per row.
         assert_eq!(std::mem::size_of::<Write>(), 32);
-        assert!(std::mem::size_of::<Origin>() <= 168);
+        assert_eq!(std::mem::size_of::<Origin>(), 124);
+    }
+
+    #[test]
+    fn a_packed_write_reads_back_as_written() {
+        for (i, &kind) in KINDS.iter().enumerate() {
+            assert_eq!(kind as usize, i, "{kind:?}");
+        }
+        for (i, &source) in SOURCES.iter().enumerate() {
+            assert_eq!(source as usize, i, "{source:?}");
+        }
+        for at in [0, 1, -1, 1_780_000_000_123, -AT_MAX - 1, AT_MAX] {
+            for &kind in &KINDS {
+                for (&source, conn) in SOURCES
+                    .iter()
+                    .zip([None, Some(ConnTag([0; 16]))].iter().cycle())
+                {
+                    let write = Write {
+                        by: Writer {
+                            kind,
+                            conn: *conn,
+                            source,
+                        },
+                        at,
+                    };
+                    assert_eq!(Packed::new(write).write(), write);
+                }
+            }
+        }
+        let far = Write {
+            by: Writer::UNKNOWN,
+            at: Millis::MAX,
+        };
+        assert_eq!(Packed::new(far).write().at, AT_MAX, "saturates");
     }
 
     #[test]

@@ -2,29 +2,33 @@
 //! reserved self entry (docs/protocol.md §5). Pure and deterministic: the caller
 //! passes `now`; nothing here reads a clock or does I/O.
 //!
-//! Rows live in a slab (`slots`), so the expiry order can name them by
-//! index. A row's entry is kept parsed only while it is written and not
-//! yet published (`pending`); once published the list holds it as JSON
-//! and a write parses it back, so a row costs its JSON, not a parsed copy
-//! besides (issue 19). The list readers get is a persistent `List` the store edits in
+//! Rows live in a slab (`slots`), so the expiry order and the index can
+//! name them by number (the index is a table of 4-byte slot ids that
+//! hashes the slots' keys: `store/index.rs`). A row's entry and provenance
+//! are kept by the slot only while it is written and not yet published
+//! (`pending`, `store/pending.rs`); once published the list's row holds
+//! them, the entry as JSON, and a write reads them back, so a row costs
+//! its JSON and one row in the list, not a parsed copy besides (issue 19). The list readers get is a persistent `List` the store edits in
 //! place of the last published one: a publish moves, adds and drops only
 //! the rows written or removed since the last one, and costs O(k log n)
 //! for k such rows among n, plus one visit of each part of the list (see
 //! `list.rs`); unchanged chunks of rows are shared with older snapshots.
 //!
 //! Invariants, true between any two calls:
-//! - `index` and `by_age` name exactly the live slots, each once, and a live
-//!   slot's `key` is its key in `index`; `free` lists exactly the empty ones;
+//! - `index` and `by_age` name exactly the live slots, each once, and the
+//!   index finds a live slot by its `key`; `free` lists exactly the empty ones;
 //! - `by_age` orders the live rows by (`ts`, write sequence), so its first
 //!   item is the next to expire or be evicted ("oldest `ts` first, least
 //!   recently written among equals");
 //! - `index.len() <= max_entries`; the self entry is not in `slots`;
 //! - a slot has a `pending` entry exactly when it was written since the
 //!   last publish, and every such slot is in `written`; a slot without one
-//!   is listed, and its row in `list` holds its entry;
+//!   is listed at its `age.0`, and its row in `list` holds its entry and
+//!   provenance;
 //! - a slot's `age.0` is its entry's `ts`, and its `gateway` its entry's
 //!   `gateway_id`, interned (`gateways`);
-//! - `list` holds, for every slot with `listed == Some(ts)`, one row at
+//! - `list` holds, for every slot whose `listed()` is `Some(ts)` (its
+//!   pending `listed`, or `age.0` when nothing is pending), one row at
 //!   (`ts`, key), and for every `(ts, key)` in `unlisted` one row there,
 //!   and nothing else: the rows of the last publish that are still to be
 //!   moved or dropped. A clean slot's row is its current entry, at its
@@ -53,13 +57,16 @@ use super::pressure::Removals;
 use super::provenance::{ConnTag, KeySource, Origin, Write, WriteKind, Writer};
 use super::remote::RemoteRow;
 use super::source::disconnect_reason;
-use std::borrow::Cow;
+use index::Index;
+use pending::Pending;
 use std::collections::HashSet;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 mod aging;
+mod index;
+mod pending;
 mod publish;
 mod remote_rows;
 
@@ -119,23 +126,20 @@ const MAX_GATEWAYS: usize = 4096;
 #[derive(Debug)]
 struct Slot {
     key: Key,
-    /// The entry, while written since the last publish; `None` once
-    /// published: then `list` holds it, as JSON.
-    pending: Option<Box<Entry>>,
+    /// The entry and its provenance, while written since the last
+    /// publish; `None` once published: then `list` holds them, the entry
+    /// as JSON.
+    pending: Option<Box<Pending>>,
     /// The entry's `gateway_id`.
     gateway: Option<Arc<str>>,
-    /// The `ts` this slot's row has in `list`, if it has one.
-    listed: Option<Millis>,
     /// This slot's key in `by_age`; `.0` is the entry's `ts`, which the
-    /// list sorts by.
+    /// list sorts by, and, while nothing is pending, its row's `ts` in
+    /// `list`.
     age: (Millis, u64),
     /// A connection for this row is live (here, or at its origin).
     live: bool,
     /// Another gateway's own entry: exempt from the cap.
     pinned: bool,
-    /// Why the row has its key, and who wrote it last. Shared with the
-    /// snapshots that list it, copied on the next write.
-    origin: Arc<Origin>,
 }
 
 /// The presence map. Owned by exactly one writer.
@@ -145,12 +149,12 @@ pub struct Store {
     self_key: Key,
     self_entry: Entry,
     /// The self entry's provenance: the gateway wrote it at start.
-    self_origin: Arc<Origin>,
+    self_origin: Origin,
     /// The rows; `None` marks a free slot.
     slots: Vec<Option<Slot>>,
     /// Empty slots, reused before `slots` grows.
     free: Vec<SlotId>,
-    index: HashMap<Key, SlotId>,
+    index: Index,
     by_age: BTreeMap<(Millis, u64), SlotId>,
     /// Slots written (or created) since the last publish. May also name
     /// slots removed since, or reused: publish takes only live slots with
@@ -205,19 +209,19 @@ impl Store {
             local_gateway: self_entry.gateway_id.as_deref().map(Arc::from),
             gateways: HashSet::new(),
             row_seq: 0,
-            self_origin: Arc::new(Origin::new(Write {
+            self_origin: Origin::new(Write {
                 by: Writer {
                     kind: WriteKind::Start,
                     conn: None,
                     source: KeySource::Gateway,
                 },
                 at: self_entry.ts,
-            })),
+            }),
             self_key,
             self_entry,
             slots: Vec::new(),
             free: Vec::new(),
-            index: HashMap::new(),
+            index: Index::default(),
             by_age: BTreeMap::new(),
             written: Vec::new(),
             list: List::default(),
@@ -254,7 +258,7 @@ impl Store {
 
     /// True when only the self entry is present.
     pub fn is_empty(&self) -> bool {
-        self.index.is_empty()
+        self.index.len() == 0
     }
 
     /// The entry under `key`, the self entry included. A row published
@@ -263,34 +267,8 @@ impl Store {
         if *key == self.self_key {
             return Some(self.self_entry.clone());
         }
-        let &id = self.index.get(key)?;
+        let id = self.find(key)?;
         Some(self.entry_of(id).into_owned())
-    }
-
-    /// Slot `id`'s entry: the one written since the last publish, or its
-    /// listed row's, parsed.
-    fn entry_of(&self, id: SlotId) -> Cow<'_, Entry> {
-        let slot = self.slot(id);
-        if let Some(entry) = &slot.pending {
-            return Cow::Borrowed(entry);
-        }
-        let ts = slot
-            .listed
-            .expect("a slot without a pending entry is listed");
-        let row = self.list.get(ts, &slot.key);
-        Cow::Owned(row.expect("a listed slot has its row").entry())
-    }
-
-    /// Slot `id`'s entry, to write: the slot counts as written from now on
-    /// (its listed row is parsed first if it was not already).
-    fn entry_mut(&mut self, id: SlotId) -> &mut Entry {
-        if self.slot(id).pending.is_none() {
-            let entry = Box::new(self.entry_of(id).into_owned());
-            self.slot_mut(id).pending = Some(entry);
-            self.written.push(id);
-        }
-        let pending = self.slot_mut(id).pending.as_deref_mut();
-        pending.expect("a written slot has a pending entry")
     }
 
     /// The shared name of gateway `name`: this one's, or one of
@@ -332,6 +310,11 @@ impl Store {
         self.slot(id).gateway == self.local_gateway
     }
 
+    /// The live slot under `key`.
+    fn find(&self, key: &Key) -> Option<SlotId> {
+        self.index.get(key, &self.slots)
+    }
+
     fn slot(&self, id: SlotId) -> &Slot {
         self.slots[id]
             .as_ref()
@@ -357,7 +340,7 @@ impl Store {
             by: patch.by,
             at: now,
         };
-        let Some(&id) = self.index.get(&key) else {
+        let Some(id) = self.find(&key) else {
             let mut entry = Entry::default();
             entry.merge(patch, now);
             entry.gateway_id = self.local_gateway.as_deref().map(str::to_owned);
@@ -372,16 +355,16 @@ impl Store {
         self.write_seq += 1;
         let age = (now, self.write_seq);
         let local = self.local_gateway.clone();
-        let entry = self.entry_mut(id);
-        entry.merge(patch, now);
-        if entry.gateway_id.as_deref() != local.as_deref() {
-            entry.gateway_id = local.as_deref().map(str::to_owned);
+        let pending = self.pending_mut(id);
+        pending.entry.merge(patch, now);
+        if pending.entry.gateway_id.as_deref() != local.as_deref() {
+            pending.entry.gateway_id = local.as_deref().map(str::to_owned);
         }
+        pending.origin.record(write);
         let slot = self.slots[id]
             .as_mut()
             .expect("index names only live slots");
         slot.gateway = local;
-        Arc::make_mut(&mut slot.origin).record(write);
         slot.live = live;
         if std::mem::take(&mut slot.pinned) {
             self.pinned -= 1;
@@ -400,12 +383,14 @@ impl Store {
         let slot = Slot {
             key: key.clone(),
             gateway: self.intern(entry.gateway_id.as_deref()),
-            pending: Some(Box::new(entry)),
-            listed: None,
+            pending: Some(Box::new(Pending {
+                entry,
+                origin,
+                listed: None,
+            })),
             age,
             live,
             pinned,
-            origin: Arc::new(origin),
         };
         let id = match self.free.pop() {
             Some(id) => {
@@ -419,7 +404,7 @@ impl Store {
         };
         self.pinned += usize::from(pinned);
         self.local += usize::from(self.is_local(id));
-        self.index.insert(key, id);
+        self.index.insert(id, &self.slots);
         self.by_age.insert(age, id);
         self.written.push(id);
         self.changed = true;
@@ -476,12 +461,12 @@ impl Store {
     /// Empties slot `id`, already taken out of `by_age`.
     fn remove_slot(&mut self, id: SlotId) {
         let slot = self.slots[id].take().expect("by_age names only live slots");
-        if let Some(ts) = slot.listed {
+        if let Some(ts) = slot.listed() {
             self.unlisted.push((ts, slot.key.clone()));
         }
         self.pinned -= usize::from(slot.pinned);
         self.local -= usize::from(slot.gateway == self.local_gateway);
-        self.index.remove(&slot.key);
+        self.index.remove(&slot.key, id);
         self.free.push(id);
     }
 }
@@ -868,7 +853,8 @@ mod tests {
         // the rewritten row moves to the front.
         s.upsert(key("k02500"), host("moved"), 6_000);
         s.unlisted.push((10, key("k00010")));
-        let id = s.index.remove(&key("k00010")).unwrap();
+        let id = s.find(&key("k00010")).unwrap();
+        s.index.remove(&key("k00010"), id);
         let age = s.slot(id).age;
         s.by_age.remove(&age);
         s.slots[id] = None;

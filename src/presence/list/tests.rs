@@ -14,7 +14,7 @@ fn row(key: &str, ts: Millis) -> SnapshotEntry {
         by: Writer::elsewhere(WriteKind::Remote),
         at: ts,
     });
-    SnapshotEntry::new(Key::parse(key).unwrap(), &entry, 0, Arc::new(origin))
+    SnapshotEntry::new(Key::parse(key).unwrap(), &entry, 0, origin)
 }
 
 /// Checks every invariant of a sealed list, and that it holds `want`

@@ -66,8 +66,8 @@ impl Store {
     /// connection); false if there is no such live row.
     pub fn renew_key(&mut self, key: &Key, now: Millis) -> bool {
         self.clock = self.clock.max(now);
-        match self.index.get(key) {
-            Some(&id) if self.slot(id).live && !self.slot(id).pinned => {
+        match self.find(key) {
+            Some(id) if self.slot(id).live && !self.slot(id).pinned => {
                 self.renew_slot(id, now);
                 true
             }

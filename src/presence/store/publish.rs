@@ -1,11 +1,10 @@
 //! Publishing: the store's rows as an immutable [`Snapshot`], encoding and
 //! moving only what was written since the last publish.
 
-use super::Store;
+use super::{Pending, Store};
 use crate::presence::entry::Millis;
 pub(crate) use crate::presence::row::encode;
 use crate::presence::snapshot::{Snapshot, SnapshotEntry};
-use std::sync::Arc;
 
 impl Store {
     /// Builds the snapshot for the current state. The version rises by one
@@ -34,15 +33,20 @@ impl Store {
             let Some(slot) = self.slots[id].as_mut() else {
                 continue;
             };
-            let Some(entry) = slot.pending.take() else {
+            let Some(pending) = slot.pending.take() else {
                 continue;
             };
-            if let Some(ts) = slot.listed.take() {
+            let Pending {
+                entry,
+                origin,
+                listed,
+            } = *pending;
+            if let Some(ts) = listed {
                 let found = self.list.remove(ts, &slot.key);
                 debug_assert!(found, "a listed slot has its row in the list");
             }
+            // From here the slot is listed at `age.0`.
             debug_assert_eq!(slot.age.0, entry.ts, "a slot's age is its entry's ts");
-            slot.listed = Some(entry.ts);
             self.row_seq += 1;
             self.list.insert(SnapshotEntry {
                 key: slot.key.clone(),
@@ -52,7 +56,7 @@ impl Store {
                 seq: self.row_seq,
                 live: slot.live,
                 pinned: slot.pinned,
-                origin: Arc::clone(&slot.origin),
+                origin,
             });
         }
         self.written = written;
@@ -68,7 +72,7 @@ impl Store {
             seq: self.row_seq,
             live: true,
             pinned: true,
-            origin: Arc::clone(&self.self_origin),
+            origin: self.self_origin.clone(),
         };
         let pressure = self.removals.pressure(now);
         Snapshot::new(self.version, now, own, self.list.clone(), pressure)

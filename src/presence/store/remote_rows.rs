@@ -19,7 +19,6 @@ use crate::presence::key::Key;
 use crate::presence::provenance::{Origin, Write, WriteKind, Writer};
 use crate::presence::remote::{Holder, RemoteOp, RemoteRow, Verdict, arbitrate, mark_disconnected};
 use std::collections::HashSet;
-use std::sync::Arc;
 
 impl Store {
     /// Applies a change from another gateway or a previous run.
@@ -37,9 +36,8 @@ impl Store {
 
     /// True if the live row under `key` came from another gateway.
     pub fn is_remote(&self, key: &Key) -> bool {
-        self.index
-            .get(key)
-            .is_some_and(|&id| self.slot(id).gateway != self.local_gateway)
+        self.find(key)
+            .is_some_and(|id| self.slot(id).gateway != self.local_gateway)
     }
 
     fn holder(&self, id: SlotId) -> (Holder<'_>, Millis) {
@@ -65,7 +63,7 @@ impl Store {
         if self.shadow_origin(&row.key) == Some(node) {
             self.shadows.remove(&row.key);
         }
-        let current = self.index.get(&row.key).map(|&id| self.holder(id));
+        let current = self.find(&row.key).map(|id| self.holder(id));
         let verdict = arbitrate(current, node, row.live, row.entry.ts);
         match verdict {
             Verdict::Apply => {
@@ -100,7 +98,7 @@ impl Store {
             by: Writer::elsewhere(WriteKind::Remote),
             at: entry.ts,
         };
-        let Some(&id) = self.index.get(&key) else {
+        let Some(id) = self.find(&key) else {
             self.insert_slot(key, entry, Origin::new(write), live, pinned);
             return;
         };
@@ -111,14 +109,32 @@ impl Store {
         self.write_seq += 1;
         let age = (entry.ts, self.write_seq);
         let gateway = self.intern(entry.gateway_id.as_deref());
+        // The old entry is replaced whole: only its provenance is read
+        // back from the list, not its JSON.
+        let listed = match self.slot(id).pending {
+            Some(_) => None,
+            None => Some(self.listed_row(id)).map(|row| (row.origin.clone(), row.ts)),
+        };
         let slot = self.slots[id]
             .as_mut()
             .expect("index names only live slots");
-        if slot.pending.replace(Box::new(entry)).is_none() {
-            self.written.push(id);
+        match (&mut slot.pending, listed) {
+            (Some(pending), _) => {
+                pending.entry = entry;
+                pending.origin.record(write);
+            }
+            (pending, listed) => {
+                let (mut origin, ts) = listed.expect("a slot with nothing pending is listed");
+                origin.record(write);
+                *pending = Some(Box::new(super::Pending {
+                    entry,
+                    origin,
+                    listed: Some(ts),
+                }));
+                self.written.push(id);
+            }
         }
         slot.gateway = gateway;
-        Arc::make_mut(&mut slot.origin).record(write);
         slot.live = live;
         let was_pinned = std::mem::replace(&mut slot.pinned, pinned);
         let old = std::mem::replace(&mut slot.age, age);
@@ -150,7 +166,7 @@ impl Store {
         if self.shadow_origin(key) == Some(node) {
             self.shadows.remove(key);
         }
-        let Some(&id) = self.index.get(key) else {
+        let Some(id) = self.find(key) else {
             return;
         };
         if self.slot(id).gateway.as_deref() != Some(node) {
@@ -168,8 +184,7 @@ impl Store {
     /// The slots whose row came from `node`.
     fn slots_of(&self, node: &str) -> Vec<SlotId> {
         self.index
-            .values()
-            .copied()
+            .ids()
             .filter(|&id| self.slot(id).gateway.as_deref() == Some(node))
             .collect()
     }
@@ -183,15 +198,15 @@ impl Store {
             if !self.slot(id).live {
                 continue;
             }
-            let entry = self.entry_mut(id);
-            mark_disconnected(entry);
+            let pending = self.pending_mut(id);
+            mark_disconnected(&mut pending.entry);
             let write = Write {
                 by: Writer::elsewhere(WriteKind::Lapse),
-                at: entry.ts,
+                at: pending.entry.ts,
             };
+            pending.origin.record(write);
             let slot = self.slot_mut(id);
             slot.live = false;
-            Arc::make_mut(&mut slot.origin).record(write);
             let key = slot.key.clone();
             self.changed = true;
             if let Some(shadow) = self.shadows.remove(&key) {
@@ -223,7 +238,7 @@ impl Store {
     /// under keys nothing has written since this run started.
     fn restore(&mut self, rows: Vec<RemoteRow>) {
         for row in rows {
-            if row.pinned || row.key == self.self_key || self.index.contains_key(&row.key) {
+            if row.pinned || row.key == self.self_key || self.find(&row.key).is_some() {
                 continue;
             }
             let mut entry = row.entry;

@@ -1,0 +1,75 @@
+//! Rows being written: a slot's entry is kept parsed, with its provenance,
+//! only from its first write after a publish to the next publish; the rest
+//! of the time the list's row holds both (the entry as JSON), and the slot
+//! only where to find it.
+
+use super::{Slot, SlotId, Store};
+use crate::presence::entry::{Entry, Millis};
+use crate::presence::provenance::Origin;
+use crate::presence::row::SnapshotEntry;
+use std::borrow::Cow;
+
+/// A row written since the last publish.
+#[derive(Debug)]
+pub(super) struct Pending {
+    pub(super) entry: Entry,
+    /// Why the row has its key, and who wrote it last. Once published,
+    /// only the row in `list` holds it.
+    pub(super) origin: Origin,
+    /// The `ts` of the slot's row in `list` (the last published one), if
+    /// it has one.
+    pub(super) listed: Option<Millis>,
+}
+
+impl Slot {
+    /// The `ts` of this slot's row in `list`, if it has one: a slot with
+    /// nothing pending is listed at its entry's `ts`.
+    pub(super) fn listed(&self) -> Option<Millis> {
+        match &self.pending {
+            Some(pending) => pending.listed,
+            None => Some(self.age.0),
+        }
+    }
+}
+
+impl Store {
+    /// Slot `id`'s entry: the one written since the last publish, or its
+    /// listed row's, parsed.
+    pub(super) fn entry_of(&self, id: SlotId) -> Cow<'_, Entry> {
+        match &self.slot(id).pending {
+            Some(pending) => Cow::Borrowed(&pending.entry),
+            None => Cow::Owned(self.listed_row(id).entry()),
+        }
+    }
+
+    /// The row of slot `id` in `list`; the slot must have nothing pending.
+    pub(super) fn listed_row(&self, id: SlotId) -> &SnapshotEntry {
+        let slot = self.slot(id);
+        debug_assert!(slot.pending.is_none(), "the row is the pending one");
+        let row = self.list.get(slot.age.0, &slot.key);
+        row.expect("a slot with nothing pending has its row in the list")
+    }
+
+    /// Slot `id`'s entry and provenance, to write: the slot counts as
+    /// written from now on (its listed row is parsed first if it was not
+    /// already). Call it before the slot's `age` moves.
+    pub(super) fn pending_mut(&mut self, id: SlotId) -> &mut Pending {
+        if self.slot(id).pending.is_none() {
+            let row = self.listed_row(id);
+            let pending = Box::new(Pending {
+                entry: row.entry(),
+                origin: row.origin.clone(),
+                listed: Some(row.ts),
+            });
+            self.slot_mut(id).pending = Some(pending);
+            self.written.push(id);
+        }
+        let pending = self.slot_mut(id).pending.as_deref_mut();
+        pending.expect("a written slot has a pending entry")
+    }
+
+    /// Slot `id`'s entry, to write; see [`Store::pending_mut`].
+    pub(super) fn entry_mut(&mut self, id: SlotId) -> &mut Entry {
+        &mut self.pending_mut(id).entry
+    }
+}
