@@ -342,7 +342,12 @@ mod tests {
             .unwrap()
             .iter()
             .filter_map(|row| row["instanceId"].as_str())
-            .filter(|id| id.starts_with('b'))
+            // `b` and digits: the gateway's own id is a UUID that may
+            // start with a `b` too.
+            .filter(|id| {
+                id.strip_prefix('b')
+                    .is_some_and(|n| n.parse::<u32>().is_ok())
+            })
             .collect();
         coalesced.sort_by_key(|id| id[1..].parse::<u32>().unwrap());
         let burst: Vec<String> = (1..20).map(|ms| format!("b{ms}")).collect();
