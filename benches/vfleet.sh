@@ -4,6 +4,9 @@
 # and propagation p99, and Redis's CPU and output bytes.
 # Usage: benches/vfleet.sh GATEWAYS ROWS CHANGES_PER_SEC [SECONDS]
 # Needs redis-server and redis-cli; builds nothing (cargo build --release first).
+# BIN (default target/release/rollcall) runs the simulator and, unless
+#   GW_BIN names another binary (an A/B against another build), the gateway.
+#   The gateway's log (RUST_LOG, default info) is kept and its path printed.
 # Environment: PROBE=1 (default) adds, after the measured window, 10 s of
 #   20 node clients beaconing 10/s each on the real gateway (p50/p99 of
 #   their replies) and back-to-back full-list reads of its /v1/presence
@@ -18,6 +21,7 @@ G=$1 N=$2 R=$3 W=${4:-20}
 PROBE=${PROBE:-1} JOIN_TIMEOUT=${JOIN_TIMEOUT:-600}
 SIM_SECS=${SIM_SECS:-$((W + 40 + PROBE * 15))}
 BIN=${BIN:-target/release/rollcall}
+GW_BIN=${GW_BIN:-$BIN}
 RP=${RP:-16400} HP=${HP:-16401}
 OUT=$(mktemp -d)
 redis-server --port "$RP" --save '' --appendonly no >/dev/null 2>&1 & RPID=$!
@@ -36,27 +40,36 @@ wait_for() {
     sleep 0.2
   done
 }
-listed() { curl -s "127.0.0.1:$HP/v1/presence/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["byMode"].get("vfleet",0))' 2>/dev/null || echo 0; }
-progress() { echo "redis keys $(redis-cli -p "$RP" dbsize), gateway lists $( [ -n "$GPID" ] && listed || echo -) rows, load average $(cut -d' ' -f1-3 /proc/loadavg)"; }
-filled() { [ "$(redis-cli -p "$RP" scard rollcall:nodes)" -ge "$G" ] && [ "$(redis-cli -p "$RP" dbsize)" -ge "$((G * 4))" ]; }
+# Rows listed: the gateway's entries less the G simulated self rows and its
+# own, from /metrics (O(1) in rows; /v1/presence/stats reads every row).
+listed() { curl -s -m 10 "127.0.0.1:$HP/metrics" | awk -v g="$G" '$1=="rollcall_presence_entries"{n=$2-g-1} END{print (n>0?n:0)}'; }
+progress() { echo "redis holds $(held) rows, gateway lists $( [ -n "$GPID" ] && listed || echo -) rows, load average $(cut -d' ' -f1-3 /proc/loadavg)"; }
+# Rows in every simulated gateway's hash (self rows included).
+held() { redis-cli -p "$RP" eval "local s = 0 for _, n in ipairs(redis.call('SMEMBERS', KEYS[1])) do s = s + redis.call('HLEN', 'rollcall:node:' .. n .. ':rows') end return s" 1 rollcall:nodes; }
+filled() { [ "$(redis-cli -p "$RP" scard rollcall:nodes)" -ge "$G" ] && [ "$(held)" -ge "$((N + G))" ]; }
 joined() { [ "$(listed)" -ge "$N" ]; }
 # The fleet fills Redis first; the real gateway joins once it is populated.
 nice "$BIN" load fleet-sim --redis "redis://127.0.0.1:$RP" --gateways "$G" --rows "$N" \
   --changes-per-sec "$R" --duration "${SIM_SECS}s" --observe "http://127.0.0.1:$HP" \
-  --samples 500 --json > "$OUT/sim.json" & SPID=$!
+  --json > "$OUT/sim.json" & SPID=$!
 wait_for "the fleet to fill Redis" filled
 sleep 2
 echo "vfleet: Redis filled $(( $(date +%s) - T0 ))s after start; the real gateway joins" >&2
 TG=$(date +%s.%N)
-"$BIN" serve --bind "127.0.0.1:$HP" --fleet "redis://127.0.0.1:$RP" --node-id real \
-  --max-entries "$((N + G + 100))" >/dev/null 2>&1 & GPID=$!
+RUST_LOG=${RUST_LOG:-info} "$GW_BIN" serve --bind "127.0.0.1:$HP" --fleet "redis://127.0.0.1:$RP" --node-id real \
+  --max-entries "$((N + G + 100))" >"$OUT/gateway.log" 2>&1 & GPID=$!
 wait_for "the gateway to list every row" joined
 JOIN=$(awk -v a="$TG" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
 cpu() { awk '{print $14+$15}' "/proc/$1/stat"; }
 rinfo() { redis-cli -p "$RP" info "$1" | tr -d '\r' | awk -F: -v k="$2" '$1==k{print $2}'; }
+metrics() { curl -s -m 10 "127.0.0.1:$HP/metrics" > "$1" || true; }
+metrics "$OUT/metrics0"
 c0=$(cpu "$GPID"); r0=$(rinfo cpu used_cpu_sys); u0=$(rinfo cpu used_cpu_user); o0=$(rinfo stats total_net_output_bytes)
+s0=$(cpu "$SPID")
 sleep "$W"
 c1=$(cpu "$GPID"); r1=$(rinfo cpu used_cpu_sys); u1=$(rinfo cpu used_cpu_user); o1=$(rinfo stats total_net_output_bytes)
+s1=$(cpu "$SPID")
+metrics "$OUT/metrics1"
 rss=$(awk '/VmRSS/{print $2}' "/proc/$GPID/status")
 LOADAVG=$(cut -d' ' -f1-3 /proc/loadavg)
 if [ "$PROBE" = 1 ]; then
@@ -79,9 +92,37 @@ o=s.get('observed') or {}
 print(f"G={g} N={n} R={r}/s (reached {s['changesPerSec']:.0f}/s, errors {s['errors']}): gateway RSS {$rss/1024:.0f} MB "
       f"({$rss*1024/max(n,1):.0f} B/row), CPU {cpu/w*100:.0f}% = {cpu/(reached*w)*1e6:.1f} us/remote change; "
       f"join: all {n} rows listed $JOIN s after the gateway started ({o.get('convergence',{}).get('convergedMs')} ms after its first HTTP answer); "
-      f"propagation p50 {o.get('p50Ms')} ms p99 {o.get('p99Ms')} ms ({o.get('seen')}/{o.get('samples')}); "
       f"redis CPU {rcpu/w*100:.0f}%, output {out/w/1e6:.2f} MB/s to 1 subscriber ({out/max(reached*w,1):.0f} B/change); "
       f"load average $LOADAVG")
+def scrape(path):
+    m={}
+    try:
+        for line in open(path):
+            if line.startswith('#') or not line.strip(): continue
+            name,_,value=line.rpartition(' ')
+            m[name]=float(value)
+    except OSError: pass
+    return m
+m0,m1=scrape(os.path.join(sys.argv[2],'metrics0')),scrape(os.path.join(sys.argv[2],'metrics1'))
+d=lambda k: m1.get(k,0)-m0.get(k,0)
+pre='rollcall_fleet_propagation_seconds_bucket{le="'
+bk=sorted((float(k[len(pre):-2]),d(k)) for k in m1 if k.startswith(pre) and k[len(pre):-2]!='+Inf')
+total=d('rollcall_fleet_propagation_seconds_count')
+def q(p):
+    # Linear within the bucket that holds quantile p.
+    want,lo,prev=p*total,0.0,0.0
+    for le,c in bk:
+        if c>=want:
+            return (lo+(le-lo)*((want-prev)/max(c-prev,1e-9)))*1e3
+        lo,prev=le,c
+    return float('inf')
+if total:
+    print(f"fleet propagation (gateway's rollcall_fleet_propagation_seconds over the window, {total:.0f} messages): "
+          f"p50 {q(0.5):.1f} ms p99 {q(0.99):.1f} ms; mean {d('rollcall_fleet_propagation_seconds_sum')/total*1e3:.1f} ms")
+print(f"simulator CPU {($s1-$s0)/tick/w*100:.0f}%; gateway reloads over the window {d('rollcall_fleet_reloads_total'):.0f}, "
+      f"after the join {m1.get('rollcall_fleet_reloads_total',0):.0f} in all ({m1.get('rollcall_fleet_rows_loaded_total',0):.0f} rows), "
+      f"session failures {m1.get('rollcall_fleet_failures_total',0):.0f}")
+print(f"gateway log: {sys.argv[2]}/gateway.log")
 if $PROBE:
     try:
         b=json.load(open(os.path.join(sys.argv[2],'probe.json')))['methods']['system-event']

@@ -118,7 +118,7 @@ pub struct NodeLabels {
 }
 
 /// Names and help of [`FleetMetrics::totals`].
-const FLEET_TOTALS: [(&str, &str); 10] = [
+const FLEET_TOTALS: [(&str, &str); 12] = [
     ("fleet_batches", "Batches of own rows written to Redis"),
     (
         "fleet_rows_written",
@@ -132,6 +132,11 @@ const FLEET_TOTALS: [(&str, &str); 10] = [
         "fleet_resyncs",
         "Full resyncs with Redis (start and each reconnect)",
     ),
+    (
+        "fleet_reloads",
+        "Other gateways' hashes read whole from Redis (joins, restarts, lost messages)",
+    ),
+    ("fleet_rows_loaded", "Rows read by those reloads"),
     ("fleet_lapses", "Gateways whose lease lapsed"),
     (
         "fleet_failures",
@@ -202,7 +207,7 @@ impl Metrics {
 
     /// Registers the fleet link's series, in fleet mode.
     fn register_fleet(&mut self) {
-        let Some((_, fleet)) = &self.fleet else {
+        let Some((status, fleet)) = &self.fleet else {
             return;
         };
         let registry = &mut self.registry;
@@ -224,6 +229,11 @@ impl Metrics {
         for ((name, help), counter) in FLEET_TOTALS.iter().zip(&fleet.totals) {
             registry.register(*name, *help, counter.clone());
         }
+        registry.register(
+            "fleet_propagation_seconds",
+            "From a peer's change message (its clock) until its rows are visible here",
+            status.propagation.clone(),
+        );
     }
 
     /// Copies the fleet link's values into its series.
@@ -243,6 +253,8 @@ impl Metrics {
             &status.rows_out,
             &status.messages_in,
             &status.resyncs,
+            &status.reloads,
+            &status.rows_loaded,
             &status.lapses,
             &status.failures,
             &status.repairs,

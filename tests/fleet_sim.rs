@@ -41,10 +41,8 @@ fn sim_args(redis: &str, observe: &str) -> FleetSimArgs {
         "1h",
         "--observe",
         observe,
-        "--samples",
-        "1000000",
         "--settle",
-        "10s",
+        "1s",
     ];
     Cli::parse_from(argv).args
 }
@@ -116,8 +114,8 @@ async fn a_real_gateway_lists_applies_and_lapses_a_virtual_fleet() {
     assert_eq!(report.rows_written, 300 + report.changes);
     let observed = report.observed.expect("--observe was given");
     assert!(
-        observed.seen > 0,
-        "no sampled change reached the stream: {observed:?}"
+        observed.messages > 0 && observed.p99_ms > 0.0,
+        "no change message measured on the gateway: {observed:?}"
     );
     assert_eq!(observed.convergence.rows_listed, 300);
     assert!(observed.convergence.converged_ms.is_some());

@@ -315,3 +315,48 @@ async fn a_fleet_over_rediss_shares_presence_over_tls() {
     assert_eq!(seen["gatewayId"], "gw-a");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Writes what peer `p` holds, as one of its transactions would, without
+/// the change message (it is lost).
+async fn peer_writes(con: &mut redis::aio::MultiplexedConnection, seq: u64, keys: &[&str]) {
+    let now = now_ms();
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    for key in keys {
+        let mut row = record(key, now, false);
+        row["entry"]["mode"] = json!("ui");
+        pipe.hset("rollcall:node:p:rows", *key, row.to_string())
+            .ignore();
+    }
+    pipe.set(
+        "rollcall:node:p:stamp",
+        format!("boot-p {seq} {}", keys.len()),
+    )
+    .ignore()
+    .sadd("rollcall:nodes", "p")
+    .ignore()
+    .set_ex("rollcall:node:p:lease", "boot-p", 600)
+    .ignore();
+    let _: () = pipe.query_async(con).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_whose_change_message_was_lost_is_reloaded() {
+    let redis = Redis::start().await;
+    let a = TestServer::start_with(|c| {
+        c.fleet = Some(redis.url());
+        c.node_id = Some("gw-a".into());
+        c.fleet_lease = Duration::from_secs(1);
+    })
+    .await;
+    in_sync(&[&a]).await;
+    let mut con = redis.connection().await;
+    peer_writes(&mut con, 1, &["first"]).await;
+    row_where(a.addr, "first", |r| r["gatewayId"] == "p").await;
+    let reloads = metric(a.addr, "rollcall_fleet_reloads_total").await;
+    // Message 2 never comes: its stamp is ahead once A has read every
+    // message published before its next poll, and A reloads p.
+    peer_writes(&mut con, 2, &["first", "second"]).await;
+    row_where(a.addr, "second", |r| r["gatewayId"] == "p").await;
+    assert!(metric(a.addr, "rollcall_fleet_reloads_total").await > reloads);
+}

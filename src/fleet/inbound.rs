@@ -39,7 +39,7 @@ impl Task {
             }
         };
         if message.node == self.config.node_id {
-            return Ok(());
+            return self.on_own(link, &message).await;
         }
         let FleetMessage {
             node,
@@ -68,30 +68,73 @@ impl Task {
         }
     }
 
+    /// Our own message came back: if it is the heartbeat published
+    /// after a poll, every message published before that poll has been
+    /// read, and a peer whose stamp it saw ahead lost messages.
+    async fn on_own(&mut self, link: &mut Link, message: &FleetMessage) -> Result<(), FleetError> {
+        let ours = message.beat && message.boot == self.config.boot;
+        let Some((_, generation)) = self.marker.filter(|&(at, _)| ours && message.at == at) else {
+            return Ok(());
+        };
+        self.marker = None;
+        for action in self.peers.caught_up(generation) {
+            if let Action::Reload(node) = action {
+                tracing::info!(%node, "fleet: messages from this gateway were lost; reloading its rows");
+                self.reload(link, &node).await?;
+            }
+        }
+        Ok(())
+    }
+
     async fn apply(&mut self, message: FleetMessage) -> Result<(), FleetError> {
         let node: Arc<str> = Arc::from(message.node.as_str());
         let now = now_millis();
         let rows = message.upserts.into_iter().filter_map(|r| r.into_row());
         let rows: Vec<RemoteRow> = rows.collect();
-        for row in self.screen_parsed(&message.node, rows, now) {
-            let node = Arc::clone(&node);
-            self.push(RemoteOp::Upsert {
-                node,
+        let mut ops: Vec<RemoteOp> = self
+            .screen_parsed(&message.node, rows, now)
+            .into_iter()
+            .map(|row| RemoteOp::Upsert {
+                node: Arc::clone(&node),
                 row: Box::new(row),
             })
-            .await?;
+            .collect();
+        let removed = message.removed.iter().filter_map(|k| Key::parse(k));
+        ops.extend(removed.map(|key| RemoteOp::Remove {
+            node: Arc::clone(&node),
+            key,
+        }));
+        let Some(last) = ops.pop() else {
+            return Ok(());
+        };
+        for op in ops {
+            self.push(op).await?;
         }
-        for key in message.removed.iter().filter_map(|k| Key::parse(k)) {
-            let node = Arc::clone(&node);
-            self.push(RemoteOp::Remove { node, key }).await?;
-        }
+        // The last row's acknowledgement says when the whole message is
+        // visible to readers: that is its propagation delay.
+        let applied = self.push_acked(last).await?;
+        let (at, propagation) = (message.at, self.status.propagation.clone());
+        tokio::spawn(async move {
+            if applied.await.is_ok() {
+                let ms = now_millis().saturating_sub(at).max(0);
+                propagation.observe(ms as f64 / 1000.0);
+            }
+        });
         Ok(())
     }
 
     /// Replaces what the store holds of `node` with its hash; a gateway
     /// without a lease has no live connection and pins nothing.
     pub(super) async fn reload(&mut self, link: &mut Link, node: &str) -> Result<(), FleetError> {
-        let loaded = timed(link.load(node, self.config.max_rows)).await?;
+        let started = std::time::Instant::now();
+        // Not bounded as a whole: a large hash takes many pages, each one
+        // bounded by the link's response timeout.
+        let loaded = link.load(node, self.config.max_rows).await?;
+        let read = started.elapsed();
+        self.status.reloads.fetch_add(1, RELAXED);
+        self.status
+            .rows_loaded
+            .fetch_add(loaded.raw.len() as u64, RELAXED);
         self.peers
             .loaded(node, loaded.lease.as_deref(), loaded.stamp.as_ref());
         if loaded.len > self.config.max_rows as u64 {
@@ -102,8 +145,16 @@ impl Task {
         if loaded.lease.is_none() {
             rows.iter_mut().for_each(disconnect);
         }
-        let node = Arc::from(node);
-        self.push(RemoteOp::Reset { node, rows }).await
+        let (count, screened) = (rows.len(), started.elapsed());
+        self.push(RemoteOp::Reset {
+            node: Arc::from(node),
+            rows,
+        })
+        .await?;
+        tracing::debug!(%node, rows = count, read_ms = read.as_millis() as u64,
+            screened_ms = screened.as_millis() as u64, queued_ms = started.elapsed().as_millis() as u64,
+            "fleet: reloaded a gateway's rows");
+        Ok(())
     }
 
     /// Parses and checks the records of one hash; its pinned row, if
@@ -160,15 +211,23 @@ impl Task {
     /// returning and lagging peers, lapses dead ones, prunes dead ones'
     /// expired rows.
     pub(super) async fn poll_peers(&mut self, link: &mut Link) -> Result<(), FleetError> {
-        let polls = link.leases().await?;
+        let polls = timed(link.leases()).await?;
         let dead: Vec<String> = polls
             .iter()
             .filter(|poll| poll.lease.is_none())
             .map(|poll| poll.node.clone())
             .collect();
+        let mut renewed = std::time::Instant::now();
         for action in self.peers.observe(polls) {
             match action {
-                Action::Reload(node) => self.reload(link, &node).await?,
+                Action::Reload(node) => {
+                    self.reload(link, &node).await?;
+                    // Reading a large fleet outlasts our lease: keep it.
+                    if self.claimed && renewed.elapsed() >= self.config.lease / 3 {
+                        timed(link.heartbeat(false)).await?;
+                        renewed = std::time::Instant::now();
+                    }
+                }
                 Action::Lapse(node) => {
                     tracing::info!(%node, "fleet gateway lease lapsed; its connections read as disconnected");
                     self.status.lapses.fetch_add(1, RELAXED);
@@ -177,7 +236,7 @@ impl Task {
             }
         }
         for node in dead {
-            link.prune(&node, now_millis()).await?;
+            timed(link.prune(&node, now_millis())).await?;
         }
         self.status.peers.store(self.peers.alive() as u64, RELAXED);
         Ok(())

@@ -136,6 +136,7 @@ impl Fleet {
             own_rows: 0,
             claimed: false,
             poll_soon: false,
+            marker: None,
         };
         tokio::spawn(async move {
             task.run().await;
@@ -181,6 +182,7 @@ pub fn preload(config: &FleetConfig) -> Result<(Vec<RemoteOp>, bool), FleetError
         config.ca.as_deref(),
     )?;
     let budget = Duration::from_millis(1500) + config.lease * 2;
+    let started = std::time::Instant::now();
     let read = std::thread::scope(|scope| {
         let reader = scope.spawn(|| {
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -196,14 +198,22 @@ pub fn preload(config: &FleetConfig) -> Result<(Vec<RemoteOp>, bool), FleetError
         reader.join().ok().flatten()
     });
     match read {
-        Some(Ok(ops)) => Ok((ops, true)),
+        Some(Ok(ops)) => {
+            tracing::info!(
+                gateways = ops.len() - 1,
+                ms = started.elapsed().as_millis() as u64,
+                "fleet: read the fleet's rows before serving"
+            );
+            Ok((ops, true))
+        }
         Some(Err(error @ FleetError::NodeIdTaken { .. })) => Err(error),
         Some(Err(error)) => {
             tracing::warn!(url = %redact(&config.url), %error, "fleet: redis unreachable at start; serving local presence");
             Ok((Vec::new(), false))
         }
         None => {
-            tracing::warn!(url = %redact(&config.url), "fleet: redis unreachable at start; serving local presence");
+            tracing::warn!(url = %redact(&config.url), budget_ms = budget.as_millis() as u64,
+                "fleet: redis unreachable at start, or reading the fleet took longer than the budget; serving local presence until the fleet task has read it");
             Ok((Vec::new(), false))
         }
     }

@@ -32,7 +32,8 @@ return {false, redis.call('GET', KEYS[3]), redis.call('HLEN', KEYS[4])}
 
 /// Reads a node's lease, stamp and (when it holds at most `ARGV[1]` rows)
 /// its whole hash, in one atomic step: {lease, stamp, rows, fields}.
-/// KEYS: rows, lease, stamp.
+/// A larger hash is read after it with HSCAN (`Link::scan`). KEYS: rows,
+/// lease, stamp.
 const LOAD: &str = r"
 local n = redis.call('HLEN', KEYS[1])
 local lease = redis.call('GET', KEYS[2])
@@ -40,6 +41,16 @@ local stamp = redis.call('GET', KEYS[3])
 if n > tonumber(ARGV[1]) then return {lease, stamp, n, false} end
 return {lease, stamp, n, redis.call('HGETALL', KEYS[1])}
 ";
+
+/// The largest hash read in one atomic step; a larger one is read in
+/// HSCAN pages of [`SCAN_PAGE`], so no single command holds Redis (and
+/// every other gateway's writes) for long, nor waits for one huge reply.
+/// Reading the stamp first is what keeps a paged read in step with the
+/// change messages: every change the pages miss, or show newer than the
+/// stamp, comes in a message numbered after it, applied after the read.
+pub const LOAD_WHOLE: usize = 5_000;
+/// Fields asked for per HSCAN page.
+const SCAN_PAGE: usize = 5_000;
 
 /// The most node ids a poll reads: far more than a real fleet has, so a
 /// node set stuffed with garbage costs bounded work per poll.
@@ -271,7 +282,7 @@ impl Link {
             .key(self.keys.rows(node))
             .key(self.keys.lease(node))
             .key(self.keys.stamp(node))
-            .arg(max_rows)
+            .arg(max_rows.min(LOAD_WHOLE))
             .invoke_async(&mut self.con)
             .await?;
         let raw = match raw {
@@ -287,20 +298,20 @@ impl Link {
         })
     }
 
-    /// The first `max_rows` fields of an oversized hash.
+    /// The first `max_rows` fields of a hash, page by page.
     async fn scan(
         &mut self,
         node: &str,
         max_rows: usize,
     ) -> redis::RedisResult<Vec<(String, Vec<u8>)>> {
-        let mut raw = Vec::with_capacity(max_rows);
+        let mut raw = Vec::new();
         let mut cursor: u64 = 0;
         loop {
             let (next, page): (u64, Vec<(String, Vec<u8>)>) = redis::cmd("HSCAN")
                 .arg(self.keys.rows(node))
                 .arg(cursor)
                 .arg("COUNT")
-                .arg(100)
+                .arg(SCAN_PAGE)
                 .query_async(&mut self.con)
                 .await?;
             raw.extend(page.into_iter().take(max_rows - raw.len()));

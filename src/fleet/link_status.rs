@@ -5,6 +5,7 @@
 //! first Redis error after it; every counter only grows.
 
 use crate::clock::{Millis, now_millis};
+use prometheus_client::metrics::histogram::Histogram;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
@@ -26,6 +27,15 @@ pub struct FleetStatus {
     pub messages_in: AtomicU64,
     /// Full resyncs (each start and reconnect).
     pub resyncs: AtomicU64,
+    /// Other gateways' hashes read whole (joins, restarts, lost messages).
+    pub reloads: AtomicU64,
+    /// Rows read by those reloads.
+    pub rows_loaded: AtomicU64,
+    /// Seconds from a change message's `at` (its origin's clock, just
+    /// before its transaction) until its rows were visible here (the
+    /// writer acknowledged the last of them): the fleet's propagation
+    /// delay, skew between the two clocks included.
+    pub propagation: Histogram,
     /// Gateways whose lease lapsed.
     pub lapses: AtomicU64,
     /// Sessions that ended in an error (each one is retried).
@@ -45,6 +55,18 @@ pub struct FleetStatus {
     skews: Mutex<Vec<(String, Millis)>>,
 }
 
+/// Upper bounds of the propagation buckets (seconds): 1 ms to about
+/// 30 s in steps of 1.5×, so a quantile read from them is within 25%.
+pub const PROPAGATION_BUCKETS: [f64; 26] = {
+    let mut bounds = [0.001; 26];
+    let mut i = 1;
+    while i < bounds.len() {
+        bounds[i] = bounds[i - 1] * 1.5;
+        i += 1;
+    }
+    bounds
+};
+
 /// Relaxed everywhere: independent values read for reports only; nothing
 /// is published through them.
 const ORDER: Ordering = Ordering::Relaxed;
@@ -62,6 +84,9 @@ impl FleetStatus {
             rows_out: AtomicU64::new(0),
             messages_in: AtomicU64::new(0),
             resyncs: AtomicU64::new(0),
+            reloads: AtomicU64::new(0),
+            rows_loaded: AtomicU64::new(0),
+            propagation: Histogram::new(PROPAGATION_BUCKETS.iter().copied()),
             lapses: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             repairs: AtomicU64::new(0),

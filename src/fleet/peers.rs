@@ -13,8 +13,11 @@
 //! - `seq` is the last message of `boot` whose rows the store holds: a
 //!   message is applied only when it is the next one; older ones are
 //!   skipped, a gap or a reset asks for a reload;
-//! - a peer whose stamp stays ahead of `seq` for two polls lost messages:
-//!   it is reloaded;
+//! - a peer whose stamp, read by a poll, is ahead of `seq` once every
+//!   message published before that poll has been read (the fleet task's
+//!   own heartbeat, published after the poll, came back: [`Peers::caught_up`])
+//!   lost messages: it is reloaded. A backlog of messages not read yet is
+//!   never mistaken for a loss, however long it takes to read;
 //! - only peers in the polled node set are kept.
 
 use super::wire::Stamp;
@@ -28,8 +31,8 @@ struct Peer {
     alive: bool,
     /// The last message number of `boot` the store holds.
     seq: u64,
-    /// A stamp number seen ahead of `seq` at the last poll.
-    lagging: Option<u64>,
+    /// A stamp number seen ahead of `seq` by poll number `.0`.
+    lagging: Option<(u64, u64)>,
     /// The key of its self row (the one row it may pin).
     self_key: Option<Key>,
     /// Its clock minus ours, from its last message's `at` (ms).
@@ -74,6 +77,8 @@ pub enum OnMessage {
 #[derive(Debug, Default)]
 pub struct Peers {
     known: HashMap<String, Peer>,
+    /// Polls observed so far.
+    polls: u64,
 }
 
 impl Peers {
@@ -87,8 +92,34 @@ impl Peers {
         self.known.values().filter(|p| p.alive).count()
     }
 
+    /// The number of the last poll observed.
+    pub fn generation(&self) -> u64 {
+        self.polls
+    }
+
+    /// Every message published before poll `generation` has been read:
+    /// a peer whose stamp that poll saw is still ahead of the messages
+    /// applied lost some, and is reloaded.
+    pub fn caught_up(&mut self, generation: u64) -> Vec<Action> {
+        let mut actions = Vec::new();
+        for (node, peer) in &mut self.known {
+            let Some((seen_by, stamp)) = peer.lagging else {
+                continue;
+            };
+            if seen_by > generation {
+                continue;
+            }
+            peer.lagging = None;
+            if peer.alive && peer.seq < stamp {
+                actions.push(Action::Reload(node.clone()));
+            }
+        }
+        actions
+    }
+
     /// Takes one poll of the whole node set. Returns what changed.
     pub fn observe(&mut self, polls: Vec<Poll>) -> Vec<Action> {
+        self.polls += 1;
         let mut actions = Vec::new();
         let polled: std::collections::HashSet<&str> =
             polls.iter().map(|p| p.node.as_str()).collect();
@@ -109,10 +140,7 @@ impl Peers {
                     peer.boot = Some(boot);
                     actions.push(Action::Reload(node));
                 }
-                Some(_) if peer.lost_messages(stamp.as_ref()) => {
-                    actions.push(Action::Reload(node));
-                }
-                Some(_) => {}
+                Some(_) => peer.note_stamp(stamp.as_ref(), self.polls),
                 None if !known => actions.push(Action::Reload(node)),
                 None if peer.alive => {
                     peer.alive = false;
@@ -200,15 +228,16 @@ impl Peers {
 }
 
 impl Peer {
-    /// True if the stamp has stayed ahead of the messages applied since
-    /// the last poll: messages were lost (a reload makes up for them).
-    fn lost_messages(&mut self, stamp: Option<&Stamp>) -> bool {
-        let ahead = stamp
-            .filter(|s| self.boot.as_deref() == Some(s.boot.as_str()) && s.seq > self.seq)
-            .map(|s| s.seq);
-        let lost = matches!((self.lagging, ahead), (Some(before), Some(_)) if self.seq < before);
-        self.lagging = if lost { None } else { ahead };
-        lost
+    /// Remembers a stamp ahead of the messages applied, to be checked
+    /// once the messages published before poll `generation` are read.
+    /// A stamp still waiting for its check is kept: a later one would
+    /// wait for a later check, forever while messages keep a backlog.
+    fn note_stamp(&mut self, stamp: Option<&Stamp>, generation: u64) {
+        if self.lagging.is_none() {
+            self.lagging = stamp
+                .filter(|s| self.boot.as_deref() == Some(s.boot.as_str()) && s.seq > self.seq)
+                .map(|s| (generation, s.seq));
+        }
     }
 }
 
@@ -345,30 +374,42 @@ mod tests {
         );
     }
 
+    fn stamp(seq: u64) -> Stamp {
+        Stamp {
+            boot: "1".into(),
+            seq,
+            rows: 0,
+        }
+    }
+
     #[test]
-    fn a_stamp_ahead_for_two_polls_reloads() {
+    fn a_backlog_never_reloads_and_a_stamp_still_ahead_once_read_up_to_its_poll_does() {
         let mut peers = Peers::default();
         peers.observe(poll("b", Some("1"), Some(3)));
-        peers.loaded("b", Some("1"), None);
-        assert!(peers.observe(poll("b", Some("1"), Some(3))).is_empty());
-        assert_eq!(
-            peers.observe(poll("b", Some("1"), Some(4))),
-            [Action::Reload("b".into())]
-        );
-        peers.loaded(
-            "b",
-            Some("1"),
-            Some(&Stamp {
-                boot: "1".into(),
-                seq: 4,
-                rows: 0,
-            }),
-        );
-        assert!(peers.observe(poll("b", Some("1"), Some(4))).is_empty());
-        // A message in flight at one poll and applied by the next is fine.
-        assert!(peers.observe(poll("b", Some("1"), Some(5))).is_empty());
+        peers.loaded("b", Some("1"), Some(&stamp(3)));
+        // Messages 4.. are published faster than they are read: however
+        // many polls see the stamp ahead, none of them reloads.
+        for seq in [5, 9, 12] {
+            assert!(peers.observe(poll("b", Some("1"), Some(seq))).is_empty());
+        }
+        let first = peers.generation() - 2;
+        assert_eq!(peers.message("b", "1", 4, false, false), OnMessage::Apply);
         assert_eq!(peers.message("b", "1", 5, false, false), OnMessage::Apply);
-        assert!(peers.observe(poll("b", Some("1"), Some(5))).is_empty());
+        // Everything published before the poll that saw 5 is read: fine.
+        assert!(peers.caught_up(first).is_empty());
+        let noted = peers.generation() + 1;
+        assert!(peers.observe(poll("b", Some("1"), Some(12))).is_empty());
+        assert_eq!(peers.message("b", "1", 6, false, false), OnMessage::Apply);
+        assert!(
+            peers.caught_up(noted - 1).is_empty(),
+            "an earlier check covers nothing a later poll saw"
+        );
+        // Read up to that poll and still at 6 of 12: 7..12 were lost.
+        assert_eq!(peers.caught_up(noted), [Action::Reload("b".into())]);
+        assert!(peers.caught_up(noted).is_empty(), "checked once");
+        peers.loaded("b", Some("1"), Some(&stamp(12)));
+        assert!(peers.observe(poll("b", Some("1"), Some(12))).is_empty());
+        assert!(peers.caught_up(peers.generation()).is_empty());
     }
 
     #[test]

@@ -63,6 +63,10 @@ pub(super) struct Task {
     pub(super) claimed: bool,
     /// A message came from a node not known alive: poll leases soon.
     pub(super) poll_soon: bool,
+    /// The `at` of our last heartbeat message and the poll it follows:
+    /// when it comes back through our subscription, every message
+    /// published before that poll has been read.
+    pub(super) marker: Option<(Millis, u64)>,
 }
 
 /// Converts milliseconds of a `Duration`.
@@ -111,13 +115,24 @@ impl Task {
         timed(pubsub.subscribe(self.keys.channel())).await?;
         let mut messages = pubsub.into_on_message();
         self.claimed = false;
+        self.marker = None;
         let beat = timed(link.heartbeat(false)).await?;
         if !self.restored {
             self.restore_own(&mut link).await?;
         }
         self.peers.clear();
         self.on_beat(&mut link, beat).await?;
+        let (started, rows) = (
+            std::time::Instant::now(),
+            self.status.rows_loaded.load(RELAXED),
+        );
         self.poll_peers(&mut link).await?;
+        tracing::info!(
+            peers = self.peers.alive(),
+            rows = self.status.rows_loaded.load(RELAXED) - rows,
+            ms = started.elapsed().as_millis() as u64,
+            "fleet: read the other gateways' rows"
+        );
         let mut tick = tokio::time::interval(self.config.lease / 3);
         let (mut stop, reader) = (self.stop.clone(), Arc::clone(&self.reader));
         loop {
@@ -129,14 +144,17 @@ impl Task {
                     return Ok(());
                 }
                 _ = reader.wait_for(next) => timed(self.sync(&mut link, false)).await?,
+                // Not bounded as a whole: applying waits for room in the
+                // writer's queue, which is no Redis failure. Each Redis
+                // step inside is bounded by `timed`.
                 message = messages.next() => match message {
-                    Some(message) => timed(self.on_message(&mut link, &message)).await?,
+                    Some(message) => self.on_message(&mut link, &message).await?,
                     None => return Err(FleetError::SubscriptionLost),
                 },
-                _ = tick.tick() => timed(self.on_tick(&mut link)).await?,
+                _ = tick.tick() => self.on_tick(&mut link).await?,
                 _ = tokio::time::sleep(self.config.lease / 10), if soon => {
                     self.poll_soon = false;
-                    timed(self.poll_peers(&mut link)).await?;
+                    self.poll_peers(&mut link).await?;
                 }
             }
         }
@@ -144,7 +162,9 @@ impl Task {
 
     /// Loads the rows a previous run of this gateway left in Redis, once.
     async fn restore_own(&mut self, link: &mut Link) -> Result<(), FleetError> {
-        let loaded = timed(link.load(&self.config.node_id, self.config.max_rows)).await?;
+        let loaded = link
+            .load(&self.config.node_id, self.config.max_rows)
+            .await?;
         let rows = self.screen_rows(&self.config.node_id.clone(), loaded.raw, now_millis());
         let applied = self.push_acked(RemoteOp::Restore { rows }).await?;
         applied.await.map_err(|_| FleetError::EngineStopped)?;
@@ -228,17 +248,22 @@ impl Task {
     }
 
     async fn on_tick(&mut self, link: &mut Link) -> Result<(), FleetError> {
-        let beat = link.heartbeat(false).await?;
+        let beat = timed(link.heartbeat(false)).await?;
         self.on_beat(link, beat).await?;
-        if self.claimed {
-            // Peers measure our clock and check they missed nothing.
-            link.beat(now_millis()).await?;
-        }
         self.poll_peers(link).await?;
+        if self.claimed {
+            // Peers measure our clock and check they missed nothing; its
+            // return through our subscription marks every message
+            // published before this poll as read (`inbound.rs`).
+            let at = now_millis();
+            timed(link.beat(at)).await?;
+            // One check at a time: it covers every stamp noted until now.
+            self.marker.get_or_insert((at, self.peers.generation()));
+        }
         self.status
             .set_skews(self.peers.skews(), self.screen.max_skew);
         if now_millis().saturating_sub(self.self_sent) >= self.self_refresh() {
-            self.sync(link, false).await?;
+            timed(self.sync(link, false)).await?;
         }
         Ok(())
     }
@@ -272,7 +297,7 @@ impl Task {
     }
 
     /// Like [`Task::push`], and returns the receiver of its ack.
-    async fn push_acked(
+    pub(super) async fn push_acked(
         &self,
         op: RemoteOp,
     ) -> Result<tokio::sync::oneshot::Receiver<u64>, FleetError> {

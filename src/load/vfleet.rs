@@ -4,13 +4,13 @@
 //! messages), holding N rows in total and changing them at a given rate,
 //! for a bounded time, so that one real gateway can be measured as a
 //! member of a fleet far larger than one box could run. With `--observe`
-//! it also measures that gateway (`observe.rs`).
+//! it also measures that gateway through its `/metrics` (`observe.rs`).
 //!
 //! Phases: every gateway takes its lease and writes its rows; then the
 //! changes run for `--duration`, each gateway publishing one batch per
 //! `--batch-interval`; then every gateway still running gives its lease
 //! back (as a gracefully stopping gateway does), and the observer gets
-//! `--settle` for the last samples.
+//! `--settle` for the last messages before its histogram is read.
 
 mod fleet_sim_args;
 mod gateway;
@@ -25,10 +25,10 @@ use tokio::sync::watch;
 
 pub use fleet_sim_args::{FleetSimArgs, MAX_GATEWAYS, MAX_RATE, MAX_ROWS, SimError};
 pub use gateway::node_id;
-pub use observe::JoinConvergence;
+pub use observe::{JoinConvergence, Propagation};
 
 use crate::fleet::{Keys, redact};
-use gateway::{Counters, Phase, Plan, Probes, Shared};
+use gateway::{Counters, Phase, Plan, Shared};
 
 /// What a run did.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -60,16 +60,17 @@ pub struct SimReport {
 #[derive(Debug, Clone, Default, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Observed {
-    /// Sampled changes published.
-    pub samples: u64,
-    /// Sampled changes seen on the stream.
-    pub seen: u64,
-    /// Propagation delay, ms: p50, p99, max (of those seen).
+    /// Change messages the gateway applied between its convergence and
+    /// the end of the changes (0: it did not converge, or it keeps no
+    /// propagation histogram).
+    pub messages: u64,
+    /// Propagation delay of those messages, ms (gateway's histogram):
+    /// p50, p99, mean.
     pub p50_ms: f64,
     /// See `p50_ms`.
     pub p99_ms: f64,
     /// See `p50_ms`.
-    pub max_ms: f64,
+    pub mean_ms: f64,
     /// The gateway's convergence on every simulated row.
     pub convergence: JoinConvergence,
 }
@@ -107,7 +108,6 @@ pub async fn run_with(args: FleetSimArgs, control: Control) -> Result<SimReport,
         ttl: i64::try_from(args.presence_ttl.as_millis()).unwrap_or(i64::MAX),
         batch: args.batch_interval,
         counters: Counters::default(),
-        probes: Probes::default(),
         phase,
     });
     let target = args
@@ -115,12 +115,12 @@ pub async fn run_with(args: FleetSimArgs, control: Control) -> Result<SimReport,
         .as_deref()
         .and_then(observe::ObservedGateway::parse);
     let target = target.map(|t| t.with_token(args.observe_token.clone()));
-    let histogram = Arc::new(std::sync::Mutex::new(
-        hdrhistogram::Histogram::<u64>::new(3).expect("3 significant digits is valid"),
-    ));
-    let observers = target
-        .clone()
-        .map(|target| start_observers(&shared, target, args.rows, &histogram));
+    let observer = target.clone().map(|target| {
+        let seen = Arc::new(std::sync::Mutex::new(observe::Observation::default()));
+        let (into, sizes) = (Arc::clone(&seen), (args.rows, args.gateways));
+        let task = tokio::spawn(async move { observe::convergence(target, sizes, &into).await });
+        (task, seen)
+    });
     let gateways = spawn_gateways(&args, &shared, &control.lapse);
     let load_ms = wait_loaded(&shared, &gateways, args.gateways).await;
     let changing = Instant::now();
@@ -143,11 +143,9 @@ pub async fn run_with(args: FleetSimArgs, control: Control) -> Result<SimReport,
     if counters.loaded.load(Relaxed) < u64::from(args.gateways) {
         return Err(redis_error(failures.join("; ")));
     }
-    let observed = match observers {
-        Some((convergence, stream)) => {
-            Some(settle(&args, &shared, convergence, stream, &histogram).await)
-        }
-        None => None,
+    let observed = match (observer, target) {
+        (Some(observer), Some(target)) => Some(settle(&args, &target, observer).await),
+        _ => None,
     };
     let changes = counters.changes.load(Relaxed);
     Ok(SimReport {
@@ -164,32 +162,6 @@ pub async fn run_with(args: FleetSimArgs, control: Control) -> Result<SimReport,
     })
 }
 
-type Observers = (
-    (
-        tokio::task::JoinHandle<()>,
-        Arc<std::sync::Mutex<JoinConvergence>>,
-    ),
-    tokio::task::JoinHandle<()>,
-);
-
-fn start_observers(
-    shared: &Arc<Shared>,
-    target: observe::ObservedGateway,
-    rows: u64,
-    histogram: &Arc<std::sync::Mutex<hdrhistogram::Histogram<u64>>>,
-) -> Observers {
-    let seen = Arc::new(std::sync::Mutex::new(JoinConvergence::default()));
-    let (polled, into) = (target.clone(), Arc::clone(&seen));
-    let convergence = (
-        tokio::spawn(async move { observe::convergence(polled, rows, &into).await }),
-        seen,
-    );
-    let (shared, histogram) = (Arc::clone(shared), Arc::clone(histogram));
-    let stream =
-        tokio::spawn(async move { observe::propagation(target, &shared.probes, &histogram).await });
-    (convergence, stream)
-}
-
 fn spawn_gateways(
     args: &FleetSimArgs,
     shared: &Arc<Shared>,
@@ -197,18 +169,12 @@ fn spawn_gateways(
 ) -> Vec<tokio::task::JoinHandle<Result<(), String>>> {
     let g = u64::from(args.gateways);
     let rate = args.changes_per_sec as f64 / g as f64;
-    let expected = args.changes_per_sec as f64 * args.duration.as_secs_f64();
-    let probe_every = match (&args.observe, args.samples) {
-        (Some(_), n) if n > 0 => ((expected / f64::from(n)).floor() as u64).max(1),
-        _ => 0,
-    };
     (0..args.gateways)
         .map(|index| {
             let plan = Plan {
                 index,
                 rows: args.rows / g + u64::from(u64::from(index) < args.rows % g),
                 rate,
-                probe_every,
             };
             let (shared, lapse) = (Arc::clone(shared), index < args.lapse);
             let (lapse_after, lapse_now) = (args.lapse_after, lapse_now.clone());
@@ -269,45 +235,30 @@ async fn wait_loaded(
     u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
+/// After the changes: gives the gateway a moment for the last messages,
+/// then reads its propagation histogram since its convergence.
 async fn settle(
     args: &FleetSimArgs,
-    shared: &Shared,
+    target: &observe::ObservedGateway,
     (convergence, seen): (
         tokio::task::JoinHandle<()>,
-        Arc<std::sync::Mutex<JoinConvergence>>,
+        Arc<std::sync::Mutex<observe::Observation>>,
     ),
-    stream: tokio::task::JoinHandle<()>,
-    histogram: &std::sync::Mutex<hdrhistogram::Histogram<u64>>,
 ) -> Observed {
-    let deadline = Instant::now() + args.settle;
-    while Instant::now() < deadline
-        && !shared
-            .probes
-            .pending
-            .lock()
-            .expect("no panics under the lock")
-            .is_empty()
-    {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    stream.abort();
+    tokio::time::sleep(args.settle).await;
     convergence.abort();
-    let convergence = *seen.lock().expect("no panics under the lock");
-    let lost = shared
-        .probes
-        .pending
-        .lock()
-        .expect("no panics under the lock")
-        .len() as u64;
-    let h = histogram.lock().expect("no panics under the lock");
-    let ms = |micros: u64| micros as f64 / 1000.0;
+    let after = observe::propagation_now(target).await;
+    let seen = seen.lock().expect("no panics under the lock");
+    let window = match &seen.at_convergence {
+        Some(before) => after.since(before),
+        None => observe::Propagation::default(),
+    };
     Observed {
-        samples: h.len() + lost,
-        seen: h.len(),
-        p50_ms: ms(h.value_at_quantile(0.5)),
-        p99_ms: ms(h.value_at_quantile(0.99)),
-        max_ms: ms(h.max()),
-        convergence,
+        messages: window.count(),
+        p50_ms: window.quantile_ms(0.5),
+        p99_ms: window.quantile_ms(0.99),
+        mean_ms: window.mean_ms(),
+        convergence: seen.convergence,
     }
 }
 
@@ -331,8 +282,8 @@ impl fmt::Display for SimReport {
             writeln!(f, "observed gateway:")?;
             writeln!(
                 f,
-                "  propagation      p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} of {} samples seen)",
-                o.p50_ms, o.p99_ms, o.max_ms, o.seen, o.samples
+                "  propagation      p50 {:.1} ms, p99 {:.1} ms, mean {:.1} ms ({} messages after it converged)",
+                o.p50_ms, o.p99_ms, o.mean_ms, o.messages
             )?;
             match (o.convergence.first_answer_ms, o.convergence.converged_ms) {
                 (Some(first), Some(done)) => writeln!(

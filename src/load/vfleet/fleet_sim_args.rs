@@ -67,9 +67,9 @@ pub struct FleetSimArgs {
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub lapse_after: Duration,
 
-    /// A real gateway's HTTP base URL (`http://127.0.0.1:PORT`): measure how
-    /// long sampled changes take to show on its `/v1/presence/stream`, and
-    /// how long it takes to list every simulated row.
+    /// A real gateway's HTTP base URL (`http://127.0.0.1:PORT`): measure,
+    /// from its `/metrics`, how long it takes to list every simulated row
+    /// and how long the changes take to become visible on it.
     #[arg(long)]
     pub observe: Option<String>,
 
@@ -77,12 +77,9 @@ pub struct FleetSimArgs {
     #[arg(long, env = "ROLLCALL_OBSERVE_TOKEN", hide_env_values = true)]
     pub observe_token: Option<String>,
 
-    /// Changes sampled for the propagation delay, spread over the run.
-    #[arg(long, default_value_t = 200)]
-    pub samples: u32,
-
-    /// After the changes stop, how long the observer waits for the last samples.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    /// After the changes stop, how long the observed gateway gets for the
+    /// last messages before its histogram is read.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub settle: Duration,
 
     /// Print the report as JSON.

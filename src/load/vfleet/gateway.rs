@@ -7,10 +7,8 @@
 //! Invariant: a row's `ts` is the simulator's clock when it was written,
 //! and its expiry in Redis is `ts + ttl`, as a real gateway writes it.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::watch;
 
@@ -22,8 +20,6 @@ use crate::presence::{Entry, Key, Millis};
 const LOAD_CHUNK: usize = 5_000;
 /// Bound on one Redis step.
 const IO_TIMEOUT: Duration = Duration::from_secs(30);
-/// The marker a sampled change carries in its `text`, followed by its id.
-pub const PROBE: &str = "vfprobe-";
 
 /// What every simulated gateway adds to.
 #[derive(Debug, Default)]
@@ -42,14 +38,6 @@ pub struct Counters {
     pub loaded: AtomicU64,
 }
 
-/// Sampled changes not yet seen by the observer: probe id -> when published.
-#[derive(Debug, Default)]
-pub struct Probes {
-    /// Pending probes.
-    pub pending: Mutex<HashMap<u64, Instant>>,
-    next: AtomicU64,
-}
-
 /// What one gateway is told.
 pub struct Plan {
     /// Its index (node id `vfleet-INDEX`).
@@ -58,8 +46,6 @@ pub struct Plan {
     pub rows: u64,
     /// Its changes per second.
     pub rate: f64,
-    /// One change in this many is a probe (0: none).
-    pub probe_every: u64,
 }
 
 /// What every gateway shares.
@@ -76,8 +62,6 @@ pub struct Shared {
     pub batch: Duration,
     /// Counters.
     pub counters: Counters,
-    /// Sampled changes.
-    pub probes: Probes,
     /// Set when the changes begin (every gateway loaded) and when they end.
     pub phase: watch::Sender<Phase>,
 }
@@ -252,12 +236,18 @@ impl Changing<'_> {
         }
     }
 
+    /// Renews the lease and publishes a beat (its clock and last message
+    /// number), as a real gateway's heartbeat does.
     async fn heartbeat(&mut self, link: &mut Link) {
         match timed(link.heartbeat(false)).await {
             Ok(beat) if beat.taken_by.is_none() => {}
             Ok(_) | Err(_) => {
                 self.shared.counters.errors.fetch_add(1, Relaxed);
+                return;
             }
+        }
+        if timed(link.beat(now_millis())).await.is_err() {
+            self.shared.counters.errors.fetch_add(1, Relaxed);
         }
     }
 
@@ -271,19 +261,11 @@ impl Changing<'_> {
             return;
         }
         let mut out = Outbound::default();
-        let mut probes = Vec::new();
         for _ in 0..due {
             self.change += 1;
             let row = self.cursor;
             self.cursor = (self.cursor + 1) % self.plan.rows;
-            let probe = self.plan.probe_every > 0 && self.change % self.plan.probe_every == 0;
-            let text = if probe {
-                let id = self.shared.probes.next.fetch_add(1, Relaxed);
-                probes.push(id);
-                format!("vfleet-{} row {row} {PROBE}{id}.", self.plan.index)
-            } else {
-                format!("vfleet-{} row {row}", self.plan.index)
-            };
+            let text = format!("vfleet-{} row {row}", self.plan.index);
             let record = row_record(self.plan.index, row, self.change, text, now);
             out.records.push((
                 row_key(self.plan.index, row),
@@ -292,16 +274,6 @@ impl Changing<'_> {
             ));
         }
         let own = self_due.then(|| self_record(self.plan.index, now));
-        let sent = Instant::now();
-        if !probes.is_empty() {
-            let mut pending = self
-                .shared
-                .probes
-                .pending
-                .lock()
-                .expect("no panics under the lock");
-            pending.extend(probes.iter().map(|id| (*id, sent)));
-        }
         match timed(link.write(&out, own, (false, self.plan.rows + 1), now)).await {
             Ok(()) => {
                 let counters = &self.shared.counters;
@@ -314,15 +286,6 @@ impl Changing<'_> {
             }
             Err(_) => {
                 self.shared.counters.errors.fetch_add(1, Relaxed);
-                let mut pending = self
-                    .shared
-                    .probes
-                    .pending
-                    .lock()
-                    .expect("no panics under the lock");
-                for id in probes {
-                    pending.remove(&id);
-                }
             }
         }
     }

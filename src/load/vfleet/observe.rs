@@ -1,31 +1,32 @@
-//! The observer: reads a real gateway's HTTP port while the simulated
-//! fleet runs. It measures two things:
-//! - convergence: from the first `/v1/presence/stats` answer until that
-//!   gateway counts every simulated row (`byMode.vfleet`), polled every
-//!   [`POLL`];
-//! - propagation: each sampled change carries a marker (`vfprobe-ID.`) in
-//!   its `text`; the observer holds `/v1/presence/stream` open and scans
-//!   every `presence` event for markers still pending, recording the time
-//!   from just before the change's transaction until the event arrived.
+//! The observer: reads a real gateway's `/metrics` while the simulated
+//! fleet runs. A scrape costs the gateway the same at 1,000,000 rows as
+//! at 10 (no list is built or parsed), so the observer does not load the
+//! gateway it measures, as listing it or holding its full-list stream
+//! open did. It measures two things:
+//! - convergence: from the first answer until `rollcall_presence_entries` counts
+//!   every simulated row, every simulated gateway's self row and the
+//!   gateway's own, polled every [`POLL`];
+//! - propagation: the gateway's `rollcall_fleet_propagation_seconds`
+//!   histogram between its convergence and the end of the changes: for
+//!   each change message, from its `at` (the simulator's clock, just
+//!   before its transaction) until the gateway's writer made its rows
+//!   visible to readers.
 //!
-//! Invariant: a probe is recorded at most once (it leaves the pending map
-//! when first seen), so a row that keeps its marker in later lists adds
-//! nothing.
+//! Invariant: quantiles are read from the difference of two scrapes of
+//! the same cumulative histogram, so messages applied during the join are
+//! not counted.
 
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper::Request;
-use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-
-use super::gateway::{PROBE, Probes};
 
 /// How often convergence is polled.
 pub const POLL: Duration = Duration::from_millis(100);
-/// The most bytes of one SSE event kept while it is incomplete.
-const MAX_EVENT: usize = 2 << 30;
+/// The histogram the gateway keeps.
+const PROPAGATION: &str = "rollcall_fleet_propagation_seconds";
 
 /// A gateway's HTTP address.
 #[derive(Debug, Clone)]
@@ -56,7 +57,8 @@ impl ObservedGateway {
         self
     }
 
-    async fn get(&self, path: &str) -> Result<hyper::Response<Incoming>, String> {
+    /// The gateway's `/metrics` text.
+    async fn metrics(&self) -> Result<String, String> {
         let stream = tokio::net::TcpStream::connect(&self.authority)
             .await
             .map_err(|e| e.to_string())?;
@@ -64,24 +66,93 @@ impl ObservedGateway {
             .await
             .map_err(|e| e.to_string())?;
         tokio::spawn(conn);
-        let mut req = Request::get(path).header(hyper::header::HOST, &self.authority);
+        let mut req = Request::get("/metrics").header(hyper::header::HOST, &self.authority);
         if let Some(token) = &self.token {
             req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
         }
         let req = req.body(Empty::<Bytes>::new()).map_err(|e| e.to_string())?;
         let response = send.send_request(req).await.map_err(|e| e.to_string())?;
         if !response.status().is_success() {
-            return Err(format!("{path}: HTTP {}", response.status()));
+            return Err(format!("/metrics: HTTP {}", response.status()));
         }
-        Ok(response)
+        let body = response.into_body().collect().await;
+        let body = body.map_err(|e| e.to_string())?.to_bytes();
+        String::from_utf8(body.to_vec()).map_err(|e| e.to_string())
+    }
+}
+
+/// The value of the sample named exactly `name` (labels included).
+fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .filter_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .find_map(|value| value.trim().parse().ok())
+}
+
+/// One scrape of the propagation histogram: cumulative counts per upper
+/// bound (seconds, ascending), and the sum of every observation.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Propagation {
+    buckets: Vec<(f64, f64)>,
+    sum: f64,
+}
+
+impl Propagation {
+    /// Reads it from a `/metrics` text; empty if the gateway has none.
+    pub fn parse(text: &str) -> Propagation {
+        let prefix = format!("{PROPAGATION}_bucket{{le=\"");
+        let mut buckets: Vec<(f64, f64)> = text
+            .lines()
+            .filter_map(|line| {
+                let (le, count) = line.strip_prefix(&prefix)?.split_once("\"} ")?;
+                Some((le.parse().ok()?, count.trim().parse().ok()?))
+            })
+            .collect();
+        buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let sum = sample(text, &format!("{PROPAGATION}_sum")).unwrap_or(0.0);
+        Propagation { buckets, sum }
     }
 
-    /// How many simulated rows the gateway lists now.
-    async fn simulated_rows(&self) -> Result<u64, String> {
-        let body = self.get("/v1/presence/stats").await?.into_body();
-        let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
-        let stats: serde_json::Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
-        Ok(stats["byMode"]["vfleet"].as_u64().unwrap_or(0))
+    /// What was observed after `before` (an earlier scrape).
+    pub fn since(&self, before: &Propagation) -> Propagation {
+        let earlier = |le: f64| {
+            let found = before.buckets.iter().find(|b| b.0 == le);
+            found.map_or(0.0, |b| b.1)
+        };
+        Propagation {
+            buckets: self
+                .buckets
+                .iter()
+                .map(|&(le, n)| (le, n - earlier(le)))
+                .collect(),
+            sum: self.sum - before.sum,
+        }
+    }
+
+    /// Observations counted.
+    pub fn count(&self) -> u64 {
+        self.buckets.last().map_or(0, |b| b.1 as u64)
+    }
+
+    /// The mean, in ms.
+    pub fn mean_ms(&self) -> f64 {
+        self.sum * 1e3 / (self.count().max(1) as f64)
+    }
+
+    /// Quantile `q` in ms, linear within the bucket that holds it (an
+    /// overflow bucket answers its lower bound).
+    pub fn quantile_ms(&self, q: f64) -> f64 {
+        let want = q * self.count() as f64;
+        let (mut low, mut below) = (0.0, 0.0);
+        for &(le, n) in &self.buckets {
+            if n >= want && n > below {
+                if le.is_infinite() {
+                    return low * 1e3;
+                }
+                return (low + (le - low) * (want - below) / (n - below)) * 1e3;
+            }
+            (low, below) = (le, n);
+        }
+        low * 1e3
     }
 }
 
@@ -93,27 +164,46 @@ pub struct JoinConvergence {
     pub first_answer_ms: Option<u64>,
     /// Ms from that first answer until it listed every simulated row.
     pub converged_ms: Option<u64>,
-    /// Simulated rows it listed when last asked.
+    /// Simulated rows it listed when last asked (its entries, less the
+    /// simulated gateways' self rows and its own).
     pub rows_listed: u64,
 }
 
-/// Polls until the gateway lists `rows` simulated rows (or the task is
-/// dropped), writing what it saw into `seen`.
+/// What the convergence poll leaves for the end of the run.
+#[derive(Debug, Default)]
+pub struct Observation {
+    /// Convergence so far.
+    pub convergence: JoinConvergence,
+    /// The propagation histogram when the gateway converged.
+    pub at_convergence: Option<Propagation>,
+}
+
+/// Polls until the gateway lists `rows` simulated rows of `gateways`
+/// gateways (or the task is dropped), writing what it saw into `seen`.
 pub async fn convergence(
     target: ObservedGateway,
-    rows: u64,
-    seen: &std::sync::Mutex<JoinConvergence>,
+    (rows, gateways): (u64, u32),
+    seen: &std::sync::Mutex<Observation>,
 ) {
     let start = Instant::now();
     let mut first: Option<Instant> = None;
+    let others = u64::from(gateways) + 1;
     loop {
-        if let Ok(count) = target.simulated_rows().await {
+        let text = target.metrics().await.ok();
+        if let Some(entries) = text
+            .as_deref()
+            .and_then(|t| sample(t, "rollcall_presence_entries"))
+        {
             let at = *first.get_or_insert_with(Instant::now);
+            let listed = (entries as u64).saturating_sub(others);
             let mut seen = seen.lock().expect("no panics under the lock");
-            seen.first_answer_ms.get_or_insert(millis(at - start));
-            seen.rows_listed = count;
-            if count >= rows {
-                seen.converged_ms = Some(millis(at.elapsed()));
+            seen.convergence
+                .first_answer_ms
+                .get_or_insert(millis(at - start));
+            seen.convergence.rows_listed = listed;
+            if listed >= rows {
+                seen.convergence.converged_ms = Some(millis(at.elapsed()));
+                seen.at_convergence = text.as_deref().map(Propagation::parse);
                 return;
             }
         }
@@ -121,89 +211,14 @@ pub async fn convergence(
     }
 }
 
+/// The propagation histogram now; empty when the gateway does not answer.
+pub async fn propagation_now(target: &ObservedGateway) -> Propagation {
+    let text = target.metrics().await.unwrap_or_default();
+    Propagation::parse(&text)
+}
+
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-/// Holds the stream open (reconnecting) and records each pending probe it
-/// sees into `seen` (microseconds), until the task is dropped.
-pub async fn propagation(
-    target: ObservedGateway,
-    probes: &Probes,
-    seen: &std::sync::Mutex<hdrhistogram::Histogram<u64>>,
-) {
-    loop {
-        if let Ok(response) = target.get("/v1/presence/stream").await {
-            let _ = read_stream(response.into_body(), probes, seen).await;
-        }
-        tokio::time::sleep(POLL).await;
-    }
-}
-
-async fn read_stream(
-    mut body: Incoming,
-    probes: &Probes,
-    seen: &std::sync::Mutex<hdrhistogram::Histogram<u64>>,
-) -> Result<(), String> {
-    let mut event: Vec<u8> = Vec::new();
-    // Where the search for the end of the event resumes.
-    let mut searched = 0;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| e.to_string())?;
-        let Ok(mut data) = frame.into_data() else {
-            continue;
-        };
-        let arrived = Instant::now();
-        while data.has_remaining() {
-            let chunk = data.chunk();
-            event.extend_from_slice(chunk);
-            let n = chunk.len();
-            data.advance(n);
-        }
-        while let Some(end) = find(&event[searched..], b"\n\n").map(|at| at + searched) {
-            scan(&event[..end], arrived, probes, seen);
-            event.drain(..end + 2);
-            searched = 0;
-        }
-        searched = event.len().saturating_sub(1);
-        if event.len() > MAX_EVENT {
-            return Err("an SSE event larger than 2 GiB".into());
-        }
-    }
-    Ok(())
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-/// Records every pending probe named in one event.
-fn scan(
-    event: &[u8],
-    arrived: Instant,
-    probes: &Probes,
-    seen: &std::sync::Mutex<hdrhistogram::Histogram<u64>>,
-) {
-    let mut pending = probes.pending.lock().expect("no panics under the lock");
-    if pending.is_empty() {
-        return;
-    }
-    let mut rest = event;
-    while let Some(at) = find(rest, PROBE.as_bytes()) {
-        rest = &rest[at + PROBE.len()..];
-        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
-        let id = std::str::from_utf8(&rest[..digits])
-            .ok()
-            .and_then(|s| s.parse::<u64>().ok());
-        if let Some(sent) = id.and_then(|id| pending.remove(&id)) {
-            let micros = u64::try_from(arrived.saturating_duration_since(sent).as_micros())
-                .unwrap_or(u64::MAX);
-            let _ = seen
-                .lock()
-                .expect("no panics under the lock")
-                .record(micros.max(1));
-        }
-    }
 }
 
 #[cfg(test)]
@@ -218,19 +233,37 @@ mod tests {
         }
     }
 
+    fn scrape(counts: [u64; 4], sum: f64) -> Propagation {
+        let les = ["0.001", "0.01", "0.1", "+Inf"];
+        let mut text = String::from("# TYPE rollcall_fleet_propagation_seconds histogram\n");
+        for (le, n) in les.iter().zip(counts) {
+            text += &format!("{PROPAGATION}_bucket{{le=\"{le}\"}} {n}\n");
+        }
+        text += &format!(
+            "{PROPAGATION}_sum {sum}\n{PROPAGATION}_count {}\n",
+            counts[3]
+        );
+        text += "rollcall_presence_entries 42\n";
+        assert_eq!(sample(&text, "rollcall_presence_entries"), Some(42.0));
+        Propagation::parse(&text)
+    }
+
     #[test]
-    fn a_pending_probe_is_recorded_once() {
-        let probes = Probes::default();
-        let sent = Instant::now();
-        probes.pending.lock().unwrap().insert(7, sent);
-        let seen = std::sync::Mutex::new(hdrhistogram::Histogram::<u64>::new(3).unwrap());
-        let event =
-            b"event: presence\ndata: [{\"text\":\"x vfprobe-7.\"},{\"text\":\"y vfprobe-71.\"}]";
-        scan(event, sent + Duration::from_millis(5), &probes, &seen);
-        scan(event, sent + Duration::from_millis(9), &probes, &seen);
-        let seen = seen.lock().unwrap();
-        assert_eq!(seen.len(), 1);
-        assert!(seen.max() >= 4_900);
-        assert!(probes.pending.lock().unwrap().is_empty());
+    fn quantiles_come_from_the_difference_of_two_scrapes() {
+        let before = scrape([5, 5, 5, 5], 0.004);
+        // Then 100 more: 50 under 1 ms, 49 under 10 ms, 1 under 100 ms.
+        let after = scrape([55, 104, 105, 105], 0.4);
+        let window = after.since(&before);
+        assert_eq!(window.count(), 100);
+        assert!((window.quantile_ms(0.5) - 1.0).abs() < 1e-9);
+        let p99 = window.quantile_ms(0.99);
+        assert!((p99 - 10.0).abs() < 1e-9, "{p99}");
+        assert!((window.mean_ms() - 3.96).abs() < 1e-9);
+        assert_eq!(Propagation::default().count(), 0);
+        let over = scrape([0, 0, 0, 3], 3.0);
+        assert!(
+            (over.quantile_ms(0.99) - 100.0).abs() < 1e-9,
+            "overflow: its lower bound"
+        );
     }
 }
