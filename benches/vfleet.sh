@@ -7,6 +7,10 @@
 # BIN (default target/release/rollcall) runs the simulator and, unless
 #   GW_BIN names another binary (an A/B against another build), the gateway.
 #   The gateway's log (RUST_LOG, default info) is kept and its path printed.
+#   GW_ARGS adds flags to the gateway's `serve` (e.g. GW_ARGS="--keepalive 0s").
+# Join: until the gateway lists every row; caught up: until, after that, its
+# writer's queue is below 1,000 events (it applies the changes as they come).
+# The measured window starts once it has caught up.
 # Environment: PROBE=1 (default) adds, after the measured window, 10 s of
 #   20 node clients beaconing 10/s each on the real gateway (p50/p99 of
 #   their replies) and back-to-back full-list reads of its /v1/presence
@@ -57,9 +61,13 @@ sleep 2
 echo "vfleet: Redis filled $(( $(date +%s) - T0 ))s after start; the real gateway joins" >&2
 TG=$(date +%s.%N)
 RUST_LOG=${RUST_LOG:-info} "$GW_BIN" serve --bind "127.0.0.1:$HP" --fleet "redis://127.0.0.1:$RP" --node-id real \
-  --max-entries "$((N + G + 100))" >"$OUT/gateway.log" 2>&1 & GPID=$!
+  --max-entries "$((N + G + 100))" ${GW_ARGS:-} >"$OUT/gateway.log" 2>&1 & GPID=$!
 wait_for "the gateway to list every row" joined
 JOIN=$(awk -v a="$TG" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+queue() { curl -s -m 10 "127.0.0.1:$HP/metrics" | awk '$1=="rollcall_queue_depth"{print $2}'; }
+caught_up() { local q; q=$(queue); [ -n "$q" ] && [ "$q" -lt 1000 ]; }
+wait_for "the gateway to catch up (writer queue under 1000)" caught_up
+CAUGHT=$(awk -v a="$TG" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
 cpu() { awk '{print $14+$15}' "/proc/$1/stat"; }
 rinfo() { redis-cli -p "$RP" info "$1" | tr -d '\r' | awk -F: -v k="$2" '$1==k{print $2}'; }
 metrics() { curl -s -m 10 "127.0.0.1:$HP/metrics" > "$1" || true; }
@@ -91,7 +99,7 @@ reached=s['changesPerSec'] or r  # per change: the rate the simulator reached
 o=s.get('observed') or {}
 print(f"G={g} N={n} R={r}/s (reached {s['changesPerSec']:.0f}/s, errors {s['errors']}): gateway RSS {$rss/1024:.0f} MB "
       f"({$rss*1024/max(n,1):.0f} B/row), CPU {cpu/w*100:.0f}% = {cpu/(reached*w)*1e6:.1f} us/remote change; "
-      f"join: all {n} rows listed $JOIN s after the gateway started ({o.get('convergence',{}).get('convergedMs')} ms after its first HTTP answer); "
+      f"join: all {n} rows listed $JOIN s after the gateway started, caught up at $CAUGHT s; "
       f"redis CPU {rcpu/w*100:.0f}%, output {out/w/1e6:.2f} MB/s to 1 subscriber ({out/max(reached*w,1):.0f} B/change); "
       f"load average $LOADAVG")
 def scrape(path):
