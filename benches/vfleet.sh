@@ -8,8 +8,9 @@
 #   GW_BIN names another binary (an A/B against another build), the gateway.
 #   The gateway's log (RUST_LOG, default info) is kept and its path printed.
 #   GW_ARGS adds flags to the gateway's `serve` (e.g. GW_ARGS="--keepalive 0s").
-# Join: until the gateway lists every row; caught up: until, after that, its
-# writer's queue is below 1,000 events (it applies the changes as they come).
+# Join: until the gateway lists every row; caught up: until, after that, it
+# has read every peer since subscribing and its writer's queue is below
+# 1,000 events (it applies the changes as they come).
 # The measured window starts once it has caught up.
 # Environment: PROBE=1 (default) adds, after the measured window, 10 s of
 #   20 node clients beaconing 10/s each on the real gateway (p50/p99 of
@@ -64,8 +65,14 @@ RUST_LOG=${RUST_LOG:-info} "$GW_BIN" serve --bind "127.0.0.1:$HP" --fleet "redis
   --max-entries "$((N + G + 100))" ${GW_ARGS:-} >"$OUT/gateway.log" 2>&1 & GPID=$!
 wait_for "the gateway to list every row" joined
 JOIN=$(awk -v a="$TG" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
-queue() { curl -s -m 10 "127.0.0.1:$HP/metrics" | awk '$1=="rollcall_queue_depth"{print $2}'; }
-caught_up() { local q; q=$(queue); [ -n "$q" ] && [ "$q" -lt 1000 ]; }
+# Caught up: the fleet task has read every peer once subscribed (builds
+# without rollcall_fleet_reloads_total: not checked) and the writer's queue
+# is under 1,000 events.
+caught_up() {
+  curl -s -m 10 "127.0.0.1:$HP/metrics" | awk -v g="$G" '
+    $1=="rollcall_queue_depth"{q=$2} $1=="rollcall_fleet_reloads_total"{r=$2; seen=1}
+    END{exit !(q != "" && q < 1000 && (!seen || r >= g))}'
+}
 wait_for "the gateway to catch up (writer queue under 1000)" caught_up
 CAUGHT=$(awk -v a="$TG" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
 cpu() { awk '{print $14+$15}' "/proc/$1/stat"; }
