@@ -57,10 +57,10 @@ use super::pressure::Removals;
 use super::provenance::{ConnTag, KeySource, Origin, Write, WriteKind, Writer};
 use super::remote::RemoteRow;
 use super::source::disconnect_reason;
-use index::Index;
+use index::{Ages, Index};
 use pending::Pending;
+use std::collections::HashMap;
 use std::collections::HashSet;
-use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -155,7 +155,7 @@ pub struct Store {
     /// Empty slots, reused before `slots` grows.
     free: Vec<SlotId>,
     index: Index,
-    by_age: BTreeMap<(Millis, u64), SlotId>,
+    by_age: Ages,
     /// Slots written (or created) since the last publish. May also name
     /// slots removed since, or reused: publish takes only live slots with
     /// a `pending` entry, once each.
@@ -222,7 +222,7 @@ impl Store {
             slots: Vec::new(),
             free: Vec::new(),
             index: Index::default(),
-            by_age: BTreeMap::new(),
+            by_age: Ages::default(),
             written: Vec::new(),
             list: List::default(),
             unlisted: Vec::new(),
@@ -370,8 +370,7 @@ impl Store {
             self.pinned -= 1;
         }
         let old = std::mem::replace(&mut slot.age, age);
-        self.by_age.remove(&old);
-        self.by_age.insert(age, id);
+        self.by_age.moved(&old, age, id);
         self.changed = true;
         Outcome::Applied
     }

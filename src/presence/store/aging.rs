@@ -15,7 +15,7 @@ impl Store {
         self.clock = self.clock.max(now);
         let ttl = millis(self.config.ttl);
         let mut removed = 0;
-        while let Some((&age, &id)) = self.by_age.first_key_value() {
+        while let Some((age, id)) = self.by_age.first() {
             if now.saturating_sub(age.0) <= ttl {
                 break;
             }
@@ -49,8 +49,7 @@ impl Store {
         };
         let due: Vec<SlotId> = self
             .by_age
-            .range(..=(upto, u64::MAX))
-            .map(|(_, &id)| id)
+            .upto(upto)
             .filter(|&id| {
                 let slot = self.slot(id);
                 slot.live && !slot.pinned && slot.age.0 < now
@@ -81,14 +80,13 @@ impl Store {
         let age = (now.max(self.slot(id).age.0), self.write_seq);
         self.entry_mut(id).ts = age.0;
         let old = std::mem::replace(&mut self.slot_mut(id).age, age);
-        self.by_age.remove(&old);
-        self.by_age.insert(age, id);
+        self.by_age.moved(&old, age, id);
         self.renewed = true;
     }
 
     /// When the oldest entry will be past the TTL, if there is one.
     pub fn next_expiry(&self) -> Option<Millis> {
-        let (&(ts, _), _) = self.by_age.first_key_value()?;
+        let ((ts, _), _) = self.by_age.first()?;
         Some(ts.saturating_add(millis(self.config.ttl)).saturating_add(1))
     }
 
@@ -99,7 +97,7 @@ impl Store {
         while self.index.len() - self.pinned > self.config.max_entries {
             let mut oldest_live = None;
             let mut victim = None;
-            for (&age, &id) in &self.by_age {
+            for (age, id) in self.by_age.iter() {
                 let slot = self.slot(id);
                 if slot.pinned {
                     continue;

@@ -1,14 +1,17 @@
-//! The store's index from key to slot: a hash table of 4-byte slot ids
-//! that hashes and compares the keys the slots hold, so a key is stored
-//! once (in its slot), and the index costs about 5 bytes per bucket
-//! instead of a `HashMap<Key, usize>`'s 25 (issue 19).
+//! The store's two ways to a slot, each naming it by a 4-byte id (issue
+//! 19): the index from key to slot, a hash table that hashes and compares
+//! the keys the slots hold, so the key is not stored again and the index
+//! costs about 5 bytes per bucket instead of a `HashMap<Key, usize>`'s 25;
+//! and the expiry order, a B-tree of ages.
 //!
-//! Invariant (the store's): the table holds exactly the live slots' ids,
-//! each once, and was told each one's key by its slot when it was added.
+//! Invariant (the store's): each holds exactly the live slots' ids, each
+//! once; the index was told each one's key by its slot when it was added.
 
 use super::{Slot, SlotId};
+use crate::presence::entry::Millis;
 use crate::presence::key::Key;
 use hashbrown::HashTable;
+use std::collections::BTreeMap;
 use std::hash::{BuildHasher, RandomState};
 
 /// Key → slot, for the slots of one store.
@@ -55,5 +58,47 @@ impl Index {
     /// Every indexed slot, in no order.
     pub(super) fn ids(&self) -> impl Iterator<Item = SlotId> + '_ {
         self.table.iter().map(|&id| id as SlotId)
+    }
+}
+
+/// A row's place in the expiry order: its `ts`, then the write sequence.
+pub(super) type Age = (Millis, u64);
+
+/// The live slots by [`Age`], oldest first: a B-tree whose values are
+/// 4-byte slot ids (a leaf fits mimalloc's 256-byte class, not 320).
+#[derive(Debug, Default)]
+pub(super) struct Ages(BTreeMap<Age, u32>);
+
+impl Ages {
+    pub(super) fn insert(&mut self, age: Age, id: SlotId) {
+        let short = u32::try_from(id).expect("fewer than 2^32 slots");
+        self.0.insert(age, short);
+    }
+
+    pub(super) fn remove(&mut self, age: &Age) -> Option<SlotId> {
+        self.0.remove(age).map(|id| id as SlotId)
+    }
+
+    /// Slot `id` moves from `old` to `new`.
+    pub(super) fn moved(&mut self, old: &Age, new: Age, id: SlotId) {
+        self.remove(old);
+        self.insert(new, id);
+    }
+
+    /// The oldest.
+    pub(super) fn first(&self) -> Option<(Age, SlotId)> {
+        self.0
+            .first_key_value()
+            .map(|(&age, &id)| (age, id as SlotId))
+    }
+
+    /// Oldest first.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (Age, SlotId)> + '_ {
+        self.0.iter().map(|(&age, &id)| (age, id as SlotId))
+    }
+
+    /// The slots whose `ts` is at most `ts`, oldest first.
+    pub(super) fn upto(&self, ts: Millis) -> impl Iterator<Item = SlotId> + '_ {
+        self.0.range(..=(ts, u64::MAX)).map(|(_, &id)| id as SlotId)
     }
 }

@@ -140,8 +140,7 @@ impl Store {
         let old = std::mem::replace(&mut slot.age, age);
         self.pinned = self.pinned + usize::from(pinned) - usize::from(was_pinned);
         self.local = self.local + usize::from(self.is_local(id)) - usize::from(was_local);
-        self.by_age.remove(&old);
-        self.by_age.insert(age, id);
+        self.by_age.moved(&old, age, id);
         self.changed = true;
         self.enforce_cap();
     }
