@@ -18,7 +18,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(request) = parse_request(&mut scratch) else {
         return;
     };
-    let params = request.params.as_ref();
+    let params = request.params();
     let mut out = Vec::new();
 
     match parse_connect(params) {

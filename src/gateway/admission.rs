@@ -109,7 +109,7 @@ impl Handshake<'_> {
             let error = ErrorShape::first_request_must_be_connect();
             return Err(self.refuse(Some((id, error)), policy("first request must be connect")));
         }
-        let params = match parse_connect(request.params.as_ref()) {
+        let params = match parse_connect(request.params()) {
             Ok(params) => params,
             Err(e) => {
                 return Err(self.refuse(

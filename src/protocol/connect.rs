@@ -9,7 +9,7 @@
 
 use std::fmt;
 
-use simd_json::OwnedValue;
+use super::frame::Params;
 
 use super::ErrorShape;
 use super::device::{DeviceBlock, MAX_KEY_LEN};
@@ -259,7 +259,7 @@ pub fn negotiate(min: u64, max: u64) -> Option<u32> {
 ///
 /// [`ConnectError::InvalidRole`] for a role other than `operator` or `node`, else
 /// [`ConnectError::Param`] naming the first field that is missing, mistyped or over its limit.
-pub fn parse_connect(params: Option<&OwnedValue>) -> Result<ConnectParams, ConnectError> {
+pub fn parse_connect(params: Option<Params<'_>>) -> Result<ConnectParams, ConnectError> {
     let fields = Fields::params(params)?;
     let min_protocol = fields.required_u64_at_least("minProtocol", 1, "an integer >= 1")?;
     let max_protocol = fields.required_u64_at_least("maxProtocol", 1, "an integer >= 1")?;
@@ -400,13 +400,13 @@ mod tests {
         })
     }
 
-    fn to_owned(value: &Value) -> OwnedValue {
-        let mut bytes = serde_json::to_vec(value).expect("test JSON serializes");
-        simd_json::to_owned_value(&mut bytes).expect("serde_json writes valid JSON")
+    fn as_params(value: &Value) -> Params<'static> {
+        let bytes = serde_json::to_vec(value).expect("test JSON serializes");
+        crate::protocol::frame::test_params(&bytes)
     }
 
     fn parse(value: Value) -> Result<ConnectParams, ConnectError> {
-        parse_connect(Some(&to_owned(&value)))
+        parse_connect(Some(as_params(&value)))
     }
 
     /// `cli_params()` with `edit` applied.
@@ -823,7 +823,7 @@ mod tests {
     proptest! {
         #[test]
         fn parse_connect_never_panics_on_arbitrary_json(value in arb_json()) {
-            let _ = parse_connect(Some(&to_owned(&value)));
+            let _ = parse_connect(Some(as_params(&value)));
         }
 
         #[test]
@@ -848,7 +848,7 @@ mod tests {
                 slot = &mut slot[*key];
             }
             *slot = value;
-            let _ = parse_connect(Some(&to_owned(&params)));
+            let _ = parse_connect(Some(as_params(&params)));
         }
 
         #[test]

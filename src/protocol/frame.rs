@@ -21,20 +21,41 @@
 //! answer there could not be matched to anything the client sent.
 
 use serde::{Deserialize, Serialize};
-use simd_json::OwnedValue;
+use simd_json::Buffers;
+use simd_json::prelude::*;
+use simd_json::value::tape::{Tape, Value};
+use std::cell::RefCell;
 
 /// The `id` to answer on when a bad frame has no usable id of its own (§3).
 pub const INVALID_FRAME_ID: &str = "invalid";
 
+/// A JSON value of a parsed frame (its `params`, or a field of them), read in
+/// place: strings borrow from the frame's buffer and nothing is allocated per
+/// field. Objects are read by key in the order sent; when a key repeats, the
+/// first one counts.
+pub type Params<'a> = Value<'a, 'a>;
+
 /// A well-formed request frame: `{"type":"req","id":STR,"method":STR,"params":ANY?}`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Request {
+///
+/// It holds the frame's parsed form (a simd-json tape) and borrows its
+/// strings from the frame's buffer, so reading it allocates nothing beyond
+/// the `id` and the tape.
+#[derive(Debug)]
+pub struct Request<'a> {
     /// Correlates the response with this request; never empty.
     pub id: String,
     /// The method to call; never empty. Not checked against the known methods here.
-    pub method: String,
-    /// The params exactly as sent; `None` only when the field is absent (a JSON `null` is kept).
-    pub params: Option<OwnedValue>,
+    pub method: &'a str,
+    /// The whole frame, an object; `params` is read from it.
+    tape: Tape<'a>,
+}
+
+impl<'a> Request<'a> {
+    /// The params exactly as sent; `None` only when the field is absent (a
+    /// JSON `null` is kept).
+    pub fn params(&self) -> Option<Params<'_>> {
+        self.tape.as_value().get("params")
+    }
 }
 
 /// Why a frame is not a valid request. `Display` is the WHY of `invalid request frame: WHY`.
@@ -112,53 +133,82 @@ impl FrameError {
     }
 }
 
+/// Frames longer than this are parsed with buffers of their own, so one
+/// large frame does not leave a large scratch buffer on a worker thread.
+const KEPT_BUFFER_BYTES: usize = 16 * 1024;
+
+thread_local! {
+    /// simd-json's scratch buffers, reused by every frame parsed on this
+    /// thread (parsing never yields, so one set per thread suffices).
+    static BUFFERS: RefCell<Buffers> = RefCell::new(Buffers::new(KEPT_BUFFER_BYTES));
+}
+
+/// Parses `buf` into a tape, with this thread's scratch buffers when the
+/// frame is small enough to keep them at their size.
+fn to_tape(buf: &mut [u8]) -> Option<Tape<'_>> {
+    if buf.len() > KEPT_BUFFER_BYTES {
+        return simd_json::to_tape(buf).ok();
+    }
+    BUFFERS.with(|buffers| match buffers.try_borrow_mut() {
+        Ok(mut buffers) => simd_json::to_tape_with_buffers(buf, &mut buffers).ok(),
+        // Unreachable (nothing parses re-entrantly), but never a panic.
+        Err(_) => simd_json::to_tape(buf).ok(),
+    })
+}
+
 /// Parses one inbound text frame as a request.
 ///
 /// simd-json unescapes strings in place, so `buf` is left scrambled: pass a scratch copy if the
-/// original bytes are still needed. Unknown top-level fields are ignored.
+/// original bytes are still needed. Unknown top-level fields are ignored; when a field repeats,
+/// the first one counts.
 ///
 /// # Errors
 ///
 /// A [`FrameError`] naming the first rule the frame breaks, checked in this order: JSON,
 /// object, `type`, `id`, `method`.
-pub fn parse_request(buf: &mut [u8]) -> Result<Request, FrameError> {
-    let value = simd_json::to_owned_value(buf).map_err(|_| FrameError::NotJson)?;
-    let OwnedValue::Object(mut object) = value else {
+pub fn parse_request(buf: &mut [u8]) -> Result<Request<'_>, FrameError> {
+    let tape = to_tape(buf).ok_or(FrameError::NotJson)?;
+    let frame = tape.as_value();
+    if !frame.is_object() {
         return Err(FrameError::NotObject);
-    };
+    }
     // Read `id` first so that a frame with the wrong `type` can still be answered on its id.
-    let id = object.remove("id");
-    let is_req = matches!(object.get("type"), Some(OwnedValue::String(kind)) if kind == "req");
-    if !is_req {
-        let id = match id {
-            Some(OwnedValue::String(id)) if !id.is_empty() => Some(id),
-            _ => None,
-        };
+    let id = frame.get("id");
+    if frame.get("type").and_then(|kind| kind.into_string()) != Some("req") {
+        let id = id
+            .and_then(|id| id.into_string())
+            .filter(|id| !id.is_empty())
+            .map(str::to_owned);
         return Err(FrameError::NotRequestType { id });
     }
     let id = match id {
-        None | Some(OwnedValue::Static(simd_json::StaticNode::Null)) => {
-            return Err(FrameError::MissingId);
-        }
-        Some(OwnedValue::String(id)) if id.is_empty() => return Err(FrameError::EmptyId),
-        Some(OwnedValue::String(id)) => id,
-        Some(_) => return Err(FrameError::IdNotString),
+        None => return Err(FrameError::MissingId),
+        Some(id) if id.is_null() => return Err(FrameError::MissingId),
+        Some(id) => match id.into_string() {
+            None => return Err(FrameError::IdNotString),
+            Some("") => return Err(FrameError::EmptyId),
+            Some(id) => id.to_owned(),
+        },
     };
-    let method = match object.remove("method") {
-        None | Some(OwnedValue::Static(simd_json::StaticNode::Null)) => {
-            return Err(FrameError::MissingMethod { id });
-        }
-        Some(OwnedValue::String(method)) if method.is_empty() => {
-            return Err(FrameError::EmptyMethod { id });
-        }
-        Some(OwnedValue::String(method)) => method,
-        Some(_) => return Err(FrameError::MethodNotString { id }),
+    let method = match frame.get("method") {
+        None => return Err(FrameError::MissingMethod { id }),
+        Some(method) if method.is_null() => return Err(FrameError::MissingMethod { id }),
+        Some(method) => match method.into_string() {
+            None => return Err(FrameError::MethodNotString { id }),
+            Some("") => return Err(FrameError::EmptyMethod { id }),
+            Some(method) => method,
+        },
     };
-    Ok(Request {
-        id,
-        method,
-        params: object.remove("params"),
-    })
+    Ok(Request { id, method, tape })
+}
+
+/// Parses `json` into a value that lives for the rest of the test
+/// process (tests only: the frame and its tape are leaked).
+#[cfg(test)]
+pub(crate) fn test_params(json: &[u8]) -> Params<'static> {
+    let bytes = Box::leak(json.to_vec().into_boxed_slice());
+    let tape = simd_json::to_tape(bytes).expect("test JSON is valid");
+    Box::leak(Box::new(tape)).as_value()
 }
 
 /// The `stateVersion` an event carries: one counter per published state.
@@ -267,7 +317,6 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use serde_json::{Value, json};
-    use simd_json::prelude::*;
 
     /// An event whose payload is already JSON.
     fn write_event(
@@ -286,8 +335,9 @@ mod tests {
         );
     }
 
-    fn parse(frame: &str) -> Result<Request, FrameError> {
-        parse_request(&mut frame.as_bytes().to_vec())
+    /// Parses `frame` from a buffer leaked for the test's lifetime.
+    fn parse(frame: &str) -> Result<Request<'static>, FrameError> {
+        parse_request(Box::leak(frame.as_bytes().to_vec().into_boxed_slice()))
     }
 
     fn as_json(bytes: &[u8]) -> Value {
@@ -311,7 +361,7 @@ mod tests {
         .unwrap();
         assert_eq!(req.id, "1");
         assert_eq!(req.method, "connect");
-        let params = req.params.expect("params present");
+        let params = req.params().expect("params present");
         assert_eq!(params.get("minProtocol").and_then(|v| v.as_u64()), Some(3));
     }
 
@@ -319,19 +369,29 @@ mod tests {
     fn params_are_optional() {
         let req = parse(r#"{"type":"req","id":"a-b","method":"system-presence"}"#).unwrap();
         assert_eq!(req.method, "system-presence");
-        assert_eq!(req.params, None);
+        assert!(req.params().is_none());
     }
 
     #[test]
     fn null_params_are_kept_as_null() {
         let req = parse(r#"{"type":"req","id":"1","method":"health","params":null}"#).unwrap();
-        assert!(req.params.is_some_and(|p| p.is_null()));
+        assert!(req.params().is_some_and(|p| p.is_null()));
     }
 
     #[test]
     fn unknown_frame_fields_are_ignored() {
         let req = parse(r#"{"id":"9","extra":[1,2],"method":"health","type":"req"}"#).unwrap();
-        assert_eq!((req.id.as_str(), req.method.as_str()), ("9", "health"));
+        assert_eq!((req.id.as_str(), req.method), ("9", "health"));
+    }
+
+    #[test]
+    fn a_repeated_field_counts_once_as_first_sent() {
+        let req =
+            parse(r#"{"type":"req","id":"1","method":"health","id":"2","method":"x"}"#).unwrap();
+        assert_eq!((req.id.as_str(), req.method), ("1", "health"));
+        let req =
+            parse(r#"{"type":"req","id":"1","method":"m","params":{"a":1},"params":2}"#).unwrap();
+        assert!(req.params().is_some_and(|p| p.is_object()));
     }
 
     #[test]
@@ -535,7 +595,8 @@ mod tests {
         #[test]
         fn parsed_ids_round_trip_through_responses(id in ".{1,40}", method in "[a-z.-]{1,20}") {
             let frame = json!({"type":"req","id":id,"method":method}).to_string();
-            let req = parse_request(&mut frame.into_bytes()).unwrap();
+            let mut frame = frame.into_bytes();
+            let req = parse_request(&mut frame).unwrap();
             prop_assert_eq!(&req.id, &id);
             let mut out = Vec::new();
             write_response_ok(&mut out, &req.id, b"null");

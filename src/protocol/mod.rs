@@ -34,7 +34,7 @@ pub use events::{
     write_delta_payload, write_sse_presence,
 };
 pub use frame::{
-    FrameError, INVALID_FRAME_ID, Request, StateVersion, parse_request, write_event_with,
+    FrameError, INVALID_FRAME_ID, Params, Request, StateVersion, parse_request, write_event_with,
     write_response_err, write_response_ok, write_response_ok_with,
 };
 pub use message::{MessageError, Opcode, Progress, Reassembler};

@@ -7,9 +7,9 @@
 //! [`NodeEventParams::object`], because a bad payload is not a bad request:
 //! it answers `handled:false`, `reason:"invalid_payload"`.
 
+use super::frame::Params;
 use super::params::{Fields, ParamError};
 use serde_json::{Map, Value};
-use simd_json::OwnedValue;
 use simd_json::prelude::*;
 
 /// Longest accepted `event` name, in bytes.
@@ -32,7 +32,7 @@ pub enum Payload {
     /// `payloadJSON` as sent, or `payload` encoded.
     Json(String),
     /// Something that cannot be a payload: a `payloadJSON` that is not a
-    /// string, or a `payload` that does not encode.
+    /// string.
     Invalid,
 }
 
@@ -67,7 +67,7 @@ impl NodeEventParams {
 ///
 /// A [`ParamError`] naming `event` when it is missing, not a string, blank
 /// or too long. The payload is never an error here.
-pub fn parse_node_event(params: Option<&OwnedValue>) -> Result<NodeEventParams, ParamError> {
+pub fn parse_node_event(params: Option<Params<'_>>) -> Result<NodeEventParams, ParamError> {
     let fields = Fields::params(params)?;
     let event = fields
         .optional_str("event", MAX_EVENT_LEN)?
@@ -80,10 +80,7 @@ pub fn parse_node_event(params: Option<&OwnedValue>) -> Result<NodeEventParams, 
             Some(json) => Payload::Json(json.to_owned()),
             None => Payload::Invalid,
         },
-        (_, Some(value)) if !value.is_null() => match simd_json::to_string(value) {
-            Ok(json) => Payload::Json(json),
-            Err(_) => Payload::Invalid,
-        },
+        (_, Some(value)) if !value.is_null() => Payload::Json(value.encode()),
         _ => Payload::Absent,
     };
     Ok(NodeEventParams {
@@ -97,9 +94,7 @@ mod tests {
     use super::*;
 
     fn parse(json: &str) -> Result<NodeEventParams, ParamError> {
-        let mut bytes = json.as_bytes().to_vec();
-        let value: OwnedValue = simd_json::to_owned_value(&mut bytes).unwrap();
-        parse_node_event(Some(&value))
+        parse_node_event(Some(crate::protocol::frame::test_params(json.as_bytes())))
     }
 
     #[test]

@@ -6,9 +6,9 @@
 //! write `"displayName": null` are treated like clients that leave it out. Limits are checked
 //! before anything is copied, so an oversized field costs no allocation.
 
-use simd_json::OwnedValue;
-use simd_json::owned::Object;
 use simd_json::prelude::*;
+
+use super::frame::Params;
 
 /// A params field that is missing, of the wrong type, or over a limit.
 ///
@@ -97,18 +97,18 @@ impl ParamError {
     }
 }
 
-/// A JSON object being read field by field.
+/// A JSON object being read field by field, in place in the frame.
 #[derive(Clone, Copy)]
 pub(crate) struct Fields<'a> {
-    /// The object's members; only read, never changed.
-    map: &'a Object,
+    /// The object; only read, never changed.
+    map: Params<'a>,
 }
 
 impl<'a> Fields<'a> {
     /// The request's params, which must be an object.
-    pub(crate) fn params(params: Option<&'a OwnedValue>) -> Result<Self, ParamError> {
+    pub(crate) fn params(params: Option<Params<'a>>) -> Result<Self, ParamError> {
         params
-            .and_then(|value| value.as_object())
+            .filter(Params::is_object)
             .map(|map| Self { map })
             .ok_or(ParamError::WrongType {
                 field: "params",
@@ -117,13 +117,13 @@ impl<'a> Fields<'a> {
     }
 
     /// The field at `path` as sent, `null` included.
-    pub(crate) fn raw(&self, path: &'static str) -> Option<&'a OwnedValue> {
+    pub(crate) fn raw(&self, path: &'static str) -> Option<Params<'a>> {
         let key = path.rsplit_once('.').map_or(path, |(_, key)| key);
         self.map.get(key)
     }
 
     /// The field at `path`, with `null` read as absent.
-    fn value(&self, path: &'static str) -> Option<&'a OwnedValue> {
+    fn value(&self, path: &'static str) -> Option<Params<'a>> {
         self.raw(path).filter(|value| !value.is_null())
     }
 
@@ -151,7 +151,7 @@ impl<'a> Fields<'a> {
         let Some(value) = self.value(path) else {
             return Ok(None);
         };
-        let text = value.as_str().ok_or(ParamError::WrongType {
+        let text = value.into_string().ok_or(ParamError::WrongType {
             field: path,
             expected: "a string",
         })?;
@@ -266,8 +266,8 @@ impl<'a> Fields<'a> {
         let Some(value) = self.value(path) else {
             return Ok(None);
         };
-        value
-            .as_object()
+        Some(value)
+            .filter(Params::is_object)
             .map(|map| Some(Self { map }))
             .ok_or(ParamError::WrongType {
                 field: path,
@@ -315,9 +315,8 @@ impl<'a> Fields<'a> {
 mod tests {
     use super::*;
 
-    fn object(json: &str) -> OwnedValue {
-        let mut bytes = json.as_bytes().to_vec();
-        simd_json::to_owned_value(&mut bytes).expect("test JSON is valid")
+    fn object(json: &str) -> Params<'static> {
+        crate::protocol::frame::test_params(json.as_bytes())
     }
 
     #[test]
@@ -328,7 +327,7 @@ mod tests {
         };
         assert_eq!(Fields::params(None).err(), Some(expected.clone()));
         assert_eq!(
-            Fields::params(Some(&object("[1]"))).err(),
+            Fields::params(Some(object("[1]"))).err(),
             Some(expected.clone())
         );
         assert_eq!(expected.to_string(), "params must be an object");
@@ -337,14 +336,14 @@ mod tests {
     #[test]
     fn nested_paths_look_up_their_last_segment() {
         let value = object(r#"{"mode":"cli"}"#);
-        let fields = Fields::params(Some(&value)).unwrap();
+        let fields = Fields::params(Some(value)).unwrap();
         assert_eq!(fields.required_str("client.mode", 8), Ok("cli"));
     }
 
     #[test]
     fn null_reads_as_absent() {
         let value = object(r#"{"a":null,"b":null}"#);
-        let fields = Fields::params(Some(&value)).unwrap();
+        let fields = Fields::params(Some(value)).unwrap();
         assert_eq!(fields.optional_str("a", 8), Ok(None));
         assert_eq!(
             fields.required_str("b", 8),
@@ -357,7 +356,7 @@ mod tests {
     fn string_limits_count_bytes_not_chars() {
         // "é" is two bytes in UTF-8.
         let value = object(r#"{"s":"éé"}"#);
-        let fields = Fields::params(Some(&value)).unwrap();
+        let fields = Fields::params(Some(value)).unwrap();
         assert_eq!(fields.optional_str("s", 4), Ok(Some("éé")));
         assert_eq!(
             fields.optional_str("s", 3),
@@ -371,7 +370,7 @@ mod tests {
     #[test]
     fn array_item_errors_name_the_index() {
         let value = object(r#"{"xs":["a",1],"ys":["a","bbbb"]}"#);
-        let fields = Fields::params(Some(&value)).unwrap();
+        let fields = Fields::params(Some(value)).unwrap();
         let err = fields.string_array("xs", 8, 8).unwrap_err();
         assert_eq!(err.to_string(), "xs[1] must be a string");
         let err = fields.string_array("ys", 8, 3).unwrap_err();
@@ -383,7 +382,7 @@ mod tests {
     #[test]
     fn blank_optional_text_reads_as_absent() {
         let value = object(r#"{"a":"  ","b":" x "}"#);
-        let fields = Fields::params(Some(&value)).unwrap();
+        let fields = Fields::params(Some(value)).unwrap();
         assert_eq!(fields.optional_text("a", 8), Ok(None));
         assert_eq!(fields.optional_text("b", 8), Ok(Some(" x ".to_owned())));
     }
@@ -391,7 +390,7 @@ mod tests {
     #[test]
     fn bool_map_rejects_non_boolean_values() {
         let value = object(r#"{"ok":{"a":true,"b":false},"bad":{"a":1},"arr":[]}"#);
-        let fields = Fields::params(Some(&value)).unwrap();
+        let fields = Fields::params(Some(value)).unwrap();
         assert_eq!(fields.check_bool_map("ok"), Ok(()));
         assert_eq!(
             fields.check_bool_map("bad").unwrap_err().to_string(),

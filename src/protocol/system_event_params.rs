@@ -7,7 +7,7 @@
 //! `MAX_FIELD_LEN` bytes. Unknown fields are ignored. Parsing the `Node: …` text form is the
 //! presence layer's job, not this one's.
 
-use simd_json::OwnedValue;
+use super::frame::Params;
 use simd_json::prelude::*;
 
 use super::params::{Fields, ParamError};
@@ -38,7 +38,7 @@ pub struct SystemEventParams {
 ///
 /// A [`ParamError`] naming the first field that is missing, mistyped or over its limit; then
 /// nothing may be written (§5.2).
-pub fn parse_system_event(params: Option<&OwnedValue>) -> Result<SystemEventParams, ParamError> {
+pub fn parse_system_event(params: Option<Params<'_>>) -> Result<SystemEventParams, ParamError> {
     let fields = Fields::params(params)?;
     let text = fields
         .optional_str("text", MAX_TEXT_LEN)?
@@ -98,13 +98,13 @@ mod tests {
     use proptest::prelude::*;
     use serde_json::{Value, json};
 
-    fn to_owned(value: &Value) -> OwnedValue {
-        let mut bytes = serde_json::to_vec(value).expect("test JSON serializes");
-        simd_json::to_owned_value(&mut bytes).expect("serde_json writes valid JSON")
+    fn as_params(value: &Value) -> Params<'static> {
+        let bytes = serde_json::to_vec(value).expect("test JSON serializes");
+        crate::protocol::frame::test_params(&bytes)
     }
 
     fn parse(value: Value) -> Result<SystemEventParams, ParamError> {
-        parse_system_event(Some(&to_owned(&value)))
+        parse_system_event(Some(as_params(&value)))
     }
 
     fn why(value: Value) -> String {

@@ -17,22 +17,26 @@ pub enum Reply {
 
 /// The reply to `request` from a connection with `session`, and the
 /// method label to count it under.
-pub fn dispatch(state: &State, session: &Admission, request: Request) -> (&'static str, Reply) {
-    let id = request.id;
-    let Some(method) = Method::parse(&request.method) else {
+pub fn dispatch(
+    state: &State,
+    session: &Admission,
+    mut request: Request<'_>,
+) -> (&'static str, Reply) {
+    let id = std::mem::take(&mut request.id);
+    let Some(method) = Method::parse(request.method) else {
         return if request.method == "connect" {
             let error = ErrorShape::invalid_request("already connected");
             ("connect", Reply::Refuse(id, error))
         } else {
-            let error = ErrorShape::unknown_method(&request.method);
+            let error = ErrorShape::unknown_method(request.method);
             ("unknown", Reply::Refuse(id, error))
         };
     };
     let reply = match method {
         Method::SystemPresence => system_presence::call(state, session, id),
-        Method::SystemEvent => system_event::call(state, session, id, request.params.as_ref()),
+        Method::SystemEvent => system_event::call(state, session, id, request.params()),
         Method::Health => health::call(id),
-        Method::NodeEvent => node_event::call(state, session, id, request.params.as_ref()),
+        Method::NodeEvent => node_event::call(state, session, id, request.params()),
     };
     (method.as_str(), reply)
 }

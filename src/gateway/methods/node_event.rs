@@ -17,9 +17,8 @@ use crate::presence::HostStats;
 use crate::protocol::node_event_params::{
     NODE_HOST_STATS, NODE_PRESENCE_ACTIVITY, NODE_PRESENCE_ALIVE,
 };
-use crate::protocol::{ErrorShape, Role, parse_node_event, write_response_ok_with};
+use crate::protocol::{ErrorShape, Params, Role, parse_node_event, write_response_ok_with};
 use bytes::Bytes;
-use simd_json::OwnedValue;
 
 /// What became of one event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,12 +39,7 @@ impl Handled {
 }
 
 /// Validates the event, keeps host stats, renews the row, and answers.
-pub fn call(
-    state: &State,
-    admission: &Admission,
-    id: String,
-    params: Option<&OwnedValue>,
-) -> Reply {
+pub fn call(state: &State, admission: &Admission, id: String, params: Option<Params<'_>>) -> Reply {
     if admission.role != Role::Node {
         let message = format!("unauthorized role: {}", admission.role.as_str());
         return Reply::Refuse(id, ErrorShape::invalid_request(message));

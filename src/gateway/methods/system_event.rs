@@ -9,11 +9,10 @@ use crate::gateway::outbox::Out;
 use crate::gateway::push::unavailable;
 use crate::gateway::state::State;
 use crate::presence::{self, BeaconInput, Key};
-use crate::protocol::{ErrorShape, OPERATOR_ADMIN, Role, parse_system_event};
-use simd_json::OwnedValue;
+use crate::protocol::{ErrorShape, OPERATOR_ADMIN, Params, Role, parse_system_event};
 
 /// Validates the beacon and pushes it to the engine.
-pub fn call(state: &State, session: &Admission, id: String, params: Option<&OwnedValue>) -> Reply {
+pub fn call(state: &State, session: &Admission, id: String, params: Option<Params<'_>>) -> Reply {
     if session.role != Role::Node && !session.scopes.iter().any(|s| s == OPERATOR_ADMIN) {
         return Reply::Refuse(
             id,
