@@ -54,12 +54,13 @@ async fn main() -> anyhow::Result<()> {
     for n in 0..rate * seconds {
         tick.tick().await;
         let text = format!("probe {n}");
+        let instance_id = format!("probe-{}", n % 100);
         let input = BeaconInput {
-            text: text.clone(),
-            instance_id: Some(format!("probe-{}", n % 100)),
+            text: &text,
+            instance_id: Some(&instance_id),
             ..BeaconInput::default()
         };
-        let (key, patch) = presence::beacon(input, "gw-a");
+        let (key, patch) = presence::beacon(&input, "gw-a");
         let Ok(applied) = sender.try_push_acked(Event::Beacon { key, patch }) else {
             continue;
         };

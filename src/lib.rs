@@ -30,7 +30,7 @@
 //!     instance_id: Some("laptop".into()),
 //!     ..BeaconInput::default()
 //! };
-//! let (key, patch) = presence::beacon(beacon, "gw");
+//! let (key, patch) = presence::beacon(&beacon, "gw");
 //!
 //! // `try_push_acked` never blocks: a full queue hands the event back. The
 //! // receiver completes with the version whose snapshot has the event.

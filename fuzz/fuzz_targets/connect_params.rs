@@ -52,7 +52,7 @@ fuzz_target!(|data: &[u8]| {
             assert!(event.roles.len() <= system_event_params::MAX_ITEMS);
             assert!(params.tags.len() <= system_event_params::MAX_ITEMS);
             // What the gateway does next must not panic either.
-            let _ = rollcall::presence::beacon(params.beacon.clone(), "gateway-host");
+            let _ = rollcall::presence::beacon(&params.beacon, "gateway-host");
             assert!(
                 event
                     .host

@@ -459,8 +459,8 @@ mod tests {
         );
     }
 
-    fn send_beacon(s: &mut Store, conn: u64, input: BeaconInput, at: Millis) -> String {
-        let (key, mut patch) = beacon(input, "gw");
+    fn send_beacon(s: &mut Store, conn: u64, input: BeaconInput<'_>, at: Millis) -> String {
+        let (key, mut patch) = beacon(&input, "gw");
         patch.by.conn = Some(ConnTag::from_u128(u128::from(conn)));
         s.upsert(key.clone(), patch, at);
         key.to_string()
@@ -567,9 +567,10 @@ mod tests {
         let mut s = store(10);
         open(&mut s, 5, Some("relay"), T0);
         for id in ["x", "y"] {
+            let text = format!("beacon for {id}");
             let input = BeaconInput {
-                text: format!("beacon for {id}"),
-                instance_id: Some(id.into()),
+                text: &text,
+                instance_id: Some(id),
                 mode: Some(id.into()),
                 ..BeaconInput::default()
             };
@@ -886,14 +887,16 @@ mod properties {
                     let Some(&(generation, _)) = open.get(&conn) else {
                         continue;
                     };
+                    let text = format!(
+                        "Node: host-{host} (10.0.0.{host}) · app 1 · last input 1 s ago · mode ui · reason periodic"
+                    );
+                    let instance_id = id.map(|i| format!("inst-{i}"));
                     let input = BeaconInput {
-                        text: format!(
-                            "Node: host-{host} (10.0.0.{host}) · app 1 · last input 1 s ago · mode ui · reason periodic"
-                        ),
-                        instance_id: id.map(|i| format!("inst-{i}")),
+                        text: &text,
+                        instance_id: instance_id.as_deref(),
                         ..BeaconInput::default()
                     };
-                    let (key, mut patch) = beacon(input, "gw");
+                    let (key, mut patch) = beacon(&input, "gw");
                     let tag = (u128::from(conn) << 64) | u128::from(generation);
                     patch.by.conn = Some(ConnTag::from_u128(tag));
                     s.upsert(key, patch, now);

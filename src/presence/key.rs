@@ -19,7 +19,30 @@ impl Key {
             return None;
         }
         // Lowercasing can only grow or keep the text, never make it blank.
-        Some(Key(Arc::from(trimmed.to_lowercase())))
+        // ASCII (the usual id) is lowercased without Unicode's tables, and
+        // copied once when it is lowercase already.
+        let key: Arc<str> = if !trimmed.is_ascii() {
+            Arc::from(trimmed.to_lowercase())
+        } else if trimmed.bytes().any(|b| b.is_ascii_uppercase()) {
+            Arc::from(trimmed.to_ascii_lowercase())
+        } else {
+            Arc::from(trimmed)
+        };
+        Some(Key(key))
+    }
+
+    /// Whether `source` normalises to this key (`Key::parse(source)` equals
+    /// it), without allocating when `source` is ASCII.
+    pub fn is_parsed_from(&self, source: &str) -> bool {
+        let trimmed = source.trim();
+        if trimmed.is_ascii() {
+            return trimmed.len() == self.0.len()
+                && trimmed
+                    .bytes()
+                    .zip(self.0.bytes())
+                    .all(|(from, key)| from.to_ascii_lowercase() == key);
+        }
+        Key::parse(trimmed).is_some_and(|key| key == *self)
     }
 
     /// The first source that is not blank, normalised.
@@ -72,5 +95,26 @@ mod tests {
         let key = Key::first_of([None, Some("  "), Some("B"), Some("c")]);
         assert_eq!(key.unwrap().as_str(), "b");
         assert_eq!(Key::first_of([None, Some("")]), None);
+    }
+
+    #[test]
+    fn is_parsed_from_matches_the_normalised_source() {
+        let key = Key::parse("Mac-Mini").unwrap();
+        assert!(key.is_parsed_from(" MAC-mini\t"));
+        assert!(!key.is_parsed_from("mac-mini2"));
+        assert!(!key.is_parsed_from("  "));
+        let key = Key::parse("ÄBC").unwrap();
+        assert!(key.is_parsed_from("äBc "));
+        assert!(!key.is_parsed_from("abc"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn is_parsed_from_agrees_with_parse(a in "[ aAbBÄäΣσς-]{0,6}", b in "[ aAbBÄäΣσς-]{0,6}") {
+            if let Some(key) = Key::parse(&a) {
+                proptest::prop_assert_eq!(key.is_parsed_from(&b), Key::parse(&b) == Some(key.clone()));
+                proptest::prop_assert!(key.is_parsed_from(&a));
+            }
+        }
     }
 }

@@ -35,7 +35,8 @@ pub use report::{CapReport, Finding, FindingKind, MAX_KEYS_PER_FINDING, Report, 
 pub use row::ParsedRow;
 pub use snapshot::{Snapshot, SnapshotEntry};
 pub use source::{
-    BeaconInput, ConnectInfo, TEXT_KEY_CHARS, beacon, connect, connect_reason, disconnect_reason,
+    BeaconInput, ConnectInfo, TEXT_KEY_CHARS, beacon, beacon_key, beacon_patch, connect,
+    connect_reason, disconnect_reason,
 };
 pub use status::{ACTIVE_MAX_AGE, IDLE_MAX_AGE, Status};
 pub use store::{

@@ -107,51 +107,64 @@ pub fn disconnect_reason(is_node: bool) -> &'static str {
     }
 }
 
-/// The validated params of one `system-event`.
+/// The validated params of one `system-event`, borrowed from the request
+/// frame: the patch built from them copies each value once.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct BeaconInput {
+pub struct BeaconInput<'a> {
     /// Required, non-empty after trim.
-    pub text: String,
+    pub text: &'a str,
     /// Explicit `deviceId`.
-    pub device_id: Option<String>,
+    pub device_id: Option<&'a str>,
     /// Explicit `instanceId`.
-    pub instance_id: Option<String>,
+    pub instance_id: Option<&'a str>,
     /// Explicit `host`.
-    pub host: Option<String>,
+    pub host: Option<&'a str>,
     /// Explicit `ip`.
-    pub ip: Option<String>,
+    pub ip: Option<&'a str>,
     /// Explicit `mode`.
-    pub mode: Option<String>,
+    pub mode: Option<&'a str>,
     /// Explicit `version`.
-    pub version: Option<String>,
+    pub version: Option<&'a str>,
     /// Explicit `platform`.
-    pub platform: Option<String>,
+    pub platform: Option<&'a str>,
     /// Explicit `deviceFamily`.
-    pub device_family: Option<String>,
+    pub device_family: Option<&'a str>,
     /// Explicit `modelIdentifier`.
-    pub model_identifier: Option<String>,
+    pub model_identifier: Option<&'a str>,
     /// Explicit `reason`.
-    pub reason: Option<String>,
+    pub reason: Option<&'a str>,
     /// `None`: absent; `Some(None)`: `null`, clear it.
     pub last_input_seconds: Option<Option<u64>>,
     /// Roles to add.
-    pub roles: Vec<String>,
+    pub roles: Vec<&'a str>,
     /// Scopes to add.
-    pub scopes: Vec<String>,
+    pub scopes: Vec<&'a str>,
 }
 
 /// The key and patch of a beacon. Explicit params win over values parsed
 /// from the text; both win over what is stored (the merge keeps the rest).
 /// The patch's writer says which source gave the key; its connection is
 /// the caller's to fill in.
-pub fn beacon(input: BeaconInput, gateway_host: &str) -> (Key, Patch) {
-    let parsed = text::parse(&input.text);
+pub fn beacon(input: &BeaconInput<'_>, gateway_host: &str) -> (Key, Patch) {
+    let parsed = text::parse(input.text);
+    let (key, source) = beacon_key(input, parsed.as_ref(), gateway_host);
+    (key, beacon_patch(input, parsed.as_ref(), source))
+}
+
+/// The key a beacon names and where it came from: `deviceId`, then
+/// `instanceId`, the text's host, its IP, the text itself, and last the
+/// gateway's host. `parsed` is [`text::parse`] of the input's text.
+pub fn beacon_key(
+    input: &BeaconInput<'_>,
+    parsed: Option<&text::ParsedText<'_>>,
+    gateway_host: &str,
+) -> (Key, KeySource) {
     let trimmed_text = input.text.trim();
-    let (key, source) = [
-        (input.device_id.as_deref(), KeySource::BeaconDeviceId),
-        (input.instance_id.as_deref(), KeySource::BeaconInstanceId),
-        (parsed.as_ref().map(|p| p.host), KeySource::TextHost),
-        (parsed.as_ref().map(|p| p.ip), KeySource::TextIp),
+    [
+        (input.device_id, KeySource::BeaconDeviceId),
+        (input.instance_id, KeySource::BeaconInstanceId),
+        (parsed.map(|p| p.host), KeySource::TextHost),
+        (parsed.map(|p| p.ip), KeySource::TextIp),
         (
             Some(text::prefix_chars(trimmed_text, TEXT_KEY_CHARS)),
             KeySource::Text,
@@ -160,14 +173,27 @@ pub fn beacon(input: BeaconInput, gateway_host: &str) -> (Key, Patch) {
     ]
     .into_iter()
     .find_map(|(s, source)| Some((Key::parse(s?)?, source)))
-    .unwrap_or_else(|| (fallback_key(gateway_host), KeySource::GatewayHost));
-    let or_parsed = |explicit: Option<String>,
+    .unwrap_or_else(|| (fallback_key(gateway_host), KeySource::GatewayHost))
+}
+
+/// The patch a beacon writes, its key taken from `source`; every value is
+/// copied once, from the frame or from the parsed text. `parsed` is
+/// [`text::parse`] of the input's text.
+pub fn beacon_patch(
+    input: &BeaconInput<'_>,
+    parsed: Option<&text::ParsedText<'_>>,
+    source: KeySource,
+) -> Patch {
+    let or_parsed = |explicit: Option<&str>,
                      pick: for<'t> fn(&'t text::ParsedText<'t>) -> &'t str| {
         explicit
             .filter(|s| !s.trim().is_empty())
-            .or_else(|| parsed.as_ref().map(|p| pick(p).to_owned()))
+            .or_else(|| parsed.map(pick))
+            .map(str::to_owned)
     };
-    let patch = Patch {
+    let owned = |value: Option<&str>| value.map(str::to_owned);
+    let list = |items: &[&str]| items.iter().map(|&item| item.to_owned()).collect();
+    Patch {
         host: or_parsed(input.host, |p| p.host),
         ip: or_parsed(input.ip, |p| p.ip),
         version: or_parsed(input.version, |p| p.version),
@@ -175,23 +201,22 @@ pub fn beacon(input: BeaconInput, gateway_host: &str) -> (Key, Patch) {
         reason: or_parsed(input.reason, |p| p.reason),
         last_input_seconds: input
             .last_input_seconds
-            .or_else(|| parsed.as_ref().map(|p| Some(p.last_input_seconds))),
-        instance_id: input.instance_id,
-        platform: input.platform,
-        device_family: input.device_family,
-        model_identifier: input.model_identifier,
-        device_id: input.device_id,
+            .or_else(|| parsed.map(|p| Some(p.last_input_seconds))),
+        instance_id: owned(input.instance_id),
+        platform: owned(input.platform),
+        device_family: owned(input.device_family),
+        model_identifier: owned(input.model_identifier),
+        device_id: owned(input.device_id),
         client_id: None,
-        roles: input.roles,
-        scopes: input.scopes,
-        text: Some(trimmed_text.to_owned()),
+        roles: list(&input.roles),
+        scopes: list(&input.scopes),
+        text: Some(input.text.trim().to_owned()),
         by: Writer {
             kind: WriteKind::Beacon,
             conn: None,
             source,
         },
-    };
-    (key, patch)
+    }
 }
 
 /// A key for sources that are blank after trimming; only reachable when the
@@ -259,35 +284,33 @@ mod tests {
 
     #[test]
     fn beacon_key_precedence() {
-        let with = |f: fn(&mut BeaconInput)| {
+        fn with<'a>(f: impl FnOnce(&mut BeaconInput<'a>)) -> Key {
             let mut input = BeaconInput {
-                text: LINE.into(),
+                text: LINE,
                 ..BeaconInput::default()
             };
             f(&mut input);
-            beacon(input, "GW-Host").0
-        };
+            beacon(&input, "GW-Host").0
+        }
         assert_eq!(with(|_| {}).as_str(), "mini");
-        assert_eq!(with(|i| i.instance_id = Some("I".into())).as_str(), "i");
+        assert_eq!(with(|i| i.instance_id = Some("I")).as_str(), "i");
         assert_eq!(
             with(|i| {
-                i.instance_id = Some("I".into());
-                i.device_id = Some("D".into());
+                i.instance_id = Some("I");
+                i.device_id = Some("D");
             })
             .as_str(),
             "d"
         );
         assert_eq!(
-            with(|i| i.instance_id = Some("   ".into())).as_str(),
+            with(|i| i.instance_id = Some("   ")).as_str(),
             "mini",
             "blank instanceId is absent"
         );
+        assert_eq!(with(|i| i.text = "plain words").as_str(), "plain words");
+        let long = "Hello ".repeat(20);
         assert_eq!(
-            with(|i| i.text = "plain words".into()).as_str(),
-            "plain words"
-        );
-        assert_eq!(
-            with(|i| i.text = "Hello ".repeat(20)).as_str(),
+            with(|i| i.text = &long).as_str(),
             text::prefix_chars(&"hello ".repeat(20), 64).trim()
         );
     }
@@ -295,13 +318,13 @@ mod tests {
     #[test]
     fn beacon_explicit_params_win_over_parsed_text() {
         let input = BeaconInput {
-            text: LINE.into(),
-            host: Some("explicit".into()),
-            mode: Some("node".into()),
+            text: LINE,
+            host: Some("explicit"),
+            mode: Some("node"),
             last_input_seconds: Some(None),
             ..BeaconInput::default()
         };
-        let (_, patch) = beacon(input, "gw");
+        let (_, patch) = beacon(&input, "gw");
         assert_eq!(patch.host.as_deref(), Some("explicit"));
         assert_eq!(patch.ip.as_deref(), Some("10.0.0.7"));
         assert_eq!(patch.version.as_deref(), Some("2.1.0"));
@@ -314,10 +337,10 @@ mod tests {
     #[test]
     fn beacon_without_form_carries_only_explicit_fields() {
         let input = BeaconInput {
-            text: "hello".into(),
+            text: "hello",
             ..BeaconInput::default()
         };
-        let (key, patch) = beacon(input, "gw");
+        let (key, patch) = beacon(&input, "gw");
         assert_eq!(key.as_str(), "hello");
         assert_eq!(patch.host, None);
         assert_eq!(patch.last_input_seconds, None);

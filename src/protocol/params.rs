@@ -171,10 +171,18 @@ impl<'a> Fields<'a> {
         path: &'static str,
         max_len: usize,
     ) -> Result<Option<String>, ParamError> {
+        Ok(self.optional_text_ref(path, max_len)?.map(str::to_owned))
+    }
+
+    /// [`Self::optional_text`], borrowed from the frame.
+    pub(crate) fn optional_text_ref(
+        &self,
+        path: &'static str,
+        max_len: usize,
+    ) -> Result<Option<&'a str>, ParamError> {
         Ok(self
             .optional_str(path, max_len)?
-            .filter(|text| !text.trim().is_empty())
-            .map(str::to_owned))
+            .filter(|text| !text.trim().is_empty()))
     }
 
     /// An optional array of strings (absent reads as empty), with at most `max_items` items of
@@ -185,6 +193,17 @@ impl<'a> Fields<'a> {
         max_items: usize,
         max_item_len: usize,
     ) -> Result<Vec<String>, ParamError> {
+        let items = self.string_array_ref(path, max_items, max_item_len)?;
+        Ok(items.into_iter().map(str::to_owned).collect())
+    }
+
+    /// [`Self::string_array`], borrowed from the frame.
+    pub(crate) fn string_array_ref(
+        &self,
+        path: &'static str,
+        max_items: usize,
+        max_item_len: usize,
+    ) -> Result<Vec<&'a str>, ParamError> {
         let Some(value) = self.value(path) else {
             return Ok(Vec::new());
         };
@@ -202,7 +221,7 @@ impl<'a> Fields<'a> {
             .iter()
             .enumerate()
             .map(|(index, item)| {
-                let text = item.as_str().ok_or(ParamError::ItemWrongType {
+                let text = item.into_string().ok_or(ParamError::ItemWrongType {
                     field: path,
                     index,
                     expected: "a string",
@@ -214,7 +233,7 @@ impl<'a> Fields<'a> {
                         limit: max_item_len,
                     });
                 }
-                Ok(text.to_owned())
+                Ok(text)
             })
             .collect()
     }

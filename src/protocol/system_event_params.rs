@@ -20,16 +20,17 @@ pub const MAX_FIELD_LEN: usize = 256;
 /// Most items accepted in `roles`, `scopes` or `tags` (§5.2).
 pub const MAX_ITEMS: usize = 32;
 
-/// Validated params of a `system-event` beacon.
+/// Validated params of a `system-event` beacon, borrowed from the request
+/// frame.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SystemEventParams {
+pub struct SystemEventParams<'a> {
     /// What presence stores: `text` (trimmed, never empty), the optional
     /// strings (`None` when absent or blank; `ip` and `mode` as sent),
     /// `lastInputSeconds` (`None` absent, `Some(None)` for `null`, floats
     /// floored), and `roles` / `scopes` as sent.
-    pub beacon: BeaconInput,
+    pub beacon: BeaconInput<'a>,
     /// `tags`: validated, accepted, and not stored in presence.
-    pub tags: Vec<String>,
+    pub tags: Vec<&'a str>,
 }
 
 /// Validates `system-event` params (§5.2).
@@ -38,7 +39,7 @@ pub struct SystemEventParams {
 ///
 /// A [`ParamError`] naming the first field that is missing, mistyped or over its limit; then
 /// nothing may be written (§5.2).
-pub fn parse_system_event(params: Option<Params<'_>>) -> Result<SystemEventParams, ParamError> {
+pub fn parse_system_event(params: Option<Params<'_>>) -> Result<SystemEventParams<'_>, ParamError> {
     let fields = Fields::params(params)?;
     let text = fields
         .optional_str("text", MAX_TEXT_LEN)?
@@ -47,11 +48,11 @@ pub fn parse_system_event(params: Option<Params<'_>>) -> Result<SystemEventParam
     if text.is_empty() {
         return Err(ParamError::Empty { field: "text" });
     }
-    let optional = |path| fields.optional_text(path, MAX_FIELD_LEN);
-    let list = |path| fields.string_array(path, MAX_ITEMS, MAX_FIELD_LEN);
+    let optional = |path| fields.optional_text_ref(path, MAX_FIELD_LEN);
+    let list = |path| fields.string_array_ref(path, MAX_ITEMS, MAX_FIELD_LEN);
     Ok(SystemEventParams {
         beacon: BeaconInput {
-            text: text.to_owned(),
+            text,
             device_id: optional("deviceId")?,
             instance_id: optional("instanceId")?,
             host: optional("host")?,
@@ -103,7 +104,7 @@ mod tests {
         crate::protocol::frame::test_params(&bytes)
     }
 
-    fn parse(value: Value) -> Result<SystemEventParams, ParamError> {
+    fn parse(value: Value) -> Result<SystemEventParams<'static>, ParamError> {
         parse_system_event(Some(as_params(&value)))
     }
 
@@ -153,7 +154,7 @@ mod tests {
             params,
             SystemEventParams {
                 beacon: BeaconInput {
-                    text: "hello".into(),
+                    text: "hello",
                     ..BeaconInput::default()
                 },
                 tags: Vec::new(),

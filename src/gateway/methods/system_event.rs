@@ -8,7 +8,7 @@ use crate::gateway::admission::Admission;
 use crate::gateway::outbox::Out;
 use crate::gateway::push::unavailable;
 use crate::gateway::state::State;
-use crate::presence::{self, BeaconInput, Key};
+use crate::presence::{self, BeaconInput, Key, text};
 use crate::protocol::{ErrorShape, OPERATOR_ADMIN, Params, Role, parse_system_event};
 
 /// Validates the beacon and pushes it to the engine.
@@ -23,23 +23,18 @@ pub fn call(state: &State, session: &Admission, id: String, params: Option<Param
         Ok(params) => params,
         Err(why) => return Reply::Refuse(id, ErrorShape::invalid_params("system-event", why)),
     };
-    let own = match session.role {
-        Role::Node => match node_key(session, &params.beacon) {
-            Ok(own) => Some(own),
+    let beacon = &params.beacon;
+    let parsed = text::parse(beacon.text);
+    // A node always writes its own entry, whatever the text parses to.
+    let (key, source) = match session.role {
+        Role::Node => match node_key(session, beacon) {
+            Ok(own) => (own, session.own_source),
             Err(error) => return Reply::Refuse(id, error),
         },
-        Role::Operator => None,
+        Role::Operator => presence::beacon_key(beacon, parsed.as_ref(), &state.self_info.host),
     };
-    let (key, mut patch) = presence::beacon(params.beacon, &state.self_info.host);
+    let mut patch = presence::beacon_patch(beacon, parsed.as_ref(), source);
     patch.by.conn = Some(session.conn_tag);
-    // A node always writes its own entry, whatever the text parses to.
-    let key = match own {
-        Some(own) => {
-            patch.by.source = session.own_source;
-            own
-        }
-        None => key,
-    };
     if key == *state.self_key() {
         let error = ErrorShape::invalid_request(
             "invalid system-event params: the key is reserved for the gateway's own entry",
@@ -78,15 +73,17 @@ pub fn call(state: &State, session: &Admission, id: String, params: Option<Param
 
 /// The key a node's beacon writes: its own (the key its connect upserted).
 /// A `deviceId` or `instanceId` naming another key is refused.
-fn node_key(session: &Admission, beacon: &BeaconInput) -> Result<Key, ErrorShape> {
+fn node_key(session: &Admission, beacon: &BeaconInput<'_>) -> Result<Key, ErrorShape> {
     let Some(own) = &session.own_key else {
         return Err(ErrorShape::not_own_entry(""));
     };
-    for named in [&beacon.device_id, &beacon.instance_id] {
-        if let Some(key) = named.as_deref().and_then(Key::parse) {
-            if key != *own {
-                return Err(ErrorShape::not_own_entry(key.as_str()));
-            }
+    for named in [beacon.device_id, beacon.instance_id].into_iter().flatten() {
+        // Blank names nothing; the own key is checked without allocating.
+        if own.is_parsed_from(named) {
+            continue;
+        }
+        if let Some(key) = Key::parse(named) {
+            return Err(ErrorShape::not_own_entry(key.as_str()));
         }
     }
     Ok(own.clone())
