@@ -26,8 +26,8 @@
 //! // A producer turns what a client said into a key and a patch itself, so
 //! // the single writer only merges.
 //! let beacon = BeaconInput {
-//!     text: "laptop is online".into(),
-//!     instance_id: Some("laptop".into()),
+//!     text: "laptop is online",
+//!     instance_id: Some("laptop"),
 //!     ..BeaconInput::default()
 //! };
 //! let (key, patch) = presence::beacon(&beacon, "gw");

@@ -500,9 +500,8 @@ mod tests {
         let mut s = store(10);
         let home = open(&mut s, 3, Some("Mac-1"), T0);
         let input = BeaconInput {
-            text: "Node: ada (10.0.0.9) · app 2.0 · last input 1 s ago · mode ui · reason periodic"
-                .into(),
-            instance_id: Some("Mac-2".into()),
+            text: "Node: ada (10.0.0.9) · app 2.0 · last input 1 s ago · mode ui · reason periodic",
+            instance_id: Some("Mac-2"),
             ..BeaconInput::default()
         };
         let other = send_beacon(&mut s, 3, input, T0 + 1_000);
@@ -523,8 +522,8 @@ mod tests {
         let mut s = store(10);
         open(&mut s, 4, None, T0);
         let input = BeaconInput {
-            text: "periodic".into(),
-            instance_id: Some("mac-9".into()),
+            text: "periodic",
+            instance_id: Some("mac-9"),
             ..BeaconInput::default()
         };
         send_beacon(&mut s, 4, input, T0 + 1_000);
@@ -571,7 +570,7 @@ mod tests {
             let input = BeaconInput {
                 text: &text,
                 instance_id: Some(id),
-                mode: Some(id.into()),
+                mode: Some(id),
                 ..BeaconInput::default()
             };
             send_beacon(&mut s, 5, input, T0 + 1_000);
@@ -585,8 +584,8 @@ mod tests {
         let mut s = store(10);
         let quiet = open(&mut s, 1, Some("quiet"), T0 - 5_000);
         let input = BeaconInput {
-            text: "periodic".into(),
-            instance_id: Some("quiet".into()),
+            text: "periodic",
+            instance_id: Some("quiet"),
             ..BeaconInput::default()
         };
         send_beacon(&mut s, 1, input, T0);
@@ -609,8 +608,8 @@ mod tests {
         let mut s = store(10);
         open(&mut s, 1, Some("quiet"), T0);
         let input = BeaconInput {
-            text: "once".into(),
-            instance_id: Some("quiet".into()),
+            text: "once",
+            instance_id: Some("quiet"),
             ..BeaconInput::default()
         };
         send_beacon(&mut s, 1, input, T0);
@@ -709,8 +708,8 @@ mod tests {
         let mut s = store(10);
         let key = open(&mut s, 1, Some("quiet"), T0);
         let input = BeaconInput {
-            text: "once".into(),
-            instance_id: Some("quiet".into()),
+            text: "once",
+            instance_id: Some("quiet"),
             ..BeaconInput::default()
         };
         send_beacon(&mut s, 1, input, T0);
@@ -727,8 +726,8 @@ mod tests {
         let mut s = store(10);
         open(&mut s, 3, Some("mac-1"), T0);
         let input = BeaconInput {
-            text: "periodic".into(),
-            instance_id: Some("mac-2".into()),
+            text: "periodic",
+            instance_id: Some("mac-2"),
             ..BeaconInput::default()
         };
         send_beacon(&mut s, 3, input, T0 + 190_000);
@@ -750,9 +749,9 @@ mod tests {
         let mut s = store(10);
         open(&mut s, 5, Some("relay-1"), T0);
         let input = BeaconInput {
-            text: "node a".into(),
-            instance_id: Some("inst-a".into()),
-            mode: Some("node".into()),
+            text: "node a",
+            instance_id: Some("inst-a"),
+            mode: Some("node"),
             ..BeaconInput::default()
         };
         send_beacon(&mut s, 5, input, T0 + 1_000);
@@ -768,8 +767,8 @@ mod tests {
         let (key, patch) = connect(i);
         s.connect(6, key, patch, T0);
         let input = BeaconInput {
-            text: "periodic".into(),
-            instance_id: Some("inst-p".into()),
+            text: "periodic",
+            instance_id: Some("inst-p"),
             ..BeaconInput::default()
         };
         send_beacon(&mut s, 6, input, T0 + 1_000);

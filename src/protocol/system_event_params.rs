@@ -136,11 +136,11 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(params.beacon.text, text);
-        assert_eq!(params.beacon.device_id.as_deref(), Some("dev-1"));
-        assert_eq!(params.beacon.host.as_deref(), Some("studio"));
-        assert_eq!(params.beacon.ip.as_deref(), Some("192.168.1.20"));
-        assert_eq!(params.beacon.model_identifier.as_deref(), Some("Mac15,8"));
-        assert_eq!(params.beacon.reason.as_deref(), Some("periodic"));
+        assert_eq!(params.beacon.device_id, Some("dev-1"));
+        assert_eq!(params.beacon.host, Some("studio"));
+        assert_eq!(params.beacon.ip, Some("192.168.1.20"));
+        assert_eq!(params.beacon.model_identifier, Some("Mac15,8"));
+        assert_eq!(params.beacon.reason, Some("periodic"));
         assert_eq!(params.beacon.last_input_seconds, Some(Some(12)));
         assert_eq!(params.beacon.roles, ["operator"]);
         assert_eq!(params.beacon.scopes, ["operator.read"]);
