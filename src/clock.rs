@@ -2,6 +2,8 @@
 //! epoch. The one clock every module reads, so none of them needs the engine
 //! for it; pure code (`presence/`) takes `now` as an argument instead.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Milliseconds since the Unix epoch, as `ts` fields carry them.
@@ -13,6 +15,55 @@ pub fn now_millis() -> Millis {
         .duration_since(UNIX_EPOCH)
         .map(|d| Millis::try_from(d.as_millis()).unwrap_or(Millis::MAX))
         .unwrap_or(0)
+}
+
+/// A served gateway's clock: the wall clock, or (for tests) the wall
+/// clock plus an offset that [`Clock::advance`] moves forward, so a test
+/// can pass a TTL without waiting for it. Cheap to clone; clones share
+/// the offset. [`Clock::system`] (the default) reads [`now_millis`] and
+/// nothing else.
+#[derive(Debug, Clone, Default)]
+pub struct Clock {
+    /// `None` for the system clock; the shared offset in ms otherwise.
+    offset: Option<Arc<AtomicI64>>,
+}
+
+impl Clock {
+    /// The wall clock, as [`now_millis`] reads it.
+    pub fn system() -> Clock {
+        Clock { offset: None }
+    }
+
+    /// The wall clock plus an offset, zero until [`Clock::advance`] moves
+    /// it: a test hook, never set from the command line.
+    pub fn adjustable() -> Clock {
+        Clock {
+            offset: Some(Arc::new(AtomicI64::new(0))),
+        }
+    }
+
+    /// Milliseconds since the Unix epoch on this clock.
+    pub fn now(&self) -> Millis {
+        let wall = now_millis();
+        match &self.offset {
+            None => wall,
+            // Relaxed: the offset is a lone value, ordered by whoever
+            // then wakes the readers (the writer's queue).
+            Some(offset) => wall.saturating_add(offset.load(Ordering::Relaxed)),
+        }
+    }
+
+    /// Moves this clock (and every clone of it) `ms` forward.
+    ///
+    /// # Panics
+    /// On a [`Clock::system`] clock: only an adjustable one can move.
+    pub fn advance(&self, ms: Millis) {
+        let offset = self
+            .offset
+            .as_ref()
+            .expect("only a Clock::adjustable() can advance");
+        offset.fetch_add(ms.max(0), Ordering::Relaxed);
+    }
 }
 
 /// The single writer's clock: the wall clock while it runs forward, and
@@ -103,6 +154,17 @@ mod tests {
             before + 3_600_000,
             "forward steps are followed"
         );
+    }
+
+    #[test]
+    fn an_adjustable_clock_moves_with_its_clones_and_the_system_one_does_not() {
+        let clock = Clock::adjustable();
+        let clone = clock.clone();
+        let before = clock.now();
+        clone.advance(3_600_000);
+        assert!(clock.now() >= before + 3_600_000);
+        assert!(Clock::system().now() < before + 3_600_000);
+        assert!(Clock::default().offset.is_none());
     }
 
     #[test]

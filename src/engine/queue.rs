@@ -27,6 +27,9 @@ pub(crate) enum Msg<E> {
     Event(E, Option<Ack>),
     /// Sent once by [`EventSender::close`]: drain and stop.
     Stop,
+    /// Wakes the writer to expire at the clock's time now (after a test
+    /// moved its clock); carries nothing.
+    Nudge,
 }
 
 /// Why a push was refused. Either way the event is handed back.
@@ -189,6 +192,15 @@ impl<E> EventSender<E> {
         };
         self.shared.in_flight.fetch_sub(1, Ordering::SeqCst);
         result
+    }
+
+    /// Wakes the writer so it expires rows at its clock's time now rather
+    /// than at the deadline it is waiting for (after a test advanced the
+    /// clock). Never blocks; does nothing once closing.
+    pub fn nudge(&self) {
+        if !self.shared.closing.load(Ordering::SeqCst) {
+            let _ = self.control.try_send(Msg::Nudge);
+        }
     }
 
     /// Stops accepting events and tells the writer to drain and stop.

@@ -87,7 +87,7 @@ pub(crate) fn run<M: Machine>(
                 acks.extend(ack);
             }
             Ok(Msg::Stop) | Err(RecvError::Closed) => stopping = true,
-            Err(RecvError::Timeout) => {}
+            Ok(Msg::Nudge) | Err(RecvError::Timeout) => {}
         }
         // Drain without waiting. Once stopping, take everything: no push can
         // succeed any more, so this empties the queues for good.
@@ -105,6 +105,7 @@ pub(crate) fn run<M: Machine>(
                     acks.extend(ack);
                 }
                 Msg::Stop => stopping = true,
+                Msg::Nudge => {}
             }
         }
         let at = now();

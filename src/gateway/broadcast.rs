@@ -12,7 +12,6 @@
 use super::pacing::{full_interval, round_bytes};
 use super::registry::{Offered, delta_event};
 use super::state::State;
-use crate::clock::now_millis;
 use crate::presence::{Merged, Snapshot};
 use crate::protocol::SharedEvent;
 use std::sync::Arc;
@@ -157,7 +156,7 @@ impl Broadcaster {
         if self.state.registry.lock().skip_full(latest.version()) {
             return 0;
         }
-        let event = SharedEvent::presence_of(latest, now_millis());
+        let event = SharedEvent::presence_of(latest, self.state.http.clock.now());
         // Compressed here, once, before any writer asks (only the chunks
         // this version changed): its size paces.
         let compressing = self.state.registry.lock().full_deflate();
@@ -179,7 +178,7 @@ impl Broadcaster {
             .state
             .registry
             .lock()
-            .offer_tick(&SharedEvent::tick(now_millis()));
+            .offer_tick(&SharedEvent::tick(self.state.http.clock.now()));
         self.state.metrics().conflated("tick", replaced);
     }
 
@@ -225,7 +224,7 @@ mod tests {
     fn state(configure: impl FnOnce(&mut ServeConfig)) -> Arc<State> {
         let mut config = ServeConfig::defaults();
         configure(&mut config);
-        State::new(config, None).expect("no fleet")
+        State::new(config, None, crate::clock::Clock::system()).expect("no fleet")
     }
 
     /// A beacon for instance `id`, published before this returns; its

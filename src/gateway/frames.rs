@@ -462,7 +462,8 @@ mod tests {
         use crate::engine::Event;
         use crate::gateway::state::State;
         use crate::presence::{Key, Patch};
-        let state = State::new(ServeConfig::defaults(), None).expect("no fleet");
+        let state = State::new(ServeConfig::defaults(), None, crate::clock::Clock::system())
+            .expect("no fleet");
         for i in 0..300 {
             let id = format!("5d0f3c2e-7a41-4b8e-9c1d-{i:012}");
             let event = Event::Beacon {

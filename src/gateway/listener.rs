@@ -21,6 +21,7 @@ use super::client_ip::client_ip;
 use super::connection::{self, CloseReason};
 use super::state::State;
 use super::waiting::{Waiting, WaitingPool};
+use crate::clock::Clock;
 use crate::compress::negotiate;
 use crate::config::{ConfigError, ServeConfig};
 use crate::http::{Body, CloseConnection, OriginPolicy, route};
@@ -90,6 +91,12 @@ struct Accepted {
 impl Server {
     /// Validates the configuration, starts the engine and binds the port.
     pub async fn bind(config: ServeConfig) -> Result<Server, ServeError> {
+        Server::bind_with_clock(config, Clock::system()).await
+    }
+
+    /// Like [`Server::bind`], on `clock` instead of the system clock: a
+    /// test passes [`Clock::adjustable`] to move time past a TTL.
+    pub async fn bind_with_clock(config: ServeConfig, clock: Clock) -> Result<Server, ServeError> {
         config.validate()?;
         if let Some(bad) = OriginPolicy::first_invalid(&config.allowed_origins) {
             return Err(ConfigError::AllowedOrigin(bad.clone()).into());
@@ -115,7 +122,7 @@ impl Server {
         let resolver = tls.as_ref().map(|t| Arc::clone(t.resolver()));
         Ok(Server {
             listener,
-            state: State::new(config, resolver)?,
+            state: State::new(config, resolver, clock)?,
             tls,
         })
     }

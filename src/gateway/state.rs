@@ -16,7 +16,7 @@ use super::self_entry::SelfInfo;
 use super::waiting::WaitingPool;
 use crate::auth::FailureLimiter;
 use crate::auth::Grants;
-use crate::clock::now_millis;
+use crate::clock::Clock;
 use crate::compress::RowsCache;
 use crate::config::ServeConfig;
 use crate::engine::{Engine, EngineConfig, Event, EventSender, SnapshotReader, WriterStats};
@@ -82,6 +82,7 @@ impl State {
     pub fn new(
         config: ServeConfig,
         tls: Option<Arc<CertResolver>>,
+        clock: Clock,
     ) -> Result<Arc<State>, FleetError> {
         let self_info = SelfInfo::detect();
         let fleet_config = fleet_config(&config);
@@ -96,8 +97,8 @@ impl State {
             .map(|path| StateFile::new(path, config.presence_ttl));
         let mut self_entry = self_info.entry();
         self_entry.gateway_id = fleet_config.as_ref().map(|c| c.node_id.clone());
-        let (preload, restored) = preload(fleet_config.as_ref(), state_file.as_ref())?;
-        let engine = start_engine(&config, self_entry, preload, Arc::clone(&metrics));
+        let (preload, restored) = preload(fleet_config.as_ref(), state_file.as_ref(), &clock)?;
+        let engine = start_engine(&config, &clock, self_entry, preload, Arc::clone(&metrics));
         let (shutdown, _) = watch::channel(false);
         if let Some(file) = &state_file {
             file.spawn_saver(engine.reader(), config.state_interval, shutdown.subscribe());
@@ -124,10 +125,12 @@ impl State {
             shutdown: shutdown.subscribe(),
             doctor: Doctor::new(DoctorConfig {
                 stale_after: config.stale_after,
-            }),
+            })
+            .with_clock(clock.clone()),
             origins: OriginPolicy::new(&config.allowed_origins, config.tokens.is_empty()),
             tls: tls.clone(),
             host_stats: HostStatsBook::new(config.max_entries),
+            clock: clock.clone(),
         });
         // Until the first fan-out, the interval is the coalescing one.
         metrics.paced(config.coalesce, 0, 0);
@@ -178,6 +181,18 @@ impl State {
         &self.self_key
     }
 
+    /// Moves the gateway's clock `by` forward and wakes the presence
+    /// writer, which expires at once what the new time makes too old.
+    /// A test hook: panics unless the server was configured with
+    /// `Clock::adjustable()`.
+    #[doc(hidden)]
+    pub fn advance_clock(&self, by: std::time::Duration) {
+        let ms =
+            crate::clock::Millis::try_from(by.as_millis()).unwrap_or(crate::clock::Millis::MAX);
+        self.http.clock.advance(ms);
+        self.sender.nudge();
+    }
+
     /// True once graceful shutdown has begun.
     pub fn is_shutting_down(&self) -> bool {
         *self.shutdown.borrow()
@@ -192,7 +207,7 @@ impl State {
         }
         if let Some(file) = &self.state_file {
             let snapshot = self.engine.reader().load_full();
-            if let Err(error) = file.save(&snapshot, now_millis()) {
+            if let Err(error) = file.save(&snapshot, self.http.clock.now()) {
                 tracing::warn!(%error, "could not save presence on shutdown");
             }
         }
@@ -221,11 +236,12 @@ fn fleet_config(config: &ServeConfig) -> Option<FleetConfig> {
 fn preload(
     fleet: Option<&FleetConfig>,
     file: Option<&StateFile>,
+    clock: &Clock,
 ) -> Result<(Vec<RemoteOp>, bool), FleetError> {
     if let Some(fleet) = fleet {
         return crate::fleet::preload(fleet);
     }
-    let rows = match file.map(|f| f.load(now_millis())) {
+    let rows = match file.map(|f| f.load(clock.now())) {
         Some(Ok(rows)) => rows,
         Some(Err(error)) => {
             tracing::warn!(%error, "ignoring the state file");
@@ -238,6 +254,7 @@ fn preload(
 
 fn start_engine(
     config: &ServeConfig,
+    clock: &Clock,
     self_entry: Entry,
     preload: Vec<RemoteOp>,
     metrics: Arc<Metrics>,
@@ -254,7 +271,10 @@ fn start_engine(
         },
         self_entry,
         preload,
-        now_millis,
+        {
+            let clock = clock.clone();
+            move || clock.now()
+        },
         move |report| metrics.observe_batch(&report),
     )
 }

@@ -7,6 +7,7 @@ use super::encoding::GzipCache;
 use super::origin::OriginPolicy;
 use super::sse::SseFeed;
 use crate::auth::Grants;
+use crate::clock::Clock;
 use crate::compress::RowsCache;
 use crate::engine::{Event, EventSender, SnapshotReader, WriterStats};
 use crate::fleet::FleetStatus;
@@ -48,4 +49,7 @@ pub struct Context {
     /// The last host stats of each node (`node.event`), for the dashboard
     /// and `/v1/presence/hosts`.
     pub host_stats: HostStatsBook,
+    /// The gateway's clock (`ServeConfig::clock`): what rows' ages are
+    /// measured against.
+    pub clock: Clock,
 }

@@ -14,7 +14,7 @@
 //! request waits for the next diagnosis, which starts once the last one is
 //! a second old (the wait is at most that second plus one diagnosis).
 
-use crate::clock::now_millis;
+use crate::clock::Clock;
 use crate::engine::SnapshotReader;
 use crate::presence::{DoctorConfig, Millis, diagnose};
 use bytes::Bytes;
@@ -46,6 +46,8 @@ struct Made {
 #[derive(Debug)]
 pub struct Doctor {
     config: DoctorConfig,
+    /// What rows' ages are measured against.
+    clock: Clock,
     /// The last report. Held while a new one is made (and while waiting
     /// for its turn), so that concurrent requests wait for it instead of
     /// making their own.
@@ -64,9 +66,16 @@ impl Doctor {
     pub fn new(config: DoctorConfig) -> Doctor {
         Doctor {
             config,
+            clock: Clock::system(),
             last: Mutex::new(None),
             diagnoses: AtomicU64::new(0),
         }
+    }
+
+    /// This doctor, measuring rows' ages on `clock` (the gateway's).
+    pub fn with_clock(mut self, clock: Clock) -> Doctor {
+        self.clock = clock;
+        self
     }
 
     /// How many diagnoses have run.
@@ -101,10 +110,11 @@ impl Doctor {
         let snapshot = reader.load_full();
         let version = snapshot.version();
         let config = self.config;
+        let clock = self.clock.clone();
         // Relaxed: see `diagnoses`.
         self.diagnoses.fetch_add(1, Ordering::Relaxed);
         let body = tokio::task::spawn_blocking(move || {
-            let report = diagnose(&snapshot, now_millis(), config);
+            let report = diagnose(&snapshot, clock.now(), config);
             Bytes::from(serde_json::to_vec(&report).expect("a Report always encodes"))
         })
         .await

@@ -10,7 +10,6 @@ use super::body::{Body, full};
 use super::context::Context;
 use super::{dashboard, encoding, sse};
 use crate::auth::AuthError;
-use crate::clock::now_millis;
 use crate::compress::{Encoding, gzip_parts};
 use crate::presence::Status;
 use crate::protocol::grants_read;
@@ -104,7 +103,7 @@ fn presence<B>(req: &Request<B>, state: &Context) -> Response<Body> {
         r
     } else if encoding == Encoding::Gzip {
         let mut head = Vec::with_capacity(1024);
-        snapshot.write_list_head(now_millis(), &mut head);
+        snapshot.write_list_head(state.clock.now(), &mut head);
         let rows = state.rows.get(version, || snapshot.list_rest());
         json_response(
             StatusCode::OK,
@@ -112,7 +111,7 @@ fn presence<B>(req: &Request<B>, state: &Context) -> Response<Body> {
         )
     } else {
         let mut list = Vec::with_capacity(snapshot.list_len() + 16);
-        snapshot.write_list(now_millis(), &mut list);
+        snapshot.write_list(state.clock.now(), &mut list);
         json_response(StatusCode::OK, list)
     };
     let headers = response.headers_mut();
@@ -189,7 +188,7 @@ fn healthz(state: &Context) -> Response<Body> {
 
 fn stats(state: &Context) -> Response<Body> {
     let snapshot = state.reader.load();
-    let now = now_millis();
+    let now = state.clock.now();
     let mut by_mode: BTreeMap<String, u64> = BTreeMap::new();
     let mut by_status: BTreeMap<&str, u64> = [("active", 0), ("idle", 0), ("stale", 0)]
         .into_iter()

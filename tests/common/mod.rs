@@ -17,6 +17,7 @@ use futures_util::{SinkExt, StreamExt};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use rollcall::clock::Clock;
 use rollcall::config::ServeConfig;
 use rollcall::gateway::{Server, State};
 use serde_json::{Value, json};
@@ -83,7 +84,10 @@ impl TestServer {
         // Tests never wait out the production grace period.
         config.shutdown_grace = Duration::from_secs(3);
         edit(&mut config);
-        let server = Server::bind(config).await.expect("the server binds");
+        // Tests pass TTLs by moving this clock (`TestServer::advance`).
+        let server = Server::bind_with_clock(config, Clock::adjustable())
+            .await
+            .expect("the server binds");
         let addr = server.local_addr();
         let state = server.state();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -105,6 +109,13 @@ impl TestServer {
             let _ = stop.send(());
         }
         self.handle.take().expect("shutdown begins once")
+    }
+
+    /// Moves the server's clock `by` forward and wakes its presence writer,
+    /// which then expires what the new time makes too old, without anyone
+    /// waiting for the wall clock to get there.
+    pub fn advance(&self, by: Duration) {
+        self.state.advance_clock(by);
     }
 
     /// Events the presence writer has applied so far.

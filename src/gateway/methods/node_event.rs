@@ -7,7 +7,6 @@
 //! OpenClaw refuses it: `INVALID_REQUEST` `unauthorized role: operator`.
 
 use super::Reply;
-use crate::clock::now_millis;
 use crate::engine::Event;
 use crate::gateway::admission::Admission;
 use crate::gateway::outbox::Out;
@@ -50,16 +49,18 @@ pub fn call(state: &State, admission: &Admission, id: String, params: Option<Par
     };
     let payload = params.object();
     let handled = match (params.event.as_str(), payload) {
-        (NODE_HOST_STATS, Some(payload)) => match HostStats::parse(&payload, now_millis()) {
-            Some(stats) => {
-                if let Some(key) = &admission.own_key {
-                    let listed = state.reader.load_full();
-                    state.http.host_stats.put(key.clone(), stats, &listed);
+        (NODE_HOST_STATS, Some(payload)) => {
+            match HostStats::parse(&payload, state.http.clock.now()) {
+                Some(stats) => {
+                    if let Some(key) = &admission.own_key {
+                        let listed = state.reader.load_full();
+                        state.http.host_stats.put(key.clone(), stats, &listed);
+                    }
+                    Handled::Updated
                 }
-                Handled::Updated
+                None => Handled::InvalidPayload,
             }
-            None => Handled::InvalidPayload,
-        },
+        }
         (NODE_PRESENCE_ALIVE | NODE_PRESENCE_ACTIVITY, Some(_)) => Handled::Updated,
         (NODE_HOST_STATS | NODE_PRESENCE_ALIVE | NODE_PRESENCE_ACTIVITY, None) => {
             Handled::InvalidPayload
