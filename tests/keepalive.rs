@@ -2,15 +2,14 @@
 //! sockets: pings find a peer that stopped answering within two intervals,
 //! a peer that answers stays, and a connected client that never beacons
 //! keeps a fresh row past the TTL. The keepalive tests run on a paused
-//! clock (the timers are the server's); the renewal tests on the writer's
-//! real clock, with a TTL of about a second.
+//! clock (the timers are the server's); the renewal past the TTL on the
+//! server's clock, moved by the test (`TestServer::advance`).
 
 mod common;
 
 use common::raw::{RawWs, frame, parse_server_frame};
 use common::{
     Client, TestServer, connect_frame, connect_params, entry_with, eventually, http_get, must_find,
-    now_ms,
 };
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -166,30 +165,45 @@ async fn a_client_that_only_answers_pings_stays() {
 }
 
 /// A WebSocket library's client that only reads (answering pings) and
-/// never beacons stays listed for three TTLs, its `ts` renewed past its
-/// connect; once it closes, its row ages and goes.
+/// never beacons stays listed for three TTLs of the server's clock, its
+/// `ts` renewed at each step; once it closes, its row ages and goes.
 #[tokio::test]
 async fn a_connected_client_that_never_beacons_stays_listed_past_the_ttl_with_a_fresh_ts() {
-    let ttl = Duration::from_millis(800);
+    // A TTL the wall clock never reaches in a test: the server's clock,
+    // moved by the test, takes the row past it.
+    let ttl = Duration::from_secs(600);
     let server = TestServer::start_with(|c| {
         c.presence_ttl = ttl;
         c.keepalive = Duration::from_millis(400);
     })
     .await;
     let (mut client, _) = Client::connect(server.addr, ui("silent-1")).await;
-    let connected = now_ms();
-    // It only reads (answering pings) until its row's ts is two TTLs past
-    // its connect; listed as connected at every look until then.
-    let renewed_past = connected + 2 * ttl.as_millis() as u64;
-    eventually("the row renewed two TTLs past its connect", async || {
-        client.idle_for(ttl / 4).await;
+    let connected = must_find(&list(&server).await, "instanceId", "silent-1")["ts"]
+        .as_u64()
+        .unwrap();
+    // Half a TTL at a time, three TTLs in all: the writer renews the live
+    // row before it expires anything, so it is listed as connected at
+    // every step with a `ts` at least the moved clock's.
+    let step = ttl / 2;
+    for n in 1..=6u32 {
+        server.advance(step);
+        let renewed_past = connected + (step * n).as_millis() as u64;
+        eventually("the row renewed at the moved clock", async || {
+            client.idle_for(Duration::from_millis(20)).await;
+            let list = list(&server).await;
+            let row = must_find(&list, "instanceId", "silent-1");
+            assert_eq!(row["reason"], "connect", "{row}");
+            (row["ts"].as_u64()? >= renewed_past).then_some(())
+        })
+        .await;
+    }
+    client.close().await;
+    eventually("the row to say disconnect", async || {
         let list = list(&server).await;
-        let row = must_find(&list, "instanceId", "silent-1");
-        assert_eq!(row["reason"], "connect", "{row}");
-        (row["ts"].as_u64()? >= renewed_past).then_some(())
+        (must_find(&list, "instanceId", "silent-1")["reason"] == "disconnect").then_some(())
     })
     .await;
-    client.close().await;
+    server.advance(ttl + Duration::from_secs(1));
     eventually("the row to expire after its disconnect", async || {
         entry_with(&list_of(&server).await, "instanceId", "silent-1")
             .is_none()
