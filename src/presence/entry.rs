@@ -10,6 +10,7 @@
 //! - `ip` is never a loopback address;
 //! - no string field is blank: a blank value in a patch counts as absent.
 
+use super::entry_ref::EntryRef;
 use super::provenance::Writer;
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
@@ -259,43 +260,12 @@ impl Entry {
     /// is. Fields the patch replaces are not cloned first, which is what
     /// makes a copy-on-write upsert of a shared row cheap.
     pub fn merged(&self, patch: Patch, ts: Millis) -> Entry {
-        let keep = |new: &Option<String>, old: &Option<String>| {
-            if carried(new) { None } else { old.clone() }
-        };
-        let ip_replaced = patch
-            .ip
-            .as_deref()
-            .is_some_and(|ip| !ip.trim().is_empty() && !is_loopback(ip));
-        let mut next = Entry {
-            instance_id: keep(&patch.instance_id, &self.instance_id),
-            host: keep(&patch.host, &self.host),
-            ip: if ip_replaced { None } else { self.ip.clone() },
-            version: keep(&patch.version, &self.version),
-            platform: keep(&patch.platform, &self.platform),
-            device_family: keep(&patch.device_family, &self.device_family),
-            model_identifier: keep(&patch.model_identifier, &self.model_identifier),
-            mode: keep(&patch.mode, &self.mode),
-            last_input_seconds: self.last_input_seconds,
-            reason: keep(&patch.reason, &self.reason),
-            device_id: keep(&patch.device_id, &self.device_id),
-            client_id: keep(&patch.client_id, &self.client_id),
-            roles: self.roles.clone(),
-            scopes: self.scopes.clone(),
-            gateway_id: self.gateway_id.clone(),
-            text: if carried(&patch.text) {
-                String::new()
-            } else {
-                self.text.clone()
-            },
-            ts,
-        };
-        next.merge(patch, ts);
-        next
+        EntryRef::from(self).merged(patch, ts)
     }
 }
 
 /// True if a patch value counts as carried (present and not blank).
-fn carried(value: &Option<String>) -> bool {
+pub(crate) fn carried(value: &Option<String>) -> bool {
     value.as_deref().is_some_and(|v| !v.trim().is_empty())
 }
 

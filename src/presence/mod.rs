@@ -5,6 +5,7 @@ mod diagnosis;
 mod diff;
 mod duplicates;
 mod entry;
+mod entry_ref;
 mod host_stats;
 mod key;
 mod list;

@@ -8,7 +8,8 @@
 //! In a published list `json` is a slice of its chunk's joined bytes (see
 //! `list.rs`).
 
-use super::entry::{Entry, Millis};
+use super::entry::{Entry, Millis, Patch};
+use super::entry_ref::EntryRef;
 use super::key::Key;
 use super::provenance::Origin;
 use bytes::Bytes;
@@ -60,6 +61,13 @@ impl SnapshotEntry {
     /// field. Hot paths read `ts`, `gateway` and `json` instead.
     pub fn entry(&self) -> Entry {
         decode(&self.json)
+    }
+
+    /// The row's entry with `patch` merged at `ts`: as
+    /// `self.entry().merge(patch, ts)`, but copying only the fields the
+    /// patch does not replace (`entry_ref.rs`).
+    pub fn merged(&self, patch: Patch, ts: Millis) -> Entry {
+        EntryRef::parse(&self.json).merged(patch, ts)
     }
 }
 

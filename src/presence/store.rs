@@ -7,7 +7,8 @@
 //! hashes the slots' keys: `store/index.rs`). A row's entry and provenance
 //! are kept by the slot only while it is written and not yet published
 //! (`pending`, `store/pending.rs`); once published the list's row holds
-//! them, the entry as JSON, and a write reads them back, so a row costs
+//! them, the entry as JSON, and a write reads them back (strings borrowed,
+//! only the fields the patch keeps copied: `entry_ref.rs`), so a row costs
 //! its JSON and one row in the list, not a parsed copy besides (issue 19). The list readers get is a persistent `List` the store edits in
 //! place of the last published one: a publish moves, adds and drops only
 //! the rows written or removed since the last one, and costs O(k log n)
@@ -355,8 +356,7 @@ impl Store {
         self.write_seq += 1;
         let age = (now, self.write_seq);
         let local = self.local_gateway.clone();
-        let pending = self.pending_mut(id);
-        pending.entry.merge(patch, now);
+        let pending = self.merge_into(id, patch, now);
         if pending.entry.gateway_id.as_deref() != local.as_deref() {
             pending.entry.gateway_id = local.as_deref().map(str::to_owned);
         }

@@ -4,7 +4,7 @@
 //! only where to find it.
 
 use super::{Slot, SlotId, Store};
-use crate::presence::entry::{Entry, Millis};
+use crate::presence::entry::{Entry, Millis, Patch};
 use crate::presence::provenance::Origin;
 use crate::presence::row::SnapshotEntry;
 use std::borrow::Cow;
@@ -66,6 +66,26 @@ impl Store {
         }
         let pending = self.slot_mut(id).pending.as_deref_mut();
         pending.expect("a written slot has a pending entry")
+    }
+
+    /// [`Store::pending_mut`] with `patch` merged into its entry at `now`,
+    /// but a published row is read back copying only the fields the patch
+    /// keeps (`entry_ref.rs`), not parsed whole first.
+    pub(super) fn merge_into(&mut self, id: SlotId, patch: Patch, now: Millis) -> &mut Pending {
+        if self.slot(id).pending.is_some() {
+            let pending = self.pending_mut(id);
+            pending.entry.merge(patch, now);
+            return pending;
+        }
+        let row = self.listed_row(id);
+        let pending = Box::new(Pending {
+            entry: row.merged(patch, now),
+            origin: row.origin.clone(),
+            listed: Some(row.ts),
+        });
+        self.slot_mut(id).pending = Some(pending);
+        self.written.push(id);
+        self.pending_mut(id)
     }
 
     /// Slot `id`'s entry, to write; see [`Store::pending_mut`].
