@@ -24,9 +24,11 @@
 //!   chunks and parts edited since the last seal; only the writer's list
 //!   has them, and it alone holds them (an edit copied them first).
 //!
-//! Costs: an insert or removal is O(log n) to find its place plus the copy
-//! of at most one chunk and one part (O([`MAX_CHUNK`] + [`MAX_PART`])), once
-//! per publish for each chunk touched; [`List::seal`] visits every part
+//! Costs: a publish's removals and inserts go in as two batches in list
+//! order (`list/batch.rs`), each found by galloping forward from the one
+//! before, so k edits cost O(k log(n / k)) to find their places plus the
+//! copy of each chunk and part they touch (O([`MAX_CHUNK`] + [`MAX_PART`])),
+//! once per publish; [`List::seal`] visits every part
 //! (O(n / ([`MAX_CHUNK`] · [`MAX_PART`]) + edits)) and rejoins only the
 //! edited chunks; [`diff`] skips every part and chunk two lists share.
 
@@ -197,80 +199,17 @@ impl List {
     }
 
     /// Adds `row`, whose key the list must not hold. Its `json` is the
-    /// row's alone until the next seal joins it into its chunk.
+    /// row's alone until the next seal joins it into its chunk. (The
+    /// writer adds its rows in batches: `list/batch.rs`.)
+    #[cfg(any(test, rollcall_loom))]
     pub fn insert(&mut self, row: SnapshotEntry) {
-        self.rows += 1;
-        self.dirty = true;
-        let parts = make_mut(&mut self.parts);
-        if parts.is_empty() {
-            return parts.push(Arc::new(Part {
-                chunks: vec![Arc::new(Chunk::edited(vec![row]))],
-                bytes: 0,
-                dirty: true,
-            }));
-        }
-        let (ts, key) = (row.ts, row.key.clone());
-        let p = locate(parts, ts, &key, part_first);
-        let part = make_mut(&mut parts[p]);
-        part.dirty = true;
-        let c = locate(&part.chunks, ts, &key, chunk_first);
-        let chunk = make_mut(&mut part.chunks[c]);
-        chunk.dirty = true;
-        let at = chunk
-            .rows
-            .binary_search_by(|row| place(ts, &key, row).reverse());
-        debug_assert!(at.is_err(), "a key is listed at most once");
-        chunk.rows.insert(at.unwrap_or_else(|at| at), row);
-        if chunk.rows.len() > MAX_CHUNK {
-            let half = chunk.rows.split_off(MAX_CHUNK / 2);
-            part.chunks.insert(c + 1, Arc::new(Chunk::edited(half)));
-        }
-        if part.chunks.len() > MAX_PART {
-            let half = part.chunks.split_off(MAX_PART / 2);
-            let tail = Part {
-                chunks: half,
-                dirty: true,
-                bytes: 0,
-            };
-            parts.insert(p + 1, Arc::new(tail));
-        }
+        self.insert_sorted(vec![row]);
     }
 
     /// Removes the row at (`ts`, `key`); false if there is none.
+    #[cfg(any(test, rollcall_loom))]
     pub fn remove(&mut self, ts: Millis, key: &Key) -> bool {
-        let Some(found) = self.find(ts, key) else {
-            return false;
-        };
-        self.rows -= 1;
-        self.dirty = true;
-        let (p, c, at) = found;
-        let parts = make_mut(&mut self.parts);
-        let part = make_mut(&mut parts[p]);
-        part.dirty = true;
-        let chunk = make_mut(&mut part.chunks[c]);
-        chunk.dirty = true;
-        chunk.rows.remove(at);
-        if chunk.rows.is_empty() {
-            part.chunks.remove(c);
-            if part.chunks.is_empty() {
-                parts.remove(p);
-            }
-        }
-        true
-    }
-
-    /// (part, chunk, row) of the row at (`ts`, `key`).
-    fn find(&self, ts: Millis, key: &Key) -> Option<(usize, usize, usize)> {
-        if self.parts.is_empty() {
-            return None;
-        }
-        let p = locate(&self.parts, ts, key, part_first);
-        let part = &self.parts[p];
-        let c = locate(&part.chunks, ts, key, chunk_first);
-        let at = part.chunks[c]
-            .rows
-            .binary_search_by(|row| place(ts, key, row).reverse());
-        at.ok().map(|at| (p, c, at))
+        self.remove_sorted(&[(ts, key.clone())]) == 1
     }
 
     /// Merges edited chunks and parts that became small into their next
@@ -490,5 +429,9 @@ pub fn diff<'a>(
     }
 }
 
+// A path, so the file is found the same way when loom-tests includes
+// this one by its path (which makes it a `mod.rs`-like file there).
+#[path = "list/batch.rs"]
+mod batch;
 #[cfg(all(test, not(rollcall_loom)))]
 mod tests;

@@ -178,3 +178,62 @@ fn a_chunk_is_deflated_once_for_every_version_sharing_it() {
         .count();
     assert_eq!(reused, list.chunks().count() - edited);
 }
+
+#[test]
+fn sorted_batches_equal_the_same_edits_one_by_one() {
+    let (mut batched, mut single) = (List::default(), List::default());
+    let mut model = std::collections::BTreeMap::new();
+    let mut seed: u64 = 11;
+    let mut next = || {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+        seed >> 33
+    };
+    // Batches of every size, from empty to several parts' worth, moving
+    // rows to the front (one `ts` per batch, as a writer batch does),
+    // into the middle, and removing them.
+    for (round, size) in [0, 1, 5_000, 64, 9_000, 300, 2, 12_000, 40]
+        .into_iter()
+        .enumerate()
+    {
+        let ts = round as Millis * 10;
+        let mut removed = Vec::new();
+        let mut added = Vec::new();
+        let mut keys = std::collections::BTreeSet::new();
+        for _ in 0..size {
+            let key = format!("k{:05}", next() % 20_000);
+            if !keys.insert(key.clone()) {
+                continue;
+            }
+            if let Some(old) = model.remove(&key) {
+                removed.push((old, Key::parse(&key).unwrap()));
+            }
+            if next() % 4 != 0 {
+                let at = if next() % 3 == 0 { ts - 5 } else { ts };
+                model.insert(key.clone(), at);
+                added.push(row(&key, at));
+            }
+        }
+        for (ts, key) in &removed {
+            assert!(single.remove(*ts, key));
+        }
+        for row in &added {
+            single.insert(row.clone());
+        }
+        removed.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        added.sort_by(order);
+        assert_eq!(batched.remove_sorted(&removed), removed.len());
+        batched.insert_sorted(added);
+        batched.seal();
+        single.seal();
+        check(&batched, &sorted(&model));
+        check(&single, &sorted(&model));
+    }
+    assert!(batched.parts.len() > 2, "{} parts", batched.parts.len());
+    // Rows that are not there are not found, and nothing changes.
+    let before = batched.clone();
+    let absent = [(1_000_000, Key::parse("nope").unwrap())];
+    assert_eq!(batched.remove_sorted(&absent), 0);
+    batched.seal();
+    check(&batched, &sorted(&model));
+    check(&before, &sorted(&model));
+}

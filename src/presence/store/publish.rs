@@ -22,11 +22,10 @@ impl Store {
         self.changed = false;
         self.renewed = false;
         // Drops first: a key removed and written again since the last
-        // publish is listed once, with its new row.
-        for (ts, key) in self.unlisted.drain(..) {
-            let found = self.list.remove(ts, &key);
-            debug_assert!(found, "unlisted names rows of the list");
-        }
+        // publish is listed once, with its new row. Both batches go to the
+        // list in list order, each in one walk (`list/batch.rs`).
+        let mut removed = std::mem::take(&mut self.unlisted);
+        let mut added = Vec::new();
         let mut written = std::mem::take(&mut self.written);
         for id in written.drain(..) {
             // A slot named twice, or removed since, is skipped here.
@@ -42,13 +41,12 @@ impl Store {
                 listed,
             } = *pending;
             if let Some(ts) = listed {
-                let found = self.list.remove(ts, &slot.key);
-                debug_assert!(found, "a listed slot has its row in the list");
+                removed.push((ts, slot.key.clone()));
             }
             // From here the slot is listed at `age.0`.
             debug_assert_eq!(slot.age.0, entry.ts, "a slot's age is its entry's ts");
             self.row_seq += 1;
-            self.list.insert(SnapshotEntry {
+            added.push(SnapshotEntry {
                 key: slot.key.clone(),
                 json: encode(&entry),
                 ts: entry.ts,
@@ -60,6 +58,13 @@ impl Store {
             });
         }
         self.written = written;
+        removed.sort_unstable_by(|(a_ts, a), (b_ts, b)| b_ts.cmp(a_ts).then_with(|| a.cmp(b)));
+        let found = self.list.remove_sorted(&removed);
+        debug_assert_eq!(found, removed.len(), "removed names rows of the list");
+        removed.clear();
+        self.unlisted = removed;
+        added.sort_unstable_by(|a, b| b.ts.cmp(&a.ts).then_with(|| a.key.cmp(&b.key)));
+        self.list.insert_sorted(added);
         self.list.seal();
 
         self.self_entry.ts = now;
