@@ -10,7 +10,6 @@
 //! - `ip` is never a loopback address;
 //! - no string field is blank: a blank value in a patch counts as absent.
 
-use super::entry_ref::EntryRef;
 use super::provenance::Writer;
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
@@ -252,15 +251,6 @@ fn cut(s: &mut String, max: usize) {
             at -= 1;
         }
         s.truncate(at);
-    }
-}
-
-impl Entry {
-    /// The result of [`Entry::merge`] as a new entry, leaving `self` as it
-    /// is. Fields the patch replaces are not cloned first, which is what
-    /// makes a copy-on-write upsert of a shared row cheap.
-    pub fn merged(&self, patch: Patch, ts: Millis) -> Entry {
-        EntryRef::from(self).merged(patch, ts)
     }
 }
 

@@ -123,6 +123,15 @@ impl<'a> From<&'a Entry> for EntryRef<'a> {
     }
 }
 
+impl Entry {
+    /// The result of [`Entry::merge`] as a new entry, leaving `self` as it
+    /// is. Fields the patch replaces are not cloned first, which is what
+    /// makes a copy-on-write upsert of a shared row cheap.
+    pub fn merged(&self, patch: Patch, ts: Millis) -> Entry {
+        EntryRef::from(self).merged(patch, ts)
+    }
+}
+
 impl<'a> EntryRef<'a> {
     /// Reads back what `row::encode` wrote.
     pub(crate) fn parse(json: &'a [u8]) -> EntryRef<'a> {
