@@ -1,0 +1,167 @@
+//! The writer's CPU time per event and per publish at a million rows,
+//! read from `/proc` (Linux), so two builds compare on a shared machine
+//! where the writer gets a varying share of a core and wall-clock rates
+//! mostly measure the other load (benches/README.md, issue 19).
+//!
+//! ```sh
+//! cargo run --release --example writer_cpu -- max-load [ROWS] [SECONDS]
+//! cargo run --release --example writer_cpu -- batch
+//! ```
+//!
+//! `max-load`: the real engine holding ROWS rows (default 1,000,000), fed
+//! by one producer as fast as the queue takes beacons for SECONDS
+//! (default 8); prints events/s, publishes/s, events per publish and the
+//! writer thread's CPU per event and per publish. `batch`: the store
+//! alone, 300 batches of 1,000 upserts of rows already present, each
+//! published while the previous snapshot is held, at 1,000 and at
+//! 1,000,000 rows; prints the median CPU time of a batch at each size and
+//! their ratio (issue 19's "≤ 2×" target, measured in CPU time).
+
+#[path = "../benches/common/mod.rs"]
+mod common;
+
+use common::{beacon, now_millis, push, self_entry};
+use rollcall::engine::{DEFAULT_MAX_BATCH, Engine, EngineConfig};
+use rollcall::presence::{Store, StoreConfig};
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// CPU time a thread has used, from its `schedstat` (nanoseconds).
+fn cpu_of(task: &std::path::Path) -> Duration {
+    let stat = std::fs::read_to_string(task.join("schedstat")).unwrap_or_default();
+    let nanos = stat.split_whitespace().next().and_then(|n| n.parse().ok());
+    Duration::from_nanos(nanos.unwrap_or(0))
+}
+
+/// CPU time of this process's thread named `name`.
+fn thread_cpu(name: &str) -> Duration {
+    let tasks = std::fs::read_dir("/proc/self/task").expect("Linux /proc");
+    for task in tasks.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim() == name {
+            return cpu_of(&task.path());
+        }
+    }
+    Duration::ZERO
+}
+
+fn max_load(rows: usize, seconds: u64) {
+    let config = EngineConfig {
+        store: StoreConfig {
+            max_entries: rows,
+            ..StoreConfig::default()
+        },
+        max_batch: DEFAULT_MAX_BATCH,
+        ..EngineConfig::default()
+    };
+    let engine = Engine::start(config, self_entry());
+    let events = common::beacons(rows);
+    let (sender, stats) = (engine.sender(), engine.stats());
+    // Relaxed: metrics counters, polled.
+    let filled = stats.events.load(Relaxed) + rows as u64;
+    for event in &events {
+        push(&sender, event.clone());
+    }
+    while stats.events.load(Relaxed) < filled {
+        std::thread::yield_now();
+    }
+    let (events0, publishes0) = (stats.events.load(Relaxed), stats.publishes.load(Relaxed));
+    let (start, cpu0) = (Instant::now(), thread_cpu("rollcall-writer"));
+    let mut next = 0;
+    while start.elapsed() < Duration::from_secs(seconds) {
+        for _ in 0..4096 {
+            push(&sender, events[next].clone());
+            next = (next + 1) % events.len();
+        }
+    }
+    let cpu = (thread_cpu("rollcall-writer") - cpu0).as_secs_f64();
+    let elapsed = start.elapsed().as_secs_f64();
+    let applied = (stats.events.load(Relaxed) - events0) as f64;
+    let published = (stats.publishes.load(Relaxed) - publishes0).max(1) as f64;
+    println!(
+        "max-load {rows} rows: {:.0} events/s, {:.2} publishes/s, {:.0} events per publish; \
+         writer CPU {:.2} s of {elapsed:.1} s: {:.2} µs per event, {:.1} ms per publish",
+        applied / elapsed,
+        published / elapsed,
+        applied / published,
+        cpu,
+        cpu * 1e6 / applied,
+        cpu * 1e3 / published,
+    );
+    engine.shutdown();
+}
+
+/// CPU time this thread has used, to the nanosecond (`schedstat` may lag
+/// a running thread by a scheduler tick, too coarse for one batch).
+fn own_cpu() -> Duration {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid, writable timespec for the call's duration.
+    let status = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+    assert_eq!(status, 0, "Linux has a thread CPU clock");
+    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
+}
+
+/// Median CPU time of a batch of 1,000 upserts and its publish at `rows`.
+fn batch_cpu(rows: usize) -> Duration {
+    let mut now = now_millis();
+    let ring: Vec<_> = (0..rows)
+        .map(|n| beacon(common::arrival(n, rows)))
+        .collect();
+    let config = StoreConfig {
+        max_entries: rows,
+        ..StoreConfig::default()
+    };
+    let mut store = Store::new(config, self_entry());
+    for (key, patch) in &ring {
+        store.upsert(key.clone(), patch.clone(), now);
+    }
+    let mut held = store.publish(now);
+    let (mut next, mut times) = (0, Vec::new());
+    for _ in 0..300 {
+        let batch: Vec<_> = (0..1_000)
+            .map(|_| {
+                next = (next + 1) % ring.len();
+                ring[next].clone()
+            })
+            .collect();
+        now += 1;
+        let cpu0 = own_cpu();
+        for (key, patch) in batch {
+            store.upsert(key, patch, now);
+        }
+        held = store.publish(now);
+        times.push(own_cpu() - cpu0);
+    }
+    std::hint::black_box(&held);
+    times.sort();
+    times[times.len() / 2]
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let arg = |i: usize, default: u64| {
+        args.get(i)
+            .map_or(default, |a| a.parse().expect("a number"))
+    };
+    match args.first().map(String::as_str) {
+        Some("max-load") => max_load(arg(1, 1_000_000) as usize, arg(2, 8)),
+        Some("batch") => {
+            let small = batch_cpu(1_000);
+            let large = batch_cpu(1_000_000);
+            println!(
+                "batch of 1,000 upserts + publish, median CPU: {:.2} ms at 1,000 rows, \
+                 {:.2} ms at 1,000,000 rows ({:.2}×)",
+                small.as_secs_f64() * 1e3,
+                large.as_secs_f64() * 1e3,
+                large.as_secs_f64() / small.as_secs_f64(),
+            );
+        }
+        _ => eprintln!("usage: writer_cpu max-load [ROWS] [SECONDS] | writer_cpu batch"),
+    }
+}
