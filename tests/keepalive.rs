@@ -2,7 +2,7 @@
 //! sockets: pings find a peer that stopped answering within two intervals,
 //! a peer that answers stays, and a connected client that never beacons
 //! keeps a fresh row past the TTL. The keepalive tests run on a paused
-//! clock (the timers are the server's); the renewal past the TTL on the
+//! clock (the timers are the server's); the renewals on the
 //! server's clock, moved by the test (`TestServer::advance`).
 
 mod common;
@@ -222,8 +222,10 @@ async fn list_of(server: &TestServer) -> Vec<Value> {
 #[tokio::test]
 async fn renewals_wake_no_watcher_but_the_next_change_carries_them() {
     let server = TestServer::start_with(|c| {
-        c.presence_ttl = Duration::from_secs(60);
-        c.keepalive = Duration::from_millis(200);
+        // Renewals every half keepalive on the server's clock, which the
+        // test moves; on the wall clock no ping falls due during the test.
+        c.presence_ttl = Duration::from_secs(600);
+        c.keepalive = Duration::from_secs(120);
         c.tick_interval = Duration::from_secs(3600);
     })
     .await;
@@ -244,15 +246,21 @@ async fn renewals_wake_no_watcher_but_the_next_change_carries_them() {
         .as_u64()
         .unwrap();
     let version = first["stateVersion"]["presence"].as_u64().unwrap();
-    // Both clients keep answering pings while renewals happen.
-    let renewed = eventually("a few renewals", async || {
-        quiet.idle_for(Duration::from_millis(100)).await;
-        watcher.idle_for(Duration::from_millis(100)).await;
-        let reply = http_get(server.addr, "/v1/presence", &[]).await;
-        let etag: u64 = reply.header("etag")?.trim_matches('"').parse().ok()?;
-        (etag >= version + 3).then_some(etag)
-    })
-    .await;
+    // Three renewals: each step of the server's clock is past the renewal
+    // interval (60 s), so each one renews the live row and raises the
+    // version, with no other change made.
+    let mut renewed = version;
+    for _ in 0..3 {
+        server.advance(Duration::from_secs(61));
+        renewed = eventually("a renewal", async || {
+            quiet.idle_for(Duration::from_millis(20)).await;
+            watcher.idle_for(Duration::from_millis(20)).await;
+            let reply = http_get(server.addr, "/v1/presence", &[]).await;
+            let etag: u64 = reply.header("etag")?.trim_matches('"').parse().ok()?;
+            (etag > renewed).then_some(etag)
+        })
+        .await;
+    }
     assert!(renewed >= version + 3);
     let events: Vec<Value> = watcher
         .take_pending()
