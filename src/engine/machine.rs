@@ -2,7 +2,15 @@
 //! and how each one maps onto a store operation.
 
 use super::writer::{Machine, Millis};
-use crate::presence::{ConnId, ConnTag, Key, Patch, RemoteOp, Snapshot, Store, StoreStats};
+use crate::presence::{
+    ConnId, ConnTag, Key, Patch, RemoteOp, RenewalPass, Snapshot, Store, StoreStats,
+};
+
+/// Most live rows one writer turn renews: a pass over a million rows runs
+/// as about a thousand turns of a few milliseconds each, with the events
+/// queued meanwhile applied and published between them, so a beacon
+/// waits for one step, not for the whole pass (issue 19).
+pub const RENEWALS_PER_TURN: usize = 1024;
 
 /// One thing that happened to presence. Keys and patches are computed by
 /// the producer (see `presence::connect` and `presence::beacon`), so the
@@ -57,6 +65,8 @@ pub struct PresenceMachine {
     renew_every: Millis,
     /// When the next renewal is due.
     next_renewal: Millis,
+    /// The renewal under way, done a step per writer turn.
+    renewal: Option<RenewalPass>,
 }
 
 impl PresenceMachine {
@@ -66,12 +76,14 @@ impl PresenceMachine {
             store,
             renew_every: 0,
             next_renewal: Millis::MAX,
+            renewal: None,
         }
     }
 
     /// Renews live rows every `every` (a zero duration: never), so a row
     /// whose connection is alive keeps a `ts` less than two periods old.
-    /// One pass per period, whatever the number of connections.
+    /// One pass per period, whatever the number of connections, made of
+    /// steps of at most [`RENEWALS_PER_TURN`] rows.
     pub fn renewing(mut self, every: std::time::Duration) -> Self {
         self.renew_every = Millis::try_from(every.as_millis()).unwrap_or(Millis::MAX);
         self.next_renewal = if self.renew_every > 0 { 0 } else { Millis::MAX };
@@ -113,9 +125,15 @@ impl Machine for PresenceMachine {
     }
 
     fn expire(&mut self, now: Millis) {
-        if now >= self.next_renewal {
-            self.store.renew_live(now, self.renew_every);
+        if self.renewal.is_none() && now >= self.next_renewal {
+            self.renewal = RenewalPass::new(now, self.renew_every);
             self.next_renewal = now.saturating_add(self.renew_every);
+        }
+        if let Some(pass) = &mut self.renewal {
+            let (_, finished) = self.store.renew_some(now, pass, RENEWALS_PER_TURN);
+            if finished {
+                self.renewal = None;
+            }
         }
         self.store.expire(now);
     }
@@ -130,10 +148,71 @@ impl Machine for PresenceMachine {
     }
 
     fn next_deadline(&self) -> Option<Millis> {
-        let renewal = (self.next_renewal < Millis::MAX).then_some(self.next_renewal);
+        // A pass under way goes on at once, after what is queued.
+        let renewal = if self.renewal.is_some() {
+            Some(0)
+        } else {
+            (self.next_renewal < Millis::MAX).then_some(self.next_renewal)
+        };
         match (self.store.next_expiry(), renewal) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::presence::{Entry, StoreConfig};
+    use std::time::Duration;
+
+    fn key(i: usize) -> Key {
+        Key::parse(&format!("node-{i}")).unwrap()
+    }
+
+    #[test]
+    fn a_renewal_pass_runs_a_bounded_step_per_turn_until_done() {
+        let config = StoreConfig {
+            ttl: Duration::from_secs(300),
+            max_entries: 5_000,
+        };
+        let me = Entry {
+            instance_id: Some("me".into()),
+            ..Entry::default()
+        };
+        let store = Store::new(config, me);
+        let mut m = PresenceMachine::new(store).renewing(Duration::from_secs(10));
+        let n = 2 * RENEWALS_PER_TURN + 100;
+        for i in 0..n {
+            let (conn, key, patch) = (i as u64, key(i), Patch::default());
+            m.apply(Event::Connect { conn, key, patch }, 1_000);
+        }
+        m.expire(1_000);
+        m.publish(1_000);
+        assert_eq!(m.next_deadline(), Some(11_000), "the next pass is due");
+        let renewed = |m: &PresenceMachine| {
+            let ts = |i| m.store.get(&key(i)).unwrap().ts;
+            (0..n).filter(|&i| ts(i) > 1_000).count()
+        };
+        let mut steps = Vec::new();
+        for now in 11_000.. {
+            m.expire(now);
+            steps.push(renewed(&m));
+            if m.next_deadline() != Some(0) {
+                break;
+            }
+        }
+        let per_turn = RENEWALS_PER_TURN;
+        assert_eq!(
+            steps,
+            [per_turn, 2 * per_turn, n],
+            "one bounded step a turn"
+        );
+        assert_eq!(
+            m.next_deadline(),
+            Some(21_000),
+            "then the next pass, a period after this one began"
+        );
     }
 }

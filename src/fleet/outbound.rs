@@ -56,9 +56,12 @@ pub fn diff(before: Option<&Snapshot>, after: &Snapshot, node: &str, ttl: Millis
     };
     let changes = RowDiff::between(before, after);
     let own_key = &after.own().key;
+    // Only own rows can be renewed ones to leave out: the others' rows,
+    // which every gateway renews too, are not looked up.
     let was: HashMap<&Key, &SnapshotEntry> = changes
         .replaced
         .iter()
+        .filter(|row| is_ours(row, node))
         .map(|row| (&row.key, *row))
         .collect();
     let renewed = |row: &SnapshotEntry| {

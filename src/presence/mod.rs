@@ -41,5 +41,6 @@ pub use source::{
 };
 pub use status::{ACTIVE_MAX_AGE, IDLE_MAX_AGE, Status};
 pub use store::{
-    ConnId, DEFAULT_MAX_ENTRIES, DEFAULT_TTL, Outcome, Store, StoreConfig, StoreStats,
+    ConnId, DEFAULT_MAX_ENTRIES, DEFAULT_TTL, Outcome, RENEWALS_PER_EXPIRY, RenewalPass,
+    SCAN_PER_RENEWAL, Store, StoreConfig, StoreStats,
 };

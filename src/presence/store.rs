@@ -58,6 +58,7 @@ use super::pressure::Removals;
 use super::provenance::{ConnTag, KeySource, Origin, Write, WriteKind, Writer};
 use super::remote::RemoteRow;
 use super::source::disconnect_reason;
+pub use aging::{RENEWALS_PER_EXPIRY, RenewalPass, SCAN_PER_RENEWAL};
 use index::{Ages, Index};
 use pending::Pending;
 use std::collections::HashMap;

@@ -97,8 +97,23 @@ impl Ages {
         self.0.iter().map(|(&age, &id)| (age, id as SlotId))
     }
 
-    /// The slots whose `ts` is at most `ts`, oldest first.
-    pub(super) fn upto(&self, ts: Millis) -> impl Iterator<Item = SlotId> + '_ {
-        self.0.range(..=(ts, u64::MAX)).map(|(_, &id)| id as SlotId)
+    /// The slots after `after` (from the oldest when `None`) whose `ts` is
+    /// at most `upto`, oldest first.
+    pub(super) fn after(
+        &self,
+        after: Option<Age>,
+        upto: Millis,
+    ) -> impl Iterator<Item = (Age, SlotId)> + '_ {
+        use std::ops::Bound::{Excluded, Included, Unbounded};
+        let end = Included((upto, u64::MAX));
+        let start = after.map_or(Unbounded, Excluded);
+        // An empty range when the pass is past `upto` (`range` panics
+        // on a start beyond its end).
+        let empty = after.is_some_and(|a| a >= (upto, u64::MAX));
+        let range = (!empty).then(|| self.0.range((start, end)));
+        range
+            .into_iter()
+            .flatten()
+            .map(|(&age, &id)| (age, id as SlotId))
     }
 }
