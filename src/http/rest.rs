@@ -6,12 +6,12 @@
 //! Every `/v1/*` route and `/metrics` require a bearer token with a read
 //! scope when tokens are configured; the page itself does not.
 
-use super::body::{Body, full};
+use super::body::{Body, full, pieces};
 use super::context::Context;
 use super::{dashboard, encoding, sse};
 use crate::auth::AuthError;
 use crate::compress::{Encoding, gzip_parts};
-use crate::presence::Status;
+use crate::presence::{Millis, Snapshot, Status};
 use crate::protocol::grants_read;
 use bytes::Bytes;
 use hyper::header::{
@@ -74,8 +74,9 @@ fn page() -> Response<Body> {
 
 /// The list, gzipped when the request allows it: the rows after the self
 /// entry are compressed once per version (`RowsCache`), the self entry
-/// with its fresh `ts` goes around them as stored blocks. Each coding has
-/// its own strong `ETag` (`"V"`, `"V-gzip"`); either matches for a 304.
+/// with its fresh `ts` goes around them as stored blocks. Plain, it is
+/// [`list_body`]. Each coding has its own strong `ETag` (`"V"`,
+/// `"V-gzip"`); either matches for a 304.
 fn presence<B>(req: &Request<B>, state: &Context) -> Response<Body> {
     let encoding = match encoding::negotiate(req) {
         Ok(encoding) => encoding,
@@ -110,9 +111,9 @@ fn presence<B>(req: &Request<B>, state: &Context) -> Response<Body> {
             gzip_parts(&head, Some(rows.deflated()), b"]"),
         )
     } else {
-        let mut list = Vec::with_capacity(snapshot.list_len() + 16);
-        snapshot.write_list(state.clock.now(), &mut list);
-        json_response(StatusCode::OK, list)
+        let mut response = json_response(StatusCode::OK, Bytes::new());
+        *response.body_mut() = list_body(&snapshot, state.clock.now());
+        response
     };
     let headers = response.headers_mut();
     encoding::mark(headers, encoding);
@@ -122,6 +123,15 @@ fn presence<B>(req: &Request<B>, state: &Context) -> Response<Body> {
     );
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
+}
+
+/// The plain list of `snapshot` with the self entry's `ts` set to `now`,
+/// byte for byte what [`Snapshot::write_list`] writes, as a body of shared
+/// pieces: a fresh head, then the snapshot's chunks of rows as it holds
+/// them, then `]`. An answer copies no row however many rows there are
+/// and however many readers (or readers that never read) hold one.
+fn list_body(snapshot: &Snapshot, now: Millis) -> Body {
+    pieces(snapshot.list_pieces(now))
 }
 
 /// `{"hosts":{KEY:{receivedAt,cpuCount,…}}}`: the last host stats of each
@@ -318,6 +328,53 @@ pub fn error(status: StatusCode, message: &str) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::presence::{Entry, Key, Patch, Store, StoreConfig};
+    use http_body_util::BodyExt;
+    use std::time::Duration;
+
+    /// A snapshot of `rows` rows besides the self entry.
+    fn snapshot(rows: usize) -> Snapshot {
+        let own = Entry {
+            instance_id: Some("GW".into()),
+            text: "Gateway: gw".into(),
+            ..Entry::default()
+        };
+        let config = StoreConfig {
+            ttl: Duration::from_secs(300),
+            max_entries: rows,
+        };
+        let mut store = Store::new(config, own);
+        for i in 0..rows {
+            let patch = Patch {
+                host: Some(format!("mac-{i}")),
+                text: Some(format!("Node: mac-{i} \"ts\":1}}")),
+                ..Patch::default()
+            };
+            let key = Key::parse(&format!("id-{i}")).unwrap();
+            store.upsert(key, patch, 1_000 + (i % 7) as Millis);
+        }
+        store.publish(2_000)
+    }
+
+    #[tokio::test]
+    async fn the_plain_list_body_is_write_list_byte_for_byte() {
+        for rows in [0, 1, 400] {
+            let snapshot = snapshot(rows);
+            assert_eq!(snapshot.len(), rows + 1);
+            if rows == 400 {
+                assert!(snapshot.rest_chunks().count() >= 4, "spans several chunks");
+            }
+            for now in [1_500, 2_000, 123_456_789] {
+                let mut expected = Vec::new();
+                snapshot.write_list(now, &mut expected);
+                let body = list_body(&snapshot, now);
+                let length = hyper::body::Body::size_hint(&body).exact();
+                assert_eq!(length, Some(expected.len() as u64));
+                let sent = body.collect().await.unwrap().to_bytes();
+                assert_eq!(&sent[..], &expected[..], "{rows} rows at {now}");
+            }
+        }
+    }
 
     #[test]
     fn query_token_is_percent_decoded() {
