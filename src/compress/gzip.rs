@@ -76,6 +76,52 @@ fn parse_q(value: &str) -> Option<f32> {
 /// The fixed gzip header: deflate, no name, no time, unknown OS.
 const HEADER: [u8; 10] = [0x1f, 0x8b, 0x08, 0, 0, 0, 0, 0, 0, 0xff];
 
+/// CRC-32 of `data`: gzip's checksum.
+pub fn crc32(data: &[u8]) -> u32 {
+    crc32fast::hash(data)
+}
+
+/// The CRC-32 of two byte strings joined, from the first one's, the
+/// second one's and the second one's length.
+pub fn crc32_combine(first: u32, second: u32, second_len: usize) -> u32 {
+    let mut joined = crc32fast::Hasher::new_with_initial(first);
+    joined.combine(&crc32fast::Hasher::new_with_initial_len(
+        second,
+        second_len as u64,
+    ));
+    joined.finalize()
+}
+
+/// One gzip member of `before`, then bytes compressed as `segments`, then
+/// `after`, as pieces to send in order: the segments are shared, not
+/// copied or compressed again. Each segment is a raw DEFLATE stream from
+/// an empty window ending at a sync flush ([`super::deflate_segment`]);
+/// `crc` and `len` are the CRC-32 and length of the plain bytes they hold
+/// together. `before` and `after` go as stored blocks.
+pub fn gzip_pieces<'a>(
+    before: &[u8],
+    segments: impl IntoIterator<Item = &'a Bytes> + 'a,
+    crc: u32,
+    len: usize,
+    after: &[u8],
+) -> impl Iterator<Item = Bytes> + 'a {
+    let mut head = Vec::with_capacity(HEADER.len() + before.len() + 8);
+    head.extend_from_slice(&HEADER);
+    write_stored(&mut head, before);
+    let mut tail = Vec::with_capacity(after.len() + 24);
+    write_stored(&mut tail, after);
+    write_stored_block(&mut tail, &[], true);
+    let crc = crc32_combine(crc32(before), crc, len);
+    let crc = crc32_combine(crc, crc32(after), after.len());
+    tail.extend_from_slice(&crc.to_le_bytes());
+    // ISIZE: the length modulo 2^32 (RFC 1952 §2.3.1).
+    let size = (before.len() + len + after.len()) as u32;
+    tail.extend_from_slice(&size.to_le_bytes());
+    std::iter::once(Bytes::from(head))
+        .chain(segments.into_iter().cloned())
+        .chain(std::iter::once(Bytes::from(tail)))
+}
+
 /// One gzip member made of `before`, the shared compressed part (if any)
 /// and `after`.
 pub fn gzip_parts(before: &[u8], shared: Option<&Deflated>, after: &[u8]) -> Bytes {
@@ -135,7 +181,7 @@ impl GzipStream {
 
 #[cfg(test)]
 mod tests {
-    use super::super::deflate::deflate_sync;
+    use super::super::deflate::{deflate_segment, deflate_sync};
     use super::*;
     use flate2::read::GzDecoder;
     use std::io::Read;
@@ -156,6 +202,34 @@ mod tests {
         expected.push(b']');
         assert_eq!(gunzip(&body), expected);
         assert_eq!(gunzip(&gzip_parts(b"", None, b"")), b"");
+    }
+
+    #[test]
+    fn a_member_from_shared_segments_is_valid_gzip() {
+        let parts: Vec<Vec<u8>> = (0..5)
+            .map(|i| {
+                format!(",{{\"host\":\"mac-{i}\"}}")
+                    .repeat(40 + i)
+                    .into_bytes()
+            })
+            .collect();
+        let segments: Vec<Bytes> = parts.iter().map(|p| deflate_segment(p)).collect();
+        let plain = parts.concat();
+        let crc = parts
+            .iter()
+            .fold(crc32(b""), |sum, p| crc32_combine(sum, crc32(p), p.len()));
+        assert_eq!(crc, crc32(&plain));
+        let body: Vec<u8> = gzip_pieces(b"[{\"self\":1}", &segments, crc, plain.len(), b"]")
+            .flat_map(|piece| piece.to_vec())
+            .collect();
+        let mut expected = b"[{\"self\":1}".to_vec();
+        expected.extend_from_slice(&plain);
+        expected.push(b']');
+        assert_eq!(gunzip(&body), expected);
+        let none: Vec<u8> = gzip_pieces(b"[", &[], crc32(b""), 0, b"]")
+            .flat_map(|piece| piece.to_vec())
+            .collect();
+        assert_eq!(gunzip(&none), b"[]");
     }
 
     #[test]

@@ -21,5 +21,5 @@ pub use deflate::{
     write_message_end, write_stored,
 };
 pub use extension::{Negotiated, negotiate};
-pub use gzip::{Encoding, GzipStream, accepts, gzip_parts};
+pub use gzip::{Encoding, GzipStream, accepts, crc32, crc32_combine, gzip_parts, gzip_pieces};
 pub use rows::{RowsCache, SharedRows};

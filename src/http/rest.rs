@@ -10,7 +10,7 @@ use super::body::{Body, full, pieces};
 use super::context::Context;
 use super::{dashboard, encoding, sse};
 use crate::auth::AuthError;
-use crate::compress::{Encoding, gzip_parts};
+use crate::compress::{Encoding, crc32, crc32_combine, deflate_segment, gzip_pieces};
 use crate::presence::{Millis, Snapshot, Status};
 use crate::protocol::grants_read;
 use bytes::Bytes;
@@ -73,10 +73,13 @@ fn page() -> Response<Body> {
 }
 
 /// The list, gzipped when the request allows it: the rows after the self
-/// entry are compressed once per version (`RowsCache`), the self entry
-/// with its fresh `ts` goes around them as stored blocks. Plain, it is
-/// [`list_body`]. Each coding has its own strong `ETag` (`"V"`,
-/// `"V-gzip"`); either matches for a 304.
+/// entry go as the snapshot's chunks compressed one by one, each once for
+/// every version that shares it (as on WebSocket, `gateway/list_frame.rs`),
+/// their CRC-32 combined from one kept per chunk and part; the self entry
+/// with its fresh `ts` and the closing `]` go around them as stored
+/// blocks. So a new version compresses only the chunks it changed, and
+/// an answer copies no row. Plain, it is [`list_body`]. Each coding has
+/// its own strong `ETag` (`"V"`, `"V-gzip"`); either matches for a 304.
 fn presence<B>(req: &Request<B>, state: &Context) -> Response<Body> {
     let encoding = match encoding::negotiate(req) {
         Ok(encoding) => encoding,
@@ -103,13 +106,9 @@ fn presence<B>(req: &Request<B>, state: &Context) -> Response<Body> {
         *r.status_mut() = StatusCode::NOT_MODIFIED;
         r
     } else if encoding == Encoding::Gzip {
-        let mut head = Vec::with_capacity(1024);
-        snapshot.write_list_head(state.clock.now(), &mut head);
-        let rows = state.rows.get(version, || snapshot.list_rest());
-        json_response(
-            StatusCode::OK,
-            gzip_parts(&head, Some(rows.deflated()), b"]"),
-        )
+        let mut response = json_response(StatusCode::OK, Bytes::new());
+        *response.body_mut() = list_body_gzip(&snapshot, state.clock.now());
+        response
     } else {
         let mut response = json_response(StatusCode::OK, Bytes::new());
         *response.body_mut() = list_body(&snapshot, state.clock.now());
@@ -132,6 +131,16 @@ fn presence<B>(req: &Request<B>, state: &Context) -> Response<Body> {
 /// and however many readers (or readers that never read) hold one.
 fn list_body(snapshot: &Snapshot, now: Millis) -> Body {
     pieces(snapshot.list_pieces(now))
+}
+
+/// [`list_body`] as one gzip member (see [`presence`]).
+fn list_body_gzip(snapshot: &Snapshot, now: Millis) -> Body {
+    let mut head = Vec::with_capacity(1024);
+    snapshot.write_list_head(now, &mut head);
+    let crc = snapshot.rest_checksum(crc32, crc32_combine);
+    let segments = snapshot.rest_deflated(deflate_segment);
+    let rest_len = snapshot.rest_len();
+    pieces(gzip_pieces(&head, segments, crc, rest_len, b"]"))
 }
 
 /// `{"hosts":{KEY:{receivedAt,cpuCount,…}}}`: the last host stats of each
@@ -332,8 +341,8 @@ mod tests {
     use http_body_util::BodyExt;
     use std::time::Duration;
 
-    /// A snapshot of `rows` rows besides the self entry.
-    fn snapshot(rows: usize) -> Snapshot {
+    /// A store holding `rows` rows besides the self entry.
+    fn store(rows: usize) -> Store {
         let own = Entry {
             instance_id: Some("GW".into()),
             text: "Gateway: gw".into(),
@@ -353,7 +362,12 @@ mod tests {
             let key = Key::parse(&format!("id-{i}")).unwrap();
             store.upsert(key, patch, 1_000 + (i % 7) as Millis);
         }
-        store.publish(2_000)
+        store
+    }
+
+    /// A snapshot of `rows` rows besides the self entry.
+    fn snapshot(rows: usize) -> Snapshot {
+        store(rows).publish(2_000)
     }
 
     #[tokio::test]
@@ -373,6 +387,35 @@ mod tests {
                 let sent = body.collect().await.unwrap().to_bytes();
                 assert_eq!(&sent[..], &expected[..], "{rows} rows at {now}");
             }
+        }
+    }
+
+    #[tokio::test]
+    async fn the_gzip_list_body_inflates_to_write_list_at_each_version() {
+        use flate2::read::GzDecoder;
+        use std::io::Read;
+        let mut store = store(400);
+        let mut versions = vec![store.publish(2_000)];
+        for ts in [3_000, 4_000] {
+            let patch = Patch {
+                host: Some(format!("moved-{ts}")),
+                ..Patch::default()
+            };
+            store.upsert(Key::parse("id-7").unwrap(), patch, ts);
+            versions.push(store.publish(ts));
+        }
+        for snapshot in &versions {
+            let mut expected = Vec::new();
+            snapshot.write_list(9_999, &mut expected);
+            let body = list_body_gzip(snapshot, 9_999);
+            let length = hyper::body::Body::size_hint(&body).exact();
+            let sent = body.collect().await.unwrap().to_bytes();
+            assert_eq!(length, Some(sent.len() as u64));
+            let mut inflated = Vec::new();
+            GzDecoder::new(&sent[..])
+                .read_to_end(&mut inflated)
+                .expect("valid gzip, CRC and length included");
+            assert_eq!(inflated, expected, "version {}", snapshot.version());
         }
     }
 

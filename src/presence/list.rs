@@ -20,6 +20,10 @@
 //!   list's `bytes` are the sums of the lengths below them;
 //! - a chunk's `deflated`, once filled, is its `bytes` compressed by the
 //!   function its first reader gave; a seal that rejoins a chunk empties it;
+//! - a chunk's `sum`, once filled, is the checksum of its `bytes`, and a
+//!   part's the checksum of its chunks' `bytes` joined
+//!   ([`List::checksum`]); a seal that rejoins a chunk or seals a part
+//!   empties theirs;
 //! - nothing is `dirty`. Between two seals, `dirty` marks exactly the
 //!   chunks and parts edited since the last seal; only the writer's list
 //!   has them, and it alone holds them (an edit copied them first).
@@ -71,6 +75,9 @@ struct Chunk {
     /// ([`List::deflated_chunks`]): every version sharing the chunk shares
     /// it, and a list no compressing client reads never fills it.
     deflated: OnceLock<Bytes>,
+    /// The checksum of `bytes`, by the first reader that asked
+    /// ([`List::checksum`]), shared like `deflated`.
+    sum: OnceLock<u32>,
     dirty: bool,
 }
 
@@ -80,6 +87,8 @@ struct Part {
     chunks: Vec<Arc<Chunk>>,
     /// Sum of the chunks' `bytes` lengths; stale while `dirty`.
     bytes: usize,
+    /// The checksum of the chunks' `bytes` joined ([`List::checksum`]).
+    sum: OnceLock<u32>,
     dirty: bool,
 }
 
@@ -185,6 +194,28 @@ impl List {
             .map(move |chunk| chunk.deflated.get_or_init(|| deflate(&chunk.bytes)))
     }
 
+    /// The checksum of the chunks' joined JSON ([`List::chunks`] end to
+    /// end), from one checksum per chunk and one per part, each kept with
+    /// its node for every version that shares it: after a publish, only the
+    /// chunks and parts it edited are summed again, and the parts' sums are
+    /// combined, O(parts). `hash` gives the checksum of some bytes and
+    /// `combine(a, b, len)` that of two byte strings joined, from theirs
+    /// and the second one's length (gzip's CRC-32 has both); they must be
+    /// the same functions at every call.
+    pub fn checksum(&self, hash: fn(&[u8]) -> u32, combine: fn(u32, u32, usize) -> u32) -> u32 {
+        debug_assert!(!self.dirty, "read a list only after its seal");
+        let sum_part = |part: &Part| {
+            part.chunks.iter().fold(hash(&[]), |sum, chunk| {
+                let chunk_sum = *chunk.sum.get_or_init(|| hash(&chunk.bytes));
+                combine(sum, chunk_sum, chunk.bytes.len())
+            })
+        };
+        self.parts.iter().fold(hash(&[]), |sum, part| {
+            let part_sum = *part.sum.get_or_init(|| sum_part(part));
+            combine(sum, part_sum, part.bytes)
+        })
+    }
+
     /// The row at (`ts`, `key`), if there is one.
     pub fn get(&self, ts: Millis, key: &Key) -> Option<&SnapshotEntry> {
         if self.parts.is_empty() {
@@ -263,6 +294,8 @@ impl Part {
             c += 1;
         }
         self.bytes = chunks.iter().map(|chunk| chunk.bytes.len()).sum();
+        // A copy made for an edit carries the old chunks' checksum.
+        self.sum = OnceLock::new();
         self.dirty = false;
     }
 }
@@ -274,6 +307,7 @@ impl Chunk {
             rows,
             bytes: Bytes::new(),
             deflated: OnceLock::new(),
+            sum: OnceLock::new(),
             dirty: true,
         }
     }
@@ -305,6 +339,7 @@ impl Chunk {
         self.bytes = joined;
         // A copy made for an edit carries the old rows' compressed bytes.
         self.deflated = OnceLock::new();
+        self.sum = OnceLock::new();
         self.dirty = false;
     }
 }

@@ -199,6 +199,17 @@ impl Snapshot {
         self.list.deflated_chunks(deflate)
     }
 
+    /// The checksum of [`Snapshot::list_rest`] by `hash`, combined with
+    /// `combine` from one kept per chunk and per part, so a version sums
+    /// only the chunks it changed ([`List::checksum`]).
+    pub fn rest_checksum(
+        &self,
+        hash: fn(&[u8]) -> u32,
+        combine: fn(u32, u32, usize) -> u32,
+    ) -> u32 {
+        self.list.checksum(hash, combine)
+    }
+
     /// The list as [`Snapshot::write_list`] writes it, as shared pieces
     /// (for a vectored write): the head ([`Snapshot::write_list_head`]),
     /// every chunk of rows, `]`.

@@ -10,7 +10,7 @@
 //! [`List::remove`] or [`List::insert`] per row, split into chunks and
 //! parts that may differ (both satisfy the list's invariants).
 
-use super::{Arc, Chunk, List, MAX_CHUNK, MAX_PART, Part, make_mut, place};
+use super::{Arc, Chunk, List, MAX_CHUNK, MAX_PART, OnceLock, Part, make_mut, place};
 use crate::presence::entry::Millis;
 use crate::presence::key::Key;
 use crate::presence::row::SnapshotEntry;
@@ -127,6 +127,7 @@ impl List {
             parts.push(Arc::new(Part {
                 chunks: vec![Arc::new(Chunk::edited(vec![first]))],
                 bytes: 0,
+                sum: OnceLock::new(),
                 dirty: true,
             }));
         }
@@ -170,6 +171,7 @@ impl List {
                     Arc::new(Part {
                         chunks,
                         bytes: 0,
+                        sum: OnceLock::new(),
                         dirty: true,
                     })
                 });

@@ -179,6 +179,71 @@ fn a_chunk_is_deflated_once_for_every_version_sharing_it() {
     assert_eq!(reused, list.chunks().count() - edited);
 }
 
+thread_local! {
+    /// Bytes [`poly`] has summed on this thread.
+    static SUMMED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// A checksum that combines like CRC-32: the bytes as digits base 257
+/// (plus one, so zeros count), wrapping; counts the bytes it sums.
+fn poly(bytes: &[u8]) -> u32 {
+    SUMMED.with(|n| n.set(n.get() + bytes.len()));
+    bytes.iter().fold(0u32, |h, &b| {
+        h.wrapping_mul(257).wrapping_add(u32::from(b) + 1)
+    })
+}
+
+fn poly_combine(a: u32, b: u32, len: usize) -> u32 {
+    let shift = (0..len).fold(1u32, |p, _| p.wrapping_mul(257));
+    a.wrapping_mul(shift).wrapping_add(b)
+}
+
+fn joined(list: &List) -> Vec<u8> {
+    list.chunks().flat_map(|c| c.iter().copied()).collect()
+}
+
+#[test]
+fn the_checksum_sums_only_what_a_publish_edited() {
+    let summed = || SUMMED.with(std::cell::Cell::get);
+    let mut list = List::default();
+    assert_eq!(list.checksum(poly, poly_combine), 0);
+    for i in 0..10_000 {
+        list.insert(row(&format!("k{i:05}"), i));
+    }
+    list.seal();
+    assert!(list.parts.len() >= 3, "{} parts", list.parts.len());
+    let first = list.clone();
+    let before = summed();
+    let sum = first.checksum(poly, poly_combine);
+    assert_eq!(summed() - before, first.bytes_len(), "every chunk once");
+    assert_eq!(poly(&joined(&first)), sum);
+    let before = summed();
+    assert_eq!(first.checksum(poly, poly_combine), sum);
+    assert_eq!(summed(), before, "kept, not summed again");
+
+    // The next version edits a few chunks: only those are summed again.
+    list.insert(row("k99999", 50_000));
+    assert!(list.remove(5_000, &Key::parse("k05000").unwrap()));
+    list.seal();
+    let old: Vec<*const u8> = first.chunks().map(|c| c.as_ptr()).collect();
+    let edited: usize = list
+        .chunks()
+        .filter(|c| !old.contains(&c.as_ptr()))
+        .map(Bytes::len)
+        .sum();
+    assert!(edited > 0 && edited * 10 < list.bytes_len());
+    let before = summed();
+    let second = list.checksum(poly, poly_combine);
+    assert_eq!(summed() - before, edited);
+    assert_eq!(second, poly(&joined(&list)));
+    assert_ne!(second, sum);
+    assert_eq!(
+        first.checksum(poly, poly_combine),
+        sum,
+        "the old version keeps its own"
+    );
+}
+
 #[test]
 fn sorted_batches_equal_the_same_edits_one_by_one() {
     let (mut batched, mut single) = (List::default(), List::default());
