@@ -4,8 +4,9 @@
 
 mod common;
 
-use common::{Client, SseReader, TestServer, entry_with, http_get, http_open, metric};
+use common::{Client, SseReader, TestServer, entry_with, http_get, http_open, metric, within};
 use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test]
 async fn healthz_answers_200_ok() {
@@ -62,6 +63,50 @@ async fn presence_route_lists_entries_with_version_etag() {
     assert_eq!(reply.header("etag"), Some("\"2\""));
     let list = reply.json();
     assert!(entry_with(list.as_array().unwrap(), "host", "rest").is_some());
+}
+
+/// A list of many chunks goes out as pieces with its length known: GET's
+/// `Content-Length` is its body's length (every row, valid JSON), and
+/// HEAD answers the same headers without a body.
+#[tokio::test]
+async fn a_long_list_has_its_length_on_get_and_head() {
+    let server = TestServer::start_with(|c| {
+        c.max_entries = 1_000;
+        c.max_beacon_rows = 1_000;
+    })
+    .await;
+    let mut admin = Client::admin(server.addr).await;
+    for i in 0..300 {
+        let host = format!("mac-{i}");
+        admin
+            .beacon(json!({"text": format!("Node: {host}"), "host": host, "instanceId": format!("id-{i}")}))
+            .await;
+    }
+    let get = http_get(server.addr, "/v1/presence", &[]).await;
+    assert_eq!(get.status, 200);
+    assert_eq!(get.json().as_array().map(Vec::len), Some(301));
+    let length = get.header("content-length").expect("a known length");
+    assert_eq!(length, get.body.len().to_string());
+
+    let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let head = format!(
+        "HEAD /v1/presence HTTP/1.1\r\nhost: {}\r\nconnection: close\r\n\r\n",
+        server.addr
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    within("the HEAD answer", tcp.read_to_end(&mut answer))
+        .await
+        .unwrap();
+    let answer = String::from_utf8(answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains(&format!("\r\ncontent-length: {length}\r\n")),
+        "{answer}"
+    );
+    assert!(answer.ends_with("\r\n\r\n"), "no body: {answer}");
 }
 
 #[tokio::test]
