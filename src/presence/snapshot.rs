@@ -201,7 +201,7 @@ impl Snapshot {
 
     /// The checksum of [`Snapshot::list_rest`] by `hash`, combined with
     /// `combine` from one kept per chunk and per part, so a version sums
-    /// only the chunks it changed ([`List::checksum`]).
+    /// only the chunks it changed (`List::checksum`, `list.rs`).
     pub fn rest_checksum(
         &self,
         hash: fn(&[u8]) -> u32,
