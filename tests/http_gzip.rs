@@ -142,8 +142,13 @@ async fn the_doctor_report_is_gzipped() {
 
 #[tokio::test]
 async fn a_gzipped_stream_delivers_each_event_as_it_happens() {
-    let server = TestServer::start().await;
-    let mut admin = fill(server.addr, 30).await;
+    // Rows over several chunks of the list, each compressed on its own.
+    let server = TestServer::start_with(|c| {
+        c.max_entries = 1_000;
+        c.max_beacon_rows = 1_000;
+    })
+    .await;
+    let mut admin = fill(server.addr, 200).await;
     let response = http_open(
         server.addr,
         "/v1/presence/stream",
@@ -164,7 +169,16 @@ async fn a_gzipped_stream_delivers_each_event_as_it_happens() {
         let next = events.next().await;
         let list = next.data["presence"].as_array().unwrap();
         if list.iter().any(|row| row["host"] == "sse") {
-            assert_eq!(list.len(), 32);
+            assert_eq!(list.len(), 202);
+            let mut hosts: Vec<&str> = list[1..]
+                .iter()
+                .filter_map(|r| r["host"].as_str())
+                .collect();
+            hosts.sort_unstable();
+            let mut want: Vec<String> = (0..200).map(|i| format!("mac-{i}")).collect();
+            want.push("sse".into());
+            want.sort_unstable();
+            assert_eq!(hosts, want);
             break;
         }
     }

@@ -10,7 +10,8 @@
 //! holds more than `limit + 1` output bytes, whatever the input claims.
 
 use bytes::Bytes;
-use flate2::{Compress, Compression, Crc, Decompress, FlushCompress, FlushDecompress, Status};
+use crc32fast::Hasher;
+use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 use thiserror::Error;
 
 /// Compression level for what is shared. Compressed once per version or
@@ -32,20 +33,49 @@ pub struct Deflated {
     /// The compressed blocks, ending with `00 00 ff ff`.
     pub bytes: Bytes,
     /// CRC-32 and length of the plain bytes, for gzip trailers.
-    pub crc: Crc,
+    pub crc: Hasher,
 }
 
 impl Deflated {
     /// Bytes of the plain input.
     pub fn plain_len(&self) -> usize {
-        self.crc.amount() as usize
+        self.crc.total_len() as usize
+    }
+
+    /// `before`, then the plain bytes of `segments`, then `after`, as one
+    /// stream: `before` and `after` as stored blocks, the segments copied
+    /// between them, not compressed again. Each segment is a
+    /// [`deflate_segment`]; `crc` and `len` are the CRC-32 and length of
+    /// their plain bytes together. Ends with an empty stored block, so at
+    /// `00 00 ff ff` like [`deflate_sync`].
+    pub fn around<'a>(
+        before: &[u8],
+        segments: impl Iterator<Item = &'a Bytes> + Clone,
+        crc: u32,
+        len: usize,
+        after: &[u8],
+    ) -> Deflated {
+        let compressed: usize = segments.clone().map(Bytes::len).sum();
+        let mut bytes = Vec::with_capacity(before.len() + compressed + after.len() + 32);
+        write_stored(&mut bytes, before);
+        segments.for_each(|segment| bytes.extend_from_slice(segment));
+        write_stored(&mut bytes, after);
+        write_stored_block(&mut bytes, &[], false);
+        let mut sum = Hasher::new();
+        sum.update(before);
+        sum.combine(&Hasher::new_with_initial_len(crc, len as u64));
+        sum.update(after);
+        Deflated {
+            bytes: Bytes::from(bytes),
+            crc: sum,
+        }
     }
 }
 
 /// Compresses `data` on its own (an empty window) at [`LEVEL`], ending
 /// with a sync flush.
 pub fn deflate_sync(data: &[u8]) -> Deflated {
-    let mut crc = Crc::new();
+    let mut crc = Hasher::new();
     crc.update(data);
     Deflated {
         bytes: Bytes::from(sync_flushed(data)),
@@ -203,6 +233,27 @@ mod tests {
         let mut plain = Vec::new();
         let _ = DeflateDecoder::new(&message[..]).read_to_end(&mut plain);
         assert_eq!(plain, expected);
+    }
+
+    #[test]
+    fn segments_around_stored_blocks_are_one_stream_with_its_crc() {
+        let parts: Vec<String> = (0..4)
+            .map(|n| format!(r#",{{"host":"mac-{n}"}}"#).repeat(30))
+            .collect();
+        let segments: Vec<Bytes> = parts
+            .iter()
+            .map(|p| deflate_segment(p.as_bytes()))
+            .collect();
+        let plain = parts.concat();
+        let crc = crc32fast::hash(plain.as_bytes());
+        let joined = Deflated::around(b"data: [", segments.iter(), crc, plain.len(), b"]\n\n");
+        assert!(joined.bytes.ends_with(&SYNC_TAIL));
+        let expected = format!("data: [{plain}]\n\n");
+        assert_eq!(joined.plain_len(), expected.len());
+        assert_eq!(joined.crc.finalize(), crc32fast::hash(expected.as_bytes()));
+        let mut message = joined.bytes.to_vec();
+        message.truncate(message.len() - SYNC_TAIL.len());
+        assert_eq!(receive(&message), expected.as_bytes());
     }
 
     #[test]

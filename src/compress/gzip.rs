@@ -6,7 +6,7 @@
 
 use super::deflate::{Deflated, write_stored, write_stored_block};
 use bytes::Bytes;
-use flate2::Crc;
+use crc32fast::Hasher;
 
 /// A response coding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,11 +84,8 @@ pub fn crc32(data: &[u8]) -> u32 {
 /// The CRC-32 of two byte strings joined, from the first one's, the
 /// second one's and the second one's length.
 pub fn crc32_combine(first: u32, second: u32, second_len: usize) -> u32 {
-    let mut joined = crc32fast::Hasher::new_with_initial(first);
-    joined.combine(&crc32fast::Hasher::new_with_initial_len(
-        second,
-        second_len as u64,
-    ));
+    let mut joined = Hasher::new_with_initial(first);
+    joined.combine(&Hasher::new_with_initial_len(second, second_len as u64));
     joined.finalize()
 }
 
@@ -136,7 +133,7 @@ pub fn gzip_parts(before: &[u8], shared: Option<&Deflated>, after: &[u8]) -> Byt
 /// only a running CRC, no compressor.
 #[derive(Debug, Default)]
 pub struct GzipStream {
-    crc: Crc,
+    crc: Hasher,
     started: bool,
 }
 
@@ -169,8 +166,9 @@ impl GzipStream {
 
     fn finish_into(&mut self, out: &mut Vec<u8>) {
         write_stored_block(out, &[], true);
-        out.extend_from_slice(&self.crc.sum().to_le_bytes());
-        out.extend_from_slice(&self.crc.amount().to_le_bytes());
+        out.extend_from_slice(&self.crc.clone().finalize().to_le_bytes());
+        // ISIZE: the length modulo 2^32 (RFC 1952 §2.3.1).
+        out.extend_from_slice(&(self.crc.total_len() as u32).to_le_bytes());
     }
 
     fn stored(&mut self, out: &mut Vec<u8>, data: &[u8]) {

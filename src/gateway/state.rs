@@ -17,7 +17,6 @@ use super::waiting::WaitingPool;
 use crate::auth::FailureLimiter;
 use crate::auth::Grants;
 use crate::clock::Clock;
-use crate::compress::RowsCache;
 use crate::config::ServeConfig;
 use crate::engine::{Engine, EngineConfig, Event, EventSender, SnapshotReader, WriterStats};
 use crate::fleet::{Fleet, FleetConfig, FleetError, FleetStatus, StateFile};
@@ -109,15 +108,11 @@ impl State {
                 .inspect_err(|error| tracing::error!(%error, "fleet mode not started"))
                 .ok()
         });
-        let rows = Arc::new(RowsCache::default());
         let http = Arc::new(Context {
-            rows: Arc::clone(&rows),
             doctor_gzip: Default::default(),
             fleet: status.clone(),
             reader: engine.reader(),
-            sse: SseFeed::default()
-                .with_rows(Arc::clone(&rows))
-                .with_stall(config.sse_stall_timeout),
+            sse: SseFeed::default().with_stall(config.sse_stall_timeout),
             auth: Arc::new(Grants::new(config.tokens.clone())),
             metrics: Arc::clone(&metrics),
             sender: engine.sender(),

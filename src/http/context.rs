@@ -8,7 +8,6 @@ use super::origin::OriginPolicy;
 use super::sse::SseFeed;
 use crate::auth::Grants;
 use crate::clock::Clock;
-use crate::compress::RowsCache;
 use crate::engine::{Event, EventSender, SnapshotReader, WriterStats};
 use crate::fleet::FleetStatus;
 use crate::metrics::Metrics;
@@ -41,9 +40,6 @@ pub struct Context {
     pub origins: OriginPolicy,
     /// With TLS, the certificate served: stats show its fingerprint.
     pub tls: Option<Arc<CertResolver>>,
-    /// The list's rows at recent versions, compressed once for every
-    /// answer (shared with the WebSocket side).
-    pub rows: Arc<RowsCache>,
     /// The doctor's last report, gzipped.
     pub doctor_gzip: GzipCache,
     /// The last host stats of each node (`node.event`), for the dashboard

@@ -10,10 +10,11 @@
 //!
 //! gzip (when `Accept-Encoding` allows it): the body is one gzip member
 //! written a block at a time, each chunk flushed so the reader gets every
-//! event at once. A stream holds a running CRC, not a compressor: each
-//! published block is compressed once, by the first gzip stream to send
-//! it, and a stream's first block shares the list's rows compressed once
-//! per version (`RowsCache`).
+//! event at once. A stream holds a running CRC, not a compressor: a block's
+//! rows are the snapshot's chunks compressed one by one, each once for
+//! every version that shares it (as on WebSocket), between stored blocks,
+//! so a new version compresses only the chunks it changed; each published
+//! block is assembled once, by the first gzip stream to send it.
 
 //! Bounded like WebSocket watchers (docs/protocol.md §9): a block handed to
 //! the connection is *unsent* until the connection asks for the next one,
@@ -26,7 +27,7 @@
 use super::body::Body;
 use super::encoding;
 use crate::clock::now_millis;
-use crate::compress::{Deflated, Encoding, GzipStream, RowsCache, deflate_sync};
+use crate::compress::{Deflated, Encoding, GzipStream, crc32, crc32_combine, deflate_segment};
 use crate::presence::{Millis, Snapshot};
 use crate::protocol::write_sse_presence;
 use bytes::Bytes;
@@ -69,8 +70,6 @@ pub struct SseFeed {
     latest: watch::Sender<Option<Latest>>,
     /// The wall clock the stamps read (injected by tests).
     clock: fn() -> Millis,
-    /// The list's rows at recent versions, for gzip streams' first block.
-    rows: Arc<RowsCache>,
     /// Every stream's unsent bytes together.
     unsent: Arc<AtomicUsize>,
     /// How long a block may stay unsent.
@@ -94,7 +93,8 @@ struct Latest {
 
 impl Latest {
     fn deflated(&self) -> &Deflated {
-        self.deflated.get_or_init(|| deflate_sync(self.event()))
+        self.deflated
+            .get_or_init(|| render_deflated(&self.snapshot, self.stamp))
     }
 
     fn event(&self) -> &Bytes {
@@ -112,9 +112,9 @@ fn render(snapshot: &Snapshot, now: Millis) -> Bytes {
     event(&data)
 }
 
-/// The `event: presence` block of `snapshot` as of `now`, gzipped into
-/// `gzip` around the rows shared from `rows`.
-fn render_gzip(snapshot: &Snapshot, now: Millis, rows: &RowsCache, gzip: &mut GzipStream) -> Bytes {
+/// The `event: presence` block of `snapshot` as of `now`, compressed: its
+/// rows are the snapshot's chunks' segments, the rest stored blocks.
+fn render_deflated(snapshot: &Snapshot, now: Millis) -> Deflated {
     let mut text = Vec::with_capacity(1024);
     text.extend_from_slice(EVENT_START);
     let mut split = 0;
@@ -124,9 +124,10 @@ fn render_gzip(snapshot: &Snapshot, now: Millis, rows: &RowsCache, gzip: &mut Gz
         out.push(b']');
     });
     text.extend_from_slice(EVENT_END);
-    let shared = rows.get(snapshot.version(), || snapshot.list_rest());
     let (before, after) = text.split_at(split);
-    Bytes::from(gzip.chunk(before, Some(shared.deflated()), after))
+    let crc = snapshot.rest_checksum(crc32, crc32_combine);
+    let segments = snapshot.rest_deflated(deflate_segment);
+    Deflated::around(before, segments, crc, snapshot.rest_len(), after)
 }
 
 impl Default for SseFeed {
@@ -141,7 +142,6 @@ impl SseFeed {
         SseFeed {
             latest: watch::channel(None).0,
             clock,
-            rows: Arc::default(),
             unsent: Arc::default(),
             stall: DEFAULT_SSE_STALL,
         }
@@ -156,12 +156,6 @@ impl SseFeed {
     /// Bytes handed to streams' connections and not yet taken.
     pub fn unsent_bytes(&self) -> usize {
         self.unsent.load(Ordering::Relaxed)
-    }
-
-    /// The feed, its gzip streams sharing the rows in `rows`.
-    pub fn with_rows(mut self, rows: Arc<RowsCache>) -> SseFeed {
-        self.rows = rows;
-        self
     }
 
     /// Makes `snapshot` the list every stream sends next.
@@ -187,8 +181,6 @@ struct Stream {
     clock: fn() -> Millis,
     /// The gzip member being written, when the body is gzipped.
     gzip: Option<GzipStream>,
-    /// Rows shared by gzip streams' first blocks.
-    rows: Arc<RowsCache>,
     /// This stream's unsent block.
     mine: Arc<Unsent>,
     /// All streams' unsent bytes.
@@ -257,7 +249,10 @@ impl Stream {
             };
         };
         let chunk = match next {
-            Next::First(latest) => render_gzip(&latest.snapshot, (self.clock)(), &self.rows, gzip),
+            Next::First(latest) => {
+                let block = render_deflated(&latest.snapshot, (self.clock)());
+                Bytes::from(gzip.chunk(b"", Some(&block), b""))
+            }
             Next::Published(latest) => Bytes::from(gzip.chunk(b"", Some(latest.deflated()), b"")),
             Next::Comment(text) => Bytes::from(gzip.chunk(text, None, b"")),
             // The member's end, then the body's.
@@ -333,7 +328,6 @@ pub fn stream(
         first: true,
         clock: feed.clock,
         gzip: (coding == Encoding::Gzip).then(GzipStream::default),
-        rows: Arc::clone(&feed.rows),
     };
     let events = futures_util::stream::unfold(stream, |mut s| async move {
         let chunk = s.next().await?;
