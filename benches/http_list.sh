@@ -7,7 +7,10 @@
 #            10/s each (the version changes several times a second);
 #   gzip:    the same with `Accept-Encoding: gzip`;
 #   slow:    8 readers at once, each `curl --limit-rate 1M` for 10 s, and
-#            the gateway's RSS sampled every 0.1 s: peak over the baseline.
+#            the gateway's RSS sampled every 0.1 s: peak over the baseline;
+#   sse:     the gateway's CPU over 10 s of the beacons alone, then over
+#            20 s with one gzip `/v1/presence/stream` reader (`curl -N`),
+#            and the compressed bytes that reader got.
 # Each read is `curl -o /dev/null -w '%{time_total} %{time_starttransfer}'`;
 # per phase: median and p99 of the total and of the time to first byte,
 # the bytes of one answer, and the versions published per second.
@@ -22,6 +25,8 @@ GPID="" LPID=""
 trap 'kill $GPID $LPID 2>/dev/null || true' EXIT
 version() { curl -s -m 10 "$URL/metrics" | awk '$1=="rollcall_presence_version"{print $2}'; }
 rss() { awk '/VmRSS/{print $2}' "/proc/$GPID/status"; }
+cpu() { awk '{print $14+$15}' "/proc/$GPID/stat"; }
+TICK=$(getconf CLK_TCK)
 # reads FILE [CURL ARGS...]: READS back-to-back reads into FILE; prints
 # the versions per second meanwhile.
 reads() {
@@ -63,12 +68,17 @@ for round in $(seq "$ROUNDS"); do
     peak=$base
     for _ in $(seq 105); do r=$(rss); if (( r > peak )); then peak=$r; fi; sleep 0.1; done
     wait "${slow[@]}" 2>/dev/null || true
+    c0=$(cpu); sleep 10; c1=$(cpu)
+    curl -s -N -H 'accept-encoding: gzip' -m 20 -o /dev/null -w '%{size_download}' \
+      "$URL/v1/presence/stream" > "$OUT/$tag.sse" || true
+    c2=$(cpu)
     kill "$LPID" 2>/dev/null || true; wait "$LPID" 2>/dev/null || true; LPID=""
     echo "== $tag ($N rows, load average $(cut -d' ' -f1-3 /proc/loadavg))"
     echo "quiet: $(summary "$OUT/$tag.quiet" "$q")"
     echo "plain: $(summary "$OUT/$tag.plain" "$p")"
     echo "gzip:  $(summary "$OUT/$tag.gzip" "$g")"
     echo "slow:  RSS $((base / 1024)) MB before 8 slow readers, peak $((peak / 1024)) MB (+$(((peak - base) / 1024)) MB)"
+    echo "sse:   gateway CPU $(((c1 - c0) * 100 / (10 * TICK)))% with the beacons alone, $(((c2 - c1) * 100 / (20 * TICK)))% with one gzip SSE reader for 20 s; it got $(($(cat "$OUT/$tag.sse") / 1000000)) MB"
     kill "$GPID"; wait "$GPID" 2>/dev/null || true; GPID=""
   done
 done
