@@ -6,6 +6,7 @@
 //! ```sh
 //! cargo run --release --example writer_cpu -- max-load [ROWS] [SECONDS]
 //! cargo run --release --example writer_cpu -- batch
+//! cargo run --release --example writer_cpu -- renew [ROWS]
 //! ```
 //!
 //! `max-load`: the real engine holding ROWS rows (default 1,000,000), fed
@@ -16,13 +17,19 @@
 //! published while the previous snapshot is held, at 1,000 and at
 //! 1,000,000 rows; prints the median CPU time of a batch at each size and
 //! their ratio (issue 19's "≤ 2×" target, measured in CPU time).
+//! `renew`: the store alone holding ROWS live rows (default 1,000,000),
+//! renewed once in one turn (one pass and one publish, as before issue
+//! 19's renewal steps) and once in the writer's steps of
+//! `RENEWALS_PER_TURN` rows, each published; prints the CPU time of the
+//! one turn, of a median and the longest step, and of the whole pass.
 
 #[path = "../benches/common/mod.rs"]
 mod common;
 
 use common::{beacon, now_millis, push, self_entry};
+use rollcall::engine::RENEWALS_PER_TURN;
 use rollcall::engine::{DEFAULT_MAX_BATCH, Engine, EngineConfig};
-use rollcall::presence::{Store, StoreConfig};
+use rollcall::presence::{RenewalPass, Store, StoreConfig};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
@@ -143,6 +150,63 @@ fn batch_cpu(rows: usize) -> Duration {
     times[times.len() / 2]
 }
 
+/// A store holding `rows` rows, each with a live connection, written at
+/// `at`, published once.
+fn live_store(rows: usize, at: rollcall::presence::Millis) -> Store {
+    let config = StoreConfig {
+        max_entries: rows,
+        ..StoreConfig::default()
+    };
+    let mut store = Store::new(config, self_entry());
+    for n in 0..rows {
+        let (key, patch) = beacon(n);
+        store.connect(n as u64, key, patch, at);
+    }
+    store.publish(at);
+    store
+}
+
+/// One renewal of `rows` live rows, whole and in steps.
+fn renew(rows: usize) {
+    let at = now_millis();
+    let (every, now) = (12_500, at + 12_500);
+    let mut store = live_store(rows, at);
+    let cpu0 = own_cpu();
+    let renewed = store.renew_live(now, every);
+    let held = store.publish(now);
+    let whole = own_cpu() - cpu0;
+    assert_eq!(renewed, rows, "every row is due");
+    drop((store, held));
+    let mut store = live_store(rows, at);
+    let mut pass = RenewalPass::new(now, every).expect("a time");
+    let (mut steps, mut renewed) = (Vec::new(), 0);
+    loop {
+        let cpu0 = own_cpu();
+        let (count, finished) = store.renew_some(now, &mut pass, RENEWALS_PER_TURN);
+        let held = store.publish(now);
+        steps.push(own_cpu() - cpu0);
+        std::hint::black_box(&held);
+        renewed += count;
+        if finished {
+            break;
+        }
+    }
+    assert_eq!(renewed, rows, "every row is due");
+    let total: Duration = steps.iter().sum();
+    steps.sort();
+    println!(
+        "renewing {rows} live rows: in one turn {:.0} ms of CPU; in {} steps of at most \
+         {RENEWALS_PER_TURN} rows: median step {:.2} ms, longest {:.2} ms, all {:.0} ms \
+         ({:.2} us per row)",
+        whole.as_secs_f64() * 1e3,
+        steps.len(),
+        steps[steps.len() / 2].as_secs_f64() * 1e3,
+        steps[steps.len() - 1].as_secs_f64() * 1e3,
+        total.as_secs_f64() * 1e3,
+        total.as_secs_f64() * 1e6 / rows as f64,
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let arg = |i: usize, default: u64| {
@@ -162,6 +226,9 @@ fn main() {
                 large.as_secs_f64() / small.as_secs_f64(),
             );
         }
-        _ => eprintln!("usage: writer_cpu max-load [ROWS] [SECONDS] | writer_cpu batch"),
+        Some("renew") => renew(arg(1, 1_000_000) as usize),
+        _ => eprintln!(
+            "usage: writer_cpu max-load [ROWS] [SECONDS] | writer_cpu batch | writer_cpu renew [ROWS]"
+        ),
     }
 }

@@ -21,7 +21,7 @@ mod writer_stats;
 
 pub use cell::{SnapshotCell, WaitFor};
 pub use handle::{Engine, SnapshotReader};
-pub use machine::{Event, PresenceMachine};
+pub use machine::{Event, PresenceMachine, RENEWALS_PER_TURN};
 pub use queue::{Ack, EventSender, PushError};
 pub use sync::Guard;
 pub use tuning::{DEFAULT_MAX_BATCH, DEFAULT_QUEUE_CAPACITY, EngineConfig};
