@@ -25,7 +25,6 @@
 
 mod common;
 
-use bytes::Bytes;
 use common::{beacon, now_millis, push, self_entry};
 use criterion::measurement::WallTime;
 use criterion::{
@@ -33,7 +32,8 @@ use criterion::{
 };
 use rollcall::engine::{DEFAULT_MAX_BATCH, DEFAULT_QUEUE_CAPACITY, Engine, EngineConfig};
 use rollcall::presence::{
-    Entry, Key, Millis, Origin, Patch, SnapshotEntry, Store, StoreConfig, Write, WriteKind, Writer,
+    Entry, Key, Millis, Origin, Patch, RowJson, SnapshotEntry, Store, StoreConfig, Write,
+    WriteKind, Writer,
 };
 use std::cmp::{Ordering, Reverse};
 use std::collections::HashMap;
@@ -48,8 +48,8 @@ const SIZES: [usize; 3] = [1_000, 100_000, 1_000_000];
 /// Beacons per published batch.
 const BATCH: usize = 1_000;
 
-fn encode(entry: &Entry) -> Bytes {
-    Bytes::from(serde_json::to_vec(entry).expect("an Entry encodes"))
+fn encode(entry: &Entry) -> RowJson {
+    RowJson::from(serde_json::to_vec(entry).expect("an Entry encodes"))
 }
 
 fn origin(at: Millis) -> Origin {

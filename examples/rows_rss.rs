@@ -2,8 +2,16 @@
 //! the bytes go.
 //!
 //! ```text
-//! cargo run --release --example rows_rss -- [ROWS]
+//! cargo run --release --example rows_rss -- [ROWS] [fleet|admin|admin:BYTES]
 //! ```
+//!
+//! The rows' shape: `fleet` (the default) is a macOS and node-host fleet's
+//! rows, 536 bytes of JSON each; `admin` is what `rollcall load --fill`
+//! writes (the rows of issue 19's measurements): beacons sent by an admin
+//! for distinct `instanceId`s, with a host, an ip, a version, a mode and a
+//! reason parsed from their text, about 280 bytes each; `admin:BYTES`
+//! pads their reason (as `rollcall load --frame-bytes` does) so that a
+//! row's JSON is about BYTES long (`admin:350`: the issue's estimate).
 //!
 //! Each measurement runs in its own child process (this binary again, with
 //! the part's name), so memory one part freed cannot hide another's:
@@ -45,18 +53,51 @@ fn main() {
     let rows: usize = args
         .next()
         .map_or(1_000_000, |a| a.parse().expect("ROWS is a number"));
+    let shape = match args.next().as_deref() {
+        None | Some("fleet") => Shape::Fleet,
+        Some("admin") => Shape::Admin(0),
+        Some(other) => {
+            let bytes = other.strip_prefix("admin:").and_then(|b| b.parse().ok());
+            let bytes: usize = bytes.unwrap_or_else(|| panic!("no row shape {other}"));
+            let natural = serde_json::to_vec(&entry(Shape::Admin(0), 0)).expect("encodes");
+            Shape::Admin(bytes.saturating_sub(natural.len()) / 2)
+        }
+    };
     match args.next().as_deref() {
-        None => parent(rows),
-        Some(part) => child(rows, part),
+        None => parent(rows, shape),
+        Some(part) => child(rows, shape, part),
+    }
+}
+
+/// What the rows look like; see the module docs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Fleet,
+    /// Admin beacons, their reason padded by this many bytes (it shows
+    /// twice: as `reason`, and in the text).
+    Admin(usize),
+}
+
+impl Shape {
+    /// The shape's argument, for a child process.
+    fn name(self) -> String {
+        match self {
+            Shape::Fleet => "fleet".into(),
+            Shape::Admin(0) => "admin".into(),
+            Shape::Admin(pad) => {
+                let natural = serde_json::to_vec(&entry(Shape::Admin(0), 0)).expect("encodes");
+                format!("admin:{}", natural.len() + 2 * pad)
+            }
+        }
     }
 }
 
 /// Runs every part in a child process and prints the table.
-fn parent(rows: usize) {
+fn parent(rows: usize, shape: Shape) {
     let exe = std::env::current_exe().expect("this binary");
     let run = |part: &str| -> Vec<(String, f64)> {
         let out = Command::new(&exe)
-            .args([rows.to_string(), part.to_string()])
+            .args([rows.to_string(), shape.name(), part.to_string()])
             .output()
             .expect("the child runs");
         assert!(out.status.success(), "{part}: {out:?}");
@@ -68,7 +109,9 @@ fn parent(rows: usize) {
             })
             .collect()
     };
-    println!("rows: {rows}");
+    println!("rows: {rows}, shape: {}", shape.name());
+    let json = serde_json::to_vec(&entry(shape, 0)).expect("encodes");
+    println!("row 0: {} bytes of JSON", json.len());
     let store = run("store");
     let mut parts = 0.0;
     println!("{:<48} {:>12} {:>10}", "component", "RSS MiB", "B/row");
@@ -122,12 +165,13 @@ fn report(name: &str, bytes: f64) {
     println!("{name}\t{bytes}");
 }
 
-fn child(rows: usize, part: &str) {
+fn child(rows: usize, shape: Shape, part: &str) {
     let base = rss();
+    let beacon_of = |i| beacon(shape, i);
     match part {
-        "store" => store(rows, base),
+        "store" => store(rows, shape, base),
         "entries" => {
-            let entries: Vec<Arc<Entry>> = (0..rows).map(|i| Arc::new(entry(i))).collect();
+            let entries: Vec<Arc<Entry>> = (0..rows).map(|i| Arc::new(entry(shape, i))).collect();
             report("Entry structs + their strings", rss() - base);
             black_box(entries);
         }
@@ -138,7 +182,7 @@ fn child(rows: usize, part: &str) {
                     // exact size, as `list.rs` joins a chunk.
                     let rows: Vec<Vec<u8>> = (c * 64..rows)
                         .take(64)
-                        .map(|i| serde_json::to_vec(&entry(i)).expect("encodes"))
+                        .map(|i| serde_json::to_vec(&entry(shape, i)).expect("encodes"))
                         .collect();
                     let mut chunk = Vec::with_capacity(rows.iter().map(|r| r.len() + 1).sum());
                     for row in rows {
@@ -154,7 +198,7 @@ fn child(rows: usize, part: &str) {
             black_box(chunks);
         }
         "keys" => {
-            let keys: Vec<Key> = (0..rows).map(|i| beacon(i).0).collect();
+            let keys: Vec<Key> = (0..rows).map(|i| beacon_of(i).0).collect();
             report("keys", rss() - base);
             black_box(keys);
         }
@@ -175,7 +219,8 @@ fn child(rows: usize, part: &str) {
 }
 
 /// The real store at `rows` rows, then its steady state under writes.
-fn store(rows: usize, base: f64) {
+fn store(rows: usize, shape: Shape, base: f64) {
+    let beacon_of = |i| beacon(shape, i);
     let config = StoreConfig {
         max_entries: rows,
         ..StoreConfig::default()
@@ -188,7 +233,7 @@ fn store(rows: usize, base: f64) {
     let mut held = store.publish(now);
     for first in (0..rows).step_by(BATCH) {
         for i in first..(first + BATCH).min(rows) {
-            let (key, patch) = beacon(i);
+            let (key, patch) = beacon_of(i);
             store.upsert(key, patch, now);
         }
         now += 1;
@@ -206,7 +251,7 @@ fn store(rows: usize, base: f64) {
         now += 1_000;
         for _ in 0..BATCH {
             next = (next + 1_000_003) % rows;
-            let (key, patch) = beacon(next);
+            let (key, patch) = beacon_of(next);
             store.upsert(key, patch, now);
         }
         held = store.publish(now);
@@ -257,9 +302,42 @@ fn device_id(i: usize) -> String {
     (3..7).map(|s| format!("{:016x}", mix(i, s))).collect()
 }
 
+/// The beacon row `i` sends, in `shape`.
+fn beacon(shape: Shape, i: usize) -> (Key, Patch) {
+    match shape {
+        Shape::Fleet => fleet_beacon(i),
+        Shape::Admin(pad) => admin_beacon(i, pad),
+    }
+}
+
+/// A `rollcall load --fill` beacon: an admin writing row `i` under its own
+/// `instanceId`, everything else parsed from the beacon's text; its
+/// reason padded by `pad` bytes.
+fn admin_beacon(i: usize, pad: usize) -> (Key, Patch) {
+    let host = format!("fill-{i}");
+    let (ip, version, mode) = ("10.255.0.1", "0.1.0", "backend");
+    let reason = format!("periodic{}", "x".repeat(pad));
+    let instance = format!("load-{:08x}-f{i}", mix(0, 11) as u32);
+    let patch = Patch {
+        instance_id: Some(instance.clone()),
+        host: Some(host.clone()),
+        ip: Some(ip.into()),
+        version: Some(version.into()),
+        mode: Some(mode.into()),
+        last_input_seconds: Some(Some(0)),
+        text: Some(format!(
+            "Node: {host} ({ip}) · app {version} · last input 0 s ago · mode {mode} · reason {reason}"
+        )),
+        reason: Some(reason),
+        by: Writer::UNKNOWN,
+        ..Patch::default()
+    };
+    (Key::parse(&instance).expect("not blank"), patch)
+}
+
 /// The beacon row `i` sends: three in five are macOS apps, the rest node
 /// hosts on Linux, as a fleet of both would.
-fn beacon(i: usize) -> (Key, Patch) {
+fn fleet_beacon(i: usize) -> (Key, Patch) {
     const VERSIONS: [&str; 3] = ["2026.11.1", "2026.10.4", "2026.11.2-beta.1"];
     const MODELS: [&str; 4] = ["Mac14,3", "Mac15,8", "MacBookPro18,1", "Mac16,10"];
     const NAMES: [&str; 5] = ["Johns", "Marias", "build", "Office", "Studio"];
@@ -319,8 +397,8 @@ fn beacon(i: usize) -> (Key, Patch) {
 }
 
 /// Row `i`'s entry, built as the store builds it.
-fn entry(i: usize) -> Entry {
+fn entry(shape: Shape, i: usize) -> Entry {
     let mut entry = Entry::default();
-    entry.merge(beacon(i).1, START + i as Millis);
+    entry.merge(beacon(shape, i).1, START + i as Millis);
     entry
 }

@@ -34,6 +34,18 @@ pub mod row {
         pub seq: u64,
         pub json: Bytes,
     }
+
+    /// As the crate's: points each row's `json` into `joined`.
+    pub fn point_into(rows: &mut [SnapshotEntry], joined: Vec<u8>) -> Bytes {
+        let joined = Bytes::from(joined);
+        let mut at = 0;
+        for row in rows {
+            let end = at + 1 + row.json.len();
+            row.json = joined.slice(at + 1..end);
+            at = end;
+        }
+        joined
+    }
 }
 
 #[path = "../../src/presence/list.rs"]

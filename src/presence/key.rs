@@ -4,12 +4,15 @@
 //! lowercased form of its source, so two spellings of one instance
 //! (`Mac-Mini ` and `mac-mini`) always land on the same entry.
 
+use arcstr::ArcStr;
 use std::fmt;
-use std::sync::Arc;
 
-/// A normalised presence key. Cheap to clone (one reference count).
+/// A normalised presence key. Cheap to clone (one reference count), and
+/// one pointer wide: every row holds its key twice (the store's slot and
+/// the list's row), so a key is 8 bytes, not an `Arc<str>`'s 16 (issue 19).
+/// Compared, ordered and hashed as its text.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Key(Arc<str>);
+pub struct Key(ArcStr);
 
 impl Key {
     /// Normalises `source` (trim, then lowercase). A blank source has no key.
@@ -21,12 +24,12 @@ impl Key {
         // Lowercasing can only grow or keep the text, never make it blank.
         // ASCII (the usual id) is lowercased without Unicode's tables, and
         // copied once when it is lowercase already.
-        let key: Arc<str> = if !trimmed.is_ascii() {
-            Arc::from(trimmed.to_lowercase())
+        let key = if !trimmed.is_ascii() {
+            ArcStr::from(trimmed.to_lowercase())
         } else if trimmed.bytes().any(|b| b.is_ascii_uppercase()) {
-            Arc::from(trimmed.to_ascii_lowercase())
+            ArcStr::from(trimmed.to_ascii_lowercase())
         } else {
-            Arc::from(trimmed)
+            ArcStr::from(trimmed)
         };
         Some(Key(key))
     }
@@ -58,7 +61,7 @@ impl Key {
 
 impl fmt::Debug for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&*self.0, f)
+        fmt::Debug::fmt(self.0.as_str(), f)
     }
 }
 
@@ -82,6 +85,13 @@ mod tests {
     fn keys_are_trimmed_and_lowercased() {
         assert_eq!(Key::parse("  Mac-Mini ").unwrap().as_str(), "mac-mini");
         assert_eq!(Key::parse("ÄBC").unwrap().as_str(), "äbc");
+    }
+
+    #[test]
+    fn a_key_is_one_pointer() {
+        // Two per row at a million rows (benches/README.md).
+        assert_eq!(std::mem::size_of::<Key>(), 8);
+        assert_eq!(std::mem::size_of::<Option<Key>>(), 8);
     }
 
     #[test]

@@ -329,14 +329,7 @@ impl Chunk {
             joined.push(b',');
             joined.extend_from_slice(&row.json);
         }
-        let joined = Bytes::from(joined);
-        let mut at = 0;
-        for row in &mut self.rows {
-            let end = at + 1 + row.json.len();
-            row.json = joined.slice(at + 1..end);
-            at = end;
-        }
-        self.bytes = joined;
+        self.bytes = super::row::point_into(&mut self.rows, joined);
         // A copy made for an edit carries the old rows' compressed bytes.
         self.deflated = OnceLock::new();
         self.sum = OnceLock::new();

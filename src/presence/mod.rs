@@ -33,7 +33,7 @@ pub use pressure::Pressure;
 pub use provenance::{ConnTag, KeySource, Origin, RECENT_WRITES, Write, WriteKind, Writer};
 pub use remote::{Holder, NodeId, RemoteOp, RemoteRow, Verdict, arbitrate, mark_disconnected};
 pub use report::{CapReport, Finding, FindingKind, MAX_KEYS_PER_FINDING, Report, RowReport};
-pub use row::ParsedRow;
+pub use row::{ParsedRow, RowJson};
 pub use snapshot::{Snapshot, SnapshotEntry};
 pub use source::{
     BeaconInput, ConnectInfo, TEXT_KEY_CHARS, beacon, beacon_key, beacon_patch, connect,

@@ -13,8 +13,8 @@ use std::borrow::Cow;
 use std::fmt;
 
 /// Writes remembered per row: enough to see a connect, a few beacons and
-/// the disconnect that followed, small enough (an [`Origin`] is 124 bytes)
-/// that a million-row fleet view pays about 124 MB for it.
+/// the disconnect that followed, small enough (an [`Origin`] is 80 bytes)
+/// that a million-row fleet view pays about 80 MB for it.
 pub const RECENT_WRITES: usize = 4;
 
 /// Where a write's key came from (docs/protocol.md §5.1, §5.2), in the order of
@@ -229,31 +229,43 @@ pub struct Write {
 }
 
 /// A row's provenance: its creating write and its last [`RECENT_WRITES`],
-/// each packed into 24 bytes (an origin is 124 bytes; one is kept inline
-/// in every row).
+/// each packed into 8 bytes, with the connections they name kept once
+/// each (an origin is 80 bytes; one is kept inline in every row).
+///
+/// Lossless: up to `1 + RECENT_WRITES` distinct connections; the first
+/// two inline, the rest (a row whose last writes came from
+/// three connections or more, as while a client reconnects) in `more`.
+/// The layout is canonical (the same writes always pack the same way), so
+/// the derived equality is the writes' equality.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Origin {
-    created: Packed,
-    /// A ring: `recent[(next + i) % RECENT_WRITES]` for `i` in order is
-    /// oldest to newest once full; before, `recent[..len]` in order.
-    recent: [Packed; RECENT_WRITES],
-    next: u8,
-    len: u8,
+    /// The creating write, then the remembered ones oldest first; [`EMPTY`]
+    /// past the last.
+    writes: [u64; 1 + RECENT_WRITES],
+    /// The connections the writes name, in order of first mention; unused
+    /// ones zero.
+    conns: [[u8; 16]; INLINE_CONNS],
+    /// The connections past [`INLINE_CONNS`], if the writes name more.
+    more: Option<Box<[[u8; 16]; MORE_CONNS]>>,
 }
 
-/// A [`Write`] as an [`Origin`] keeps it: the connection's 16 bytes, `at`
-/// in 48 bits (saturating: ±4,400 years around 1970), and the kind, the key
-/// source and whether there is a connection in two bytes. 4-aligned, so
-/// an origin needs no padding.
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct Packed {
-    conn: [u8; 16],
-    at_low: u32,
-    at_high: i16,
-    /// The [`WriteKind`]; the top bit set when `conn` is a connection.
-    kind: u8,
-    source: u8,
-}
+/// Connections an [`Origin`] keeps inline: the creating write's and the
+/// current one's, for a client that connected again.
+const INLINE_CONNS: usize = 2;
+/// The rest of the `1 + RECENT_WRITES` an origin may name.
+const MORE_CONNS: usize = 1 + RECENT_WRITES - INLINE_CONNS;
+
+/// A write slot of an [`Origin`] that holds none.
+const EMPTY: u64 = u64::MAX;
+
+// A packed write: `at` in bits 0..48 (signed, saturating: ±4,400 years
+// around 1970), the [`WriteKind`] in 48..51, the [`KeySource`] in 51..55,
+// and in 55..58 the connection: 0 for none, else its place in the
+// origin's connections plus one. [`EMPTY`] has 7 there, never a place.
+const AT_BITS: u32 = 48;
+const KIND_SHIFT: u32 = 48;
+const SOURCE_SHIFT: u32 = 51;
+const CONN_SHIFT: u32 = 55;
 
 /// Every [`WriteKind`], in declaration order: its index is its `as u8`.
 const KINDS: [WriteKind; 8] = [
@@ -285,67 +297,106 @@ const SOURCES: [KeySource; 13] = [
     KeySource::Unknown,
 ];
 
-const HAS_CONN: u8 = 0x80;
 /// The range of `at` a packed write keeps: 48 bits, signed.
-const AT_MAX: Millis = (1 << 47) - 1;
+const AT_MAX: Millis = (1 << (AT_BITS - 1)) - 1;
 
-impl Packed {
-    fn new(write: Write) -> Packed {
-        let at = write.at.clamp(-AT_MAX - 1, AT_MAX);
-        let (conn, has_conn) = match write.by.conn {
-            Some(ConnTag(bytes)) => (bytes, HAS_CONN),
-            None => ([0; 16], 0),
-        };
-        Packed {
-            conn,
-            at_low: at as u32,
-            at_high: (at >> 32) as i16,
-            kind: write.by.kind as u8 | has_conn,
-            source: write.by.source as u8,
-        }
-    }
-
-    fn write(self) -> Write {
-        Write {
-            by: Writer {
-                kind: KINDS[usize::from(self.kind & !HAS_CONN)],
-                conn: (self.kind & HAS_CONN != 0).then_some(ConnTag(self.conn)),
-                source: SOURCES[usize::from(self.source)],
-            },
-            at: (Millis::from(self.at_high) << 32) | Millis::from(self.at_low),
-        }
-    }
+/// `write` packed, naming connection `conn` (0: none; else a place + 1).
+fn pack(write: Write, conn: u64) -> u64 {
+    let at = write.at.clamp(-AT_MAX - 1, AT_MAX) as u64 & ((1 << AT_BITS) - 1);
+    at | (write.by.kind as u64) << KIND_SHIFT
+        | (write.by.source as u64) << SOURCE_SHIFT
+        | conn << CONN_SHIFT
 }
 
 impl Origin {
     /// The origin of a row `write` just created.
     pub fn new(write: Write) -> Origin {
-        let packed = Packed::new(write);
+        Origin::of(write, &[write])
+    }
+
+    /// The origin of `created` and then `recent` (at most
+    /// [`RECENT_WRITES`], oldest first).
+    fn of(created: Write, recent: &[Write]) -> Origin {
+        let mut tags = [[0u8; 16]; 1 + RECENT_WRITES];
+        let mut named = 0;
+        let mut writes = [EMPTY; 1 + RECENT_WRITES];
+        for (slot, write) in writes
+            .iter_mut()
+            .zip(std::iter::once(&created).chain(recent))
+        {
+            let conn = match write.by.conn {
+                None => 0,
+                Some(ConnTag(tag)) => {
+                    let at = tags[..named].iter().position(|t| *t == tag);
+                    let at = at.unwrap_or_else(|| {
+                        tags[named] = tag;
+                        named += 1;
+                        named - 1
+                    });
+                    at as u64 + 1
+                }
+            };
+            *slot = pack(*write, conn);
+        }
+        let mut conns = [[0u8; 16]; INLINE_CONNS];
+        conns.copy_from_slice(&tags[..INLINE_CONNS]);
+        let more = (named > INLINE_CONNS).then(|| {
+            let mut more = [[0u8; 16]; MORE_CONNS];
+            more.copy_from_slice(&tags[INLINE_CONNS..]);
+            Box::new(more)
+        });
         Origin {
-            created: packed,
-            recent: [packed; RECENT_WRITES],
-            next: 1,
-            len: 1,
+            writes,
+            conns,
+            more,
         }
     }
 
     /// Remembers one more write, forgetting the oldest past the limit.
     pub fn record(&mut self, write: Write) {
-        self.recent[usize::from(self.next)] = Packed::new(write);
-        self.next = (self.next + 1) % RECENT_WRITES as u8;
-        self.len = (self.len + 1).min(RECENT_WRITES as u8);
+        let mut recent = [write; RECENT_WRITES + 1];
+        let mut len = 0;
+        for old in self.recent() {
+            recent[len] = old;
+            len += 1;
+        }
+        recent[len] = write;
+        let first = (len + 1).saturating_sub(RECENT_WRITES);
+        *self = Origin::of(self.created(), &recent[first..=len]);
+    }
+
+    /// Packed write `packed`, read back.
+    fn unpack(&self, packed: u64) -> Write {
+        let conn = match (packed >> CONN_SHIFT) & 7 {
+            0 => None,
+            n => {
+                let at = n as usize - 1;
+                let tag = match at.checked_sub(INLINE_CONNS) {
+                    None => self.conns[at],
+                    Some(more) => self.more.as_ref().expect("a place past the inline ones")[more],
+                };
+                Some(ConnTag(tag))
+            }
+        };
+        Write {
+            by: Writer {
+                kind: KINDS[((packed >> KIND_SHIFT) & 7) as usize],
+                conn,
+                source: SOURCES[((packed >> SOURCE_SHIFT) & 15) as usize],
+            },
+            at: ((packed << (64 - AT_BITS)) as i64) >> (64 - AT_BITS),
+        }
     }
 
     /// The write that created the row.
     pub fn created(&self) -> Write {
-        self.created.write()
+        self.unpack(self.writes[0])
     }
 
     /// The remembered writes, oldest first.
     pub fn recent(&self) -> impl DoubleEndedIterator<Item = Write> + '_ {
-        let (len, first) = (usize::from(self.len), usize::from(self.next));
-        let first = if len < RECENT_WRITES { 0 } else { first };
-        (0..len).map(move |i| self.recent[(first + i) % RECENT_WRITES].write())
+        let len = self.writes[1..].iter().take_while(|&&w| w != EMPTY).count();
+        self.writes[1..=len].iter().map(|&w| self.unpack(w))
     }
 
     /// The newest write.
@@ -430,7 +481,7 @@ mod tests {
     fn an_origin_stays_small() {
         // benches/README.md and RECENT_WRITES promise this much per row.
         assert_eq!(std::mem::size_of::<Write>(), 32);
-        assert_eq!(std::mem::size_of::<Origin>(), 124);
+        assert_eq!(std::mem::size_of::<Origin>(), 80);
     }
 
     #[test]
@@ -455,7 +506,7 @@ mod tests {
                         },
                         at,
                     };
-                    assert_eq!(Packed::new(write).write(), write);
+                    assert_eq!(Origin::new(write).created(), write);
                 }
             }
         }
@@ -463,7 +514,80 @@ mod tests {
             by: Writer::UNKNOWN,
             at: Millis::MAX,
         };
-        assert_eq!(Packed::new(far).write().at, AT_MAX, "saturates");
+        assert_eq!(Origin::new(far).created().at, AT_MAX, "saturates");
+        let near = Write {
+            by: Writer::UNKNOWN,
+            at: Millis::MIN,
+        };
+        assert_eq!(Origin::new(near).created().at, -AT_MAX - 1, "saturates");
+    }
+
+    proptest::proptest! {
+        /// An origin reads back exactly the writes a plain list keeps: the
+        /// first, and the last `RECENT_WRITES`, however many connections
+        /// they name; and equal writes make equal origins.
+        #[test]
+        fn an_origin_keeps_what_a_list_of_writes_keeps(
+            writes in proptest::collection::vec(
+                (0..8usize, 0..13usize, proptest::option::of(0..7u128), -5i64..5),
+                1..12,
+            )
+        ) {
+            let writes: Vec<Write> = writes
+                .into_iter()
+                .map(|(kind, source, conn, at)| Write {
+                    by: Writer {
+                        kind: KINDS[kind],
+                        conn: conn.map(ConnTag::from_u128),
+                        source: SOURCES[source],
+                    },
+                    at: 1_780_000_000_000 + at,
+                })
+                .collect();
+            let mut origin = Origin::new(writes[0]);
+            let mut again = Origin::new(writes[0]);
+            for (n, &write) in writes.iter().enumerate().skip(1) {
+                origin.record(write);
+                again.record(write);
+                let first = (n + 1).saturating_sub(RECENT_WRITES);
+                let recent: Vec<Write> = origin.recent().collect();
+                proptest::prop_assert_eq!(&recent[..], &writes[first..=n]);
+            }
+            proptest::prop_assert_eq!(origin.created(), writes[0]);
+            proptest::prop_assert_eq!(origin.last(), *writes.last().unwrap());
+            proptest::prop_assert!(origin == again);
+        }
+    }
+
+    #[test]
+    fn an_origin_keeps_five_connections() {
+        let mut origin = Origin::new(write(WriteKind::Connect, 1));
+        for conn in 2..=5u128 {
+            origin.record(Write {
+                by: Writer {
+                    kind: WriteKind::Beacon,
+                    conn: Some(ConnTag::from_u128(conn)),
+                    source: KeySource::InstanceId,
+                },
+                at: conn as Millis,
+            });
+        }
+        let conns: Vec<Option<ConnTag>> = std::iter::once(origin.created())
+            .chain(origin.recent())
+            .map(|w| w.by.conn)
+            .collect();
+        let expected: Vec<Option<ConnTag>> = [7, 2, 3, 4, 5]
+            .into_iter()
+            .map(|c| Some(ConnTag::from_u128(c)))
+            .collect();
+        assert_eq!(conns, expected);
+        assert!(origin.more.is_some());
+        // Once the writes name two connections again, none is spilled.
+        for at in 6..=9 {
+            origin.record(write(WriteKind::Beacon, at));
+        }
+        assert!(origin.more.is_none());
+        assert_eq!(origin.created().by.conn, Some(ConnTag::from_u128(7)));
     }
 
     #[test]

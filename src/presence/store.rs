@@ -2,11 +2,11 @@
 //! reserved self entry (docs/protocol.md §5). Pure and deterministic: the caller
 //! passes `now`; nothing here reads a clock or does I/O.
 //!
-//! Rows live in a slab (`slots`), so the expiry order and the index can
-//! name them by number (the index is a table of 4-byte slot ids that
-//! hashes the slots' keys: `store/index.rs`). A row's entry and provenance
-//! are kept by the slot only while it is written and not yet published
-//! (`pending`, `store/pending.rs`); once published the list's row holds
+//! Rows live in a slab (`slots`, 32 bytes a slot), so the expiry order
+//! and the index can name them by number (the index is a table of 4-byte
+//! slot ids that hashes the slots' keys: `store/index.rs`). A row's entry
+//! and provenance are kept beside its slot only while it is written and
+//! not yet published (`pending`, `store/pending.rs`); once published the list's row holds
 //! them, the entry as JSON, and a write reads them back (strings borrowed,
 //! only the fields the patch keeps copied: `entry_ref.rs`), so a row costs
 //! its JSON and one row in the list, not a parsed copy besides (issue 19). The list readers get is a persistent `List` the store edits in
@@ -22,12 +22,13 @@
 //!   item is the next to expire or be evicted ("oldest `ts` first, least
 //!   recently written among equals");
 //! - `index.len() <= max_entries`; the self entry is not in `slots`;
-//! - a slot has a `pending` entry exactly when it was written since the
-//!   last publish, and every such slot is in `written`; a slot without one
+//! - `pending` holds an entry for a slot exactly when the slot was
+//!   written since the last publish, and every such slot is in `written`; a slot without one
 //!   is listed at its `age.0`, and its row in `list` holds its entry and
 //!   provenance;
-//! - a slot's `age.0` is its entry's `ts`, and its `gateway` its entry's
-//!   `gateway_id`, interned (`gateways`);
+//! - a slot's `age.0` is its entry's `ts`, and its `gateway` the number
+//!   of its entry's `gateway_id` in `gateways` (`store/gateways.rs`),
+//!   which counts one use per live slot, and one for `local`'s name;
 //! - `list` holds, for every slot whose `listed()` is `Some(ts)` (its
 //!   pending `listed`, or `age.0` when nothing is pending), one row at
 //!   (`ts`, key), and for every `(ts, key)` in `unlisted` one row there,
@@ -35,8 +36,8 @@
 //!   moved or dropped. A clean slot's row is its current entry, at its
 //!   entry's `ts`;
 //! - `owners[k]` lists the live connections that connected under `k`;
-//! - a slot is local when its `gateway` equals the self entry's
-//!   (both `None` outside a fleet), and a local slot's `live` is true
+//! - a slot is local when its `gateway` is `local_id`, the self entry's
+//!   (both [`NO_GATEWAY`](gateways::NO_GATEWAY) outside a fleet), and a local slot's `live` is true
 //!   exactly when `owners` has its key; every other slot came from another
 //!   gateway (`remote_rows.rs`) and `live` is what that gateway said;
 //! - `pinned` counts the live slots with `pinned` set (other gateways' own
@@ -59,14 +60,15 @@ use super::provenance::{ConnTag, KeySource, Origin, Write, WriteKind, Writer};
 use super::remote::RemoteRow;
 use super::source::disconnect_reason;
 pub use aging::{RENEWALS_PER_EXPIRY, RenewalPass, SCAN_PER_RENEWAL};
-use index::{Ages, Index};
+use arcstr::ArcStr;
+use gateways::{GatewayId, Gateways};
+use index::{Age, Ages, Index};
 use pending::Pending;
 use std::collections::HashMap;
-use std::collections::HashSet;
-use std::sync::Arc;
 use std::time::Duration;
 
 mod aging;
+mod gateways;
 mod index;
 mod pending;
 mod publish;
@@ -121,23 +123,17 @@ pub struct StoreStats {
 /// An index into `Store::slots`.
 type SlotId = usize;
 
-/// Most gateway names a store shares between rows (`Store::gateways`);
-/// rows of gateways past it get a name of their own.
-const MAX_GATEWAYS: usize = 4096;
-
+/// A row, as the store keeps it between writes (its entry and provenance
+/// are in its row of `list`, or in `Store::pending` while written).
 #[derive(Debug)]
 struct Slot {
     key: Key,
-    /// The entry and its provenance, while written since the last
-    /// publish; `None` once published: then `list` holds them, the entry
-    /// as JSON.
-    pending: Option<Box<Pending>>,
-    /// The entry's `gateway_id`.
-    gateway: Option<Arc<str>>,
+    /// The entry's `gateway_id`, numbered (`gateways`).
+    gateway: GatewayId,
     /// This slot's key in `by_age`; `.0` is the entry's `ts`, which the
     /// list sorts by, and, while nothing is pending, its row's `ts` in
     /// `list`.
-    age: (Millis, u64),
+    age: Age,
     /// A connection for this row is live (here, or at its origin).
     live: bool,
     /// Another gateway's own entry: exempt from the cap.
@@ -156,6 +152,11 @@ pub struct Store {
     slots: Vec<Option<Slot>>,
     /// Empty slots, reused before `slots` grows.
     free: Vec<SlotId>,
+    /// The entry and provenance of each slot written since the last
+    /// publish; a slot without one has them in its row of `list`, the
+    /// entry as JSON. Kept apart from the slots, which are thereby 8 bytes
+    /// smaller, since few rows are written between two publishes.
+    pending: HashMap<SlotId, Box<Pending>>,
     index: Index,
     by_age: Ages,
     /// Slots written (or created) since the last publish. May also name
@@ -168,9 +169,11 @@ pub struct Store {
     unlisted: Vec<(Millis, Key)>,
     owners: HashMap<Key, Vec<ConnId>>,
     /// This gateway's fleet node id (the self entry's `gateway_id`).
-    local_gateway: Option<Arc<str>>,
-    /// Other gateways' names, shared by their rows.
-    gateways: HashSet<Arc<str>>,
+    local_gateway: Option<ArcStr>,
+    /// `local_gateway`'s number in `gateways`.
+    local_id: GatewayId,
+    /// The slots' gateway names, numbered.
+    gateways: Gateways,
     /// The `seq` of the last row published.
     row_seq: u64,
     /// Live rows of other gateways outranked by a live row here.
@@ -179,8 +182,12 @@ pub struct Store {
     pinned: usize,
     /// Live slots that are local (their `gateway_id` is the self entry's).
     local: usize,
-    /// Increases on every write; orders equal `ts` by recency.
-    write_seq: u64,
+    /// Increases on every write; orders equal `ts` by recency. Past
+    /// `u32::MAX` the live rows are numbered again, in order
+    /// (`Store::next_seq`).
+    write_seq: u32,
+    /// How many times the live rows were numbered again (wrapping).
+    numbering: u32,
     /// Expirations and evictions over the last TTL, for the doctor.
     removals: Removals,
     /// The latest `now` a caller passed: when an eviction happened, for
@@ -206,10 +213,14 @@ impl Store {
             .as_deref()
             .and_then(Key::parse)
             .expect("the self entry has a non-blank instanceId");
+        let mut gateways = Gateways::default();
+        // The store's own use: the local name keeps its number.
+        let local_id = gateways.acquire(self_entry.gateway_id.as_deref());
         Store {
             config,
-            local_gateway: self_entry.gateway_id.as_deref().map(Arc::from),
-            gateways: HashSet::new(),
+            local_gateway: gateways.name(local_id).cloned(),
+            local_id,
+            gateways,
             row_seq: 0,
             self_origin: Origin::new(Write {
                 by: Writer {
@@ -223,6 +234,7 @@ impl Store {
             self_entry,
             slots: Vec::new(),
             free: Vec::new(),
+            pending: HashMap::new(),
             index: Index::default(),
             by_age: Ages::default(),
             written: Vec::new(),
@@ -235,6 +247,7 @@ impl Store {
             removals: Removals::new(config.ttl, config.max_entries),
             clock: 0,
             write_seq: 0,
+            numbering: 0,
             version: 1,
             change_version: 1,
             changed: false,
@@ -273,24 +286,6 @@ impl Store {
         Some(self.entry_of(id).into_owned())
     }
 
-    /// The shared name of gateway `name`: this one's, or one of
-    /// `gateways`, which keeps at most [`MAX_GATEWAYS`] (a name past them
-    /// is allocated for its row).
-    fn intern(&mut self, name: Option<&str>) -> Option<Arc<str>> {
-        let name = name?;
-        if self.local_gateway.as_deref() == Some(name) {
-            return self.local_gateway.clone();
-        }
-        if let Some(known) = self.gateways.get(name) {
-            return Some(Arc::clone(known));
-        }
-        let new: Arc<str> = Arc::from(name);
-        if self.gateways.len() < MAX_GATEWAYS {
-            self.gateways.insert(Arc::clone(&new));
-        }
-        Some(new)
-    }
-
     /// The version of the last publish.
     pub fn version(&self) -> u64 {
         self.version
@@ -309,7 +304,12 @@ impl Store {
     /// True if slot `id` is local: its row names this gateway (both name
     /// none outside a fleet).
     fn is_local(&self, id: SlotId) -> bool {
-        self.slot(id).gateway == self.local_gateway
+        self.slot(id).gateway == self.local_id
+    }
+
+    /// The name of slot `id`'s gateway.
+    fn gateway_of(&self, id: SlotId) -> Option<&str> {
+        self.gateways.name_str(self.slot(id).gateway)
     }
 
     /// The live slot under `key`.
@@ -354,18 +354,19 @@ impl Store {
             // Another gateway's row, taken over: it becomes local.
             self.local += 1;
         }
-        self.write_seq += 1;
-        let age = (now, self.write_seq);
+        let age = (now, self.next_seq());
         let local = self.local_gateway.clone();
         let pending = self.merge_into(id, patch, now);
         if pending.entry.gateway_id.as_deref() != local.as_deref() {
             pending.entry.gateway_id = local.as_deref().map(str::to_owned);
         }
         pending.origin.record(write);
+        let local_id = self.gateways.acquire(local.as_deref());
         let slot = self.slots[id]
             .as_mut()
             .expect("index names only live slots");
-        slot.gateway = local;
+        let was = std::mem::replace(&mut slot.gateway, local_id);
+        self.gateways.release(was);
         slot.live = live;
         if std::mem::take(&mut slot.pinned) {
             self.pinned -= 1;
@@ -378,16 +379,10 @@ impl Store {
 
     /// Adds a row under a key that has none, then enforces the cap.
     fn insert_slot(&mut self, key: Key, entry: Entry, origin: Origin, live: bool, pinned: bool) {
-        self.write_seq += 1;
-        let age = (entry.ts, self.write_seq);
+        let age = (entry.ts, self.next_seq());
         let slot = Slot {
             key: key.clone(),
-            gateway: self.intern(entry.gateway_id.as_deref()),
-            pending: Some(Box::new(Pending {
-                entry,
-                origin,
-                listed: None,
-            })),
+            gateway: self.gateways.acquire(entry.gateway_id.as_deref()),
             age,
             live,
             pinned,
@@ -402,6 +397,12 @@ impl Store {
                 self.slots.len() - 1
             }
         };
+        let pending = Pending {
+            entry,
+            origin,
+            listed: None,
+        };
+        self.pending.insert(id, Box::new(pending));
         self.pinned += usize::from(pinned);
         self.local += usize::from(self.is_local(id));
         self.index.insert(id, &self.slots);
@@ -460,12 +461,15 @@ impl Store {
 
     /// Empties slot `id`, already taken out of `by_age`.
     fn remove_slot(&mut self, id: SlotId) {
+        let listed = self.listed(id);
+        self.pending.remove(&id);
         let slot = self.slots[id].take().expect("by_age names only live slots");
-        if let Some(ts) = slot.listed() {
+        if let Some(ts) = listed {
             self.unlisted.push((ts, slot.key.clone()));
         }
         self.pinned -= usize::from(slot.pinned);
-        self.local -= usize::from(slot.gateway == self.local_gateway);
+        self.local -= usize::from(slot.gateway == self.local_id);
+        self.gateways.release(slot.gateway);
         self.index.remove(&slot.key, id);
         self.free.push(id);
     }
@@ -769,6 +773,63 @@ mod tests {
         assert_eq!(fresh[0]["ts"], 1234);
         assert_eq!(fresh[0]["instanceId"], "GW-UUID");
         assert_eq!(fresh[1], parsed[1]);
+    }
+
+    #[test]
+    fn the_write_sequence_runs_out_without_changing_the_order() {
+        let mut s = store(3);
+        s.upsert(key("a"), host("a"), 10);
+        s.upsert(key("b"), host("b"), 10);
+        s.upsert(key("c"), host("c"), 5);
+        s.write_seq = u32::MAX - 1;
+        s.upsert(key("a"), host("a2"), 10);
+        assert_eq!(s.slot(s.find(&key("a")).unwrap()).age, (10, u32::MAX));
+        // Numbered again (c, b, a), then d; the cap takes the oldest ts.
+        s.upsert(key("d"), host("d"), 10);
+        assert_eq!(s.write_seq, 4);
+        assert_eq!(s.get(&key("c")), None);
+        // Among equal ts, b is still the least recently written.
+        s.upsert(key("e"), host("e"), 10);
+        assert_eq!(s.get(&key("b")), None);
+        let order: Vec<&str> = s
+            .by_age
+            .iter()
+            .map(|(_, id)| s.slot(id).key.as_str())
+            .collect();
+        assert_eq!(order, ["a", "d", "e"]);
+        for (age, id) in s.by_age.iter() {
+            assert_eq!(s.slot(id).age, age);
+        }
+    }
+
+    #[test]
+    fn a_renewal_pass_goes_on_after_the_rows_are_numbered_again() {
+        let mut s = store(100);
+        let row = |i: u64| key(&format!("r{i}"));
+        for i in 0..6 {
+            s.connect(i, row(i), host("h"), 10);
+        }
+        let mut pass = RenewalPass::new(1_000, 100).unwrap();
+        assert_eq!(s.renew_some(1_000, &mut pass, 2), (2, false));
+        s.write_seq = u32::MAX;
+        s.upsert(key("other"), host("o"), 20);
+        assert_eq!(s.numbering, 1, "numbered again");
+        let mut renewed = 2;
+        loop {
+            let (n, finished) = s.renew_some(1_001, &mut pass, 2);
+            renewed += n;
+            if finished {
+                break;
+            }
+        }
+        assert_eq!(renewed, 6, "each live row once");
+        assert!((0..6).all(|i| s.get(&row(i)).unwrap().ts >= 1_000));
+    }
+
+    #[test]
+    fn a_slot_stays_small() {
+        // benches/README.md: a row costs this much in the slab.
+        assert_eq!(std::mem::size_of::<Option<Slot>>(), 32);
     }
 
     #[test]

@@ -25,6 +25,10 @@ pub const SCAN_PER_RENEWAL: usize = 8;
 pub struct RenewalPass {
     upto: Millis,
     after: Option<Age>,
+    /// The store's `numbering` when `after` was taken: once the rows are
+    /// numbered again (`Store::next_seq`), the pass starts over from the
+    /// oldest (rows it renewed are past `upto` by then).
+    numbering: u32,
 }
 
 impl RenewalPass {
@@ -32,7 +36,11 @@ impl RenewalPass {
     /// that moment is not a time (an overflow).
     pub fn new(now: Millis, min_age: Millis) -> Option<RenewalPass> {
         let upto = now.checked_sub(min_age)?;
-        Some(RenewalPass { upto, after: None })
+        Some(RenewalPass {
+            upto,
+            after: None,
+            numbering: 0,
+        })
     }
 }
 
@@ -98,6 +106,9 @@ impl Store {
         budget: usize,
     ) -> (usize, bool) {
         self.clock = self.clock.max(now);
+        if pass.numbering != self.numbering {
+            (pass.after, pass.numbering) = (None, self.numbering);
+        }
         let scan = budget.saturating_mul(SCAN_PER_RENEWAL);
         let (mut due, mut visited, mut finished) = (Vec::new(), 0usize, true);
         for (age, id) in self.by_age.after(pass.after, pass.upto) {
@@ -133,8 +144,8 @@ impl Store {
 
     /// Moves slot `id`'s `ts` to `now`, keeping everything else.
     fn renew_slot(&mut self, id: SlotId, now: Millis) {
-        self.write_seq += 1;
-        let age = (now.max(self.slot(id).age.0), self.write_seq);
+        let seq = self.next_seq();
+        let age = (now.max(self.slot(id).age.0), seq);
         self.entry_mut(id).ts = age.0;
         let old = std::mem::replace(&mut self.slot_mut(id).age, age);
         self.by_age.moved(&old, age, id);

@@ -1,9 +1,9 @@
 //! Rows being written: a slot's entry is kept parsed, with its provenance,
-//! only from its first write after a publish to the next publish; the rest
-//! of the time the list's row holds both (the entry as JSON), and the slot
-//! only where to find it.
+//! only from its first write after a publish to the next publish (in
+//! `Store::pending`, by slot); the rest of the time the list's row holds
+//! both (the entry as JSON), and the slot only where to find it.
 
-use super::{Slot, SlotId, Store};
+use super::{SlotId, Store};
 use crate::presence::entry::{Entry, Millis, Patch};
 use crate::presence::provenance::Origin;
 use crate::presence::row::SnapshotEntry;
@@ -21,22 +21,20 @@ pub(super) struct Pending {
     pub(super) listed: Option<Millis>,
 }
 
-impl Slot {
-    /// The `ts` of this slot's row in `list`, if it has one: a slot with
+impl Store {
+    /// The `ts` of slot `id`'s row in `list`, if it has one: a slot with
     /// nothing pending is listed at its entry's `ts`.
-    pub(super) fn listed(&self) -> Option<Millis> {
-        match &self.pending {
+    pub(super) fn listed(&self, id: SlotId) -> Option<Millis> {
+        match self.pending.get(&id) {
             Some(pending) => pending.listed,
-            None => Some(self.age.0),
+            None => Some(self.slot(id).age.0),
         }
     }
-}
 
-impl Store {
     /// Slot `id`'s entry: the one written since the last publish, or its
     /// listed row's, parsed.
     pub(super) fn entry_of(&self, id: SlotId) -> Cow<'_, Entry> {
-        match &self.slot(id).pending {
+        match self.pending.get(&id) {
             Some(pending) => Cow::Borrowed(&pending.entry),
             None => Cow::Owned(self.listed_row(id).entry()),
         }
@@ -44,8 +42,11 @@ impl Store {
 
     /// The row of slot `id` in `list`; the slot must have nothing pending.
     pub(super) fn listed_row(&self, id: SlotId) -> &SnapshotEntry {
+        debug_assert!(
+            !self.pending.contains_key(&id),
+            "the row is the pending one"
+        );
         let slot = self.slot(id);
-        debug_assert!(slot.pending.is_none(), "the row is the pending one");
         let row = self.list.get(slot.age.0, &slot.key);
         row.expect("a slot with nothing pending has its row in the list")
     }
@@ -54,17 +55,17 @@ impl Store {
     /// written from now on (its listed row is parsed first if it was not
     /// already). Call it before the slot's `age` moves.
     pub(super) fn pending_mut(&mut self, id: SlotId) -> &mut Pending {
-        if self.slot(id).pending.is_none() {
+        if !self.pending.contains_key(&id) {
             let row = self.listed_row(id);
             let pending = Box::new(Pending {
                 entry: row.entry(),
                 origin: row.origin.clone(),
                 listed: Some(row.ts),
             });
-            self.slot_mut(id).pending = Some(pending);
+            self.pending.insert(id, pending);
             self.written.push(id);
         }
-        let pending = self.slot_mut(id).pending.as_deref_mut();
+        let pending = self.pending.get_mut(&id);
         pending.expect("a written slot has a pending entry")
     }
 
@@ -72,7 +73,7 @@ impl Store {
     /// but a published row is read back copying only the fields the patch
     /// keeps (`entry_ref.rs`), not parsed whole first.
     pub(super) fn merge_into(&mut self, id: SlotId, patch: Patch, now: Millis) -> &mut Pending {
-        if self.slot(id).pending.is_some() {
+        if self.pending.contains_key(&id) {
             let pending = self.pending_mut(id);
             pending.entry.merge(patch, now);
             return pending;
@@ -83,9 +84,10 @@ impl Store {
             origin: row.origin.clone(),
             listed: Some(row.ts),
         });
-        self.slot_mut(id).pending = Some(pending);
+        self.pending.insert(id, pending);
         self.written.push(id);
-        self.pending_mut(id)
+        let pending = self.pending.get_mut(&id);
+        pending.expect("just inserted")
     }
 
     /// Slot `id`'s entry, to write; see [`Store::pending_mut`].

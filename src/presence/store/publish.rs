@@ -32,7 +32,7 @@ impl Store {
             let Some(slot) = self.slots[id].as_mut() else {
                 continue;
             };
-            let Some(pending) = slot.pending.take() else {
+            let Some(pending) = self.pending.remove(&id) else {
                 continue;
             };
             let Pending {
@@ -50,7 +50,7 @@ impl Store {
                 key: slot.key.clone(),
                 json: encode(&entry),
                 ts: entry.ts,
-                gateway: slot.gateway.clone(),
+                gateway: self.gateways.name(slot.gateway).cloned(),
                 seq: self.row_seq,
                 live: slot.live,
                 pinned: slot.pinned,

@@ -37,17 +37,18 @@ impl Store {
     /// True if the live row under `key` came from another gateway.
     pub fn is_remote(&self, key: &Key) -> bool {
         self.find(key)
-            .is_some_and(|id| self.slot(id).gateway != self.local_gateway)
+            .is_some_and(|id| self.slot(id).gateway != self.local_id)
     }
 
     fn holder(&self, id: SlotId) -> (Holder<'_>, Millis) {
         let slot = self.slot(id);
-        let holder = match slot.gateway.as_deref() {
-            origin if origin == self.local_gateway.as_deref() => Holder::Local { live: slot.live },
-            origin => Holder::Remote {
-                node: origin.unwrap_or(""),
+        let holder = if slot.gateway == self.local_id {
+            Holder::Local { live: slot.live }
+        } else {
+            Holder::Remote {
+                node: self.gateway_of(id).unwrap_or(""),
                 live: slot.live,
-            },
+            }
         };
         (holder, slot.age.0)
     }
@@ -102,42 +103,40 @@ impl Store {
             self.insert_slot(key, entry, Origin::new(write), live, pinned);
             return;
         };
-        if self.slot(id).gateway.as_deref() != entry.gateway_id.as_deref() {
+        if self.gateway_of(id) != entry.gateway_id.as_deref() {
             self.shadow_if_remote_live(id);
         }
         let was_local = self.is_local(id);
-        self.write_seq += 1;
-        let age = (entry.ts, self.write_seq);
-        let gateway = self.intern(entry.gateway_id.as_deref());
+        let age = (entry.ts, self.next_seq());
+        let gateway = self.gateways.acquire(entry.gateway_id.as_deref());
         // The old entry is replaced whole: only its provenance is read
         // back from the list, not its JSON.
-        let listed = match self.slot(id).pending {
-            Some(_) => None,
-            None => Some(self.listed_row(id)).map(|row| (row.origin.clone(), row.ts)),
-        };
-        let slot = self.slots[id]
-            .as_mut()
-            .expect("index names only live slots");
-        match (&mut slot.pending, listed) {
-            (Some(pending), _) => {
+        match self.pending.get_mut(&id) {
+            Some(pending) => {
                 pending.entry = entry;
                 pending.origin.record(write);
             }
-            (pending, listed) => {
-                let (mut origin, ts) = listed.expect("a slot with nothing pending is listed");
+            None => {
+                let row = self.listed_row(id);
+                let (mut origin, ts) = (row.origin.clone(), row.ts);
                 origin.record(write);
-                *pending = Some(Box::new(super::Pending {
+                let pending = super::Pending {
                     entry,
                     origin,
                     listed: Some(ts),
-                }));
+                };
+                self.pending.insert(id, Box::new(pending));
                 self.written.push(id);
             }
         }
-        slot.gateway = gateway;
+        let slot = self.slots[id]
+            .as_mut()
+            .expect("index names only live slots");
+        let was_gateway = std::mem::replace(&mut slot.gateway, gateway);
         slot.live = live;
         let was_pinned = std::mem::replace(&mut slot.pinned, pinned);
         let old = std::mem::replace(&mut slot.age, age);
+        self.gateways.release(was_gateway);
         self.pinned = self.pinned + usize::from(pinned) - usize::from(was_pinned);
         self.local = self.local + usize::from(self.is_local(id)) - usize::from(was_local);
         self.by_age.moved(&old, age, id);
@@ -149,7 +148,7 @@ impl Store {
     /// is another gateway's live row.
     pub(super) fn shadow_if_remote_live(&mut self, id: SlotId) {
         let slot = self.slot(id);
-        if slot.live && slot.gateway != self.local_gateway {
+        if slot.live && slot.gateway != self.local_id {
             let row = RemoteRow {
                 key: slot.key.clone(),
                 entry: self.entry_of(id).into_owned(),
@@ -168,7 +167,7 @@ impl Store {
         let Some(id) = self.find(key) else {
             return;
         };
-        if self.slot(id).gateway.as_deref() != Some(node) {
+        if self.gateway_of(id) != Some(node) {
             return;
         }
         let age = self.slot(id).age;
@@ -182,9 +181,12 @@ impl Store {
 
     /// The slots whose row came from `node`.
     fn slots_of(&self, node: &str) -> Vec<SlotId> {
+        let Some(gateway) = self.gateways.find(node) else {
+            return Vec::new();
+        };
         self.index
             .ids()
-            .filter(|&id| self.slot(id).gateway.as_deref() == Some(node))
+            .filter(|&id| self.slot(id).gateway == gateway)
             .collect()
     }
 
