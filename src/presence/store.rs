@@ -156,7 +156,7 @@ pub struct Store {
     /// publish; a slot without one has them in its row of `list`, the
     /// entry as JSON. Kept apart from the slots, which are thereby 8 bytes
     /// smaller, since few rows are written between two publishes.
-    pending: HashMap<SlotId, Box<Pending>>,
+    pending: hashbrown::HashMap<SlotId, Box<Pending>>,
     index: Index,
     by_age: Ages,
     /// Slots written (or created) since the last publish. May also name
@@ -234,7 +234,7 @@ impl Store {
             self_entry,
             slots: Vec::new(),
             free: Vec::new(),
-            pending: HashMap::new(),
+            pending: hashbrown::HashMap::new(),
             index: Index::default(),
             by_age: Ages::default(),
             written: Vec::new(),
