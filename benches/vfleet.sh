@@ -16,16 +16,17 @@
 # Environment: PROBE=1 (default) adds, after the measured window, 10 s of
 #   20 node clients beaconing 10/s each on the real gateway (p50/p99 of
 #   their replies) and back-to-back full-list reads of its /v1/presence
-#   (each read's time); PROBE=0 skips it. JOIN_TIMEOUT=600 bounds, in
+#   (each read's time), then 8 s of them gzipped; PROBE=0 skips it.
+#   JOIN_TIMEOUT=600 bounds, in
 #   seconds, each wait for the fleet to fill Redis and for the gateway to
 #   list every row; progress is printed every 10 s. SIM_SECS (default
-#   SECONDS + 40, + 15 with PROBE) is how long the simulated changes run:
+#   SECONDS + 40, + 25 with PROBE) is how long the simulated changes run:
 #   raise it when the gateway's join takes longer than about 30 s, or the
 #   measured window falls after the changes stopped.
 set -euo pipefail
 G=$1 N=$2 R=$3 W=${4:-20}
 PROBE=${PROBE:-1} JOIN_TIMEOUT=${JOIN_TIMEOUT:-600}
-SIM_SECS=${SIM_SECS:-$((W + 40 + PROBE * 15))}
+SIM_SECS=${SIM_SECS:-$((W + 40 + PROBE * 25))}
 BIN=${BIN:-target/release/rollcall}
 GW_BIN=${GW_BIN:-$BIN}
 RP=${RP:-16400} HP=${HP:-16401}
@@ -110,6 +111,12 @@ if [ "$PROBE" = 1 ]; then
   while (( SECONDS < end )); do
     curl -s -o /dev/null -w '%{time_total}\n' "127.0.0.1:$HP/v1/presence" >> "$OUT/reads.txt" || true
   done
+  # The same reads gzipped, as a browser asks (kept compressed: the time
+  # is the gateway's and the transfer's, not curl's inflating).
+  end=$((SECONDS + 8))
+  while (( SECONDS < end )); do
+    curl -s -o /dev/null -H 'Accept-Encoding: gzip' -w '%{time_total}\n' "127.0.0.1:$HP/v1/presence" >> "$OUT/reads_gzip.txt" || true
+  done
   wait "$LPID" || true
 fi
 wait "$SPID" || true
@@ -162,7 +169,12 @@ if $PROBE:
         print(f"beacons on the real gateway: {b['ok']} ok, {b['errors']} errors, p50 {b['latency_us']['p50']/1e3:.1f} ms p99 {b['latency_us']['p99']/1e3:.1f} ms")
     except Exception as e:
         print(f"beacons on the real gateway: no summary ({e})")
-    t=sorted(float(x) for x in open(os.path.join(sys.argv[2],'reads.txt')) if x.strip())
-    if t:
-        print(f"full-list reads (/v1/presence): {len(t)}, median {t[len(t)//2]*1e3:.0f} ms, max {t[-1]*1e3:.0f} ms")
+    for name,label in (('reads.txt','plain'),('reads_gzip.txt','gzip')):
+        try:
+            t=sorted(float(x) for x in open(os.path.join(sys.argv[2],name)) if x.strip())
+        except OSError:
+            t=[]
+        if t:
+            print(f"full-list reads (/v1/presence, {label}): {len(t)}, median {t[len(t)//2]*1e3:.0f} ms, "
+                  f"p99 {t[min(len(t)-1,int(len(t)*0.99))]*1e3:.0f} ms, max {t[-1]*1e3:.0f} ms")
 PY
