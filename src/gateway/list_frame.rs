@@ -83,11 +83,6 @@ impl ListFrame {
         self.buf.split_at(self.split)
     }
 
-    /// The snapshot whose rows the frame carries, if any.
-    pub fn rows(&self) -> Option<&Arc<Snapshot>> {
-        self.rows.as_ref()
-    }
-
     /// True when a permessage-deflate connection gets this frame
     /// compressed: it carries enough rows for that to pay.
     pub fn compresses(&self) -> bool {

@@ -151,7 +151,7 @@ impl Snapshot {
     }
 
     /// The start of [`Snapshot::write_list`]: `[` and the self entry with
-    /// its `ts` set to `now`. [`Snapshot::list_rest`] and `]` complete it.
+    /// its `ts` set to `now`. [`Snapshot::rest_chunks`] and `]` complete it.
     pub fn write_list_head(&self, now: Millis, out: &mut Vec<u8>) {
         out.push(b'[');
         out.extend_from_slice(&self.own.json[..self.own_ts_at]);
@@ -165,27 +165,12 @@ impl Snapshot {
 
     /// The rows after the self entry, each with its leading comma: the
     /// part of the list that is the same in every answer at this version,
-    /// as one buffer. O(list): the chunks are joined (callers cache it per
-    /// version); [`Snapshot::list_pieces`] shares them instead.
-    pub fn list_rest(&self) -> Bytes {
-        let mut chunks = self.list.chunks();
-        match (chunks.clone().next(), chunks.clone().nth(1)) {
-            (None, _) => Bytes::new(),
-            (Some(only), None) => only.clone(),
-            _ => {
-                let mut rest = Vec::with_capacity(self.list.bytes_len());
-                chunks.by_ref().for_each(|c| rest.extend_from_slice(c));
-                Bytes::from(rest)
-            }
-        }
-    }
-
-    /// [`Snapshot::list_rest`] chunk by chunk, shared, not joined.
+    /// chunk by chunk, shared, not joined.
     pub fn rest_chunks(&self) -> impl Iterator<Item = &Bytes> + Clone {
         self.list.chunks()
     }
 
-    /// Bytes of [`Snapshot::list_rest`].
+    /// Bytes of [`Snapshot::rest_chunks`].
     pub fn rest_len(&self) -> usize {
         self.list.bytes_len()
     }
@@ -199,7 +184,7 @@ impl Snapshot {
         self.list.deflated_chunks(deflate)
     }
 
-    /// The checksum of [`Snapshot::list_rest`] by `hash`, combined with
+    /// The checksum of [`Snapshot::rest_chunks`] by `hash`, combined with
     /// `combine` from one kept per chunk and per part, so a version sums
     /// only the chunks it changed (`List::checksum`, `list.rs`).
     pub fn rest_checksum(

@@ -121,21 +121,6 @@ impl SharedEvent {
         event
     }
 
-    /// `presence` `{"presence":[…]}` at `version` (§7); `list` appends the
-    /// list, about `hint` bytes.
-    pub fn presence(version: u64, hint: usize, list: impl FnOnce(&mut Vec<u8>)) -> SharedEvent {
-        SharedEvent::build(
-            "presence",
-            Some(state_version(version)),
-            |out| {
-                out.extend_from_slice(br#"{"presence":"#);
-                list(out);
-                out.push(b'}');
-            },
-            hint,
-        )
-    }
-
     /// `presence.delta` `{"from":V1,"to":V2,"upserts":[…],"removed":[…]}` (§7).
     pub fn delta<'a, U, R>(delta: Delta<'a, U, R>) -> SharedEvent
     where

@@ -2,8 +2,10 @@
 //! docs/protocol.md names for it (§2, §3.1, §3.10, §4, §7, §9).
 
 use super::*;
+use crate::presence::{Entry, Snapshot, Store, StoreConfig};
 use proptest::prelude::*;
 use serde_json::{Value, json};
+use std::sync::Arc;
 
 fn parse(bytes: &[u8]) -> Value {
     serde_json::from_slice(bytes)
@@ -12,6 +14,16 @@ fn parse(bytes: &[u8]) -> Value {
 
 fn list(out: &mut Vec<u8>) {
     out.extend_from_slice(br#"[{"host":"a","ts":1}]"#);
+}
+
+/// A store's first snapshot: only its self entry, host `a`.
+fn snapshot() -> Arc<Snapshot> {
+    let me = Entry {
+        host: Some("a".into()),
+        instance_id: Some("self".into()),
+        ..Entry::default()
+    };
+    Arc::new(Store::new(StoreConfig::default(), me).publish(1))
 }
 
 fn hello(scopes: &[String]) -> Hello<'_> {
@@ -64,17 +76,20 @@ fn shutdown_carries_a_reason_and_its_seq_when_given() {
 
 #[test]
 fn presence_event_carries_list_seq_and_state_version() {
-    let event = SharedEvent::presence(5, 32, list);
+    let snapshot = snapshot();
+    let event = SharedEvent::presence_of(&snapshot, 7);
     let v = parse(&event.to_frame(Some(2)));
     assert_eq!(v["event"], "presence");
     assert_eq!(v["payload"]["presence"][0]["host"], "a");
+    assert_eq!(v["payload"]["presence"][0]["ts"], 7);
     assert_eq!(v["seq"], 2);
-    assert_eq!(v["stateVersion"], json!({"presence": 5, "health": 1}));
+    let version = snapshot.version();
+    assert_eq!(v["stateVersion"], json!({"presence": version, "health": 1}));
 }
 
 #[test]
 fn shared_bytes_are_the_same_for_every_seq() {
-    let event = SharedEvent::presence(5, 32, list);
+    let event = SharedEvent::presence_of(&snapshot(), 7);
     let (a, b) = (event.to_frame(Some(1)), event.to_frame(Some(1_000_000)));
     let head = event.head().len();
     assert_eq!(a[..head], b[..head]);
