@@ -182,7 +182,11 @@ fn rows(entries: usize, now: Millis) -> (Vec<SnapshotEntry>, Vec<(Key, Patch)>) 
         .collect();
     let rows = ring
         .iter()
-        .map(|(key, patch)| row(key.clone(), &Entry::default().merged(patch.clone(), now)))
+        .map(|(key, patch)| {
+            let mut entry = Entry::default();
+            entry.merge(patch.clone(), now);
+            row(key.clone(), &entry)
+        })
         .collect();
     (rows, ring)
 }

@@ -315,43 +315,6 @@ mod tests {
     }
 
     #[test]
-    fn merged_equals_merge_on_a_clone() {
-        let mut old = Entry::default();
-        old.merge(
-            Patch {
-                host: Some("mini".into()),
-                ip: Some("10.0.0.1".into()),
-                roles: vec!["node".into()],
-                text: Some("old".into()),
-                last_input_seconds: Some(Some(4)),
-                ..Patch::default()
-            },
-            1,
-        );
-        let patches = [
-            Patch::default(),
-            Patch {
-                host: Some(" ".into()),
-                ip: Some("127.0.0.1".into()),
-                ..Patch::default()
-            },
-            Patch {
-                host: Some("big".into()),
-                ip: Some("10.0.0.2".into()),
-                text: Some("new".into()),
-                roles: vec!["operator".into()],
-                last_input_seconds: Some(None),
-                ..Patch::default()
-            },
-        ];
-        for patch in patches {
-            let mut expected = old.clone();
-            expected.merge(patch.clone(), 9);
-            assert_eq!(old.merged(patch, 9), expected);
-        }
-    }
-
-    #[test]
     fn merge_keeps_fields_the_patch_does_not_carry() {
         let mut entry = Entry::default();
         entry.merge(
