@@ -234,13 +234,13 @@ impl List {
     /// writer adds its rows in batches: `list/batch.rs`.)
     #[cfg(any(test, rollcall_loom))]
     pub fn insert(&mut self, row: SnapshotEntry) {
-        self.insert_sorted(vec![row]);
+        self.insert_rows(vec![row]);
     }
 
     /// Removes the row at (`ts`, `key`); false if there is none.
     #[cfg(any(test, rollcall_loom))]
     pub fn remove(&mut self, ts: Millis, key: &Key) -> bool {
-        self.remove_sorted(&[(ts, key.clone())]) == 1
+        self.remove_rows(&mut [(ts, key.clone())]) == 1
     }
 
     /// Merges edited chunks and parts that became small into their next

@@ -22,8 +22,8 @@
 //!   item is the next to expire or be evicted ("oldest `ts` first, least
 //!   recently written among equals");
 //! - `index.len() <= max_entries`; the self entry is not in `slots`;
-//! - `pending` holds an entry for a slot exactly when the slot was
-//!   written since the last publish, and every such slot is in `written`; a slot without one
+//! - `pending` holds an entry for a slot exactly when the slot is live
+//!   and was written since the last publish; a slot without one
 //!   is listed at its `age.0`, and its row in `list` holds its entry and
 //!   provenance;
 //! - a slot's `age.0` is its entry's `ts`, and its `gateway` the number
@@ -155,14 +155,11 @@ pub struct Store {
     /// The entry and provenance of each slot written since the last
     /// publish; a slot without one has them in its row of `list`, the
     /// entry as JSON. Kept apart from the slots, which are thereby 8 bytes
-    /// smaller, since few rows are written between two publishes.
+    /// smaller, since few rows are written between two publishes. A
+    /// publish takes them all (`store/publish.rs`).
     pending: hashbrown::HashMap<SlotId, Box<Pending>>,
     index: Index,
     by_age: Ages,
-    /// Slots written (or created) since the last publish. May also name
-    /// slots removed since, or reused: publish takes only live slots with
-    /// a `pending` entry, once each.
-    written: Vec<SlotId>,
     /// The list of the last publish, being edited into the next one.
     list: List,
     /// Rows of removed slots still in `list`, as (`ts`, key).
@@ -237,7 +234,6 @@ impl Store {
             pending: hashbrown::HashMap::new(),
             index: Index::default(),
             by_age: Ages::default(),
-            written: Vec::new(),
             list: List::default(),
             unlisted: Vec::new(),
             owners: HashMap::new(),
@@ -350,7 +346,8 @@ impl Store {
             return Outcome::Applied;
         };
         self.shadow_if_remote_live(id);
-        if !self.is_local(id) {
+        let was_local = self.is_local(id);
+        if !was_local {
             // Another gateway's row, taken over: it becomes local.
             self.local += 1;
         }
@@ -361,12 +358,15 @@ impl Store {
             pending.entry.gateway_id = local.as_deref().map(str::to_owned);
         }
         pending.origin.record(write);
-        let local_id = self.gateways.acquire(local.as_deref());
+        if !was_local {
+            self.gateways.add_use(self.local_id);
+            let slot = self.slots[id].as_mut().expect("a live slot");
+            let was = std::mem::replace(&mut slot.gateway, self.local_id);
+            self.gateways.release(was);
+        }
         let slot = self.slots[id]
             .as_mut()
             .expect("index names only live slots");
-        let was = std::mem::replace(&mut slot.gateway, local_id);
-        self.gateways.release(was);
         slot.live = live;
         if std::mem::take(&mut slot.pinned) {
             self.pinned -= 1;
@@ -407,7 +407,6 @@ impl Store {
         self.local += usize::from(self.is_local(id));
         self.index.insert(id, &self.slots);
         self.by_age.insert(age, id);
-        self.written.push(id);
         self.changed = true;
         self.enforce_cap();
     }
@@ -901,6 +900,18 @@ mod tests {
             }
             assert_eq!(snap.len(), s.len() + 1);
         }
+    }
+
+    #[test]
+    fn a_publish_after_many_writes_does_not_keep_their_map() {
+        let mut s = store(10_000);
+        for i in 0..10_000 {
+            s.upsert(key(&format!("k{i}")), host("h"), 1);
+        }
+        assert!(s.pending.capacity() >= 10_000);
+        assert_eq!(s.publish(1).entries().count(), 10_001);
+        assert!(s.pending.is_empty());
+        assert!(s.pending.capacity() <= publish::SHRINK_ABOVE);
     }
 
     #[test]

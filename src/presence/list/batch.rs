@@ -1,16 +1,14 @@
-//! A publish's edits to the list as two sorted batches: the rows it drops
-//! ([`List::remove_sorted`]) and the rows it adds ([`List::insert_sorted`]),
-//! each applied in one walk of the list in list order.
+//! A publish's edits to the list as two batches: the rows it drops
+//! ([`List::remove_rows`]) and the rows it adds ([`List::insert_rows`]),
+//! each sorted into list order and applied in one walk of the list.
 //!
 //! Each target is found from the place of the one before it (a galloping
 //! search forward from the current part and chunk), so the parts and
 //! chunks a batch touches are visited once, in order, instead of a
 //! search from the root per row; the rows a batch adds to one chunk are
-//! merged into it at once. The result is the same list as one
-//! [`List::remove`] or [`List::insert`] per row, split into chunks and
-//! parts that may differ (both satisfy the list's invariants).
+//! merged into it at once.
 
-use super::{Arc, Chunk, List, MAX_CHUNK, MAX_PART, OnceLock, Part, make_mut, place};
+use super::{Arc, Chunk, List, MAX_CHUNK, MAX_PART, OnceLock, Part, make_mut, order, place};
 use crate::presence::entry::Millis;
 use crate::presence::key::Key;
 use crate::presence::row::SnapshotEntry;
@@ -66,13 +64,16 @@ fn split_even<T>(items: Vec<T>, size: usize) -> Vec<Vec<T>> {
 }
 
 impl List {
-    /// Removes the rows at `removed`, given in list order (`ts`
-    /// descending, ties by key), each at most once; returns how many were
-    /// found.
-    pub fn remove_sorted(&mut self, removed: &[(Millis, Key)]) -> usize {
+    /// Removes the rows at `removed` (each named at most once, in any
+    /// order: they are sorted into list order first); returns how many
+    /// were found.
+    pub fn remove_rows(&mut self, removed: &mut [(Millis, Key)]) -> usize {
         if removed.is_empty() || self.parts.is_empty() {
             return 0;
         }
+        // List order: `ts` descending, ties by key.
+        removed.sort_unstable_by(|(a_ts, a), (b_ts, b)| b_ts.cmp(a_ts).then_with(|| a.cmp(b)));
+        let removed = &*removed;
         let parts = make_mut(&mut self.parts);
         let (mut p, mut c, mut found) = (0, 0, 0);
         for (ts, key) in removed {
@@ -112,12 +113,14 @@ impl List {
         found
     }
 
-    /// Adds `added`, given in list order, none of whose keys the list
-    /// holds. Their `json` is each row's alone until the next seal.
-    pub fn insert_sorted(&mut self, added: Vec<SnapshotEntry>) {
+    /// Adds `added` (in any order: sorted into list order first), none of
+    /// whose keys the list holds. Their `json` is each row's alone until
+    /// the next seal.
+    pub fn insert_rows(&mut self, mut added: Vec<SnapshotEntry>) {
         if added.is_empty() {
             return;
         }
+        added.sort_unstable_by(order);
         self.rows += added.len();
         self.dirty = true;
         let parts = make_mut(&mut self.parts);

@@ -49,7 +49,7 @@ impl Gateways {
             name: ArcStr::from(name),
             uses: 1,
         };
-        self.ids.insert(named.name.clone(), 0);
+        let key = named.name.clone();
         let id = match self.free.pop() {
             Some(id) => {
                 self.named[id as usize - 1] = Some(named);
@@ -60,8 +60,15 @@ impl Gateways {
                 GatewayId::try_from(self.named.len()).expect("fewer than 2^32 gateway names")
             }
         };
-        *self.ids.get_mut(name).expect("just inserted") = id;
+        self.ids.insert(key, id);
         id
+    }
+
+    /// One more use of `id`, which is in use.
+    pub(super) fn add_use(&mut self, id: GatewayId) {
+        if id != NO_GATEWAY {
+            self.named_mut(id).uses += 1;
+        }
     }
 
     /// One use of `id` fewer; frees it at the last.

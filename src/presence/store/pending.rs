@@ -55,18 +55,10 @@ impl Store {
     /// written from now on (its listed row is parsed first if it was not
     /// already). Call it before the slot's `age` moves.
     pub(super) fn pending_mut(&mut self, id: SlotId) -> &mut Pending {
-        if !self.pending.contains_key(&id) {
-            let row = self.listed_row(id);
-            let pending = Box::new(Pending {
-                entry: row.entry(),
-                origin: row.origin.clone(),
-                listed: Some(row.ts),
-            });
-            self.pending.insert(id, pending);
-            self.written.push(id);
+        if self.pending.contains_key(&id) {
+            return self.pending.get_mut(&id).expect("just found");
         }
-        let pending = self.pending.get_mut(&id);
-        pending.expect("a written slot has a pending entry")
+        self.start_pending(id, SnapshotEntry::entry)
     }
 
     /// [`Store::pending_mut`] with `patch` merged into its entry at `now`,
@@ -74,20 +66,28 @@ impl Store {
     /// keeps (`entry_ref.rs`), not parsed whole first.
     pub(super) fn merge_into(&mut self, id: SlotId, patch: Patch, now: Millis) -> &mut Pending {
         if self.pending.contains_key(&id) {
-            let pending = self.pending_mut(id);
+            let pending = self.pending.get_mut(&id).expect("just found");
             pending.entry.merge(patch, now);
             return pending;
         }
+        self.start_pending(id, |row| row.merged(patch, now))
+    }
+
+    /// Makes slot `id`, which has nothing pending, written: its pending
+    /// entry is `entry` of its listed row, with the row's provenance and
+    /// place in `list`.
+    pub(super) fn start_pending(
+        &mut self,
+        id: SlotId,
+        entry: impl FnOnce(&SnapshotEntry) -> Entry,
+    ) -> &mut Pending {
         let row = self.listed_row(id);
         let pending = Box::new(Pending {
-            entry: row.merged(patch, now),
+            entry: entry(row),
             origin: row.origin.clone(),
             listed: Some(row.ts),
         });
-        self.pending.insert(id, pending);
-        self.written.push(id);
-        let pending = self.pending.get_mut(&id);
-        pending.expect("just inserted")
+        self.pending.entry(id).insert(pending).into_mut()
     }
 
     /// Slot `id`'s entry, to write; see [`Store::pending_mut`].

@@ -6,6 +6,9 @@ use crate::presence::entry::Millis;
 pub(crate) use crate::presence::row::encode;
 use crate::presence::snapshot::{Snapshot, SnapshotEntry};
 
+/// Most rows' room the map of rows being written keeps between publishes.
+pub(super) const SHRINK_ABOVE: usize = 4096;
+
 impl Store {
     /// Builds the snapshot for the current state. The version rises by one
     /// if anything changed since the last publish. Only rows written or
@@ -25,16 +28,9 @@ impl Store {
         // publish is listed once, with its new row. Both batches go to the
         // list in list order, each in one walk (`list/batch.rs`).
         let mut removed = std::mem::take(&mut self.unlisted);
-        let mut added = Vec::new();
-        let mut written = std::mem::take(&mut self.written);
-        for id in written.drain(..) {
-            // A slot named twice, or removed since, is skipped here.
-            let Some(slot) = self.slots[id].as_mut() else {
-                continue;
-            };
-            let Some(pending) = self.pending.remove(&id) else {
-                continue;
-            };
+        let mut added = Vec::with_capacity(self.pending.len());
+        for (id, pending) in self.pending.drain() {
+            let slot = self.slots[id].as_ref().expect("pending names live slots");
             let Pending {
                 entry,
                 origin,
@@ -57,14 +53,16 @@ impl Store {
                 origin,
             });
         }
-        self.written = written;
-        removed.sort_unstable_by(|(a_ts, a), (b_ts, b)| b_ts.cmp(a_ts).then_with(|| a.cmp(b)));
-        let found = self.list.remove_sorted(&removed);
+        // A restore or a fleet reset writes every row at once: its map is
+        // not kept for the few rows later publishes write.
+        if self.pending.capacity() > SHRINK_ABOVE {
+            self.pending = Default::default();
+        }
+        let found = self.list.remove_rows(&mut removed);
         debug_assert_eq!(found, removed.len(), "removed names rows of the list");
         removed.clear();
         self.unlisted = removed;
-        added.sort_unstable_by(|a, b| b.ts.cmp(&a.ts).then_with(|| a.key.cmp(&b.key)));
-        self.list.insert_sorted(added);
+        self.list.insert_rows(added);
         self.list.seal();
 
         self.self_entry.ts = now;

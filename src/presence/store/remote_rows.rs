@@ -111,24 +111,14 @@ impl Store {
         let gateway = self.gateways.acquire(entry.gateway_id.as_deref());
         // The old entry is replaced whole: only its provenance is read
         // back from the list, not its JSON.
-        match self.pending.get_mut(&id) {
+        let pending = match self.pending.get_mut(&id) {
             Some(pending) => {
                 pending.entry = entry;
-                pending.origin.record(write);
+                pending
             }
-            None => {
-                let row = self.listed_row(id);
-                let (mut origin, ts) = (row.origin.clone(), row.ts);
-                origin.record(write);
-                let pending = super::Pending {
-                    entry,
-                    origin,
-                    listed: Some(ts),
-                };
-                self.pending.insert(id, Box::new(pending));
-                self.written.push(id);
-            }
-        }
+            None => self.start_pending(id, |_| entry),
+        };
+        pending.origin.record(write);
         let slot = self.slots[id]
             .as_mut()
             .expect("index names only live slots");
