@@ -39,11 +39,8 @@ impl Key {
     pub fn is_parsed_from(&self, source: &str) -> bool {
         let trimmed = source.trim();
         if trimmed.is_ascii() {
-            return trimmed.len() == self.0.len()
-                && trimmed
-                    .bytes()
-                    .zip(self.0.bytes())
-                    .all(|(from, key)| from.to_ascii_lowercase() == key);
+            // A key holds no ASCII capitals, so this is `parse` == self.
+            return trimmed.eq_ignore_ascii_case(self.as_str());
         }
         Key::parse(trimmed).is_some_and(|key| key == *self)
     }
