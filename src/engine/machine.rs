@@ -6,10 +6,13 @@ use crate::presence::{
     ConnId, ConnTag, Key, Patch, RemoteOp, RenewalPass, Snapshot, Store, StoreStats,
 };
 
-/// Most live rows one writer turn renews: a pass over a million rows runs
-/// as about a thousand turns of a few milliseconds each, with the events
-/// queued meanwhile applied and published between them, so a beacon
-/// waits for one step, not for the whole pass (issue 19).
+/// Most live rows one writer turn's step of a renewal pass renews (the
+/// TTL's renewals in the same turn are bounded apart, by
+/// [`RENEWALS_PER_EXPIRY`](crate::presence::RENEWALS_PER_EXPIRY)): a pass
+/// over a million rows runs as about a thousand turns of a few
+/// milliseconds each, with the events queued meanwhile applied and
+/// published between them, so a beacon waits for one step, not for the
+/// whole pass (issue 19).
 pub const RENEWALS_PER_TURN: usize = 1024;
 
 /// One thing that happened to presence. Keys and patches are computed by
