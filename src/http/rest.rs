@@ -408,9 +408,7 @@ mod tests {
             let mut expected = Vec::new();
             snapshot.write_list(9_999, &mut expected);
             let body = list_body_gzip(snapshot, 9_999);
-            let length = hyper::body::Body::size_hint(&body).exact();
             let sent = body.collect().await.unwrap().to_bytes();
-            assert_eq!(length, Some(sent.len() as u64));
             let mut inflated = Vec::new();
             GzDecoder::new(&sent[..])
                 .read_to_end(&mut inflated)
