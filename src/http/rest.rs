@@ -13,7 +13,6 @@ use crate::auth::AuthError;
 use crate::compress::{Encoding, crc32, crc32_combine, deflate_segment, gzip_pieces};
 use crate::presence::{Millis, Snapshot, Status};
 use crate::protocol::grants_read;
-use bytes::Bytes;
 use hyper::header::{
     CACHE_CONTROL, CONTENT_TYPE, ETAG, HeaderValue, IF_NONE_MATCH, WWW_AUTHENTICATE,
 };
@@ -106,13 +105,9 @@ fn presence<B>(req: &Request<B>, state: &Context) -> Response<Body> {
         *r.status_mut() = StatusCode::NOT_MODIFIED;
         r
     } else if encoding == Encoding::Gzip {
-        let mut response = json_response(StatusCode::OK, Bytes::new());
-        *response.body_mut() = list_body_gzip(&snapshot, state.clock.now());
-        response
+        json_response(StatusCode::OK, list_body_gzip(&snapshot, state.clock.now()))
     } else {
-        let mut response = json_response(StatusCode::OK, Bytes::new());
-        *response.body_mut() = list_body(&snapshot, state.clock.now());
-        response
+        json_response(StatusCode::OK, list_body(&snapshot, state.clock.now()))
     };
     let headers = response.headers_mut();
     encoding::mark(headers, encoding);
@@ -159,7 +154,7 @@ fn hosts(state: &Context) -> Response<Body> {
         .collect();
     let body = serde_json::to_vec(&serde_json::json!({ "hosts": hosts }))
         .expect("a JSON value always encodes");
-    let mut response = json_response(StatusCode::OK, body);
+    let mut response = json_response(StatusCode::OK, full(body));
     response
         .headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
@@ -173,8 +168,8 @@ async fn doctor<B>(req: &Request<B>, state: &Context) -> Response<Body> {
     };
     match state.doctor.answer(&state.reader).await {
         Ok(body) => {
-            let mut response = json_response(StatusCode::OK, Bytes::new());
-            *response.body_mut() = encoding::body(body, encoding, &state.doctor_gzip);
+            let body = encoding::body(body, encoding, &state.doctor_gzip);
+            let mut response = json_response(StatusCode::OK, body);
             encoding::mark(response.headers_mut(), encoding);
             response
         }
@@ -187,7 +182,7 @@ async fn doctor<B>(req: &Request<B>, state: &Context) -> Response<Body> {
 /// A peer whose clock is off by more than `--max-clock-skew` adds a line.
 fn healthz(state: &Context) -> Response<Body> {
     let Some(fleet) = state.fleet.as_deref() else {
-        return text(StatusCode::OK, "ok");
+        return text(StatusCode::OK, full("ok"));
     };
     let mut body = match fleet.is_connected() {
         true => "ok".to_owned(),
@@ -200,9 +195,7 @@ fn healthz(state: &Context) -> Response<Body> {
         body.push_str("\nwarning: fleet: ");
         body.push_str(&warning);
     }
-    let mut response = text(StatusCode::OK, "");
-    *response.body_mut() = full(body);
-    response
+    text(StatusCode::OK, full(body))
 }
 
 fn stats(state: &Context) -> Response<Body> {
@@ -236,7 +229,7 @@ fn stats(state: &Context) -> Response<Body> {
     if let Some(tls) = &state.tls {
         body["tls"] = serde_json::json!({"fingerprintSha256": tls.fingerprint().to_string()});
     }
-    json_response(StatusCode::OK, body.to_string().into_bytes())
+    json_response(StatusCode::OK, full(body.to_string()))
 }
 
 fn metrics(state: &Context) -> Response<Body> {
@@ -305,8 +298,8 @@ fn query_param(query: Option<&str>, name: &str) -> Option<String> {
         .map(|(_, value)| value.into_owned())
 }
 
-fn json_response(status: StatusCode, body: impl Into<bytes::Bytes>) -> Response<Body> {
-    let mut response = Response::new(full(body));
+fn json_response(status: StatusCode, body: Body) -> Response<Body> {
+    let mut response = Response::new(body);
     *response.status_mut() = status;
     response
         .headers_mut()
@@ -314,8 +307,8 @@ fn json_response(status: StatusCode, body: impl Into<bytes::Bytes>) -> Response<
     response
 }
 
-fn text(status: StatusCode, body: &'static str) -> Response<Body> {
-    let mut response = Response::new(full(body));
+fn text(status: StatusCode, body: Body) -> Response<Body> {
+    let mut response = Response::new(body);
     *response.status_mut() = status;
     response.headers_mut().insert(
         CONTENT_TYPE,
@@ -326,12 +319,8 @@ fn text(status: StatusCode, body: &'static str) -> Response<Body> {
 
 /// A JSON error body `{"error": MESSAGE}`.
 pub fn error(status: StatusCode, message: &str) -> Response<Body> {
-    json_response(
-        status,
-        serde_json::json!({ "error": message })
-            .to_string()
-            .into_bytes(),
-    )
+    let body = serde_json::json!({ "error": message }).to_string();
+    json_response(status, full(body))
 }
 
 #[cfg(test)]
