@@ -8,7 +8,10 @@
 //! search from the root per row; the rows a batch adds to one chunk are
 //! merged into it at once.
 
-use super::{Arc, Chunk, List, MAX_CHUNK, MAX_PART, OnceLock, Part, make_mut, order, place};
+use super::{
+    Arc, Chunk, List, MAX_CHUNK, MAX_PART, OnceLock, Part, chunk_first, make_mut, order,
+    part_first, place,
+};
 use crate::presence::entry::Millis;
 use crate::presence::key::Key;
 use crate::presence::row::SnapshotEntry;
@@ -37,14 +40,6 @@ fn locate_from<T>(
     }
     let end = (at + step).min(items.len());
     at + items[at + 1..end].partition_point(at_or_before)
-}
-
-fn part_first(part: &Arc<Part>) -> &SnapshotEntry {
-    &part.chunks[0].rows[0]
-}
-
-fn chunk_first(chunk: &Arc<Chunk>) -> &SnapshotEntry {
-    &chunk.rows[0]
 }
 
 /// `items` cut into consecutive pieces of at most `size`, as even as
