@@ -5,7 +5,7 @@
 //! first Redis error after it; every counter only grows.
 
 use crate::clock::{Millis, now_millis};
-use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
@@ -55,18 +55,6 @@ pub struct FleetStatus {
     skews: Mutex<Vec<(String, Millis)>>,
 }
 
-/// Upper bounds of the propagation buckets (seconds): 1 ms to about
-/// 30 s in steps of 1.5×, so a quantile read from them is within 25%.
-pub const PROPAGATION_BUCKETS: [f64; 26] = {
-    let mut bounds = [0.001; 26];
-    let mut i = 1;
-    while i < bounds.len() {
-        bounds[i] = bounds[i - 1] * 1.5;
-        i += 1;
-    }
-    bounds
-};
-
 /// Relaxed everywhere: independent values read for reports only; nothing
 /// is published through them.
 const ORDER: Ordering = Ordering::Relaxed;
@@ -86,7 +74,9 @@ impl FleetStatus {
             resyncs: AtomicU64::new(0),
             reloads: AtomicU64::new(0),
             rows_loaded: AtomicU64::new(0),
-            propagation: Histogram::new(PROPAGATION_BUCKETS.iter().copied()),
+            // Upper bounds 1 ms to about 25 s in steps of 1.5×, so a
+            // quantile read from them is within 25%.
+            propagation: Histogram::new(exponential_buckets(0.001, 1.5, 26)),
             lapses: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             repairs: AtomicU64::new(0),
