@@ -261,7 +261,6 @@ async fn renewals_wake_no_watcher_but_the_next_change_carries_them() {
         })
         .await;
     }
-    assert!(renewed >= version + 3);
     let events: Vec<Value> = watcher
         .take_pending()
         .into_iter()
