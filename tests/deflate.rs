@@ -328,10 +328,25 @@ async fn a_list_compressed_chunk_by_chunk_inflates_the_same_across_versions() {
     let mut admin = fill(server.addr, 700).await;
     let rows =
         |hello: &Value| hello["payload"]["snapshot"]["presence"].as_array().unwrap()[1..].to_vec();
-    for round in 0..3 {
+    for round in 0..4 {
         // Each version shares every chunk but those its two changes
         // edited with the version before: a new row at the front, and an
-        // old one moved there from the middle.
+        // old one moved there from the middle. Every round after the first
+        // makes its two changes first, so each one is checked.
+        if round > 0 {
+            let step = round - 1;
+            admin
+                .beacon(json!({"text": "new", "host": format!("new-{step}"), "instanceId": format!("new-{step}")}))
+                .await;
+            let moved = 300 + 100 * step;
+            admin
+                .beacon(json!({
+                    "text": format!("Node: mac-{moved} · moved"),
+                    "host": format!("mac-{moved}"),
+                    "instanceId": format!("5d0f3c2e-7a41-4b8e-9c1d-{moved:012}"),
+                }))
+                .await;
+        }
         let mut zipped = DeflateWs::open(server.addr, Some(NODE_OFFER)).await;
         let mut plain = DeflateWs::open(server.addr, None).await;
         let (hello_z, hello_p) = (observe(&mut zipped).await, observe(&mut plain).await);
@@ -341,16 +356,5 @@ async fn a_list_compressed_chunk_by_chunk_inflates_the_same_across_versions() {
         assert_eq!(list_z, list_p, "round {round}");
         let (wire_z, wire_p) = (zipped.wire, plain.wire);
         assert!(wire_z * 4 < wire_p, "{wire_z} vs {wire_p} wire bytes");
-        admin
-            .beacon(json!({"text": "new", "host": format!("new-{round}"), "instanceId": format!("new-{round}")}))
-            .await;
-        let moved = 300 + 100 * round;
-        admin
-            .beacon(json!({
-                "text": format!("Node: mac-{moved} · moved"),
-                "host": format!("mac-{moved}"),
-                "instanceId": format!("5d0f3c2e-7a41-4b8e-9c1d-{moved:012}"),
-            }))
-            .await;
     }
 }
