@@ -81,12 +81,17 @@ caught_up() {
   printf '%s\n--\n%s\n' "$a" "$b" | awk -v g="$G" 'BEGIN{second=0}
     $1=="--"{second=1; next}
     { v[second, $1]=$2 }
+    # The bucket to count: the largest `le` at most 1 s, read from the
+    # scrape (the bucket table may change).
+    second && index($1, "rollcall_fleet_propagation_seconds_bucket{le=\"") == 1 {
+      le=$1; sub(/^[^"]*"/, "", le); sub(/".*$/, "", le)
+      if (le != "+Inf" && le + 0 <= 1 && (k == "" || le + 0 > best)) { best=le + 0; k=$1 }
+    }
     END{
       q=v[1,"rollcall_queue_depth"]; r=v[1,"rollcall_fleet_reloads_total"]
       n=v[1,"rollcall_fleet_propagation_seconds_count"]-v[0,"rollcall_fleet_propagation_seconds_count"]
-      k="rollcall_fleet_propagation_seconds_bucket{le=\"0.9852612533569336\"}"
+      hist=(k != "" && ((1,k) in v))
       fast=v[1,k]-v[0,k]
-      hist=((1,k) in v)
       exit !(q != "" && q < 1000 && (r == "" || r >= g) && (!hist || (n > 0 && fast == n)))
     }'
 }
