@@ -9,10 +9,11 @@
 # Usage: cargo build --release && bash benches/fleet90k.sh
 # Environment: PER_GATEWAY=18000 GATEWAYS=5 RAMP=400 (connections/s per
 #   gateway) REDIS_PORT=16400 BASE_PORT=28900 OUT=target/fleet90k
+#   BIN=target/release/rollcall (the binary run as gateways and load clients)
 # Every process is bounded by `timeout` and killed on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN=target/release/rollcall
+BIN=${BIN:-target/release/rollcall}
 PER=${PER_GATEWAY:-18000}
 GW=${GATEWAYS:-5}
 RAMP=${RAMP:-400}
