@@ -25,12 +25,12 @@
 
 mod common;
 
-use common::{beacon, now_millis, push, self_entry};
+use common::{beacon, now_millis, push, self_entry, thread_cpu};
 use criterion::measurement::WallTime;
 use criterion::{
     BatchSize, BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main,
 };
-use rollcall::engine::{DEFAULT_MAX_BATCH, DEFAULT_QUEUE_CAPACITY, Engine, EngineConfig};
+use rollcall::engine::{DEFAULT_MAX_BATCH, DEFAULT_QUEUE_CAPACITY};
 use rollcall::presence::{
     Entry, Key, Millis, Origin, Patch, RowJson, SnapshotEntry, Store, StoreConfig, Write,
     WriteKind, Writer,
@@ -300,25 +300,9 @@ const PUSHED: usize = 65_536;
 fn max_load(group: &mut BenchmarkGroup<'_, WallTime>, name: &str, max_batch: usize) {
     const ENTRIES: usize = 1_000_000;
     let chunk = PUSHED;
-    let config = EngineConfig {
-        store: StoreConfig {
-            max_entries: ENTRIES,
-            ..StoreConfig::default()
-        },
-        max_batch,
-        ..EngineConfig::default()
-    };
-    let engine = Engine::start(config, self_entry());
-    let events = common::beacons(ENTRIES);
+    let (engine, events) = common::filled_engine(ENTRIES, max_batch);
     let (sender, stats) = (engine.sender(), engine.stats());
     // Relaxed everywhere below: metrics counters, polled.
-    let filled = stats.events.load(Relaxed) + ENTRIES as u64;
-    for event in &events {
-        push(&sender, event.clone());
-    }
-    while stats.events.load(Relaxed) < filled {
-        std::thread::yield_now();
-    }
     let mut next = 0;
     let (mut busy, mut applied, mut publishes) = (Duration::ZERO, 0u64, 0u64);
     let mut cpu = Duration::ZERO;
@@ -327,7 +311,7 @@ fn max_load(group: &mut BenchmarkGroup<'_, WallTime>, name: &str, max_batch: usi
             let count = iters * chunk as u64;
             let target = stats.events.load(Relaxed) + count;
             let publishes0 = stats.publishes.load(Relaxed);
-            let (start, cpu0) = (Instant::now(), writer_cpu());
+            let (start, cpu0) = (Instant::now(), thread_cpu("rollcall-writer"));
             for _ in 0..count {
                 push(&sender, events[next].clone());
                 next = (next + 1) % events.len();
@@ -336,7 +320,7 @@ fn max_load(group: &mut BenchmarkGroup<'_, WallTime>, name: &str, max_batch: usi
                 std::thread::yield_now();
             }
             let elapsed = start.elapsed();
-            cpu += writer_cpu().saturating_sub(cpu0);
+            cpu += thread_cpu("rollcall-writer").saturating_sub(cpu0);
             busy += elapsed;
             applied += count;
             publishes += stats.publishes.load(Relaxed) - publishes0;
@@ -356,24 +340,6 @@ fn max_load(group: &mut BenchmarkGroup<'_, WallTime>, name: &str, max_batch: usi
         );
     }
     engine.shutdown();
-}
-
-/// CPU time the writer thread has used (`/proc`, Linux): on a shared
-/// machine the writer gets a varying share of a core, so its CPU per
-/// event compares builds better than events per second do.
-fn writer_cpu() -> Duration {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return Duration::ZERO;
-    };
-    for task in tasks.flatten() {
-        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        if comm.trim() == "rollcall-writer" {
-            let stat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
-            let nanos = stat.split_whitespace().next().and_then(|n| n.parse().ok());
-            return Duration::from_nanos(nanos.unwrap_or(0));
-        }
-    }
-    Duration::ZERO
 }
 
 criterion_group!(benches, publish, engine);

@@ -22,13 +22,19 @@
 //! 19's renewal steps) and once in the writer's steps of
 //! `RENEWALS_PER_TURN` rows, each published; prints the CPU time of the
 //! one turn, of a median and the longest step, and of the whole pass.
+//!
+//! `renew` needs 6acb286 or later (it imports `RenewalPass` and
+//! `RENEWALS_PER_TURN`), and this file needs `thread_cpu` and
+//! `filled_engine` from `benches/common`. To measure `max-load` or `batch`
+//! on an older tree, put the version before `renew` in it:
+//! `git show a14d167:examples/writer_cpu.rs > examples/writer_cpu.rs`.
 
 #[path = "../benches/common/mod.rs"]
 mod common;
 
-use common::{beacon, now_millis, push, self_entry};
+use common::{beacon, now_millis, push, self_entry, thread_cpu};
+use rollcall::engine::DEFAULT_MAX_BATCH;
 use rollcall::engine::RENEWALS_PER_TURN;
-use rollcall::engine::{DEFAULT_MAX_BATCH, Engine, EngineConfig};
 use rollcall::presence::{RenewalPass, Store, StoreConfig};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
@@ -36,45 +42,10 @@ use std::time::{Duration, Instant};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// CPU time a thread has used, from its `schedstat` (nanoseconds).
-fn cpu_of(task: &std::path::Path) -> Duration {
-    let stat = std::fs::read_to_string(task.join("schedstat")).unwrap_or_default();
-    let nanos = stat.split_whitespace().next().and_then(|n| n.parse().ok());
-    Duration::from_nanos(nanos.unwrap_or(0))
-}
-
-/// CPU time of this process's thread named `name`.
-fn thread_cpu(name: &str) -> Duration {
-    let tasks = std::fs::read_dir("/proc/self/task").expect("Linux /proc");
-    for task in tasks.flatten() {
-        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        if comm.trim() == name {
-            return cpu_of(&task.path());
-        }
-    }
-    Duration::ZERO
-}
-
 fn max_load(rows: usize, seconds: u64) {
-    let config = EngineConfig {
-        store: StoreConfig {
-            max_entries: rows,
-            ..StoreConfig::default()
-        },
-        max_batch: DEFAULT_MAX_BATCH,
-        ..EngineConfig::default()
-    };
-    let engine = Engine::start(config, self_entry());
-    let events = common::beacons(rows);
+    let (engine, events) = common::filled_engine(rows, DEFAULT_MAX_BATCH);
     let (sender, stats) = (engine.sender(), engine.stats());
     // Relaxed: metrics counters, polled.
-    let filled = stats.events.load(Relaxed) + rows as u64;
-    for event in &events {
-        push(&sender, event.clone());
-    }
-    while stats.events.load(Relaxed) < filled {
-        std::thread::yield_now();
-    }
     let (events0, publishes0) = (stats.events.load(Relaxed), stats.publishes.load(Relaxed));
     let (start, cpu0) = (Instant::now(), thread_cpu("rollcall-writer"));
     let mut next = 0;

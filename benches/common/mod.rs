@@ -11,8 +11,8 @@
 // Each bench uses part of this module.
 #![allow(dead_code)]
 
-use rollcall::engine::{Event, EventSender, PushError};
-use rollcall::presence::{DEFAULT_TTL, Entry, Key, Millis, Patch};
+use rollcall::engine::{Engine, EngineConfig, Event, EventSender, PushError};
+use rollcall::presence::{DEFAULT_TTL, Entry, Key, Millis, Patch, StoreConfig};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -236,4 +236,51 @@ pub fn push(sender: &EventSender<Event>, mut event: Event) {
             Err(PushError::Closed(_)) => panic!("the engine is running"),
         }
     }
+}
+
+/// The real engine holding `rows` rows, with batches of at most
+/// `max_batch` events: every one of [`beacons`]`(rows)` is pushed and
+/// applied before it returns. Returns the engine and those beacons, for
+/// the caller to push again (each writes a row already present).
+pub fn filled_engine(rows: usize, max_batch: usize) -> (Engine, Vec<Event>) {
+    let config = EngineConfig {
+        store: StoreConfig {
+            max_entries: rows,
+            ..StoreConfig::default()
+        },
+        max_batch,
+        ..EngineConfig::default()
+    };
+    let engine = Engine::start(config, self_entry());
+    let events = beacons(rows);
+    let (sender, stats) = (engine.sender(), engine.stats());
+    // Relaxed: metrics counters, polled.
+    let filled = stats.events.load(Ordering::Relaxed) + rows as u64;
+    for event in &events {
+        push(&sender, event.clone());
+    }
+    while stats.events.load(Ordering::Relaxed) < filled {
+        std::thread::yield_now();
+    }
+    (engine, events)
+}
+
+/// CPU time this process's thread named `name` has used, from its
+/// `/proc/self/task/*/schedstat` (Linux; zero without `/proc` or without
+/// such a thread). On a shared machine the writer gets a varying share of
+/// a core, so its CPU per event compares builds better than events per
+/// second do.
+pub fn thread_cpu(name: &str) -> Duration {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Duration::ZERO;
+    };
+    for task in tasks.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim() == name {
+            let stat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+            let nanos = stat.split_whitespace().next().and_then(|n| n.parse().ok());
+            return Duration::from_nanos(nanos.unwrap_or(0));
+        }
+    }
+    Duration::ZERO
 }
