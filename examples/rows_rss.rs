@@ -10,8 +10,8 @@
 //! writes (the rows of issue 19's measurements): beacons sent by an admin
 //! for distinct `instanceId`s, with a host, an ip, a version, a mode and a
 //! reason parsed from their text, about 280 bytes each; `admin:BYTES`
-//! pads their reason (as `rollcall load --frame-bytes` does) so that a
-//! row's JSON is about BYTES long (`admin:350`: the issue's estimate).
+//! pads the reason so row 0's JSON is about BYTES (`admin:350`: the
+//! issue's estimate).
 //!
 //! Each measurement runs in its own child process (this binary again, with
 //! the part's name), so memory one part freed cannot hide another's:
@@ -33,8 +33,10 @@
 //! RSS comes from `/proc/self/status` before and after; the allocator is
 //! mimalloc, as in the `rollcall` binary.
 
+use rollcall::presence::text::ParsedText;
 use rollcall::presence::{
-    Entry, Key, Millis, Origin, Patch, Store, StoreConfig, Write, WriteKind, Writer,
+    self, BeaconInput, Entry, Key, Millis, Origin, Patch, Store, StoreConfig, Write, WriteKind,
+    Writer,
 };
 use std::hint::black_box;
 use std::process::Command;
@@ -311,28 +313,27 @@ fn beacon(shape: Shape, i: usize) -> (Key, Patch) {
 }
 
 /// A `rollcall load --fill` beacon: an admin writing row `i` under its own
-/// `instanceId`, everything else parsed from the beacon's text; its
+/// `instanceId`, everything else parsed from the beacon's text (the
+/// crate's own text form and beacon parsing, as the server does); its
 /// reason padded by `pad` bytes.
 fn admin_beacon(i: usize, pad: usize) -> (Key, Patch) {
     let host = format!("fill-{i}");
-    let (ip, version, mode) = ("10.255.0.1", "0.1.0", "backend");
     let reason = format!("periodic{}", "x".repeat(pad));
+    let text = presence::text::format(&ParsedText {
+        host: &host,
+        ip: "10.255.0.1",
+        version: "0.1.0",
+        last_input_seconds: 0,
+        mode: "backend",
+        reason: &reason,
+    });
     let instance = format!("load-{:08x}-f{i}", mix(0, 11) as u32);
-    let patch = Patch {
-        instance_id: Some(instance.clone()),
-        host: Some(host.clone()),
-        ip: Some(ip.into()),
-        version: Some(version.into()),
-        mode: Some(mode.into()),
-        last_input_seconds: Some(Some(0)),
-        text: Some(format!(
-            "Node: {host} ({ip}) · app {version} · last input 0 s ago · mode {mode} · reason {reason}"
-        )),
-        reason: Some(reason),
-        by: Writer::UNKNOWN,
-        ..Patch::default()
+    let input = BeaconInput {
+        text: &text,
+        instance_id: Some(&instance),
+        ..BeaconInput::default()
     };
-    (Key::parse(&instance).expect("not blank"), patch)
+    presence::beacon(&input, "gw-rss")
 }
 
 /// The beacon row `i` sends: three in five are macOS apps, the rest node
