@@ -8,7 +8,7 @@
 mod common;
 
 use common::raw::{parse_server_frame, read_head};
-use common::{Client, TestServer, connect_frame, connect_params, within};
+use common::{Client, TestServer, connect_frame, connect_params, long_list, within};
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
@@ -320,11 +320,7 @@ async fn a_compressed_connect_completes_the_handshake() {
 #[tokio::test]
 async fn a_list_compressed_chunk_by_chunk_inflates_the_same_across_versions() {
     // One admin connection fills the list (`fill`): a few dozen chunks.
-    let server = TestServer::start_with(|c| {
-        c.max_beacon_rows = 1000;
-        c.max_entries = 1000;
-    })
-    .await;
+    let server = TestServer::start_with(long_list::room).await;
     let mut admin = fill(server.addr, 700).await;
     let rows =
         |hello: &Value| hello["payload"]["snapshot"]["presence"].as_array().unwrap()[1..].to_vec();

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Client, SseReader, TestServer, http_open, within};
+use common::{SseReader, TestServer, http_open, long_list, within};
 use flate2::read::GzDecoder;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
@@ -45,21 +45,10 @@ fn rows(list: &[u8]) -> Vec<Value> {
     list[1..].to_vec()
 }
 
-async fn fill(addr: SocketAddr, n: usize) -> Client {
-    let mut admin = Client::admin(addr).await;
-    for i in 0..n {
-        let host = format!("mac-{i}");
-        admin
-            .beacon(json!({"text": format!("Node: {host} · mode ui"), "host": host, "instanceId": format!("id-{i}")}))
-            .await;
-    }
-    admin
-}
-
 #[tokio::test]
 async fn the_list_is_gzipped_when_accepted_and_equal_to_the_plain_one() {
     let server = TestServer::start().await;
-    let _admin = fill(server.addr, 60).await;
+    let _admin = long_list::fill(server.addr, 60).await;
     let (status, plain_head, plain) = get(server.addr, "/v1/presence", &[]).await;
     assert_eq!(status, 200);
     assert_eq!(header(&plain_head, "content-encoding"), None);
@@ -143,12 +132,8 @@ async fn the_doctor_report_is_gzipped() {
 #[tokio::test]
 async fn a_gzipped_stream_delivers_each_event_as_it_happens() {
     // Rows over several chunks of the list, each compressed on its own.
-    let server = TestServer::start_with(|c| {
-        c.max_entries = 1_000;
-        c.max_beacon_rows = 1_000;
-    })
-    .await;
-    let mut admin = fill(server.addr, 200).await;
+    let server = TestServer::start_with(long_list::room).await;
+    let mut admin = long_list::fill(server.addr, 200).await;
     let response = http_open(
         server.addr,
         "/v1/presence/stream",

@@ -4,7 +4,9 @@
 
 mod common;
 
-use common::{Client, SseReader, TestServer, entry_with, http_get, http_open, metric, within};
+use common::{
+    Client, SseReader, TestServer, entry_with, http_get, http_open, long_list, metric, within,
+};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -70,18 +72,8 @@ async fn presence_route_lists_entries_with_version_etag() {
 /// HEAD answers the same headers without a body.
 #[tokio::test]
 async fn a_long_list_has_its_length_on_get_and_head() {
-    let server = TestServer::start_with(|c| {
-        c.max_entries = 1_000;
-        c.max_beacon_rows = 1_000;
-    })
-    .await;
-    let mut admin = Client::admin(server.addr).await;
-    for i in 0..300 {
-        let host = format!("mac-{i}");
-        admin
-            .beacon(json!({"text": format!("Node: {host}"), "host": host, "instanceId": format!("id-{i}")}))
-            .await;
-    }
+    let server = TestServer::start_with(long_list::room).await;
+    let _admin = long_list::fill(server.addr, 300).await;
     let get = http_get(server.addr, "/v1/presence", &[]).await;
     assert_eq!(get.status, 200);
     assert_eq!(get.json().as_array().map(Vec::len), Some(301));

@@ -11,6 +11,7 @@
 pub mod device;
 pub mod doctor;
 pub mod fleet;
+pub mod long_list;
 pub mod raw;
 
 use futures_util::{SinkExt, StreamExt};
