@@ -124,7 +124,9 @@ impl Task {
     }
 
     /// Replaces what the store holds of `node` with its hash; a gateway
-    /// without a lease has no live connection and pins nothing.
+    /// without a lease has no live connection and pins nothing. Reading a
+    /// large fleet outlasts our lease: a reload renews it when a third of
+    /// the lease has passed since the last renewal.
     pub(super) async fn reload(&mut self, link: &mut Link, node: &str) -> Result<(), FleetError> {
         let started = std::time::Instant::now();
         // Not bounded as a whole: a large hash takes many pages, each one
@@ -154,6 +156,9 @@ impl Task {
         tracing::debug!(%node, rows = count, read_ms = read.as_millis() as u64,
             screened_ms = screened.as_millis() as u64, queued_ms = started.elapsed().as_millis() as u64,
             "fleet: reloaded a gateway's rows");
+        if self.claimed && self.last_renewed.elapsed() >= self.config.lease / 3 {
+            self.renew(link).await?;
+        }
         Ok(())
     }
 
@@ -217,17 +222,9 @@ impl Task {
             .filter(|poll| poll.lease.is_none())
             .map(|poll| poll.node.clone())
             .collect();
-        let mut renewed = std::time::Instant::now();
         for action in self.peers.observe(polls) {
             match action {
-                Action::Reload(node) => {
-                    self.reload(link, &node).await?;
-                    // Reading a large fleet outlasts our lease: keep it.
-                    if self.claimed && renewed.elapsed() >= self.config.lease / 3 {
-                        timed(link.heartbeat(false)).await?;
-                        renewed = std::time::Instant::now();
-                    }
-                }
+                Action::Reload(node) => self.reload(link, &node).await?,
                 Action::Lapse(node) => {
                     tracing::info!(%node, "fleet gateway lease lapsed; its connections read as disconnected");
                     self.status.lapses.fetch_add(1, RELAXED);

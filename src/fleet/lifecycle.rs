@@ -137,6 +137,7 @@ impl Fleet {
             claimed: false,
             poll_soon: false,
             marker: None,
+            last_renewed: std::time::Instant::now(),
         };
         tokio::spawn(async move {
             task.run().await;

@@ -67,6 +67,9 @@ pub(super) struct Task {
     /// when it comes back through our subscription, every message
     /// published before that poll has been read.
     pub(super) marker: Option<(Millis, u64)>,
+    /// When our lease was last renewed: a reload renews it again when a
+    /// third of the lease has passed (`inbound.rs`).
+    pub(super) last_renewed: std::time::Instant,
 }
 
 /// Converts milliseconds of a `Duration`.
@@ -117,6 +120,7 @@ impl Task {
         self.claimed = false;
         self.marker = None;
         let beat = timed(link.heartbeat(false)).await?;
+        self.last_renewed = std::time::Instant::now();
         if !self.restored {
             self.restore_own(&mut link).await?;
         }
@@ -170,6 +174,13 @@ impl Task {
         applied.await.map_err(|_| FleetError::EngineStopped)?;
         self.restored = true;
         Ok(())
+    }
+
+    /// Renews our lease with a heartbeat and acts on what it found.
+    pub(super) async fn renew(&mut self, link: &mut Link) -> Result<(), FleetError> {
+        let beat = timed(link.heartbeat(false)).await?;
+        self.last_renewed = std::time::Instant::now();
+        self.on_beat(link, beat).await
     }
 
     /// Acts on a heartbeat: another boot holds our node id (write
@@ -248,8 +259,7 @@ impl Task {
     }
 
     async fn on_tick(&mut self, link: &mut Link) -> Result<(), FleetError> {
-        let beat = timed(link.heartbeat(false)).await?;
-        self.on_beat(link, beat).await?;
+        self.renew(link).await?;
         self.poll_peers(link).await?;
         if self.claimed {
             // Peers measure our clock and check they missed nothing; its
