@@ -656,6 +656,28 @@ async fn entries_older_than_the_ttl_are_removed_and_announced() {
 }
 
 #[tokio::test]
+async fn every_list_stamps_the_self_entry_on_the_servers_clock() {
+    let server = TestServer::start().await;
+    server.advance(Duration::from_secs(3_600));
+    let moved = now_ms() + 3_600_000;
+    let (mut admin, hello) = Client::connect(
+        server.addr,
+        connect_params("cli", &["operator.read", "operator.admin"]),
+    )
+    .await;
+    let stamped = |list: &Value| list[0]["ts"].as_u64().expect("a ts");
+    let hello_list = &hello["snapshot"]["presence"];
+    assert_eq!(hello_list[0]["reason"], "self");
+    assert!(stamped(hello_list) >= moved, "hello-ok: {hello_list}");
+    let list = Value::from(admin.presence().await);
+    assert!(stamped(&list) >= moved, "system-presence: {list}");
+    let rest = common::http_get(server.addr, "/v1/presence", &[])
+        .await
+        .json();
+    assert!(stamped(&rest) >= moved, "/v1/presence: {rest}");
+}
+
+#[tokio::test]
 async fn the_cap_evicts_the_oldest_and_keeps_self() {
     let server = TestServer::start_with(|c| c.max_entries = 2).await;
     let mut admin = Client::admin(server.addr).await;

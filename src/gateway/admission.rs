@@ -336,7 +336,8 @@ impl Handshake<'_> {
                 presence_version: version,
                 uptime_ms: self.state.renderer.uptime_ms(),
             };
-            let frame = ListFrame::render(&snapshot, |out, list| {
+            let now = self.state.renderer.now();
+            let frame = ListFrame::render(&snapshot, now, |out, list| {
                 write_hello(out, parts.id, &hello, |out| {
                     if show {
                         list(out);

@@ -10,7 +10,7 @@
 //! that shares the chunk, so a new version compresses only the chunks it
 //! changed, and a hello costs no compression at all once they are made.
 
-use crate::clock::now_millis;
+use crate::clock::Millis;
 use crate::compress::deflate_segment;
 use crate::presence::Snapshot;
 use bytes::Bytes;
@@ -43,17 +43,18 @@ impl ListFrame {
     }
 
     /// Renders a frame with `write`, which gets the buffer and a function
-    /// that writes the list of `snapshot` (its self entry stamped now; the
+    /// that writes the list of `snapshot` (its self entry stamped `now`; the
     /// other rows are spliced in from the snapshot's chunks when the frame
     /// is written). `write` calls it at most once.
     pub fn render(
         snapshot: &Arc<Snapshot>,
+        now: Millis,
         write: impl FnOnce(&mut Vec<u8>, &mut dyn FnMut(&mut Vec<u8>)),
     ) -> ListFrame {
         let mut buf = Vec::with_capacity(1024);
         let mut split = None;
         let mut list = |out: &mut Vec<u8>| {
-            snapshot.write_list_head(now_millis(), out);
+            snapshot.write_list_head(now, out);
             split = Some(out.len());
             out.push(b']');
         };

@@ -3,6 +3,7 @@
 //! connection sent before it (read-your-writes), and `health` is current.
 
 use super::list_frame::ListFrame;
+use crate::clock::{Clock, Millis};
 use crate::engine::SnapshotReader;
 use crate::fleet::FleetStatus;
 use crate::metrics::Metrics;
@@ -21,6 +22,8 @@ pub struct Renderer {
     started: Instant,
     fleet: Option<Arc<FleetStatus>>,
     tls: Option<Arc<CertResolver>>,
+    /// The gateway's clock: a list's self entry is stamped on it.
+    clock: Clock,
 }
 
 impl Renderer {
@@ -33,7 +36,19 @@ impl Renderer {
             started: Instant::now(),
             fleet: None,
             tls: None,
+            clock: Clock::system(),
         }
+    }
+
+    /// Stamps lists' self entries on `clock` (the gateway's).
+    pub fn with_clock(mut self, clock: Clock) -> Renderer {
+        self.clock = clock;
+        self
+    }
+
+    /// Now, on the gateway's clock.
+    pub fn now(&self) -> Millis {
+        self.clock.now()
     }
 
     /// Adds the fleet link's state to `health` (fleet mode only).
@@ -56,7 +71,7 @@ impl Renderer {
     /// The `system-presence` reply to `id`.
     pub fn presence(&self, id: &str) -> ListFrame {
         let snapshot = self.reader.load_full();
-        ListFrame::render(&snapshot, |out, list| {
+        ListFrame::render(&snapshot, self.now(), |out, list| {
             write_response_ok_with(out, id, |out| list(out));
         })
     }

@@ -112,7 +112,7 @@ impl State {
             doctor_gzip: Default::default(),
             fleet: status.clone(),
             reader: engine.reader(),
-            sse: SseFeed::default().with_stall(config.sse_stall_timeout),
+            sse: SseFeed::with_clock(clock.clone()).with_stall(config.sse_stall_timeout),
             auth: Arc::new(Grants::new(config.tokens.clone())),
             metrics: Arc::clone(&metrics),
             sender: engine.sender(),
@@ -139,7 +139,8 @@ impl State {
             renderer: Arc::new(
                 Renderer::new(engine.reader(), Arc::clone(&metrics))
                     .with_fleet(status)
-                    .with_tls(tls),
+                    .with_tls(tls)
+                    .with_clock(clock.clone()),
             ),
             http,
             shutdown,
