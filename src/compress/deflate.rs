@@ -57,19 +57,43 @@ impl Deflated {
     ) -> Deflated {
         let compressed: usize = segments.clone().map(Bytes::len).sum();
         let mut bytes = Vec::with_capacity(before.len() + compressed + after.len() + 32);
-        write_stored(&mut bytes, before);
-        segments.for_each(|segment| bytes.extend_from_slice(segment));
-        write_stored(&mut bytes, after);
+        let sum = write_around(&mut bytes, before, segments, crc, len, after);
         write_stored_block(&mut bytes, &[], false);
-        let mut sum = Hasher::new();
-        sum.update(before);
-        sum.combine(&Hasher::new_with_initial_len(crc, len as u64));
-        sum.update(after);
         Deflated {
             bytes: Bytes::from(bytes),
             crc: sum,
         }
     }
+}
+
+/// Appends `before` as stored blocks, the `segments` (each a
+/// [`deflate_segment`]) as they are, and `after` as stored blocks: non-final
+/// blocks, byte-aligned. `crc` and `len` are the CRC-32 and length of the
+/// segments' plain bytes together; returns those of all it appended.
+pub fn write_around<'a>(
+    out: &mut Vec<u8>,
+    before: &[u8],
+    segments: impl IntoIterator<Item = &'a Bytes>,
+    crc: u32,
+    len: usize,
+    after: &[u8],
+) -> Hasher {
+    write_stored(out, before);
+    segments
+        .into_iter()
+        .for_each(|segment| out.extend_from_slice(segment));
+    write_stored(out, after);
+    crc_around(before, crc, len, after)
+}
+
+/// The CRC-32 and length of `before`, then `len` bytes whose CRC-32 is
+/// `crc`, then `after`.
+pub fn crc_around(before: &[u8], crc: u32, len: usize, after: &[u8]) -> Hasher {
+    let mut sum = Hasher::new();
+    sum.update(before);
+    sum.combine(&Hasher::new_with_initial_len(crc, len as u64));
+    sum.update(after);
+    sum
 }
 
 /// Compresses `data` on its own (an empty window) at [`LEVEL`], ending

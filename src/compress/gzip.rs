@@ -4,7 +4,7 @@
 //! per-answer stored blocks, so a list is compressed once per version and
 //! not once per request, and an SSE stream holds no compressor.
 
-use super::deflate::{Deflated, write_stored, write_stored_block};
+use super::deflate::{Deflated, crc_around, write_stored, write_stored_block};
 use bytes::Bytes;
 use crc32fast::Hasher;
 
@@ -107,16 +107,19 @@ pub fn gzip_pieces<'a>(
     write_stored(&mut head, before);
     let mut tail = Vec::with_capacity(after.len() + 24);
     write_stored(&mut tail, after);
-    write_stored_block(&mut tail, &[], true);
-    let crc = crc32_combine(crc32(before), crc, len);
-    let crc = crc32_combine(crc, crc32(after), after.len());
-    tail.extend_from_slice(&crc.to_le_bytes());
-    // ISIZE: the length modulo 2^32 (RFC 1952 §2.3.1).
-    let size = (before.len() + len + after.len()) as u32;
-    tail.extend_from_slice(&size.to_le_bytes());
+    write_trailer(&mut tail, &crc_around(before, crc, len, after));
     std::iter::once(Bytes::from(head))
         .chain(segments.into_iter().cloned())
         .chain(std::iter::once(Bytes::from(tail)))
+}
+
+/// The end of a gzip member whose plain bytes `sum` counted: a final
+/// empty block, their CRC-32 and length.
+fn write_trailer(out: &mut Vec<u8>, sum: &Hasher) {
+    write_stored_block(out, &[], true);
+    out.extend_from_slice(&sum.clone().finalize().to_le_bytes());
+    // ISIZE: the length modulo 2^32 (RFC 1952 §2.3.1).
+    out.extend_from_slice(&(sum.total_len() as u32).to_le_bytes());
 }
 
 /// One gzip member made of `before`, the shared compressed part (if any)
@@ -165,10 +168,7 @@ impl GzipStream {
     }
 
     fn finish_into(&mut self, out: &mut Vec<u8>) {
-        write_stored_block(out, &[], true);
-        out.extend_from_slice(&self.crc.clone().finalize().to_le_bytes());
-        // ISIZE: the length modulo 2^32 (RFC 1952 §2.3.1).
-        out.extend_from_slice(&(self.crc.total_len() as u32).to_le_bytes());
+        write_trailer(out, &self.crc);
     }
 
     fn stored(&mut self, out: &mut Vec<u8>, data: &[u8]) {
