@@ -42,26 +42,17 @@ impl Deflated {
         self.crc.total_len() as usize
     }
 
-    /// `before`, then the plain bytes of `segments`, then `after`, as one
-    /// stream: `before` and `after` as stored blocks, the segments copied
-    /// between them, not compressed again. Each segment is a
-    /// [`deflate_segment`]; `crc` and `len` are the CRC-32 and length of
-    /// their plain bytes together. Ends with an empty stored block, so at
+    /// The stream `write` appends (non-final blocks, byte-aligned,
+    /// returning the CRC-32 and length of their plain bytes, as
+    /// [`write_around`] does), ended with an empty stored block, so at
     /// `00 00 ff ff` like [`deflate_sync`].
-    pub fn around<'a>(
-        before: &[u8],
-        segments: impl Iterator<Item = &'a Bytes> + Clone,
-        crc: u32,
-        len: usize,
-        after: &[u8],
-    ) -> Deflated {
-        let compressed: usize = segments.clone().map(Bytes::len).sum();
-        let mut bytes = Vec::with_capacity(before.len() + compressed + after.len() + 32);
-        let sum = write_around(&mut bytes, before, segments, crc, len, after);
+    pub fn written(write: impl FnOnce(&mut Vec<u8>) -> Hasher) -> Deflated {
+        let mut bytes = Vec::new();
+        let crc = write(&mut bytes);
         write_stored_block(&mut bytes, &[], false);
         Deflated {
             bytes: Bytes::from(bytes),
-            crc: sum,
+            crc,
         }
     }
 }
@@ -270,7 +261,9 @@ mod tests {
             .collect();
         let plain = parts.concat();
         let crc = crc32fast::hash(plain.as_bytes());
-        let joined = Deflated::around(b"data: [", segments.iter(), crc, plain.len(), b"]\n\n");
+        let joined = Deflated::written(|out| {
+            write_around(out, b"data: [", &segments, crc, plain.len(), b"]\n\n")
+        });
         assert!(joined.bytes.ends_with(&SYNC_TAIL));
         let expected = format!("data: [{plain}]\n\n");
         assert_eq!(joined.plain_len(), expected.len());

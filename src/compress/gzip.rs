@@ -157,6 +157,18 @@ impl GzipStream {
         out
     }
 
+    /// The next chunk of the body, appended by `write` (non-final blocks
+    /// ending byte-aligned, returning the CRC-32 and length of their
+    /// plain bytes, as [`super::write_around`] does).
+    pub fn chunk_with(&mut self, write: impl FnOnce(&mut Vec<u8>) -> Hasher) -> Vec<u8> {
+        let mut out = Vec::new();
+        if !std::mem::replace(&mut self.started, true) {
+            out.extend_from_slice(&HEADER);
+        }
+        self.crc.combine(&write(&mut out));
+        out
+    }
+
     /// The end of the member: a final empty block, CRC-32 and length.
     pub fn finish(&mut self) -> Bytes {
         let mut out = Vec::with_capacity(24);

@@ -16,7 +16,7 @@ mod extension;
 mod gzip;
 
 pub use deflate::{
-    Deflated, InflateError, LEVEL, deflate_segment, deflate_sync, inflate_message,
+    Deflated, InflateError, LEVEL, deflate_segment, deflate_sync, inflate_message, write_around,
     write_message_end, write_stored,
 };
 pub use extension::{Negotiated, negotiate};

@@ -27,10 +27,13 @@
 use super::body::Body;
 use super::encoding;
 use crate::clock::Clock;
-use crate::compress::{Deflated, Encoding, GzipStream, crc32, crc32_combine, deflate_segment};
+use crate::compress::{
+    Deflated, Encoding, GzipStream, crc32, crc32_combine, deflate_segment, write_around,
+};
 use crate::presence::{Millis, Snapshot};
 use crate::protocol::write_sse_presence;
 use bytes::Bytes;
+use crc32fast::Hasher;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::Response;
 use hyper::body::Frame;
@@ -115,6 +118,12 @@ fn render(snapshot: &Snapshot, now: Millis) -> Bytes {
 /// The `event: presence` block of `snapshot` as of `now`, compressed: its
 /// rows are the snapshot's chunks' segments, the rest stored blocks.
 fn render_deflated(snapshot: &Snapshot, now: Millis) -> Deflated {
+    Deflated::written(|out| write_deflated(snapshot, now, out))
+}
+
+/// Appends [`render_deflated`]'s block without its end (non-final blocks,
+/// byte-aligned) to `out`; returns the CRC-32 and length of its text.
+fn write_deflated(snapshot: &Snapshot, now: Millis, out: &mut Vec<u8>) -> Hasher {
     let mut text = Vec::with_capacity(1024);
     text.extend_from_slice(EVENT_START);
     let mut split = 0;
@@ -127,7 +136,9 @@ fn render_deflated(snapshot: &Snapshot, now: Millis) -> Deflated {
     let (before, after) = text.split_at(split);
     let crc = snapshot.rest_checksum(crc32, crc32_combine);
     let segments = snapshot.rest_deflated(deflate_segment);
-    Deflated::around(before, segments, crc, snapshot.rest_len(), after)
+    let compressed: usize = segments.clone().map(Bytes::len).sum();
+    out.reserve(text.len() + compressed + 32);
+    write_around(out, before, segments, crc, snapshot.rest_len(), after)
 }
 
 impl Default for SseFeed {
@@ -250,8 +261,8 @@ impl Stream {
         };
         let chunk = match next {
             Next::First(latest) => {
-                let block = render_deflated(&latest.snapshot, self.clock.now());
-                Bytes::from(gzip.chunk(b"", Some(&block), b""))
+                let now = self.clock.now();
+                Bytes::from(gzip.chunk_with(|out| write_deflated(&latest.snapshot, now, out)))
             }
             Next::Published(latest) => Bytes::from(gzip.chunk(b"", Some(latest.deflated()), b"")),
             Next::Comment(text) => Bytes::from(gzip.chunk(text, None, b"")),
