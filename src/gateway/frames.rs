@@ -23,7 +23,6 @@
 
 use super::outbox::{Out, Receiver};
 use super::render::Renderer;
-use crate::compress::{write_message_end, write_stored};
 use crate::protocol::ws;
 use crate::protocol::{Opcode, SharedEvent};
 use std::io::{self, IoSlice};
@@ -172,24 +171,7 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
         let mut tail = std::mem::take(&mut self.tail);
         tail.clear();
         event.write_tail(Some(self.seq), &mut tail);
-        if event.has_rows() {
-            let written = self.write_rows_event(event, &tail).await;
-            self.tail = tail;
-            return written;
-        }
-        let written = match event.deflated().filter(|_| self.deflate) {
-            Some(head) => {
-                let mut stored = std::mem::take(&mut self.stored);
-                stored.clear();
-                write_stored(&mut stored, &tail);
-                write_message_end(&mut stored);
-                let parts: [&[u8]; 2] = [&head.bytes, &stored];
-                let written = self.write_frame_with(Opcode::Text, true, &parts).await;
-                self.stored = stored;
-                written
-            }
-            None => self.write_frame(Opcode::Text, &[event.head(), &tail]).await,
-        };
+        let written = self.write_shared_event(event, &tail).await;
         self.tail = tail;
         written
     }

@@ -15,9 +15,10 @@ use std::io::{self, IoSlice};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 impl<W: AsyncWrite + Unpin> FrameWriter<W> {
-    /// Writes a `presence` event whose rows are a snapshot's chunks, with
-    /// this connection's `tail`, as [`FrameWriter::write_list`] writes a list.
-    pub(super) async fn write_rows_event(
+    /// Writes a shared event with this connection's `tail`: its head, the
+    /// rows that follow it if any (a snapshot's chunks, for a full-list
+    /// `presence`, as [`FrameWriter::write_list`] writes a list), the tail.
+    pub(super) async fn write_shared_event(
         &mut self,
         event: &SharedEvent,
         tail: &[u8],
