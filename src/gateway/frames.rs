@@ -23,7 +23,6 @@
 
 use super::outbox::{Out, Receiver};
 use super::render::Renderer;
-use crate::protocol::ws;
 use crate::protocol::{Opcode, SharedEvent};
 use std::io::{self, IoSlice};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -46,11 +45,6 @@ const GATHER_FRAME_MAX: usize = 2048;
 
 /// Gathered bytes past this are written at once.
 const GATHER_MAX: usize = 16 * 1024;
-
-/// Most payload parts [`FrameWriter::write_frame`] writes one frame from
-/// (an event's shared head and its per-connection tail; a close's code and
-/// reason). A list reply, one piece per chunk of rows, has its own path.
-pub const MAX_PARTS: usize = 3;
 
 /// Writes server frames: unmasked, final, header and payload parts in one
 /// vectored write. Small frames are gathered until [`FrameWriter::flush`],
@@ -90,12 +84,13 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
         self
     }
 
-    /// Writes one frame whose payload is `parts` joined (at most
-    /// [`MAX_PARTS`] of them), header included: a small one is gathered
-    /// (see [`FrameWriter::flush`]), a large one goes out at once with what
-    /// was gathered before it, in vectored writes and without copying.
+    /// Writes one frame whose payload is `parts` joined, header included:
+    /// a small one is gathered (see [`FrameWriter::flush`]), a large one
+    /// goes out at once with what was gathered before it, in vectored
+    /// writes and without copying.
     pub async fn write_frame(&mut self, opcode: Opcode, parts: &[&[u8]]) -> io::Result<()> {
-        self.write_frame_with(opcode, false, parts).await
+        self.write_pieces(opcode, false, parts.iter().copied())
+            .await
     }
 
     /// True when gathered frames wait for [`FrameWriter::flush`].
@@ -114,38 +109,6 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
         if self.gathered.capacity() > WRITE_BUFFER_KEEP {
             self.gathered = Vec::new();
         }
-        self.io.flush().await
-    }
-
-    /// [`FrameWriter::write_frame`], with RSV1 set when the parts are one
-    /// compressed message.
-    async fn write_frame_with(
-        &mut self,
-        opcode: Opcode,
-        compressed: bool,
-        parts: &[&[u8]],
-    ) -> io::Result<()> {
-        debug_assert!(
-            parts.len() <= MAX_PARTS,
-            "a frame has at most {MAX_PARTS} parts"
-        );
-        let mut header = [0u8; ws::MAX_HEADER_LEN];
-        let len: usize = parts.iter().map(|p| p.len()).sum();
-        let n = ws::write_header_with(&mut header, opcode, compressed, len);
-        if n + len <= GATHER_FRAME_MAX {
-            return self.gather(&header[..n], parts.iter().copied()).await;
-        }
-        // What was gathered goes first, in the same write.
-        let mut slices = [IoSlice::new(&[]); MAX_PARTS + 2];
-        slices[0] = IoSlice::new(&self.gathered);
-        slices[1] = IoSlice::new(&header[..n]);
-        let mut used = 2;
-        for part in parts.iter().filter(|p| !p.is_empty()).take(MAX_PARTS) {
-            slices[used] = IoSlice::new(part);
-            used += 1;
-        }
-        write_all_vectored(&mut self.io, &mut slices[..used]).await?;
-        self.gathered.clear();
         self.io.flush().await
     }
 

@@ -27,7 +27,7 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
             let pieces = std::iter::once(&event.head()[..])
                 .chain(event.rows().map(|c| &c[..]))
                 .chain(std::iter::once(tail));
-            return self.write_pieces(false, pieces).await;
+            return self.write_pieces(Opcode::Text, false, pieces).await;
         };
         let mut stored = std::mem::take(&mut self.stored);
         stored.clear();
@@ -36,7 +36,7 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
         let pieces = std::iter::once(&head.bytes[..])
             .chain(event.segments().map(|s| &s[..]))
             .chain(std::iter::once(&stored[..]));
-        let written = self.write_pieces(true, pieces).await;
+        let written = self.write_pieces(Opcode::Text, true, pieces).await;
         self.stored = stored;
         written
     }
@@ -47,7 +47,7 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
     /// plain, chunk by chunk.
     pub async fn write_list(&mut self, frame: &ListFrame) -> io::Result<()> {
         if !(self.deflate && frame.compresses()) {
-            return self.write_pieces(false, frame.pieces()).await;
+            return self.write_pieces(Opcode::Text, false, frame.pieces()).await;
         }
         let mut stored = std::mem::take(&mut self.stored);
         stored.clear();
@@ -60,7 +60,7 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
         let pieces = std::iter::once(&stored[..mid])
             .chain(segments)
             .chain(std::iter::once(&stored[mid..]));
-        let written = self.write_pieces(true, pieces).await;
+        let written = self.write_pieces(Opcode::Text, true, pieces).await;
         if stored.capacity() > WRITE_BUFFER_KEEP {
             stored = Vec::new();
         }
@@ -68,17 +68,19 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
         written
     }
 
-    /// Writes one text frame whose payload is `pieces` joined, however many
-    /// there are: gathered when small, else in one vectored write after
-    /// what was gathered.
-    async fn write_pieces<'a>(
+    /// Writes one frame whose payload is `pieces` joined, however many
+    /// there are, with RSV1 set when they are one compressed message:
+    /// gathered when small, else in one vectored write after what was
+    /// gathered.
+    pub(super) async fn write_pieces<'a>(
         &mut self,
+        opcode: Opcode,
         compressed: bool,
         pieces: impl Iterator<Item = &'a [u8]> + Clone,
     ) -> io::Result<()> {
         let len: usize = pieces.clone().map(<[u8]>::len).sum();
         let mut header = [0u8; ws::MAX_HEADER_LEN];
-        let n = ws::write_header_with(&mut header, Opcode::Text, compressed, len);
+        let n = ws::write_header_with(&mut header, opcode, compressed, len);
         if n + len <= GATHER_FRAME_MAX {
             return self.gather(&header[..n], pieces).await;
         }
