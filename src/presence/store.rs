@@ -911,6 +911,12 @@ mod tests {
         assert!(s.pending.capacity() >= 10_000);
         assert_eq!(s.publish(1).entries().count(), 10_001);
         assert!(s.pending.is_empty());
+        assert!(
+            s.pending.capacity() >= 10_000,
+            "kept while publishes take about that many rows"
+        );
+        s.upsert(key("k0"), host("h2"), 2);
+        s.publish(2);
         assert!(s.pending.capacity() <= publish::SHRINK_ABOVE);
     }
 

@@ -6,7 +6,8 @@ use crate::presence::entry::Millis;
 pub(crate) use crate::presence::row::encode;
 use crate::presence::snapshot::{Snapshot, SnapshotEntry};
 
-/// Most rows' room the map of rows being written keeps between publishes.
+/// Most rows' room the map of rows being written keeps between publishes
+/// when a publish took far fewer rows than that.
 pub(super) const SHRINK_ABOVE: usize = 4096;
 
 impl Store {
@@ -54,8 +55,11 @@ impl Store {
             });
         }
         // A restore or a fleet reset writes every row at once: its map is
-        // not kept for the few rows later publishes write.
-        if self.pending.capacity() > SHRINK_ABOVE {
+        // not kept for the few rows later publishes write. A writer under
+        // steady load, whose publishes each take about as many rows, keeps
+        // its map instead of growing a new one every publish.
+        let room = self.pending.capacity();
+        if room > SHRINK_ABOVE && room > 4 * added.len() {
             self.pending = Default::default();
         }
         let found = self.list.remove_rows(&mut removed);
