@@ -30,7 +30,12 @@ impl Store {
         // list in list order, each in one walk (`list/batch.rs`).
         let mut removed = std::mem::take(&mut self.unlisted);
         let mut added = Vec::with_capacity(self.pending.len());
-        for (id, pending) in self.pending.drain() {
+        // In slot order, not the map's: reading the slots walks the slab
+        // forward, and rows created in list order (a fill, a reset) reach
+        // the list's sort nearly sorted, as they did in write order.
+        let mut drained: Vec<_> = self.pending.drain().collect();
+        drained.sort_unstable_by_key(|(id, _)| *id);
+        for (id, pending) in drained {
             let slot = self.slots[id].as_ref().expect("pending names live slots");
             let Pending {
                 entry,
